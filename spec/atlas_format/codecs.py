@@ -1,0 +1,186 @@
+"""The codec registry of version 2 (and the zstd codec of version 1).
+
+Adding a codec is one ``CodecInfo`` entry here plus a row in the codec table of
+spec/FORMAT.md. Every decoder checks the size a frame declares against the size the
+index records and the limits *before* decompressing, because the libraries allocate
+the declared size up front (a tiny block can otherwise demand a terabyte).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import construct as cs
+import lz4.frame
+import zstandard
+
+from .constants import DEFAULT_LIMITS, Limits
+from .enums import Codec
+from .errors import CodecError, LimitError
+from .lz4_frame import Lz4FrameHeader
+from .zstd_frame import ZstdFrameHeader
+
+Buffer = bytes | bytearray | memoryview
+Compress = Callable[[bytes], bytes]
+
+
+@dataclass(frozen=True)
+class CodecInfo:
+    """One codec: its id and JSON label, its declared frame header, and how to (de)compress."""
+
+    codec: Codec
+    frame_header: cs.Construct | None
+    supports_dictionary: bool
+    level_range: tuple[int, int]
+    declared_size: Callable[[Buffer], int | None]
+    compressor: Callable[[int, bytes | None], Compress]
+    decompress: Callable[[Buffer, int, zstandard.ZstdDecompressor | None], bytes]
+    strict_decompress: Callable[[Buffer, int, zstandard.ZstdDecompressor | None], tuple[bytes, int]]
+
+    @property
+    def label(self) -> str:
+        return self.codec.label
+
+
+# -- none ---------------------------------------------------------------------------
+
+
+def _none_compressor(level: int, dictionary: bytes | None) -> Compress:
+    return bytes
+
+
+def _none_decompress(data: Buffer, limit: int, dctx: object) -> bytes:
+    return bytes(data)
+
+
+def _none_strict(data: Buffer, limit: int, dctx: object) -> tuple[bytes, int]:
+    return bytes(data), 0
+
+
+# -- zstd ---------------------------------------------------------------------------
+
+
+def zstd_decompressor(dictionary: bytes | None = None) -> zstandard.ZstdDecompressor:
+    """A decompressor for one dataset or shard (reuse it: creating one costs microseconds)."""
+    if dictionary is None:
+        return zstandard.ZstdDecompressor()
+    return zstandard.ZstdDecompressor(dict_data=zstandard.ZstdCompressionDict(dictionary))
+
+
+def _zstd_declared(data: Buffer) -> int | None:
+    try:
+        size = zstandard.frame_content_size(data)
+    except zstandard.ZstdError as exc:
+        raise CodecError(f"not a zstd frame: {exc}") from None
+    return None if size < 0 else size
+
+
+def _zstd_compressor(level: int, dictionary: bytes | None) -> Compress:
+    cctx = zstandard.ZstdCompressor(
+        level=level,
+        dict_data=None if dictionary is None else zstandard.ZstdCompressionDict(dictionary),
+        write_checksum=False, write_content_size=True, write_dict_id=True,
+    )
+    return cctx.compress
+
+
+def _zstd_decompress(data: Buffer, limit: int, dctx: zstandard.ZstdDecompressor | None) -> bytes:
+    try:
+        return (dctx or zstandard.ZstdDecompressor()).decompress(data, max_output_size=limit)
+    except zstandard.ZstdError as exc:
+        raise CodecError(f"zstd cannot decode the block: {exc}") from None
+
+
+def _zstd_strict(data: Buffer, limit: int, dctx: zstandard.ZstdDecompressor | None) -> tuple[bytes, int]:
+    """Decode one frame, streaming, never more than ``limit`` bytes; return (bytes, trailing bytes)."""
+    obj = (dctx or zstandard.ZstdDecompressor()).decompressobj(write_size=min(limit, 1 << 20) or 1)
+    out = bytearray()
+    view = memoryview(data)
+    step = 1 << 16
+    try:
+        for start in range(0, len(view), step):
+            out += obj.decompress(view[start:start + step])
+            if len(out) > limit:
+                raise LimitError(f"zstd frame decodes to more than the limit of {limit} bytes")
+            if obj.eof:
+                break
+    except zstandard.ZstdError as exc:
+        raise CodecError(f"zstd cannot decode the block: {exc}") from None
+    if not obj.eof:
+        raise CodecError("zstd frame is truncated (the decoder wants more input)")
+    consumed_to = min(len(view), start + step)
+    trailing = len(obj.unused_data) + (len(view) - consumed_to)
+    return bytes(out), trailing
+
+
+# -- lz4 ----------------------------------------------------------------------------
+
+
+def _lz4_declared(data: Buffer) -> int | None:
+    try:
+        size = lz4.frame.get_frame_info(data)["content_size"]
+    except (RuntimeError, ValueError) as exc:
+        raise CodecError(f"not an lz4 frame: {exc}") from None
+    return None if not size else int(size)
+
+
+def _lz4_compressor(level: int, dictionary: bytes | None) -> Compress:
+    def compress(data: bytes) -> bytes:
+        return lz4.frame.compress(data, compression_level=level, store_size=True, content_checksum=False)
+
+    return compress
+
+
+def _lz4_decompress(data: Buffer, limit: int, dctx: object) -> bytes:
+    try:
+        return lz4.frame.decompress(data)
+    except RuntimeError as exc:
+        raise CodecError(f"lz4 cannot decode the block: {exc}") from None
+
+
+def _lz4_strict(data: Buffer, limit: int, dctx: object) -> tuple[bytes, int]:
+    dec = lz4.frame.LZ4FrameDecompressor()
+    try:
+        out = dec.decompress(bytes(data), max_length=limit + 1)
+    except RuntimeError as exc:
+        raise CodecError(f"lz4 cannot decode the block: {exc}") from None
+    if len(out) > limit:
+        raise LimitError(f"lz4 frame decodes to more than the limit of {limit} bytes")
+    if not dec.eof:
+        raise CodecError("lz4 frame is truncated (the decoder wants more input)")
+    return out, len(dec.unused_data)
+
+
+CODECS: dict[Codec, CodecInfo] = {
+    Codec.NONE: CodecInfo(Codec.NONE, None, False, (0, 0), lambda data: len(data), _none_compressor,
+                          _none_decompress, _none_strict),
+    Codec.ZSTD: CodecInfo(Codec.ZSTD, ZstdFrameHeader, True, (-131072, 22), _zstd_declared, _zstd_compressor,
+                          _zstd_decompress, _zstd_strict),
+    Codec.LZ4: CodecInfo(Codec.LZ4, Lz4FrameHeader, False, (0, 16), _lz4_declared, _lz4_compressor,
+                         _lz4_decompress, _lz4_strict),
+}
+
+
+def codec_info(key: Codec | int | str) -> CodecInfo:
+    """The registry entry for a codec id or label; an unknown codec is a CodecError."""
+    try:
+        codec = Codec.from_label(key) if isinstance(key, str) else Codec(key)
+        return CODECS[codec]
+    except (KeyError, ValueError):
+        known = ", ".join(f"{c.value} {c.label}" for c in CODECS)
+        raise CodecError(f"unknown codec {key!r} (this implementation knows: {known})") from None
+
+
+def check_declared_size(info: CodecInfo, data: Buffer, expected: int | None,
+                        limits: Limits = DEFAULT_LIMITS) -> int:
+    """The size a frame declares, refused when absent, above the limit, or not ``expected``."""
+    declared = info.declared_size(data)
+    if declared is None:
+        raise CodecError(f"{info.label} frame does not declare its content size")
+    if declared > limits.max_block_raw_size:
+        raise LimitError(f"{info.label} frame declares {declared} bytes, above the limit of "
+                         f"{limits.max_block_raw_size} bytes (refused before allocating)")
+    if expected is not None and declared != expected:
+        raise CodecError(f"{info.label} frame declares {declared} bytes, the index says {expected}")
+    return declared

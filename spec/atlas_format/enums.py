@@ -1,0 +1,57 @@
+"""Enumerations of both versions: v1 compression strategies, v2 codecs and dictionary modes."""
+
+from __future__ import annotations
+
+from enum import Enum, IntEnum
+
+
+class CompressionStrategy(IntEnum):
+    """The original's strategies, same members and values (version 1 `compression_strategy`)."""
+
+    NO_COMPRESSION = 0
+    STANDARD_COMPRESSION = 1
+    SHARED_DICTIONARY_COMPRESSION = 2
+    DICTIONARY_COMPRESSION = 3
+
+
+class Codec(IntEnum):
+    """Version 2 block codecs; the value is the byte stored in the index header."""
+
+    NONE = 0
+    ZSTD = 1
+    LZ4 = 2
+
+    @property
+    def label(self) -> str:
+        """The JSON spelling: 'none', 'zstd', 'lz4'."""
+        return self.name.lower()
+
+    @classmethod
+    def from_label(cls, label: str) -> Codec:
+        return cls[label.upper()]
+
+
+class DictionaryMode(str, Enum):
+    """Which zstd dictionary a version 2 shard's blocks use."""
+
+    NONE = "none"
+    SHARED = "shared"  # the dataset's root zstd_dict.bin
+    SHARD = "shard"  # the shard's own zstd_dict.bin
+
+
+def strategy_to_v2(strategy: CompressionStrategy) -> tuple[Codec, DictionaryMode]:
+    """The version 2 codec and dictionary mode that express a version 1 strategy."""
+    return {
+        CompressionStrategy.NO_COMPRESSION: (Codec.NONE, DictionaryMode.NONE),
+        CompressionStrategy.STANDARD_COMPRESSION: (Codec.ZSTD, DictionaryMode.NONE),
+        CompressionStrategy.SHARED_DICTIONARY_COMPRESSION: (Codec.ZSTD, DictionaryMode.SHARED),
+        CompressionStrategy.DICTIONARY_COMPRESSION: (Codec.ZSTD, DictionaryMode.SHARD),
+    }[CompressionStrategy(strategy)]
+
+
+def v2_to_strategy(codec: Codec, dictionary: DictionaryMode) -> CompressionStrategy | None:
+    """The version 1 strategy for a codec and dictionary mode, None when v1 cannot express it (LZ4)."""
+    for strategy in CompressionStrategy:
+        if strategy_to_v2(strategy) == (codec, dictionary):
+            return strategy
+    return None

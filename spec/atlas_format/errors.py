@@ -1,0 +1,105 @@
+"""The one exception hierarchy of the Atlas format.
+
+Every error names where it happened (file, shard, block, example, byte offset) so
+that a user can find the bad bytes. The reference implementation raises these
+types; the validator turns them into findings.
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+from typing import Any
+
+
+class AtlasError(Exception):
+    """Base of every error raised for Atlas data (never raised bare for input errors)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | PathLike[str] | None = None,
+        offset: int | None = None,
+        shard: int | str | None = None,
+        block: int | None = None,
+        example: int | None = None,
+    ) -> None:
+        self.message = message
+        self.path = None if path is None else str(path)
+        self.offset = offset
+        self.shard = shard
+        self.block = block
+        self.example = example
+        super().__init__(self._render())
+
+    def location(self) -> str:
+        """Where the error is, as 'file, shard s, block b, example e, byte offset o'."""
+        parts: list[str] = []
+        if self.path is not None:
+            parts.append(self.path)
+        if self.shard is not None:
+            parts.append(f"shard {self.shard}")
+        if self.block is not None:
+            parts.append(f"block {self.block}")
+        if self.example is not None:
+            parts.append(f"example {self.example}")
+        if self.offset is not None:
+            parts.append(f"byte offset {self.offset}")
+        return ", ".join(parts)
+
+    def _render(self) -> str:
+        where = self.location()
+        return f"{where}: {self.message}" if where else self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keep the keyword-only location when errors cross DataLoader worker processes.
+        return (_rebuild_error, (type(self), self.message, self.__dict__.copy()))
+
+
+def _rebuild_error(cls: type[AtlasError], message: str, state: dict[str, Any]) -> AtlasError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    err.__dict__.update(state)
+    err.args = (err._render(),)
+    return err
+
+
+class FormatError(AtlasError):
+    """Bytes or metadata that do not follow spec/FORMAT.md (bad magic, bad header, bad JSON...)."""
+
+
+class MetadataError(FormatError):
+    """A metadata file is not valid JSON or does not match its JSON Schema."""
+
+
+class ChecksumError(FormatError):
+    """Stored bytes do not match their recorded checksum: the data is corrupt."""
+
+
+class VersionError(FormatError):
+    """A format version this implementation does not read."""
+
+
+class CodecError(FormatError):
+    """An unknown codec, or a block that its codec cannot decode."""
+
+
+class LimitError(FormatError):
+    """A declared size or count above the format's limits (zip bomb, absurd header)."""
+
+
+class MissingShardError(AtlasError):
+    """A shard, or a file of a shard, that the metadata requires is absent."""
+
+
+class IncompleteDatasetError(AtlasError):
+    """A folder without root metadata: a write that never finished, or not a dataset."""
+
+
+class UnsafePickleError(AtlasError):
+    """A pickle refers to a global outside the allow-list (safe loading refused it)."""
+
+    def __init__(self, message: str, *, module: str | None = None, name: str | None = None, **where: Any) -> None:
+        self.module = module
+        self.name = name
+        super().__init__(message, **where)

@@ -1,0 +1,86 @@
+"""The version 2 shard index (``index.bin``): a 64-byte header and 24-byte entries.
+
+Fixed-size little-endian entries make a lookup O(1) through mmap: entry ``b`` is at
+``header_size + b * entry_size``. The header checksum covers the header's first 56
+bytes and every entry, so one hash proves the whole file.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import construct as cs
+import numpy as np
+
+from .binary import numpy_dtype
+from .constants import FORMAT_VERSION_2, V2_INDEX_ENTRY_SIZE, V2_INDEX_HEADER_SIZE, V2_INDEX_MAGIC
+
+# Dictionary modes as stored in the header byte.
+DICTIONARY_MODE_IDS = {"none": 0, "shared": 1, "shard": 2}
+DICTIONARY_MODE_NAMES = {v: k for k, v in DICTIONARY_MODE_IDS.items()}
+
+# Bytes of the header covered by its checksum (everything before the checksum field).
+INDEX_HEADER_CHECKED_SIZE = 56
+
+IndexHeader = cs.Struct(
+    "magic" / cs.Const(V2_INDEX_MAGIC),             # 0   8  b"ATLASIDX"
+    "format_version" / cs.Int16ul,                  # 8   2  2
+    "header_size" / cs.Int16ul,                     # 10  2  64 (readers skip any larger extension)
+    "entry_size" / cs.Int16ul,                      # 12  2  24 (readers use the first 24 bytes)
+    "codec" / cs.Int8ul,                            # 14  1  Codec value
+    "dictionary" / cs.Int8ul,                       # 15  1  0 none, 1 shared, 2 shard
+    "checksum_algorithm" / cs.Int8ul,               # 16  1  1 = xxh3_64
+    "flags" / cs.Int8ul,                            # 17  1  0 (reserved)
+    "reserved" / cs.Int16ul,                        # 18  2  0
+    "block_size" / cs.Int32ul,                      # 20  4  examples per full block
+    "block_count" / cs.Int64ul,                     # 24  8
+    "example_count" / cs.Int64ul,                   # 32  8
+    "data_size" / cs.Int64ul,                       # 40  8  bytes of data.bin
+    "dict_id" / cs.Int32ul,                         # 48  4  zstd dictionary id, 0 without one
+    "reserved2" / cs.Int32ul,                       # 52  4  0
+    "checksum" / cs.Int64ul,                        # 56  8  over bytes [0, 56) and all entries
+)
+IndexHeader.name = "index.bin header"
+
+IndexEntry = cs.Struct(
+    "offset" / cs.Int64ul,                          # 0   8  byte offset of the block in data.bin
+    "stored_size" / cs.Int32ul,                     # 8   4  bytes of the block in data.bin
+    "raw_size" / cs.Int32ul,                        # 12  4  bytes after decoding (= stored for none)
+    "checksum" / cs.Int64ul,                        # 16  8  of the stored bytes
+)
+IndexEntry.name = "index.bin entry"
+
+IndexFile = cs.Struct(
+    "header" / IndexHeader,
+    "extension" / cs.Bytes(cs.this.header.header_size - V2_INDEX_HEADER_SIZE),
+    "entries" / cs.Array(cs.this.header.block_count, cs.Struct(
+        "entry" / IndexEntry,
+        "extension" / cs.Bytes(cs.this._.header.entry_size - V2_INDEX_ENTRY_SIZE),
+    )),
+    cs.Terminated,
+)
+IndexFile.name = "index.bin"
+
+# The same layouts as numpy dtypes, derived from the declarations (used on hot paths).
+INDEX_HEADER_DTYPE = numpy_dtype(IndexHeader)
+INDEX_ENTRY_DTYPE = numpy_dtype(IndexEntry)
+
+if IndexHeader.sizeof() != V2_INDEX_HEADER_SIZE or IndexEntry.sizeof() != V2_INDEX_ENTRY_SIZE:
+    raise ImportError("index_v2 declarations disagree with the declared sizes")
+
+
+def header_value(*, codec: int, dictionary: str, checksum_algorithm: int, block_size: int, block_count: int,
+                 example_count: int, data_size: int, dict_id: int, checksum: int = 0) -> dict[str, Any]:
+    """A value for ``IndexHeader.build`` with the fixed fields filled in."""
+    return {
+        "format_version": FORMAT_VERSION_2, "header_size": V2_INDEX_HEADER_SIZE,
+        "entry_size": V2_INDEX_ENTRY_SIZE, "codec": codec, "dictionary": DICTIONARY_MODE_IDS[dictionary],
+        "checksum_algorithm": checksum_algorithm, "flags": 0, "reserved": 0, "block_size": block_size,
+        "block_count": block_count, "example_count": example_count, "data_size": data_size,
+        "dict_id": dict_id, "reserved2": 0, "checksum": checksum,
+    }
+
+
+def entries_array(entries: list[tuple[int, int, int, int]]) -> np.ndarray[Any, Any]:
+    """Entries (offset, stored_size, raw_size, checksum) as a numpy array of INDEX_ENTRY_DTYPE."""
+    return np.array(entries, dtype=INDEX_ENTRY_DTYPE)

@@ -1,0 +1,28 @@
+"""Folder and file naming rules of both versions."""
+
+from __future__ import annotations
+
+import re
+
+from .constants import V2_SHARD_NAME_WIDTH
+
+V1_SHARD_NAME = re.compile(r"^[0-9]+$")
+V2_SHARD_NAME = re.compile(rf"^[0-9]{{{V2_SHARD_NAME_WIDTH}}}$")
+
+
+def v1_shard_width(num_shards: int) -> int:
+    """The original pads folder names to the width of the largest name: len(str(N - 1))."""
+    return len(str(max(num_shards - 1, 0)))
+
+
+def v1_shard_names(num_shards: int) -> list[str]:
+    """Folder names of a version 1 dataset with ``num_shards`` shards (10 -> '0'..'9', 11 -> '00'..'10')."""
+    width = v1_shard_width(num_shards)
+    return [str(i).zfill(width) for i in range(num_shards)]
+
+
+def v2_shard_name(index: int) -> str:
+    """Version 2 shard folders are fixed-width (six digits), so appending never renames."""
+    if not 0 <= index < 10**V2_SHARD_NAME_WIDTH:
+        raise ValueError(f"shard number {index} outside 0..{10**V2_SHARD_NAME_WIDTH - 1}")
+    return str(index).zfill(V2_SHARD_NAME_WIDTH)

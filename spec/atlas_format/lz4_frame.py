@@ -1,0 +1,63 @@
+"""The LZ4 frame header (lz4 frame format 1.6.x), with its header checksum.
+
+Version 2 blocks of codec ``lz4`` are one LZ4 frame each, written with the content
+size so that a reader checks the size against the limits before decompressing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import construct as cs
+import xxhash
+
+from .constants import LZ4_FRAME_MAGIC
+
+# Block maximum sizes by BD code.
+LZ4_BLOCK_MAX_SIZES = {4: 64 << 10, 5: 256 << 10, 6: 1 << 20, 7: 4 << 20}
+
+Lz4FrameDescriptor = cs.Struct(
+    "flg" / cs.BitStruct(
+        "version" / cs.Const(1, cs.BitsInteger(2)),
+        "block_independence" / cs.Flag,
+        "block_checksum" / cs.Flag,
+        "content_size_flag" / cs.Flag,
+        "content_checksum" / cs.Flag,
+        "reserved" / cs.Const(False, cs.Flag),
+        "dict_id_flag" / cs.Flag,
+    ),
+    "bd" / cs.BitStruct(
+        "reserved_high" / cs.Const(False, cs.Flag),
+        "block_max_size" / cs.OneOf(cs.BitsInteger(3), [4, 5, 6, 7]),
+        "reserved_low" / cs.Const(0, cs.BitsInteger(4)),
+    ),
+    "content_size" / cs.If(cs.this.flg.content_size_flag, cs.Int64ul),
+    "dict_id" / cs.If(cs.this.flg.dict_id_flag, cs.Int32ul),
+)
+
+
+def _header_checksum(data: bytes) -> int:
+    return (xxhash.xxh32_intdigest(data) >> 8) & 0xFF
+
+
+Lz4FrameHeader = cs.Struct(
+    "magic" / cs.Const(LZ4_FRAME_MAGIC, cs.Int32ul),
+    "descriptor" / cs.RawCopy(Lz4FrameDescriptor),
+    "header_checksum" / cs.Checksum(cs.Int8ul, _header_checksum, cs.this.descriptor.data),
+)
+Lz4FrameHeader.name = "lz4 frame header"
+
+
+def frame_header_fields(content_size: int | None, *, block_max_size: int = 4, block_independence: bool = True,
+                        content_checksum: bool = False) -> dict[str, Any]:
+    """A value for ``Lz4FrameHeader.build``."""
+    return {
+        "descriptor": {"value": {
+            "flg": {"block_independence": block_independence, "block_checksum": False,
+                    "content_size_flag": content_size is not None, "content_checksum": content_checksum,
+                    "dict_id_flag": False},
+            "bd": {"block_max_size": block_max_size},
+            "content_size": content_size,
+            "dict_id": None,
+        }},
+    }
