@@ -38,9 +38,11 @@ V2_INDEX_ENTRY_SIZE = 24
 # Pickle protocol written by version 2 writers (fixed so bytes do not depend on Python).
 V2_PICKLE_PROTOCOL = 5
 
-# Version 1 dictionary rules of the original writer.
-V1_MIN_BLOCKS_FOR_DICTIONARY = 7
-V1_MIN_DICTIONARY_SIZE = 1024
+# Dictionary training rules of the original writer (kept by version 2 writers).
+MIN_BLOCKS_FOR_DICTIONARY = 7  # both versions: zstd cannot train on fewer blocks
+V1_MIN_BLOCKS_FOR_DICTIONARY = MIN_BLOCKS_FOR_DICTIONARY
+MIN_DICTIONARY_SIZE = 1024
+V1_MIN_DICTIONARY_SIZE = MIN_DICTIONARY_SIZE
 
 
 @dataclass(frozen=True)

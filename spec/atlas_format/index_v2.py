@@ -84,3 +84,23 @@ def header_value(*, codec: int, dictionary: str, checksum_algorithm: int, block_
 def entries_array(entries: list[tuple[int, int, int, int]]) -> np.ndarray[Any, Any]:
     """Entries (offset, stored_size, raw_size, checksum) as a numpy array of INDEX_ENTRY_DTYPE."""
     return np.array(entries, dtype=INDEX_ENTRY_DTYPE)
+
+
+def compute_index_checksum(file_bytes: bytes | bytearray | memoryview, algorithm_id: int = 1) -> int:
+    """The index checksum: every byte of index.bin except the checksum field (bytes 56..63)."""
+    from .checksum import checksum_algorithm
+
+    view = memoryview(file_bytes)
+    algorithm = checksum_algorithm(algorithm_id)
+    return algorithm.of(bytes(view[:INDEX_HEADER_CHECKED_SIZE]) + bytes(view[V2_INDEX_HEADER_SIZE:]))
+
+
+def build_index(header: dict[str, Any], entries: np.ndarray[Any, Any] | list[tuple[int, int, int, int]]) -> bytes:
+    """index.bin bytes: the header (checksum computed here) followed by the entries."""
+    array = entries if isinstance(entries, np.ndarray) else entries_array(list(entries))
+    if array.dtype != INDEX_ENTRY_DTYPE:
+        array = array.astype(INDEX_ENTRY_DTYPE)
+    body = array.tobytes()
+    draft = IndexHeader.build({**header, "checksum": 0}) + body
+    checksum = compute_index_checksum(draft, header["checksum_algorithm"])
+    return bytes(IndexHeader.build({**header, "checksum": checksum})) + body
