@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import zstandard
+
 from atlas_format import metadata, npy
 from atlas_format.binary import parse
 from atlas_format.layout import v1_shard_names

@@ -149,7 +149,7 @@ def _lz4_strict(data: Buffer, limit: int, dctx: object) -> tuple[bytes, int]:
         raise LimitError(f"lz4 frame decodes to more than the limit of {limit} bytes")
     if not dec.eof:
         raise CodecError("lz4 frame is truncated (the decoder wants more input)")
-    return out, len(dec.unused_data)
+    return out, len(dec.unused_data or b"")
 
 
 CODECS: dict[Codec, CodecInfo] = {

@@ -18,7 +18,7 @@ import jsonschema
 
 from .checksum import DEFAULT_CHECKSUM, ChecksumAlgorithm, parse_checksum_text
 from .constants import DEFAULT_LIMITS, Limits
-from .errors import ChecksumError, MetadataError
+from .errors import ChecksumError, FormatError, MetadataError
 
 SCHEMA_NAMES = ("v1-root", "v1-shard", "v2-root", "v2-shard")
 CHECKSUM_PREFIX = b'{\n  "checksum": "'
@@ -125,10 +125,8 @@ def verify_checksummed_json(data: bytes, *, path: PathArg = None) -> str:
     text, covered = split_checksummed_json(data, path=path)
     try:
         algorithm, value = parse_checksum_text(text)
-    except MetadataError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - FormatError from parse_checksum_text, re-typed
-        raise MetadataError(str(exc), path=path, offset=len(CHECKSUM_PREFIX)) from None
+    except FormatError as exc:
+        raise MetadataError(exc.message, path=path, offset=len(CHECKSUM_PREFIX)) from None
     actual = algorithm.of(covered)
     if actual != value:
         raise ChecksumError(f"metadata checksum mismatch: file says {text}, content hashes to "

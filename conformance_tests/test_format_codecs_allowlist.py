@@ -1,0 +1,133 @@
+"""The codec registry refuses bombs before allocating; the allow-list holds nothing that runs code."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import tracemalloc
+
+import lz4.frame
+import pytest
+import zstandard
+from hypothesis import given
+from hypothesis import strategies as st
+
+from atlas_format import allowlist, codecs, zstd_frame
+from atlas_format.constants import Limits
+from atlas_format.enums import Codec, CompressionStrategy, DictionaryMode, strategy_to_v2, v2_to_strategy
+from atlas_format.errors import CodecError, LimitError
+
+
+@pytest.mark.parametrize("codec", list(Codec))
+@given(data=st.binary(min_size=1, max_size=5000), level=st.integers(1, 9))
+def test_codecs_round_trip(codec, data, level):
+    info = codecs.codec_info(codec)
+    stored = info.compressor(level, None)(data)
+    assert codecs.check_declared_size(info, stored, len(data)) == len(data)
+    assert info.decompress(stored, len(data), None) == data
+    assert info.strict_decompress(stored, len(data), None) == (data, 0)
+
+
+def test_unknown_codec_is_refused():
+    with pytest.raises(CodecError):
+        codecs.codec_info(7)
+    with pytest.raises(CodecError):
+        codecs.codec_info("brotli")
+
+
+def test_zstd_bomb_is_refused_before_allocating():
+    # A frame header declaring 1 TiB followed by a few junk bytes: 20 bytes that would make
+    # python-zstandard try to allocate a terabyte.
+    header = zstd_frame.ZstdFrameHeader.build(zstd_frame.frame_header_fields(1 << 40, None))
+    bomb = header + b"\x01\x00\x00junk"
+    info = codecs.codec_info(Codec.ZSTD)
+    tracemalloc.start()
+    try:
+        with pytest.raises(LimitError):
+            codecs.check_declared_size(info, bomb, None)
+        with pytest.raises(LimitError):  # the limit is checked before the index's expectation
+            codecs.check_declared_size(info, bomb, 100)
+        with pytest.raises((LimitError, CodecError)):
+            info.strict_decompress(bomb, 1 << 20, None)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20
+
+
+def test_declared_size_must_match_index_and_limits():
+    data = b"x" * 5000
+    for codec in (Codec.ZSTD, Codec.LZ4):
+        info = codecs.codec_info(codec)
+        stored = info.compressor(3, None)(data)
+        with pytest.raises(CodecError):
+            codecs.check_declared_size(info, stored, 4999)
+        with pytest.raises(LimitError):
+            codecs.check_declared_size(info, stored, None, Limits(max_block_raw_size=4000))
+    no_size = zstandard.ZstdCompressor(write_content_size=False).compressobj()
+    frame = no_size.compress(data) + no_size.flush()
+    with pytest.raises(CodecError):
+        codecs.check_declared_size(codecs.codec_info(Codec.ZSTD), frame, None)
+
+
+def test_strict_decompress_reports_trailing_and_truncation():
+    for codec in (Codec.ZSTD, Codec.LZ4):
+        info = codecs.codec_info(codec)
+        stored = info.compressor(3, None)(b"hello" * 100)
+        assert info.strict_decompress(stored + b"tail", 10_000, None) == (b"hello" * 100, 4)
+        with pytest.raises(CodecError):
+            info.strict_decompress(stored[:-5], 10_000, None)
+        with pytest.raises(LimitError):
+            info.strict_decompress(stored, 100, None)
+    assert lz4.frame  # imported for the codec under test
+
+
+def test_strategy_mapping_is_a_bijection_onto_v2_modes():
+    assert [int(s) for s in CompressionStrategy] == [0, 1, 2, 3]
+    for strategy in CompressionStrategy:
+        assert v2_to_strategy(*strategy_to_v2(strategy)) is strategy
+    assert v2_to_strategy(Codec.LZ4, DictionaryMode.NONE) is None
+
+
+# -- the pickle allow-list ---------------------------------------------------------------
+
+
+def test_allow_list_has_a_reason_for_every_entry_and_nothing_dangerous():
+    assert allowlist.ALLOWED_GLOBALS
+    for entry in allowlist.ALLOWED_GLOBALS:
+        assert len(entry.reason) > 15, entry
+        assert not allowlist.is_known_dangerous(entry.module, entry.name), entry
+    for module, name in [("builtins", "getattr"), ("builtins", "eval"), ("os", "system"), ("posix", "system"),
+                         ("subprocess", "Popen"), ("builtins", "__import__"), ("torch", "load"),
+                         ("copyreg", "_reconstructor"), ("builtins", "range"), ("numpy", "load")]:
+        assert not allowlist.is_allowed(module, name), (module, name)
+    assert allowlist.is_allowed("mypkg", "Thing", extra=[("mypkg", "Thing")])
+
+
+def test_torch_load_from_bytes_still_needs_its_substitute():
+    """The reason for the substitute: torch's helper runs torch.load with weights_only=False."""
+    import torch.storage
+
+    source = inspect.getsource(torch.storage._load_from_bytes)
+    assert "torch.load" in source and "weights_only=False" in source
+    entry = allowlist.ALLOWED[("torch.storage", "_load_from_bytes")]
+    assert entry.substitute == "torch_load_weights_only"
+    assert allowlist.ALLOWED[("builtins", "bytearray")].substitute == "bytes_only"
+
+
+def test_allowed_globals_exist_in_installed_libraries():
+    """Every entry names a real object (numpy has two spellings; one of each pair must resolve)."""
+    missing = []
+    for entry in allowlist.ALLOWED_GLOBALS:
+        try:
+            obj = importlib.import_module(entry.module)
+            for part in entry.name.split("."):
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError):
+            missing.append(entry.key)
+    spelled_other_way = {("numpy.core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
+                         ("numpy.core.numeric", "_frombuffer"), ("numpy._core.multiarray", "_reconstruct"),
+                         ("numpy._core.multiarray", "scalar"), ("numpy._core.numeric", "_frombuffer")}
+    torch_optional = {("torch", "float8_e4m3fnuz"), ("torch", "float8_e5m2fnuz"), ("torch", "complex32"),
+                      ("torch", "quint4x2"), ("torch._utils", "_rebuild_tensor_v3")}
+    assert set(missing) <= spelled_other_way | torch_optional, missing
