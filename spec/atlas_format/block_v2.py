@@ -33,8 +33,8 @@ Block.name = "block"
 # Fast-path layouts derived from the declaration (count and one offset are u32 LE).
 U32 = struct.Struct(cs.Int32ul.fmtstr)
 U32_PAIR = struct.Struct(cs.Int32ul.fmtstr + cs.Int32ul.fmtstr[1:])
-COUNT_SIZE = cs.Int32ul.sizeof()
-OFFSET_SIZE = cs.Int32ul.sizeof()
+COUNT_SIZE: int = cs.Int32ul.sizeof()
+OFFSET_SIZE: int = cs.Int32ul.sizeof()
 
 
 def _offsets(examples: list[bytes]) -> list[int]:

@@ -127,16 +127,18 @@ def _lz4_declared(data: Buffer) -> int | None:
 
 def _lz4_compressor(level: int, dictionary: bytes | None) -> Compress:
     def compress(data: bytes) -> bytes:
-        return lz4.frame.compress(data, compression_level=level, store_size=True, content_checksum=False)
+        out: bytes = lz4.frame.compress(data, compression_level=level, store_size=True, content_checksum=False)
+        return out
 
     return compress
 
 
 def _lz4_decompress(data: Buffer, limit: int, dctx: object) -> bytes:
     try:
-        return lz4.frame.decompress(data)
+        out: bytes = lz4.frame.decompress(data)
     except RuntimeError as exc:
         raise CodecError(f"lz4 cannot decode the block: {exc}") from None
+    return out
 
 
 def _lz4_strict(data: Buffer, limit: int, dctx: object) -> tuple[bytes, int]:
