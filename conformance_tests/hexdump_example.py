@@ -19,7 +19,7 @@ from pathlib import Path
 
 import construct as cs
 
-from atlas_format import block_v2, index_v2
+from atlas_format import Codec, block_v2, index_v2
 from atlas_format.constants import V2_INDEX_ENTRY_SIZE, V2_INDEX_HEADER_SIZE
 
 FORMAT_MD = Path(__file__).resolve().parent.parent / "spec" / "FORMAT.md"
@@ -46,8 +46,17 @@ def _fields(struct: cs.Struct, data: bytes, base: int, prefix: str = "") -> list
     for sub in struct.subcons:
         size = sub.sizeof()
         value = parsed[sub.name]
-        shown = value.decode("ascii") if isinstance(value, bytes) else value
-        rows.append(_row(base + pos, data[pos:pos + size], f"{prefix}{sub.name} = {shown!r}"))
+        if isinstance(value, bytes):
+            shown = repr(value.decode("ascii"))
+        elif sub.name == "checksum":
+            shown = f"0x{value:016x} (XXH3-64)"
+        elif sub.name == "codec":
+            shown = f"{value} ({Codec(value).label})"
+        elif sub.name == "dictionary":
+            shown = f"{value} ({index_v2.DICTIONARY_MODE_NAMES[value]})"
+        else:
+            shown = repr(value)
+        rows.append(_row(base + pos, data[pos:pos + size], f"{prefix}{sub.name} = {shown}"))
         pos += size
     return rows
 
