@@ -1,0 +1,93 @@
+"""Small shared helpers: durable file writes, fork detection, a bounded LRU of decoded blocks."""
+
+from __future__ import annotations
+
+import mmap
+import os
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+# Bumped in every child after fork, so lazily opened handles know to reopen.
+_FORK_GENERATION = [0]
+
+
+def _after_fork_in_child() -> None:
+    _FORK_GENERATION[0] += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def fork_generation() -> int:
+    """A number that changes in a child process after fork (cheaper than os.getpid on every read)."""
+    return _FORK_GENERATION[0]
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """fsync a directory so that entries created or renamed in it survive a crash."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems refuse fsync on directories
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_file(path: str | os.PathLike[str], data: bytes | bytearray | memoryview) -> None:
+    """Write a whole file and fsync it (the caller fsyncs the folder)."""
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def map_file(path: Path) -> tuple[Any, memoryview]:
+    """(mmap or None, read-only memoryview) of a whole file; an empty file maps to b''."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            return None, memoryview(b"")
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    return mm, memoryview(mm)
+
+
+class BlockCache:
+    """A bounded LRU of decoded blocks keyed by (shard key, block number).
+
+    One cache is shared by all shards of a dataset so the memory bound holds for the
+    whole dataset, whatever its number of shards. Capacity 0 disables caching.
+    """
+
+    __slots__ = ("capacity", "_items")
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 0:
+            raise ValueError(f"block_cache_size must be >= 0, got {capacity}")
+        self.capacity = capacity
+        self._items: OrderedDict[tuple[Any, int], Any] = OrderedDict()
+
+    def get(self, key: tuple[Any, int]) -> Any:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: tuple[Any, int], value: Any) -> None:
+        if self.capacity == 0:
+            return
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)

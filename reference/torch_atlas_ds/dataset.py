@@ -1,0 +1,266 @@
+"""AtlasDataset and AtlasDatasetShard: the map-style readers of versions 1 and 2.
+
+The version is read from root meta.json. The dataset is a torch Dataset that pickles
+cheaply (configuration and parsed metadata only; files and mmaps reopen lazily in
+each process, fork is detected), reads a batch block by block (``__getitems__``) and
+iterates decoding every block once (``__iter__``).
+"""
+
+from __future__ import annotations
+
+import bisect
+import operator
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch.utils.data
+
+from atlas_format.constants import DEFAULT_LIMITS, DICT_FILE, META_FILE, Limits
+from atlas_format.enums import Codec, DictionaryMode, v2_to_strategy
+from atlas_format.layout import V1_SHARD_NAME
+
+from ._util import BlockCache
+from .errors import IncompleteDatasetError, MetadataError, MissingShardError
+from .metadata import AtlasDatasetMetadata, AtlasDatasetShardMetadata
+from .safe_pickle import make_loads
+from .shard_v1 import V1Shard, check_version, read_json_file
+from .shard_v2 import V2Shard, load_dictionary, read_v2_meta
+
+#: Decoded blocks kept per dataset (per process). Small on purpose: a random-access
+#: workload gains nothing from a big cache; sequential and block-shuffled reads need
+#: only the current block(s).
+DEFAULT_BLOCK_CACHE_SIZE = 16
+
+Shard = V1Shard | V2Shard
+
+
+def _normalize(i: Any, n: int) -> int:
+    try:
+        i = operator.index(i)
+    except TypeError:
+        raise TypeError(f"dataset indices must be integers, not {type(i).__name__}") from None
+    if i < 0:
+        i += n
+    if not 0 <= i < n:
+        raise IndexError(f"index out of range for a dataset of {n} examples")
+    return i
+
+
+class _Reader:
+    """Shared indexing logic over a list of shards with cumulative starts."""
+
+    _shards: list[Shard]
+    _starts: list[int]
+    _len: int
+
+    def _locate(self, i: int) -> tuple[int, int]:
+        k = bisect.bisect_right(self._starts, i) - 1
+        return k, i - self._starts[k]
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __getitem__(self, i: Any) -> Any:
+        i = _normalize(i, self._len)
+        k, j = self._locate(i)
+        return self._shards[k].get(j)
+
+    def __getitems__(self, indices: Sequence[int]) -> list[Any]:
+        """Examples at ``indices``, reading and decoding each block once (torch's batched fetch)."""
+        n = self._len
+        groups: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        for slot, i in enumerate(indices):
+            k, j = self._locate(_normalize(i, n))
+            bs = self._shards[k].block_size
+            groups.setdefault((k, j // bs), []).append((slot, j % bs))
+        out: list[Any] = [None] * len(indices)
+        for (k, b), members in groups.items():
+            values = self._shards[k].get_many(b, [p for _, p in members])
+            for (slot, _), value in zip(members, values, strict=True):
+                out[slot] = value
+        return out
+
+    def __iter__(self) -> Iterator[Any]:
+        for shard in self._shards:
+            for b in range(shard.num_blocks):
+                yield from shard.iter_block(b)
+
+    def close(self) -> None:
+        """Release memory maps now (they reopen on the next read)."""
+        for shard in self._shards:
+            shard.close()
+
+
+class AtlasDataset(_Reader, torch.utils.data.Dataset):  # type: ignore[misc]
+    """A map-style dataset over an Atlas dataset folder, version 1 or 2.
+
+    Keywords beyond the original's ``mmap_index``:
+      verify_checksums  verify each v2 block's checksum the first time it is read (default True)
+      safe              unpickle through the allow-list (refuses code-running pickles)
+      allowed_globals   extra (module, name) pairs trusted in safe mode
+      block_cache_size  decoded blocks kept in memory per process (default 16)
+      limits            atlas_format.Limits checked before allocating
+    """
+
+    def __init__(self, root: str | os.PathLike[str], mmap_index: bool = True, *, verify_checksums: bool = True,
+                 safe: bool = False, allowed_globals: Iterable[tuple[str, str]] = (),
+                 block_cache_size: int = DEFAULT_BLOCK_CACHE_SIZE, limits: Limits = DEFAULT_LIMITS) -> None:
+        self.root = Path(root)
+        self.mmap_index = mmap_index
+        self.verify_checksums = verify_checksums
+        self.safe = safe
+        self.allowed_globals = tuple((str(m), str(n)) for m, n in allowed_globals)
+        self.block_cache_size = block_cache_size
+        self.limits = limits
+        self._cache = BlockCache(block_cache_size)
+        loads = make_loads(safe, self.allowed_globals)
+        meta_path = self.root / META_FILE
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"no dataset folder at {self.root}")
+        _, doc = read_json_file(meta_path, limits, missing=IncompleteDatasetError)
+        self.version = check_version(doc, meta_path)
+        if self.version == 1:
+            self._open_v1(doc, meta_path, loads)
+        else:
+            self._open_v2(meta_path, loads)
+        self._starts = []
+        total = 0
+        for shard in self._shards:
+            self._starts.append(total)
+            total += len(shard)
+        self._len = total
+
+    def _open_v1(self, doc: dict[str, Any], meta_path: Path, loads: Any) -> None:
+        strategy = doc.get("compression_strategy")
+        sizes = doc.get("shard_sizes")
+        if not isinstance(sizes, list):
+            raise MetadataError("root meta.json lacks the shard_sizes list", path=meta_path)
+        self.metadata = AtlasDatasetMetadata(1, sizes, strategy)
+        self.v2_metadata: dict[str, Any] | None = None
+        shared: bytes | None = None
+        if (self.root / DICT_FILE).is_file():
+            shared = (self.root / DICT_FILE).read_bytes()
+        # Every numeric sub-folder is a shard, in numeric order; a node may hold a subset (as the original).
+        names = sorted((p.name for p in self.root.iterdir() if p.is_dir() and V1_SHARD_NAME.match(p.name)),
+                       key=lambda s: (int(s), s))
+        self._shards = [V1Shard(self.root / name, mmap_index=self.mmap_index, compression_dict_bytes=shared,
+                                limits=self.limits, loads=loads, cache=self._cache, label=name) for name in names]
+
+    def _open_v2(self, meta_path: Path, loads: Any) -> None:
+        doc, _ = read_v2_meta(meta_path, "v2-root", self.limits)
+        self.v2_metadata = doc
+        shared: bytes | None = None
+        if doc["dictionary"] == "shared" and doc["shared_dictionary"] is not None:
+            shared = load_dictionary(self.root / DICT_FILE, doc["shared_dictionary"], self.limits)
+        shards: list[Shard] = []
+        seen: set[str] = set()
+        for entry in doc["shards"]:
+            name = entry["name"]
+            if name in seen:
+                raise MetadataError(f"shard {name} listed twice", path=meta_path)
+            seen.add(name)
+            folder = self.root / name
+            if not folder.is_dir():
+                raise MissingShardError("shard folder listed in root meta.json is missing", path=folder, shard=name)
+            if entry["dictionary"] == "shared" and shared is None:
+                raise MetadataError("a shard uses the shared dictionary but the root has none", path=meta_path,
+                                    shard=name)
+            shards.append(V2Shard(folder, mmap_index=self.mmap_index, shared_dict_bytes=shared,
+                                  verify_checksums=self.verify_checksums, limits=self.limits, loads=loads,
+                                  cache=self._cache, expected=entry, label=name))
+        self._shards = shards
+        if sum(len(s) for s in shards) != doc["num_examples"]:
+            raise MetadataError("root num_examples differs from the sum of its shards", path=meta_path)
+        codec = Codec.from_label(doc["codec"])
+        self.metadata = AtlasDatasetMetadata(2, [len(s) for s in shards],
+                                             v2_to_strategy(codec, DictionaryMode(doc["dictionary"])))
+
+    # -- pickling: configuration and parsed metadata only ----------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_cache", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._cache = BlockCache(self.block_cache_size)
+        loads = make_loads(self.safe, self.allowed_globals)
+        for shard in self._shards:
+            shard.cache = self._cache
+            shard.loads = loads
+
+    # -- structure (used by BlockShuffleSampler) --------------------------------------
+
+    @property
+    def shards(self) -> list[Shard]:
+        return list(self._shards)
+
+    def block_spans(self) -> list[list[tuple[int, int]]]:
+        """Per shard, the global [start, stop) of each block."""
+        spans = []
+        for start, shard in zip(self._starts, self._shards, strict=True):
+            bs, n = shard.block_size, len(shard)
+            spans.append([(start + b, start + min(b + bs, n)) for b in range(0, n, bs)])
+        return spans
+
+    def __repr__(self) -> str:
+        return f"AtlasDataset({str(self.root)!r}, version={self.version}, examples={self._len})"
+
+
+class AtlasDatasetShard(_Reader):
+    """One shard folder read on its own (the original's class, both versions).
+
+    ``compression_dict_bytes`` is the dataset's shared dictionary; when omitted and the
+    shard needs it, ``<parent>/zstd_dict.bin`` is used.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], mmap_index: bool = True,
+                 compression_dict_bytes: bytes | None = None, *, verify_checksums: bool = True, safe: bool = False,
+                 allowed_globals: Iterable[tuple[str, str]] = (), block_cache_size: int = 1,
+                 limits: Limits = DEFAULT_LIMITS) -> None:
+        self.root = Path(root)
+        self._cache = BlockCache(block_cache_size)
+        self.safe = safe
+        self.allowed_globals = tuple((str(m), str(n)) for m, n in allowed_globals)
+        loads = make_loads(safe, self.allowed_globals)
+        meta_path = self.root / META_FILE
+        _, doc = read_json_file(meta_path, limits)
+        shard: Shard
+        if check_version(doc, meta_path) == 1:
+            shard = V1Shard(self.root, mmap_index=mmap_index, compression_dict_bytes=compression_dict_bytes,
+                            limits=limits, loads=loads, cache=self._cache)
+        else:
+            shard = V2Shard(self.root, mmap_index=mmap_index, shared_dict_bytes=compression_dict_bytes,
+                            verify_checksums=verify_checksums, limits=limits, loads=loads, cache=self._cache)
+        self._shard = shard
+        self._shards = [shard]
+        self._starts = [0]
+        self._len = len(shard)
+
+    @property
+    def metadata(self) -> AtlasDatasetShardMetadata:
+        return self._shard.metadata
+
+    @property
+    def block_size(self) -> int:
+        return self._shard.block_size
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_cache", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._cache = BlockCache(1)
+        self._shard.cache = self._cache
+        self._shard.loads = make_loads(self.safe, self.allowed_globals)
+
+    def __repr__(self) -> str:
+        return f"AtlasDatasetShard({str(self.root)!r}, version={self._shard.version}, examples={self._len})"
+
+
+__all__ = ["AtlasDataset", "AtlasDatasetShard", "DEFAULT_BLOCK_CACHE_SIZE"]

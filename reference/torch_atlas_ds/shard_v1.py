@@ -1,0 +1,248 @@
+"""Reading one version 1 shard (the original's format) with checks the original lacks.
+
+A v1 block is a pickled list of examples, optionally one zstd frame. There are no
+checksums in v1, but every declared size is checked against the limits before
+decompressing, the index is validated at open, and a short block is a FormatError
+(never an IndexError that would silently end a ``for`` loop).
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zstandard
+
+from atlas_format import npy
+from atlas_format.binary import parse
+from atlas_format.codecs import check_declared_size, codec_info
+from atlas_format.constants import DATA_FILE, DEFAULT_LIMITS, DICT_FILE, META_FILE, V1_INDEX_FILE, Limits
+from atlas_format.enums import Codec, CompressionStrategy
+from atlas_format.metadata import parse_json
+
+from ._util import BlockCache, fork_generation, map_file
+from .errors import (
+    AtlasError,
+    CodecError,
+    FormatError,
+    LimitError,
+    MetadataError,
+    MissingShardError,
+    UnsafePickleError,
+    VersionError,
+)
+from .metadata import AtlasDatasetShardMetadata
+from .safe_pickle import Loads
+
+_ZSTD = codec_info(Codec.ZSTD)
+
+
+def read_json_file(path: Path, limits: Limits, *, missing: type[AtlasError] = MissingShardError) -> tuple[bytes, Any]:
+    """(bytes, parsed JSON) of a metadata file; absent is ``missing``, too large a LimitError."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limits.max_metadata_size + 1)
+    except FileNotFoundError:
+        raise missing(f"{path.name} is missing", path=path) from None
+    if len(data) > limits.max_metadata_size:
+        raise LimitError(f"metadata is larger than the limit of {limits.max_metadata_size} bytes", path=path)
+    return data, parse_json(data, path=path, limits=limits)
+
+
+def check_version(doc: Any, path: Path) -> int:
+    """The format version of a parsed meta.json: exactly the integer 1 or 2, else VersionError."""
+    if not isinstance(doc, dict):
+        raise MetadataError("meta.json is not a JSON object", path=path)
+    version = doc.get("version")
+    if type(version) is not int or version not in (1, 2):
+        raise VersionError(f"unsupported format version {version!r} (this reader reads versions 1 and 2)",
+                           path=path)
+    return version
+
+
+def _int_field(doc: dict[str, Any], key: str, path: Path, minimum: int = 0) -> int:
+    value = doc.get(key)
+    if type(value) is not int or value < minimum:
+        raise MetadataError(f"{key!r} must be an integer >= {minimum}, got {value!r}", path=path)
+    return value
+
+
+class V1Shard:
+    """One version 1 shard folder. Files are opened lazily and reopened after fork or unpickling."""
+
+    version = 1
+
+    def __init__(self, path: str | Path, *, mmap_index: bool = True, compression_dict_bytes: Any = None,
+                 limits: Limits = DEFAULT_LIMITS, loads: Loads = pickle.loads, cache: BlockCache | None = None,
+                 label: str | None = None) -> None:
+        self.path = Path(path)
+        self.label = label if label is not None else self.path.name
+        self.mmap_index = mmap_index
+        self.limits = limits
+        self.loads = loads
+        self.cache = cache if cache is not None else BlockCache(1)
+        meta_path = self.path / META_FILE
+        _, doc = read_json_file(meta_path, limits)
+        if check_version(doc, meta_path) != 1:
+            raise VersionError("a version 2 shard inside a version 1 dataset", path=meta_path)
+        self.block_size = _int_field(doc, "block_size", meta_path, 1)
+        self.num_examples = _int_field(doc, "stored_examples", meta_path, 0)
+        strategy = doc.get("compression_strategy")
+        if type(strategy) is not int or strategy not in tuple(CompressionStrategy):
+            raise CodecError(f"unknown compression_strategy {strategy!r} (known: 0, 1, 2, 3)", path=meta_path)
+        self.strategy = CompressionStrategy(strategy)
+        self.metadata = AtlasDatasetShardMetadata(1, self.block_size, self.num_examples, int(self.strategy),
+                                                  doc.get("compression_level"), doc.get("compression_dict_size"))
+        self.num_blocks = math.ceil(self.num_examples / self.block_size)
+        if self.num_examples > limits.max_examples_per_shard or self.block_size > limits.max_examples_per_block:
+            raise LimitError("stored_examples or block_size above the limits", path=meta_path)
+        self._dict_bytes: bytes | None = None
+        if self.strategy == CompressionStrategy.DICTIONARY_COMPRESSION:
+            dict_path = self.path / DICT_FILE
+            if not dict_path.is_file():
+                raise MissingShardError("strategy 3 shard without its zstd_dict.bin", path=dict_path)
+            if dict_path.stat().st_size > limits.max_dictionary_size:
+                raise LimitError("dictionary larger than the limit", path=dict_path)
+            self._dict_bytes = dict_path.read_bytes()
+        elif self.strategy == CompressionStrategy.SHARED_DICTIONARY_COMPRESSION:
+            if compression_dict_bytes is None:
+                shared = self.path.parent / DICT_FILE
+                if not shared.is_file():
+                    raise MissingShardError("strategy 2 shard needs the dataset's shared dictionary",
+                                            path=shared, shard=self.label)
+                compression_dict_bytes = shared.read_bytes()
+            if isinstance(compression_dict_bytes, zstandard.ZstdCompressionDict):
+                compression_dict_bytes = compression_dict_bytes.as_bytes()
+            self._dict_bytes = bytes(compression_dict_bytes)
+        self._reset()
+        self._open()
+
+    # -- lazy per-process state -----------------------------------------------------
+
+    def _reset(self) -> None:
+        self._gen = -1
+        self._mm: Any = None
+        self._data: memoryview = memoryview(b"")
+        self._index: Any = None
+        self._dctx: zstandard.ZstdDecompressor | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        for key in ("_mm", "_data", "_index", "_dctx", "cache", "loads"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.cache = BlockCache(1)
+        self.loads = pickle.loads
+        self._reset()
+
+    def _open(self) -> None:
+        index_path = self.path / V1_INDEX_FILE
+        try:
+            with open(index_path, "rb") as f:
+                head = f.read(4096)
+        except FileNotFoundError:
+            raise MissingShardError("index.npy is missing", path=index_path, shard=self.label) from None
+        header = parse(npy.NpyHeader, head, path=index_path)
+        descr = npy._DESCR_ALIASES.get(header.header["descr"])
+        shape = header.header["shape"]
+        if descr is None or header.header["fortran_order"] or not (isinstance(shape, tuple) and len(shape) == 1):
+            raise FormatError(f"index.npy must be a 1-D unsigned little-endian array, header is {header.header}",
+                              path=index_path)
+        start = (10 if header.major == 1 else 12) + header.header_len
+        count = int(shape[0])
+        if count != self.num_blocks + 1:
+            raise FormatError(f"index has {count} entries, {self.num_examples} examples in blocks of "
+                              f"{self.block_size} need {self.num_blocks + 1}", path=index_path, shard=self.label)
+        dtype = np.dtype(descr)
+        if index_path.stat().st_size != start + count * dtype.itemsize:
+            raise FormatError("index.npy size does not match its header", path=index_path, shard=self.label)
+        if self.mmap_index:
+            index = np.memmap(index_path, dtype=dtype, mode="r", offset=start, shape=(count,))
+        else:
+            index = np.fromfile(index_path, dtype=dtype, count=count, offset=start)
+        data_path = self.path / DATA_FILE
+        if self.num_blocks == 0:
+            mm, data = None, memoryview(b"")
+            if int(index[0]) != 0:
+                raise FormatError("the index of an empty shard must be [0]", path=index_path, shard=self.label)
+        else:
+            if not data_path.is_file():
+                raise MissingShardError("data.bin is missing", path=data_path, shard=self.label)
+            mm, data = map_file(data_path)
+            steps = np.diff(index.astype(np.uint64))
+            if int(index[0]) != 0 or int(index[-1]) != len(data) or not bool((index[1:] > index[:-1]).all()):
+                raise FormatError(f"index offsets must start at 0, increase strictly and end at the size of "
+                                  f"data.bin ({len(data)})", path=index_path, shard=self.label)
+            if int(steps.max()) > self.limits.max_block_stored_size:
+                raise LimitError("a block is larger than the limit", path=index_path, shard=self.label)
+        self._mm, self._data, self._index = mm, data, index
+        if self.strategy != CompressionStrategy.NO_COMPRESSION:
+            self._dctx = (zstandard.ZstdDecompressor() if self._dict_bytes is None else
+                          zstandard.ZstdDecompressor(dict_data=zstandard.ZstdCompressionDict(self._dict_bytes)))
+        self._gen = fork_generation()
+
+    def close(self) -> None:
+        """Release the memory maps (they reopen on the next read)."""
+        mm = self._mm
+        self._data.release()
+        self._reset()
+        if mm is not None:
+            mm.close()
+
+    # -- reading ----------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self.num_examples
+
+    def block_count(self, b: int) -> int:
+        return min(self.block_size, self.num_examples - b * self.block_size)
+
+    def read_block(self, b: int) -> list[Any]:
+        """The decoded, unpickled list of examples of block ``b`` (cached)."""
+        if self._gen != fork_generation():
+            self._open()
+        key = (self.label, b)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        start, end = int(self._index[b]), int(self._index[b + 1])
+        raw: Any = self._data[start:end]
+        data_path = self.path / DATA_FILE
+        where = {"path": data_path, "shard": self.label, "block": b, "offset": start}
+        if self._dctx is not None:
+            try:
+                declared = check_declared_size(_ZSTD, raw, None, self.limits)
+                raw = self._dctx.decompress(raw, max_output_size=declared)
+            except AtlasError as exc:
+                raise type(exc)(exc.message, **where) from None
+            except zstandard.ZstdError as exc:
+                raise CodecError(f"zstd cannot decode the block: {exc}", **where) from None
+        try:
+            examples = self.loads(raw)
+        except UnsafePickleError as exc:
+            raise UnsafePickleError(exc.message, module=exc.module, name=exc.name, **where) from None
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure is corrupt data
+            raise FormatError(f"block does not unpickle: {type(exc).__name__}: {exc}", **where) from None
+        if not isinstance(examples, list) or len(examples) != self.block_count(b):
+            got = len(examples) if isinstance(examples, list) else type(examples).__name__
+            raise FormatError(f"block holds {got} examples, expected a list of {self.block_count(b)}", **where)
+        self.cache.put(key, examples)
+        return examples
+
+    def get(self, i: int) -> Any:
+        """Example ``i`` of this shard (0 <= i < len, checked by the caller)."""
+        b, pos = divmod(i, self.block_size)
+        return self.read_block(b)[pos]
+
+    def get_many(self, b: int, positions: list[int]) -> list[Any]:
+        block = self.read_block(b)
+        return [block[p] for p in positions]
+
+    def iter_block(self, b: int) -> list[Any]:
+        return self.read_block(b)

@@ -1,0 +1,379 @@
+"""Reading one version 2 shard: checksummed metadata, a fixed-size index, checksummed blocks.
+
+The hot path is O(1): entry ``b`` of index.bin is a row of a numpy view over the
+(memory-mapped) file; a block is checksummed the first time this process reads it
+(a bytearray remembers which blocks were verified); one example is unpickled from
+its slice of the decoded block without touching its neighbours, and with codec
+"none" straight out of the mmap of data.bin (zero-copy).
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+from pathlib import Path
+from typing import Any
+
+import lz4.frame
+import numpy as np
+import xxhash
+import zstandard
+
+from atlas_format.binary import parse
+from atlas_format.block_v2 import U32, U32_PAIR
+from atlas_format.checksum import XXH3_64
+from atlas_format.codecs import check_declared_size, codec_info
+from atlas_format.constants import (
+    DATA_FILE,
+    DEFAULT_LIMITS,
+    DICT_FILE,
+    META_FILE,
+    V2_INDEX_ENTRY_SIZE,
+    V2_INDEX_FILE,
+    V2_INDEX_HEADER_SIZE,
+    Limits,
+)
+from atlas_format.enums import Codec, v2_to_strategy
+from atlas_format.index_v2 import DICTIONARY_MODE_IDS, INDEX_ENTRY_DTYPE, IndexHeader, compute_index_checksum
+from atlas_format.metadata import file_checksum_text, validate_schema, verify_checksummed_json
+
+from ._util import BlockCache, fork_generation, map_file
+from .errors import (
+    AtlasError,
+    ChecksumError,
+    CodecError,
+    FormatError,
+    LimitError,
+    MetadataError,
+    MissingShardError,
+    UnsafePickleError,
+    VersionError,
+)
+from .metadata import AtlasDatasetShardMetadata
+from .safe_pickle import Loads
+from .shard_v1 import check_version, read_json_file
+
+_xxh3 = xxhash.xxh3_64_intdigest
+
+
+def _entry_dtype(entry_size: int) -> np.dtype[Any]:
+    """The entry layout, widened to ``entry_size`` bytes (readers skip entry extensions)."""
+    if entry_size == V2_INDEX_ENTRY_SIZE:
+        return INDEX_ENTRY_DTYPE
+    fields = INDEX_ENTRY_DTYPE.fields or {}
+    return np.dtype({"names": list(fields), "formats": [fields[n][0] for n in fields],
+                     "offsets": [fields[n][1] for n in fields], "itemsize": entry_size})
+
+
+def load_dictionary(path: Path, expected: dict[str, Any], limits: Limits, shard: str | None = None) -> bytes:
+    """A dictionary file checked against its metadata record (size, checksum, dict_id)."""
+    if not path.is_file():
+        raise MissingShardError("zstd dictionary named by the metadata is missing", path=path, shard=shard)
+    size = path.stat().st_size
+    if size > limits.max_dictionary_size:
+        raise LimitError(f"dictionary of {size} bytes is above the limit", path=path, shard=shard)
+    data = path.read_bytes()
+    if len(data) != expected["size"]:
+        raise FormatError(f"dictionary is {len(data)} bytes, metadata says {expected['size']}", path=path,
+                          shard=shard)
+    text = file_checksum_text(data)
+    if text != expected["checksum"]:
+        raise ChecksumError(f"dictionary checksum mismatch: metadata says {expected['checksum']}, file hashes "
+                            f"to {text}", path=path, shard=shard)
+    try:
+        dict_id = zstandard.ZstdCompressionDict(data).dict_id()
+    except zstandard.ZstdError as exc:
+        raise FormatError(f"not a zstd dictionary: {exc}", path=path, shard=shard) from None
+    if dict_id != expected["dict_id"]:
+        raise FormatError(f"dictionary id {dict_id}, metadata says {expected['dict_id']}", path=path, shard=shard)
+    return data
+
+
+def read_v2_meta(path: Path, schema: str, limits: Limits) -> tuple[dict[str, Any], str]:
+    """A version 2 meta.json: version, codec, checksum and schema checked; returns (doc, checksum text)."""
+    data, doc = read_json_file(path, limits)
+    if check_version(doc, path) != 2:
+        raise VersionError("expected version 2 metadata here", path=path)
+    codec_label = doc.get("codec")
+    if not isinstance(codec_label, str):
+        raise MetadataError(f"codec must be a string, got {codec_label!r}", path=path)
+    try:
+        codec_info(codec_label)
+    except CodecError as exc:
+        raise CodecError(exc.message, path=path) from None
+    text = verify_checksummed_json(data, path=path)
+    validate_schema(doc, schema, path=path)
+    return doc, text
+
+
+class V2Shard:
+    """One version 2 shard folder. Files are opened lazily and reopened after fork or unpickling."""
+
+    version = 2
+
+    def __init__(self, path: str | Path, *, mmap_index: bool = True, shared_dict_bytes: bytes | None = None,
+                 verify_checksums: bool = True, limits: Limits = DEFAULT_LIMITS, loads: Loads = pickle.loads,
+                 cache: BlockCache | None = None, expected: dict[str, Any] | None = None,
+                 label: str | None = None) -> None:
+        self.path = Path(path)
+        self.mmap_index = mmap_index
+        self.verify_checksums = verify_checksums
+        self.limits = limits
+        self.loads = loads
+        self.cache = cache if cache is not None else BlockCache(1)
+        meta_path = self.path / META_FILE
+        doc, meta_text = read_v2_meta(meta_path, "v2-shard", limits)
+        self.meta = doc
+        self.meta_checksum = meta_text
+        self.label = label if label is not None else doc["shard"]
+        self.codec = Codec.from_label(doc["codec"])
+        self.dictionary = doc["dictionary"]
+        self.block_size = doc["block_size"]
+        self.num_examples = doc["num_examples"]
+        self.num_blocks = doc["num_blocks"]
+        self.data_size = doc["data_size"]
+        self.dict_id = doc["dict_id"]
+        self.max_block_raw_size = doc["max_block_raw_size"]
+        where = {"path": meta_path, "shard": self.label}
+        if self.num_blocks != math.ceil(self.num_examples / self.block_size):
+            raise MetadataError(f"num_blocks {self.num_blocks} does not match {self.num_examples} examples in "
+                                f"blocks of {self.block_size}", **where)
+        if self.num_examples > limits.max_examples_per_shard or self.block_size > limits.max_examples_per_block:
+            raise LimitError("num_examples or block_size above the limits", **where)
+        if self.max_block_raw_size > limits.max_block_raw_size or self.data_size > limits.max_data_size:
+            raise LimitError("max_block_raw_size or data_size above the limits", **where)
+        if self.codec == Codec.NONE and self.dictionary != "none":
+            raise MetadataError("codec none cannot use a dictionary", **where)
+        if self.codec == Codec.LZ4 and self.dictionary != "none":
+            raise MetadataError("codec lz4 cannot use a zstd dictionary", **where)
+        if expected is not None:
+            for key, mine in (("num_examples", self.num_examples), ("num_blocks", self.num_blocks),
+                              ("data_size", self.data_size), ("index_size", doc["index"]["size"]),
+                              ("meta_checksum", meta_text), ("dictionary", self.dictionary)):
+                if expected.get(key) != mine:
+                    raise MetadataError(f"root meta.json says {key} {expected.get(key)!r} for this shard, its "
+                                        f"meta.json says {mine!r}", **where)
+        self._dict_bytes: bytes | None = None
+        if self.dictionary == "shard":
+            if doc["dictionary_file"] is None:
+                raise MetadataError("dictionary mode 'shard' without dictionary_file", **where)
+            self._dict_bytes = load_dictionary(self.path / DICT_FILE, doc["dictionary_file"], limits, self.label)
+            if doc["dictionary_file"]["dict_id"] != self.dict_id:
+                raise MetadataError("dictionary_file.dict_id differs from dict_id", **where)
+        elif self.dictionary == "shared":
+            if shared_dict_bytes is None:
+                shared = self.path.parent / DICT_FILE
+                if not shared.is_file():
+                    raise MissingShardError("shard uses the dataset's shared dictionary, which is missing",
+                                            path=shared, shard=self.label)
+                shared_dict_bytes = shared.read_bytes()
+            if zstandard.ZstdCompressionDict(shared_dict_bytes).dict_id() != self.dict_id:
+                raise FormatError("the shared dictionary's id differs from the shard's dict_id", **where)
+            self._dict_bytes = bytes(shared_dict_bytes)
+        elif self.dict_id != 0:
+            raise MetadataError("dict_id must be 0 without a dictionary", **where)
+        self.metadata = AtlasDatasetShardMetadata(2, self.block_size, self.num_examples,
+                                                  v2_to_strategy(self.codec, _mode(self.dictionary)),
+                                                  doc["compression_level"], None)
+        self._reset()
+        self._open()
+
+    # -- lazy per-process state -----------------------------------------------------
+
+    def _reset(self) -> None:
+        self._gen = -1
+        self._mms: list[Any] = []
+        self._data: memoryview = memoryview(b"")
+        self._offsets: Any = None
+        self._stored: Any = None
+        self._raw: Any = None
+        self._checksums: Any = None
+        self._verified = bytearray()
+        self._dctx: zstandard.ZstdDecompressor | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        for key in ("_mms", "_data", "_offsets", "_stored", "_raw", "_checksums", "_verified", "_dctx", "cache",
+                    "loads"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.cache = BlockCache(1)
+        self.loads = pickle.loads
+        self._reset()
+
+    def _open(self) -> None:
+        index_path = self.path / V2_INDEX_FILE
+        where: dict[str, Any] = {"path": index_path, "shard": self.label}
+        if not index_path.is_file():
+            raise MissingShardError("index.bin is missing", **where)
+        size = index_path.stat().st_size
+        if size != self.meta["index"]["size"]:
+            raise FormatError(f"index.bin is {size} bytes, meta.json says {self.meta['index']['size']}", **where)
+        if size > self.limits.max_index_size:
+            raise LimitError("index.bin above the limit", **where)
+        mms: list[Any] = []
+        if self.mmap_index:
+            mm, index = map_file(index_path)
+            mms.append(mm)
+        else:
+            index = memoryview(index_path.read_bytes())
+        header = parse(IndexHeader, index[:V2_INDEX_HEADER_SIZE], path=index_path)
+        if header.format_version != 2:
+            raise VersionError(f"index.bin format_version {header.format_version}", offset=8, **where)
+        if header.header_size < V2_INDEX_HEADER_SIZE or header.entry_size < V2_INDEX_ENTRY_SIZE:
+            raise FormatError("index.bin header_size < 64 or entry_size < 24", offset=10, **where)
+        if header.checksum_algorithm != XXH3_64.id:
+            raise FormatError(f"unknown checksum algorithm id {header.checksum_algorithm}", offset=16, **where)
+        if size != header.header_size + header.block_count * header.entry_size:
+            raise FormatError(f"index.bin is {size} bytes, its header describes "
+                              f"{header.header_size + header.block_count * header.entry_size}", **where)
+        actual = compute_index_checksum(index)
+        if actual != header.checksum:
+            raise ChecksumError(f"index.bin checksum mismatch: header says {XXH3_64.text(header.checksum)}, "
+                                f"content hashes to {XXH3_64.text(actual)}", offset=56, **where)
+        if XXH3_64.text(header.checksum) != self.meta["index"]["checksum"]:
+            raise ChecksumError(f"index.bin checksum {XXH3_64.text(header.checksum)} differs from meta.json's "
+                                f"{self.meta['index']['checksum']}", offset=56, **where)
+        for field, want in (("codec", int(self.codec)), ("dictionary", DICTIONARY_MODE_IDS[self.dictionary]),
+                            ("block_size", self.block_size), ("block_count", self.num_blocks),
+                            ("example_count", self.num_examples), ("data_size", self.data_size),
+                            ("dict_id", self.dict_id)):
+            if header[field] != want:
+                raise FormatError(f"index.bin header {field} is {header[field]}, meta.json says {want}", **where)
+        entries = np.frombuffer(index, dtype=_entry_dtype(header.entry_size), count=header.block_count,
+                                offset=header.header_size)
+        offsets, stored, raw = entries["offset"], entries["stored_size"], entries["raw_size"]
+        if self.num_blocks:
+            ends = np.cumsum(stored, dtype=np.uint64)
+            if int(offsets[0]) != 0 or not np.array_equal(offsets[1:], ends[:-1]) or int(ends[-1]) != self.data_size:
+                raise FormatError("index entries must describe data.bin's blocks back to back from offset 0",
+                                  **where)
+            if int(raw.max()) > self.max_block_raw_size or int(stored.max()) > self.limits.max_block_stored_size:
+                raise LimitError("a block's size exceeds max_block_raw_size or the limits", **where)
+            if int(stored.min()) == 0:
+                raise FormatError("an index entry has stored_size 0", **where)
+            if self.codec == Codec.NONE and not np.array_equal(stored, raw):
+                raise FormatError("codec none requires stored_size == raw_size", **where)
+        data_path = self.path / DATA_FILE
+        if not data_path.is_file():
+            raise MissingShardError("data.bin is missing", path=data_path, shard=self.label)
+        mm, data = map_file(data_path)
+        mms.append(mm)
+        if len(data) != self.data_size:
+            raise FormatError(f"data.bin is {len(data)} bytes, meta.json says {self.data_size}", path=data_path,
+                              shard=self.label)
+        self._mms, self._data = mms, data
+        # Plain Python lists: indexing them is several times faster than numpy scalars.
+        self._offsets, self._stored = offsets.tolist(), stored.tolist()
+        self._raw, self._checksums = raw.tolist(), entries["checksum"].tolist()
+        if len(self._verified) != self.num_blocks:
+            self._verified = bytearray(self.num_blocks)
+        if self.codec == Codec.ZSTD:
+            self._dctx = (zstandard.ZstdDecompressor() if self._dict_bytes is None else
+                          zstandard.ZstdDecompressor(dict_data=zstandard.ZstdCompressionDict(self._dict_bytes)))
+        self._gen = fork_generation()
+
+    def close(self) -> None:
+        """Release the memory maps (they reopen on the next read)."""
+        mms = self._mms
+        self._data.release()
+        self._reset()
+        for mm in mms:
+            if mm is not None:
+                mm.close()
+
+    # -- reading ----------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self.num_examples
+
+    def block_count(self, b: int) -> int:
+        return min(self.block_size, self.num_examples - b * self.block_size)
+
+    def _where(self, b: int) -> dict[str, Any]:
+        return {"path": self.path / DATA_FILE, "shard": self.label, "block": b, "offset": self._offsets[b]}
+
+    def _stored_block(self, b: int) -> memoryview:
+        if self._gen != fork_generation():
+            self._open()
+        off = self._offsets[b]
+        stored = self._data[off:off + self._stored[b]]
+        if self.verify_checksums and not self._verified[b]:
+            actual = _xxh3(stored)
+            if actual != self._checksums[b]:
+                raise ChecksumError(f"block checksum mismatch: index.bin says {XXH3_64.text(self._checksums[b])}, "
+                                    f"the stored bytes hash to {XXH3_64.text(actual)}", **self._where(b))
+            self._verified[b] = 1
+        return stored
+
+    def decoded_block(self, b: int) -> Any:
+        """The decoded bytes of block ``b`` (for codec none a memoryview into the data.bin mmap)."""
+        if self.codec == Codec.NONE:
+            return self._stored_block(b)
+        key = (self.label, b)
+        block = self.cache.get(key)
+        if block is not None:
+            return block
+        stored = self._stored_block(b)
+        raw_size = self._raw[b]
+        try:
+            check_declared_size(codec_info(self.codec), stored, raw_size, self.limits)
+            if self.codec == Codec.ZSTD:
+                block = self._dctx.decompress(stored)  # type: ignore[union-attr]
+            else:
+                block = lz4.frame.decompress(stored)
+        except AtlasError as exc:
+            raise type(exc)(exc.message, **self._where(b)) from None
+        except (zstandard.ZstdError, RuntimeError) as exc:
+            raise CodecError(f"{self.codec.label} cannot decode the block: {exc}", **self._where(b)) from None
+        if len(block) != raw_size:
+            raise CodecError(f"block decodes to {len(block)} bytes, index.bin says {raw_size}", **self._where(b))
+        self.cache.put(key, block)
+        return block
+
+    def _slice(self, block: Any, b: int, pos: int) -> Any:
+        """The pickle bytes of example ``pos`` of a decoded block, bounds checked."""
+        try:
+            count = U32.unpack_from(block, 0)[0]
+            if count != self.block_count(b):
+                raise FormatError(f"block holds {count} examples, expected {self.block_count(b)}", **self._where(b))
+            start, end = U32_PAIR.unpack_from(block, 4 + 4 * pos)
+        except Exception as exc:  # noqa: BLE001 - struct.error: the table is cut short
+            if isinstance(exc, AtlasError):
+                raise
+            raise FormatError(f"block example table is truncated: {exc}", **self._where(b)) from None
+        base = 8 + 4 * count
+        if not start <= end <= len(block) - base:
+            raise FormatError(f"example {pos} spans [{start}, {end}) outside the block payload", **self._where(b))
+        return block[base + start:base + end]
+
+    def _load(self, data: Any, b: int, pos: int) -> Any:
+        try:
+            return self.loads(data)
+        except UnsafePickleError as exc:
+            raise UnsafePickleError(exc.message, module=exc.module, name=exc.name, example=pos,
+                                    **self._where(b)) from None
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure is corrupt data
+            raise FormatError(f"example {pos} does not unpickle: {type(exc).__name__}: {exc}",
+                              **self._where(b)) from None
+
+    def get(self, i: int) -> Any:
+        """Example ``i`` of this shard (0 <= i < len, checked by the caller)."""
+        b, pos = divmod(i, self.block_size)
+        return self._load(self._slice(self.decoded_block(b), b, pos), b, pos)
+
+    def get_many(self, b: int, positions: list[int]) -> list[Any]:
+        block = self.decoded_block(b)
+        return [self._load(self._slice(block, b, p), b, p) for p in positions]
+
+    def iter_block(self, b: int) -> list[Any]:
+        return self.get_many(b, list(range(self.block_count(b))))
+
+
+def _mode(label: str) -> Any:
+    from atlas_format.enums import DictionaryMode
+
+    return DictionaryMode(label)

@@ -1,0 +1,709 @@
+"""Writers of versions 1 and 2: build in a temporary folder, publish atomically, append.
+
+Version 2 is the default. ``format_version=1`` reproduces the original writer byte for
+byte (pickle protocol 4, its dictionary rules and folder naming), but publishes
+atomically too: a dataset folder appears complete or not at all.
+
+Write protocol: files go to ``<parent>/.atlas-tmp-<name>-<random>``; every file and
+folder is fsynced; root meta.json is written last; one rename publishes. An exception
+inside ``with`` removes the temporary folder and publishes nothing.
+
+Append protocol (version 2): new shards are staged under ``root/.atlas-tmp-<random>/``,
+renamed into root one by one (a reader never lists them: root meta.json does not name
+them yet), then root meta.json is replaced atomically. Any failure before that
+replace removes what was staged and renamed, so the old dataset stays exactly as it
+was and readers opened before keep working.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import secrets
+import shutil
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import zstandard
+
+from atlas_format.checksum import XXH3_64
+from atlas_format.codecs import codec_info
+from atlas_format.constants import (
+    DATA_FILE,
+    DEFAULT_LIMITS,
+    DICT_FILE,
+    META_FILE,
+    MIN_BLOCKS_FOR_DICTIONARY,
+    MIN_DICTIONARY_SIZE,
+    TEMP_PREFIX,
+    V1_INDEX_FILE,
+    V2_INDEX_FILE,
+    V2_PICKLE_PROTOCOL,
+    Limits,
+)
+from atlas_format.enums import Codec, CompressionStrategy, DictionaryMode, strategy_to_v2
+from atlas_format.index_v2 import build_index, header_value
+from atlas_format.layout import v1_shard_names, v2_shard_name
+from atlas_format.metadata import dump_checksummed_json, dump_v1_json, file_checksum_text
+from atlas_format.npy import build_v1_index
+
+from ._util import fsync_dir, write_file
+from .errors import LimitError, VersionError
+from .shard_v2 import load_dictionary, read_v2_meta
+
+V1_PICKLE_PROTOCOL = 4  # the original's default protocol on Python 3.8 to 3.13 (what seed-v1 holds)
+WRITER_LIBRARY = "torch-atlas-ds"
+
+
+def _writer_info() -> dict[str, str]:
+    from . import __version__
+
+    return {"library": WRITER_LIBRARY, "version": __version__}
+
+
+def _dict_target_size(dict_size: float, blocks: list[bytes]) -> int:
+    return max(int(dict_size * sum(len(b) for b in blocks)) + 1, MIN_DICTIONARY_SIZE)
+
+
+def _train(dict_size: float, blocks: list[bytes], level: int) -> zstandard.ZstdCompressionDict:
+    return zstandard.train_dictionary(_dict_target_size(dict_size, blocks), blocks, level=level)
+
+
+def _zstd(level: int, dictionary: zstandard.ZstdCompressionDict | None) -> Any:
+    return zstandard.ZstdCompressor(level=level, dict_data=dictionary, write_checksum=False,
+                                    write_content_size=True, write_dict_id=True).compress
+
+
+def _as_dict(value: Any) -> zstandard.ZstdCompressionDict | None:
+    if value is None or isinstance(value, zstandard.ZstdCompressionDict):
+        return value
+    return zstandard.ZstdCompressionDict(bytes(value))
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _check_dict_size(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ValueError(f"compression_dict_size must be a number in [0, 1], got {value!r}")
+    return value
+
+
+def _temp_sibling(target: Path) -> Path:
+    return target.parent / f"{TEMP_PREFIX}{target.name}-{secrets.token_hex(6)}"
+
+
+# -- version 1 ------------------------------------------------------------------------
+
+
+class _V1ShardBuilder:
+    """One version 1 shard, written exactly as the original's AtlasDatasetShardWriter does."""
+
+    def __init__(self, folder: Path, block_size: int, strategy: CompressionStrategy, level: int,
+                 dict_size: float, dictionary: zstandard.ZstdCompressionDict | None, *, train: bool = False) -> None:
+        folder.mkdir()
+        self.folder = folder
+        self.block_size = block_size
+        self.strategy = strategy  # what the shard is asked to do
+        self.level = level
+        self.dict_size = dict_size
+        self.dictionary = dictionary
+        self.train = train or strategy == CompressionStrategy.DICTIONARY_COMPRESSION
+        self.count = 0
+        self.pending: list[Any] = []
+        self.held: list[bytes] = []
+        self.offsets = [0]
+        self._data: Any = None
+        if strategy == CompressionStrategy.NO_COMPRESSION:
+            self._compress: Any = None
+        elif not self.train:
+            self._compress = _zstd(level, dictionary)
+
+    def add_example(self, example: Any) -> None:
+        self.pending.append(example)
+        self.count += 1
+        if len(self.pending) >= self.block_size:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.pending:
+            return
+        raw = pickle.dumps(self.pending, protocol=V1_PICKLE_PROTOCOL)
+        self.pending = []
+        if self.train:
+            self.held.append(raw)
+        else:
+            self._write(raw if self._compress is None else self._compress(raw))
+
+    def _write(self, block: bytes) -> None:
+        if self._data is None:
+            self._data = open(self.folder / DATA_FILE, "wb")  # noqa: SIM115 - closed in close()
+        self._data.write(block)
+        self.offsets.append(self.offsets[-1] + len(block))
+
+    def close(self, shared_mode: bool = False) -> tuple[int, zstandard.ZstdCompressionDict | None]:
+        """Finish the shard; returns (strategy written in meta.json, trained dictionary or None)."""
+        self._flush()
+        written = int(self.strategy)
+        trained = None
+        if self.train:
+            if len(self.held) >= MIN_BLOCKS_FOR_DICTIONARY:
+                trained = _train(self.dict_size, self.held, self.level)
+                compress = _zstd(self.level, trained)
+                if not shared_mode:
+                    write_file(self.folder / DICT_FILE, trained.as_bytes())
+                written = int(CompressionStrategy.SHARED_DICTIONARY_COMPRESSION if shared_mode
+                              else CompressionStrategy.DICTIONARY_COMPRESSION)
+            else:
+                compress = _zstd(self.level, None)
+                written = int(CompressionStrategy.STANDARD_COMPRESSION)
+            for raw in self.held:
+                self._write(compress(raw))
+            self.held = []
+        if self._data is not None:
+            self._data.flush()
+            os.fsync(self._data.fileno())
+            self._data.close()
+        write_file(self.folder / V1_INDEX_FILE, build_v1_index(self.offsets))
+        write_file(self.folder / META_FILE, dump_v1_json({
+            "version": 1, "block_size": self.block_size, "stored_examples": self.count,
+            "compression_strategy": written, "compression_level": self.level,
+            "compression_dict_size": self.dict_size}))
+        fsync_dir(self.folder)
+        return written, trained
+
+    def abort(self) -> None:
+        if self._data is not None:
+            self._data.close()
+
+
+# -- version 2 ------------------------------------------------------------------------
+
+
+class _V2ShardBuilder:
+    """One version 2 shard: blocks of per-example pickles, checksummed index, checksummed meta."""
+
+    def __init__(self, folder: Path, name: str, block_size: int, codec: Codec, level: int, dict_size: float,
+                 mode: str, dictionary: bytes | None = None, limits: Limits = DEFAULT_LIMITS) -> None:
+        """``mode``: 'none', 'shared' (use ``dictionary``), 'shard' (train its own), 'train-shared'."""
+        folder.mkdir()
+        self.folder, self.name = folder, name
+        self.block_size, self.codec, self.level, self.dict_size = block_size, codec, level, dict_size
+        self.mode = mode
+        self.limits = limits
+        self.count = 0
+        self.pending: list[bytes] = []
+        self.held: list[bytes] = []
+        self.entries: list[tuple[int, int, int, int]] = []
+        self.data_size = 0
+        self.max_raw = 0
+        self.dict_bytes = dictionary
+        self._data = open(folder / DATA_FILE, "wb")  # noqa: SIM115 - closed in close()/abort()
+        self._compress: Any = None
+        if mode in ("none", "shared"):
+            self._compress = codec_info(codec).compressor(level, dictionary if mode == "shared" else None)
+
+    def add_example(self, example: Any) -> None:
+        self.pending.append(pickle.dumps(example, protocol=V2_PICKLE_PROTOCOL))
+        self.count += 1
+        if len(self.pending) >= self.block_size:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.pending:
+            return
+        from atlas_format.block_v2 import encode_block
+
+        total = sum(len(p) for p in self.pending)
+        if total + 4 * (len(self.pending) + 2) > min(self.limits.max_block_raw_size, (1 << 32) - 1):
+            raise LimitError(f"a block of {len(self.pending)} examples holds {total} bytes of pickles, above the "
+                             f"limit of {self.limits.max_block_raw_size} bytes; use a smaller block_size",
+                             shard=self.name, block=len(self.entries) + len(self.held))
+        raw = encode_block(self.pending)
+        self.pending = []
+        if self._compress is None:
+            self.held.append(raw)
+        else:
+            self._write(raw)
+
+    def _write(self, raw: bytes) -> None:
+        stored = self._compress(raw)
+        self._data.write(stored)
+        self.entries.append((self.data_size, len(stored), len(raw), XXH3_64.of(stored)))
+        self.data_size += len(stored)
+        self.max_raw = max(self.max_raw, len(raw))
+
+    def close(self) -> tuple[dict[str, Any], bytes | None]:
+        """Finish the shard; returns (its root meta.json record, dictionary trained for sharing or None)."""
+        self._flush()
+        trained: bytes | None = None
+        if self._compress is None:  # 'shard' or 'train-shared': the blocks waited for the dictionary
+            if len(self.held) >= MIN_BLOCKS_FOR_DICTIONARY:
+                trained = _train(self.dict_size, self.held, self.level).as_bytes()
+                self.dict_bytes = trained
+                self.mode = "shard" if self.mode == "shard" else "shared"
+            else:
+                self.mode = "none"
+            self._compress = codec_info(self.codec).compressor(self.level, self.dict_bytes
+                                                               if self.mode != "none" else None)
+            for raw in self.held:
+                self._write(raw)
+            self.held = []
+        self._data.flush()
+        os.fsync(self._data.fileno())
+        self._data.close()
+        dict_id = 0
+        dictionary_file = None
+        if self.mode != "none" and self.dict_bytes is not None:
+            dict_id = zstandard.ZstdCompressionDict(self.dict_bytes).dict_id()
+        if self.mode == "shard":
+            write_file(self.folder / DICT_FILE, self.dict_bytes or b"")
+            dictionary_file = {"file": DICT_FILE, "size": len(self.dict_bytes or b""), "dict_id": dict_id,
+                               "checksum": file_checksum_text(self.dict_bytes or b"")}
+        header = header_value(codec=int(self.codec), dictionary=self.mode, checksum_algorithm=XXH3_64.id,
+                              block_size=self.block_size, block_count=len(self.entries),
+                              example_count=self.count, data_size=self.data_size, dict_id=dict_id)
+        index = build_index(header, self.entries)
+        index_checksum = int.from_bytes(index[56:64], "little")
+        write_file(self.folder / V2_INDEX_FILE, index)
+        meta = dump_checksummed_json({
+            "version": 2, "shard": self.name, "codec": self.codec.label, "dictionary": self.mode,
+            "compression_level": self.level, "block_size": self.block_size, "num_examples": self.count,
+            "num_blocks": len(self.entries), "data_size": self.data_size, "max_block_raw_size": self.max_raw,
+            "dict_id": dict_id,
+            "index": {"file": V2_INDEX_FILE, "size": len(index), "checksum": XXH3_64.text(index_checksum)},
+            "dictionary_file": dictionary_file, "checksum_algorithm": XXH3_64.name, "writer": _writer_info(),
+        })
+        write_file(self.folder / META_FILE, meta)
+        fsync_dir(self.folder)
+        record = {"name": self.name, "num_examples": self.count, "num_blocks": len(self.entries),
+                  "data_size": self.data_size, "index_size": len(index),
+                  "meta_checksum": meta[len(b'{\n  "checksum": "'):meta.index(b'",\n')].decode("ascii"),
+                  "dictionary": self.mode, "max_block_raw_size": self.max_raw}
+        return record, (trained if self.mode == "shared" else None)
+
+    def abort(self) -> None:
+        self._data.close()
+
+
+def _resolve_codec(codec: Any, strategy: CompressionStrategy | int | None,
+                   format_version: int) -> tuple[Codec, DictionaryMode, CompressionStrategy]:
+    """(codec, dictionary mode, v1 strategy) from the caller's codec= and compression_strategy=."""
+    if codec is None:
+        strat = CompressionStrategy(strategy if strategy is not None
+                                    else CompressionStrategy.SHARED_DICTIONARY_COMPRESSION)
+        c, mode = strategy_to_v2(strat)
+        return c, mode, strat
+    try:
+        c = Codec.from_label(codec) if isinstance(codec, str) else Codec(codec)
+    except (KeyError, ValueError):
+        raise ValueError(f"unknown codec {codec!r}; use one of {[x.label for x in Codec]}") from None
+    if format_version == 1 and c == Codec.LZ4:
+        raise ValueError("version 1 cannot store LZ4 blocks; use format_version=2")
+    if strategy is None:
+        mode = DictionaryMode.SHARED if c == Codec.ZSTD else DictionaryMode.NONE
+    else:
+        s_codec, mode = strategy_to_v2(CompressionStrategy(strategy))
+        if c != Codec.ZSTD and mode != DictionaryMode.NONE:
+            raise ValueError(f"codec {c.label} cannot use a zstd dictionary (compression_strategy={strategy!r}); "
+                             "omit compression_strategy or use STANDARD_COMPRESSION")
+        if (c == Codec.NONE) != (s_codec == Codec.NONE) and not (c == Codec.LZ4 and s_codec == Codec.ZSTD):
+            raise ValueError(f"codec {c.label} contradicts compression_strategy={strategy!r}")
+    strat = {(Codec.NONE, DictionaryMode.NONE): CompressionStrategy.NO_COMPRESSION,
+             (Codec.ZSTD, DictionaryMode.NONE): CompressionStrategy.STANDARD_COMPRESSION,
+             (Codec.ZSTD, DictionaryMode.SHARED): CompressionStrategy.SHARED_DICTIONARY_COMPRESSION,
+             (Codec.ZSTD, DictionaryMode.SHARD): CompressionStrategy.DICTIONARY_COMPRESSION,
+             }.get((c, mode), CompressionStrategy.STANDARD_COMPRESSION)
+    return c, mode, strat
+
+
+class _Publisher:
+    """Context-manager plumbing shared by the writers: close on success, abort on error."""
+
+    _closed: bool
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError("the writer is closed")
+
+
+class AtlasDatasetWriter(_Publisher):
+    """Writes a dataset of shards of ``shard_size`` examples in blocks of ``block_size`` examples.
+
+    ``compression_strategy`` defaults to SHARED_DICTIONARY_COMPRESSION (zstd); with
+    ``codec=Codec.LZ4`` (or "lz4") and no explicit strategy, no dictionary is used.
+    ``format_version=1`` writes the original's format; ``user_metadata`` (a JSON object)
+    is stored in a version 2 root meta.json.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], shard_size: int, block_size: int,
+                 compression_strategy: CompressionStrategy | int | None = None, compression_level: int = 3,
+                 compression_dict_size: float = 0.01, *, codec: Codec | str | None = None, format_version: int = 2,
+                 user_metadata: dict[str, Any] | None = None, limits: Limits = DEFAULT_LIMITS) -> None:
+        self._closed = True
+        if format_version not in (1, 2):
+            raise ValueError(f"format_version must be 1 or 2, got {format_version!r}")
+        self.format_version = format_version
+        self.shard_size = _check_int("shard_size", shard_size, 0 if format_version == 1 else 1)
+        self.block_size = _check_int("block_size", block_size, 1)
+        self.compression_level = _check_int("compression_level", compression_level, -(1 << 17))
+        self.compression_dict_size = _check_dict_size(compression_dict_size)
+        self.codec, self.mode, self.strategy = _resolve_codec(codec, compression_strategy, format_version)
+        lo, hi = codec_info(self.codec).level_range
+        if self.codec != Codec.NONE and not lo <= compression_level <= hi:
+            raise ValueError(f"compression_level {compression_level} outside {lo}..{hi} for {self.codec.label}")
+        if user_metadata is not None and not isinstance(user_metadata, dict):
+            raise TypeError("user_metadata must be a dict (a JSON object)")
+        self.user_metadata = dict(user_metadata or {})
+        json.dumps(self.user_metadata, allow_nan=False)  # fail now, not at close
+        self.limits = limits
+        self.path = Path(path)
+        if os.path.lexists(self.path):
+            raise FileExistsError(f"[Errno 17] File exists: '{self.path}'")
+        self._tmp = _temp_sibling(self.path)
+        self._tmp.mkdir()  # FileNotFoundError when the parent does not exist, like the original
+        self._closed = False
+        self._append = False
+        self._records: list[dict[str, Any]] = []
+        self._shared: Any = None  # v1: trained ZstdCompressionDict; v2: dictionary bytes
+        self._shard_number = 0
+        self.num_examples = 0
+        self._current: Any = None
+        self._v1_written: list[int] = []
+        if format_version == 1:
+            self._current = self._new_v1_shard()
+
+    # -- shards -----------------------------------------------------------------------
+
+    def _new_v1_shard(self) -> _V1ShardBuilder:
+        n = self._shard_number
+        self._shard_number += 1
+        strategy = self.strategy
+        shared = strategy == CompressionStrategy.SHARED_DICTIONARY_COMPRESSION
+        if shared and n > 0:
+            if self._shared is None:  # shard 0 could not train: the whole dataset falls back to 1
+                strategy = CompressionStrategy.STANDARD_COMPRESSION
+            return _V1ShardBuilder(self._tmp / str(n), self.block_size, strategy, self.compression_level,
+                                   self.compression_dict_size, self._shared)
+        return _V1ShardBuilder(self._tmp / str(n), self.block_size, strategy, self.compression_level,
+                               self.compression_dict_size, None, train=shared)
+
+    def _close_v1_shard(self) -> None:
+        shard = self._current
+        self._current = None
+        shared = self.strategy == CompressionStrategy.SHARED_DICTIONARY_COMPRESSION and len(self._v1_written) == 0
+        written, trained = shard.close(shared_mode=shared)
+        if shared and trained is not None:
+            self._shared = trained
+        self._v1_written.append(shard.count)
+
+    def _stage_dir(self) -> Path:
+        return self._tmp
+
+    def _new_v2_shard(self) -> _V2ShardBuilder:
+        name = v2_shard_name(self._shard_number)
+        self._shard_number += 1
+        mode = self.mode.value
+        if mode == "shared":
+            if self._shared is not None:
+                dictionary: bytes | None = self._shared
+            elif not self._records and not self._append:
+                mode, dictionary = "train-shared", None
+            else:  # the first shard could not train: the dataset falls back to no dictionary
+                mode, dictionary = "none", None
+        else:
+            dictionary = None
+        return _V2ShardBuilder(self._stage_dir() / name, name, self.block_size, self.codec,
+                               self.compression_level, self.compression_dict_size, mode, dictionary, self.limits)
+
+    def _close_v2_shard(self) -> None:
+        shard = self._current
+        self._current = None
+        record, trained = shard.close()
+        if trained is not None:
+            self._shared = trained
+        self._records.append(record)
+
+    def add_example(self, example: Any) -> None:
+        """Append one example (any picklable object)."""
+        self._check_open()
+        try:
+            if self.format_version == 1:
+                if self._current.count >= self.shard_size:
+                    self._close_v1_shard()
+                    self._current = self._new_v1_shard()
+            else:
+                if self._current is not None and self._current.count >= self.shard_size:
+                    self._close_v2_shard()
+                if self._current is None:
+                    self._current = self._new_v2_shard()
+            self._current.add_example(example)
+        except BaseException:
+            self.abort()
+            raise
+        self.num_examples += 1
+
+    # -- publishing -------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Finish every shard, write root meta.json last and publish atomically."""
+        if self._closed:
+            return
+        try:
+            if self.format_version == 1:
+                self._finish_v1()
+            elif self._append:
+                self._finish_append()
+                return
+            else:
+                self._finish_v2()
+            fsync_dir(self._tmp)
+            if os.path.lexists(self.path):
+                raise FileExistsError(f"[Errno 17] File exists: '{self.path}'")
+            os.rename(self._tmp, self.path)
+            fsync_dir(self.path.parent)
+            self._closed = True
+        except BaseException:
+            self.abort()
+            raise
+
+    def _finish_v1(self) -> None:
+        self._close_v1_shard()
+        names = v1_shard_names(len(self._v1_written))
+        for i, name in enumerate(names):
+            if name != str(i):
+                os.rename(self._tmp / str(i), self._tmp / name)
+        root_strategy = int(self.strategy)
+        if self.strategy == CompressionStrategy.SHARED_DICTIONARY_COMPRESSION:
+            if self._shared is None:
+                root_strategy = int(CompressionStrategy.STANDARD_COMPRESSION)
+            else:
+                write_file(self._tmp / DICT_FILE, self._shared.as_bytes())
+        write_file(self._tmp / META_FILE, dump_v1_json({"version": 1, "shard_sizes": self._v1_written,
+                                                        "compression_strategy": root_strategy}))
+
+    def _root_doc(self, generation: int) -> dict[str, Any]:
+        mode = self.mode.value
+        shared = None
+        if mode == "shared":
+            if self._shared is None:
+                mode = "none"
+            else:
+                shared = {"file": DICT_FILE, "size": len(self._shared),
+                          "dict_id": zstandard.ZstdCompressionDict(self._shared).dict_id(),
+                          "checksum": file_checksum_text(self._shared)}
+        return {
+            "version": 2, "format": "atlas", "codec": self.codec.label, "dictionary": mode,
+            "compression_level": self.compression_level, "compression_dict_size": self.compression_dict_size,
+            "block_size": self.block_size, "shard_size": self.shard_size, "checksum_algorithm": XXH3_64.name,
+            "num_examples": sum(r["num_examples"] for r in self._records),
+            "max_block_raw_size": max([r["max_block_raw_size"] for r in self._records], default=0),
+            "shards": [{k: v for k, v in r.items() if k != "max_block_raw_size"} for r in self._records],
+            "shared_dictionary": shared, "generation": generation, "writer": _writer_info(),
+            "user_metadata": self.user_metadata,
+        }
+
+    def _finish_v2(self) -> None:
+        if self._current is not None:
+            self._close_v2_shard()
+        doc = self._root_doc(1)
+        if doc["shared_dictionary"] is not None:
+            write_file(self._tmp / DICT_FILE, self._shared)
+        write_file(self._tmp / META_FILE, dump_checksummed_json(doc))
+
+    def abort(self) -> None:
+        """Discard everything written so far; nothing is published (the old dataset stays as it was)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._current is not None:
+            self._current.abort()
+            self._current = None
+        if self._append:
+            for folder in self._moved:
+                shutil.rmtree(folder, ignore_errors=True)
+            if self._meta_tmp is not None:
+                try:
+                    os.unlink(self._meta_tmp)
+                except FileNotFoundError:
+                    pass
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    # -- append -----------------------------------------------------------------------
+
+    @classmethod
+    def append(cls, root: str | os.PathLike[str], *, user_metadata: dict[str, Any] | None = None,
+               limits: Limits = DEFAULT_LIMITS) -> AtlasDatasetWriter:
+        """A writer adding examples to an existing version 2 dataset as new shards.
+
+        Codec, level, block_size, shard_size and the shared dictionary are the dataset's.
+        ``user_metadata`` members, when given, are merged into the stored object.
+        Use it as a context manager; an exception inside ``with`` leaves the dataset unchanged.
+        """
+        root = Path(root)
+        meta_path = root / META_FILE
+        from .shard_v1 import check_version, read_json_file
+
+        _, raw = read_json_file(meta_path, limits)
+        if check_version(raw, meta_path) != 2:
+            raise VersionError("append needs a version 2 dataset (version 1 cannot be appended to safely)",
+                               path=meta_path)
+        doc, _ = read_v2_meta(meta_path, "v2-root", limits)
+        self = cls.__new__(cls)
+        self._closed = True
+        self.format_version = 2
+        self.path = root
+        self.limits = limits
+        self.shard_size, self.block_size = doc["shard_size"], doc["block_size"]
+        self.compression_level, self.compression_dict_size = doc["compression_level"], doc["compression_dict_size"]
+        self.codec, self.mode = Codec.from_label(doc["codec"]), DictionaryMode(doc["dictionary"])
+        self.strategy = CompressionStrategy.STANDARD_COMPRESSION
+        self._shared = None
+        if doc["shared_dictionary"] is not None:
+            self._shared = load_dictionary(root / DICT_FILE, doc["shared_dictionary"], limits)
+        self.user_metadata = {**doc["user_metadata"], **(user_metadata or {})}
+        json.dumps(self.user_metadata, allow_nan=False)
+        self._base_doc = doc
+        self._append = True
+        self._records = []
+        self._moved: list[Path] = []
+        self._meta_tmp: Path | None = None
+        self._shard_number = max((int(s["name"]) + 1 for s in doc["shards"]), default=0)
+        self.num_examples = 0
+        self._current = None
+        self._tmp = root / f"{TEMP_PREFIX}{secrets.token_hex(6)}"
+        self._tmp.mkdir()
+        self._closed = False
+        return self
+
+    def _finish_append(self) -> None:
+        if self._current is not None:
+            self._close_v2_shard()
+        if not self._records:  # nothing added: leave the dataset untouched
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._closed = True
+            return
+        fsync_dir(self._tmp)
+        for record in self._records:
+            target = self.path / record["name"]
+            if os.path.lexists(target):
+                raise FileExistsError(f"[Errno 17] File exists: '{target}' (a concurrent append?)")
+            os.rename(self._tmp / record["name"], target)
+            self._moved.append(target)
+        fsync_dir(self.path)
+        base = self._base_doc
+        new_records = [{k: v for k, v in r.items() if k != "max_block_raw_size"} for r in self._records]
+        doc = {**base}
+        doc.pop("checksum", None)
+        doc["shards"] = list(base["shards"]) + new_records
+        doc["num_examples"] = base["num_examples"] + sum(r["num_examples"] for r in self._records)
+        doc["max_block_raw_size"] = max([base["max_block_raw_size"]] +
+                                        [r["max_block_raw_size"] for r in self._records])
+        doc["generation"] = base["generation"] + 1
+        doc["writer"] = _writer_info()
+        doc["user_metadata"] = self.user_metadata
+        self._meta_tmp = self.path / f"{TEMP_PREFIX}meta-{secrets.token_hex(6)}.json"
+        write_file(self._meta_tmp, dump_checksummed_json(doc))
+        _replace(self._meta_tmp, self.path / META_FILE)  # the commit point
+        self._meta_tmp = None
+        self._moved = []
+        self._closed = True
+        fsync_dir(self.path)
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def _replace(src: Path, dst: Path) -> None:
+    """os.replace, a separate function so tests can inject a failure at the commit point."""
+    os.replace(src, dst)
+
+
+class AtlasDatasetShardWriter(_Publisher):
+    """Writes one shard folder on its own (the original's class), published atomically.
+
+    Version 2 by default; ``compression_dict`` is the shared dictionary (bytes or a
+    zstandard.ZstdCompressionDict) for SHARED_DICTIONARY_COMPRESSION.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], block_size: int,
+                 compression_strategy: CompressionStrategy | int | None = CompressionStrategy.DICTIONARY_COMPRESSION,
+                 compression_level: int = 3, compression_dict: Any = None, compression_dict_size: float = 0.01, *,
+                 codec: Codec | str | None = None, format_version: int = 2, limits: Limits = DEFAULT_LIMITS) -> None:
+        self._closed = True
+        if format_version not in (1, 2):
+            raise ValueError(f"format_version must be 1 or 2, got {format_version!r}")
+        _check_int("block_size", block_size, 1)
+        _check_dict_size(compression_dict_size)
+        if codec is not None and compression_strategy == CompressionStrategy.DICTIONARY_COMPRESSION:
+            compression_strategy = None
+        c, mode, strategy = _resolve_codec(codec, compression_strategy, format_version)
+        if mode == DictionaryMode.SHARED and compression_dict is None:
+            raise ValueError("SHARED_DICTIONARY_COMPRESSION needs compression_dict (the dataset's dictionary)")
+        self.path = Path(path)
+        if os.path.lexists(self.path):
+            raise FileExistsError(f"[Errno 17] File exists: '{self.path}'")
+        self._tmp = _temp_sibling(self.path)
+        self.format_version = format_version
+        self._builder: Any
+        if format_version == 1:
+            self._builder = _V1ShardBuilder(self._tmp, block_size, strategy, compression_level,
+                                            compression_dict_size, _as_dict(compression_dict))
+        else:
+            name = self.path.name
+            name = name.zfill(6) if name.isdigit() and len(name) <= 6 else "000000"
+            d = compression_dict
+            if isinstance(d, zstandard.ZstdCompressionDict):
+                d = d.as_bytes()
+            self._builder = _V2ShardBuilder(self._tmp, name, block_size, c, compression_level,
+                                            compression_dict_size, mode.value, None if d is None else bytes(d),
+                                            limits)
+        self._closed = False
+
+    def add_example(self, example: Any) -> None:
+        self._check_open()
+        try:
+            self._builder.add_example(example)
+        except BaseException:
+            self.abort()
+            raise
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            self._builder.close()
+            if os.path.lexists(self.path):
+                raise FileExistsError(f"[Errno 17] File exists: '{self.path}'")
+            os.rename(self._tmp, self.path)
+            fsync_dir(self.path.parent)
+            self._closed = True
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._builder.abort()
+        shutil.rmtree(self._tmp, ignore_errors=True)
