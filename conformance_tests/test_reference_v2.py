@@ -1,0 +1,453 @@
+"""torch_atlas_ds version 2: round trips, checksums, limits, errors, atomic writes and append."""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+import pickle
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_reference_helpers import reseal, rewrite_meta, same, tree_digest
+
+import torch_atlas_ds
+from atlas_format.index_v2 import INDEX_ENTRY_DTYPE
+from atlas_format.metadata import parse_json
+from torch_atlas_ds import (
+    AtlasDataset,
+    AtlasDatasetMetadata,
+    AtlasDatasetShard,
+    AtlasDatasetShardMetadata,
+    AtlasDatasetShardWriter,
+    AtlasDatasetWriter,
+    ChecksumError,
+    Codec,
+    CodecError,
+    CompressionStrategy,
+    FormatError,
+    IncompleteDatasetError,
+    LimitError,
+    MissingShardError,
+    VersionError,
+)
+from torch_atlas_ds import writer as writer_module
+
+VARIANTS = {
+    "none": {"compression_strategy": CompressionStrategy.NO_COMPRESSION},
+    "zstd": {"compression_strategy": CompressionStrategy.STANDARD_COMPRESSION},
+    "shared": {"compression_strategy": CompressionStrategy.SHARED_DICTIONARY_COMPRESSION},
+    "shard": {"compression_strategy": CompressionStrategy.DICTIONARY_COMPRESSION},
+    "default": {},
+    "lz4": {"codec": Codec.LZ4},
+    "lz4-label": {"codec": "lz4", "compression_level": 0},
+}
+
+
+def example(i: int) -> dict:
+    return {"id": i, "text": "word " * (i % 37), "score": i / 7, "flag": i % 3 == 0, "neg": -0.0,
+            "arr": np.arange(i % 5, dtype=np.int16)}
+
+
+def write(root: Path, n: int, shard_size: int = 100, block_size: int = 8, **kw) -> list:
+    examples = [example(i) for i in range(n)]
+    with AtlasDatasetWriter(root, shard_size, block_size, **kw) as w:
+        for ex in examples:
+            w.add_example(ex)
+    return examples
+
+
+# -- API surface ---------------------------------------------------------------------
+
+
+def test_original_api_names_and_signatures():
+    for name in ("AtlasDataset", "AtlasDatasetShard", "AtlasDatasetWriter", "AtlasDatasetShardWriter",
+                 "CompressionStrategy", "AtlasDatasetMetadata", "AtlasDatasetShardMetadata"):
+        assert hasattr(torch_atlas_ds, name)
+    assert [m.name for m in CompressionStrategy] == ["NO_COMPRESSION", "STANDARD_COMPRESSION",
+                                                     "SHARED_DICTIONARY_COMPRESSION", "DICTIONARY_COMPRESSION"]
+    assert AtlasDatasetMetadata._fields == ("version", "shard_sizes", "compression_strategy")
+    assert AtlasDatasetShardMetadata._fields == ("version", "block_size", "stored_examples", "compression_strategy",
+                                                 "compression_level", "compression_dict_size")
+    params = list(inspect.signature(AtlasDatasetWriter).parameters)
+    assert params[:6] == ["path", "shard_size", "block_size", "compression_strategy", "compression_level",
+                          "compression_dict_size"]
+    params = list(inspect.signature(AtlasDatasetShardWriter).parameters)
+    assert params[:6] == ["path", "block_size", "compression_strategy", "compression_level", "compression_dict",
+                          "compression_dict_size"]
+    assert list(inspect.signature(AtlasDataset).parameters)[:2] == ["root", "mmap_index"]
+    assert list(inspect.signature(AtlasDatasetShard).parameters)[:3] == ["root", "mmap_index",
+                                                                         "compression_dict_bytes"]
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+@pytest.mark.parametrize("mmap_index", [True, False])
+def test_round_trip_every_strategy(tmp_path, variant, mmap_index):
+    root = tmp_path / "d"
+    examples = write(root, 230, **VARIANTS[variant])
+    ds = AtlasDataset(root, mmap_index=mmap_index)
+    assert len(ds) == 230 and ds.version == 2
+    assert all(same(ds[i], ex) for i, ex in enumerate(examples))
+    assert all(same(a, b) for a, b in zip(ds, examples, strict=True))
+    assert same(ds[-1], examples[-1]) and same(ds[-230], examples[0])
+    for bad in (230, -231, 10**9):
+        with pytest.raises(IndexError):
+            ds[bad]
+    with pytest.raises(TypeError):
+        ds[1.0]
+    idx = [229, 0, 5, 5, 117, -1, 64]
+    assert all(same(g, examples[i]) for g, i in zip(ds.__getitems__(idx), idx, strict=True))
+    doc = parse_json((root / "meta.json").read_bytes())
+    assert [s["name"] for s in doc["shards"]] == ["000000", "000001", "000002"]
+    assert ds.metadata.shard_sizes == [100, 100, 30]
+    assert not [p for p in tmp_path.iterdir() if p.name != "d"]
+
+
+def test_dictionary_modes_and_fallbacks(tmp_path):
+    write(tmp_path / "shared", 230, compression_strategy=2)
+    doc = parse_json((tmp_path / "shared" / "meta.json").read_bytes())
+    assert doc["dictionary"] == "shared" and doc["shared_dictionary"]["dict_id"] > 0
+    assert (tmp_path / "shared" / "zstd_dict.bin").is_file()
+    # shard 0 has 6 blocks: the whole dataset falls back to no dictionary
+    write(tmp_path / "fallback", 80, shard_size=48, compression_strategy=2)
+    doc = parse_json((tmp_path / "fallback" / "meta.json").read_bytes())
+    assert doc["dictionary"] == "none" and doc["shared_dictionary"] is None
+    assert {s["dictionary"] for s in doc["shards"]} == {"none"}
+    assert not (tmp_path / "fallback" / "zstd_dict.bin").exists()
+    # per-shard dictionaries: the last shard (30 examples, 4 blocks) falls back, the root keeps "shard"
+    write(tmp_path / "own", 230, compression_strategy=3)
+    doc = parse_json((tmp_path / "own" / "meta.json").read_bytes())
+    assert doc["dictionary"] == "shard" and [s["dictionary"] for s in doc["shards"]] == ["shard", "shard", "none"]
+    assert (tmp_path / "own" / "000000" / "zstd_dict.bin").is_file()
+    assert not (tmp_path / "own" / "000002" / "zstd_dict.bin").exists()
+    for name in ("shared", "fallback", "own"):
+        assert AtlasDataset(tmp_path / name)[40]["id"] == 40
+
+
+def test_lz4_keyword_rules(tmp_path):
+    write(tmp_path / "a", 20, codec=Codec.LZ4)
+    assert parse_json((tmp_path / "a" / "meta.json").read_bytes())["codec"] == "lz4"
+    for strategy in (CompressionStrategy.SHARED_DICTIONARY_COMPRESSION, CompressionStrategy.DICTIONARY_COMPRESSION):
+        with pytest.raises(ValueError):
+            AtlasDatasetWriter(tmp_path / "b", 10, 2, strategy, codec=Codec.LZ4)
+    with pytest.raises(ValueError):
+        AtlasDatasetWriter(tmp_path / "c", 10, 2, codec="lz4", format_version=1)
+    with pytest.raises(ValueError):
+        AtlasDatasetWriter(tmp_path / "d", 0, 2)  # shard_size < 1 refused for new v2 datasets
+    assert not list(tmp_path.glob(".atlas-tmp-*"))
+
+
+def test_empty_dataset_and_existing_target(tmp_path):
+    with AtlasDatasetWriter(tmp_path / "e", 10, 4):
+        pass
+    assert len(AtlasDataset(tmp_path / "e")) == 0 and list(AtlasDataset(tmp_path / "e")) == []
+    with pytest.raises(FileExistsError):
+        AtlasDatasetWriter(tmp_path / "e", 10, 4)
+    with pytest.raises(IncompleteDatasetError):
+        AtlasDataset(tmp_path)
+
+
+def test_shard_writer_and_shard_reader_v2(tmp_path):
+    with AtlasDatasetShardWriter(tmp_path / "000003", 4) as w:
+        for i in range(50):
+            w.add_example({"i": i})
+    shard = AtlasDatasetShard(tmp_path / "000003")
+    assert len(shard) == 50 and shard[49] == {"i": 49} and shard.metadata.compression_strategy == 3
+    assert [x["i"] for x in shard] == list(range(50))
+
+
+def test_user_metadata_and_writer_record(tmp_path):
+    write(tmp_path / "d", 5, user_metadata={"source": "unit test", "n": 5})
+    ds = AtlasDataset(tmp_path / "d")
+    assert ds.v2_metadata["user_metadata"] == {"source": "unit test", "n": 5}
+    assert ds.v2_metadata["writer"]["library"] == "torch-atlas-ds" and ds.v2_metadata["generation"] == 1
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
+    | st.binary(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4)
+    | st.tuples(inner, inner),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=8, deadline=None)
+@given(examples=st.lists(json_values, max_size=40), block_size=st.integers(1, 9), shard_size=st.integers(1, 25),
+       variant=st.sampled_from(sorted(VARIANTS)))
+def test_round_trip_property(examples, block_size, shard_size, variant):
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "d"
+        with AtlasDatasetWriter(root, shard_size, block_size, **VARIANTS[variant]) as w:
+            for ex in examples:
+                w.add_example(ex)
+        ds = AtlasDataset(root)
+        assert len(ds) == len(examples)
+        assert all(same(ds[i], ex) for i, ex in enumerate(examples))
+        assert all(same(a, b) for a, b in zip(ds, examples, strict=True))
+
+
+# -- one example without its neighbours -------------------------------------------------
+
+
+class Bomb:
+    """Unpickling it raises: proves a neighbour's pickle is never touched."""
+
+    def __reduce__(self):
+        return (_explode, ())
+
+
+def _explode():
+    raise RuntimeError("neighbour was unpickled")
+
+
+@pytest.mark.parametrize("variant", ["none", "shared", "lz4"])
+def test_one_example_is_decoded_without_its_neighbours(tmp_path, variant):
+    root = tmp_path / "d"
+    with AtlasDatasetWriter(root, 100, 4, **VARIANTS[variant]) as w:
+        for i in range(60):
+            w.add_example(Bomb() if i % 4 == 1 else {"i": i})
+    ds = AtlasDataset(root)
+    assert ds[0] == {"i": 0} and ds[2] == {"i": 2} and ds[59] == {"i": 59}
+    with pytest.raises(FormatError) as info:
+        ds[1]
+    assert "neighbour was unpickled" in str(info.value) and info.value.block == 0
+
+
+def test_codec_none_reads_only_the_example_bytes(tmp_path):
+    root = tmp_path / "d"
+    with AtlasDatasetWriter(root, 100, 4, CompressionStrategy.NO_COMPRESSION) as w:
+        for i in range(8):
+            w.add_example({"i": i, "pad": "p" * 50})
+    data = bytearray((root / "000000" / "data.bin").read_bytes())
+    first = data.index(b"p" * 50)  # example 0's pickle; scribble over it
+    data[first:first + 50] = b"\x00" * 50
+    (root / "000000" / "data.bin").write_bytes(bytes(data))
+    ds = AtlasDataset(root, verify_checksums=False)
+    assert ds[1] == {"i": 1, "pad": "p" * 50}  # the neighbour's corruption is never read
+    with pytest.raises(ChecksumError):
+        AtlasDataset(root)[1]
+
+
+# -- integrity -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", ["none", "shared", "lz4"])
+def test_flipped_byte_raises_checksum_error_naming_the_place(tmp_path, variant):
+    root = tmp_path / "d"
+    write(root, 64, shard_size=32, block_size=4, **VARIANTS[variant])
+    entries = np.frombuffer((root / "000001" / "index.bin").read_bytes(), dtype=INDEX_ENTRY_DTYPE, offset=64)
+    offset = int(entries[2]["offset"])
+    data = bytearray((root / "000001" / "data.bin").read_bytes())
+    data[offset + int(entries[2]["stored_size"]) // 2] ^= 0x40
+    (root / "000001" / "data.bin").write_bytes(bytes(data))
+    ds = AtlasDataset(root)
+    assert ds[32 + 7]["id"] == 39  # other blocks still read
+    with pytest.raises(ChecksumError) as info:
+        ds[32 + 9]
+    err = info.value
+    assert (err.shard, err.block, err.offset) == ("000001", 2, offset)
+    assert err.path.endswith(os.path.join("000001", "data.bin"))
+    for part in ("data.bin", "shard 000001", "block 2", f"byte offset {offset}"):
+        assert part in str(err)
+
+
+def test_corrupt_metadata_and_index_are_refused_at_open(tmp_path):
+    root = tmp_path / "d"
+    write(root, 40, shard_size=20, block_size=4)
+    meta = root / "000000" / "meta.json"
+    original = meta.read_bytes()
+    meta.write_bytes(original.replace(b'"num_examples": 20', b'"num_examples": 21'))
+    with pytest.raises(ChecksumError):
+        AtlasDataset(root)
+    meta.write_bytes(original)
+    index = root / "000001" / "index.bin"
+    raw = bytearray(index.read_bytes())
+    raw[70] ^= 1
+    index.write_bytes(bytes(raw))
+    with pytest.raises(ChecksumError) as info:
+        AtlasDataset(root)
+    assert "index.bin" in str(info.value) and info.value.shard == "000001"
+
+
+def test_huge_declared_zstd_frame_is_refused_before_allocating(tmp_path):
+    root = tmp_path / "d"
+    write(root, 16, block_size=4, compression_strategy=CompressionStrategy.STANDARD_COMPRESSION)
+    frame = bytes([0x28, 0xB5, 0x2F, 0xFD, 0xE0]) + (1 << 40).to_bytes(8, "little") + b"\x01\x00\x00"
+    data = bytearray((root / "000000" / "data.bin").read_bytes())
+    data[:len(frame)] = frame
+    (root / "000000" / "data.bin").write_bytes(bytes(data))
+    reseal(root)  # checksums now match: only the size check stands between the frame and a 1 TiB allocation
+    with pytest.raises(LimitError) as info:
+        AtlasDataset(root)[0]
+    assert info.value.block == 0 and info.value.shard == "000000" and "before allocating" in str(info.value)
+
+
+def test_versions_and_codecs_are_checked_at_open(tmp_path):
+    root = tmp_path / "d"
+    write(root, 10, block_size=4, compression_strategy=CompressionStrategy.STANDARD_COMPRESSION)
+    rewrite_meta(root / "000000" / "meta.json", codec="brotli")
+    reseal_root = parse_json((root / "meta.json").read_bytes())
+    assert reseal_root["codec"] == "zstd"
+    with pytest.raises(CodecError):
+        AtlasDataset(root)
+    rewrite_meta(root / "meta.json", codec="brotli")
+    with pytest.raises(CodecError):
+        AtlasDataset(root)
+    for version in (3, True, "2", 0):
+        rewrite_meta(root / "meta.json", version=version)
+        with pytest.raises(VersionError):
+            AtlasDataset(root)
+
+
+def test_missing_shard_and_header_disagreement(tmp_path):
+    root = tmp_path / "d"
+    write(root, 40, shard_size=20, block_size=4)
+    rewrite_meta(root / "000001" / "meta.json", block_size=5)
+    reseal(root)
+    with pytest.raises(FormatError) as info:
+        AtlasDataset(root)
+    assert "num_blocks" in str(info.value) or "block_size" in str(info.value)
+    os.rename(root / "000001", tmp_path / "elsewhere")
+    with pytest.raises(MissingShardError):
+        AtlasDataset(root)
+
+
+def test_unknown_json_members_are_ignored(tmp_path):
+    root = tmp_path / "d"
+    write(root, 10, block_size=4)
+    rewrite_meta(root / "000000" / "meta.json", future_member={"x": 1})
+    reseal(root)
+    rewrite_meta(root / "meta.json", another_future_member=[1, 2])
+    assert AtlasDataset(root)[9]["id"] == 9
+
+
+def test_limits_are_configurable(tmp_path):
+    root = tmp_path / "d"
+    write(root, 10, block_size=4, compression_strategy=CompressionStrategy.STANDARD_COMPRESSION)
+    with pytest.raises(LimitError):
+        AtlasDataset(root, limits=torch_atlas_ds.Limits(max_block_raw_size=16))
+
+
+def test_pickled_dataset_is_small_and_holds_no_handles(tmp_path):
+    root = tmp_path / "d"
+    write(root, 300, shard_size=100)
+    ds = AtlasDataset(root)
+    ds[5]
+    blob = pickle.dumps(ds)
+    assert len(blob) < 64_000
+    clone = pickle.loads(blob)
+    assert clone[299]["id"] == 299 and clone[5]["id"] == 5
+
+
+# -- atomic writes -------------------------------------------------------------------------
+
+
+def test_exception_inside_with_publishes_nothing(tmp_path):
+    with pytest.raises(RuntimeError, match="boom"), AtlasDatasetWriter(tmp_path / "d", 10, 4) as w:
+        for i in range(35):
+            w.add_example(i)
+        raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_v1_exception_inside_with_publishes_nothing(tmp_path):
+    with pytest.raises(KeyboardInterrupt), AtlasDatasetWriter(tmp_path / "d", 10, 4, format_version=1) as w:
+        w.add_example(1)
+        raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unpicklable_example_aborts_the_write(tmp_path):
+    with pytest.raises((TypeError, AttributeError, pickle.PicklingError)), \
+            AtlasDatasetWriter(tmp_path / "d", 10, 4) as w:
+        w.add_example(lambda: 0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_folder_is_absent_until_close(tmp_path):
+    w = AtlasDatasetWriter(tmp_path / "d", 10, 4)
+    for i in range(25):
+        w.add_example(i)
+    assert not (tmp_path / "d").exists()
+    w.close()
+    assert list(AtlasDataset(tmp_path / "d")) == list(range(25))
+    assert [p.name for p in tmp_path.iterdir()] == ["d"]
+
+
+# -- append --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", ["shared", "shard", "lz4", "none"])
+def test_append_adds_shards_and_old_readers_keep_reading(tmp_path, variant):
+    root = tmp_path / "d"
+    examples = write(root, 130, **VARIANTS[variant])
+    old = AtlasDataset(root)
+    old_dict = (root / "zstd_dict.bin").read_bytes() if (root / "zstd_dict.bin").exists() else None
+    more = [example(1000 + i) for i in range(150)]
+    with AtlasDatasetWriter.append(root, user_metadata={"appended": True}) as w:
+        for ex in more:
+            w.add_example(ex)
+    new = AtlasDataset(root)
+    assert len(new) == 280 and new.metadata.shard_sizes == [100, 30, 100, 50]
+    assert all(same(new[i], ex) for i, ex in enumerate(examples + more))
+    assert new.v2_metadata["generation"] == 2 and new.v2_metadata["user_metadata"] == {"appended": True}
+    assert new.v2_metadata["codec"] == old.v2_metadata["codec"]
+    if old_dict is not None:
+        assert (root / "zstd_dict.bin").read_bytes() == old_dict
+    assert len(old) == 130 and all(same(old[i], ex) for i, ex in enumerate(examples))
+    assert not list(root.glob(".atlas-tmp-*"))
+
+
+def test_append_exception_leaves_the_dataset_exactly_as_it_was(tmp_path):
+    root = tmp_path / "d"
+    examples = write(root, 130)
+    before = tree_digest(root)
+    old = AtlasDataset(root)
+    with pytest.raises(RuntimeError), AtlasDatasetWriter.append(root) as w:
+        for i in range(250):
+            w.add_example(example(i))
+        raise RuntimeError("crash during append")
+    assert tree_digest(root) == before and sorted(p.name for p in root.iterdir()) == sorted(
+        ["meta.json", "zstd_dict.bin", "000000", "000001"])
+    assert all(same(old[i], ex) for i, ex in enumerate(examples))
+
+
+def test_append_failure_at_the_commit_point_rolls_back(tmp_path, monkeypatch):
+    root = tmp_path / "d"
+    examples = write(root, 130)
+    before = tree_digest(root)
+    old = AtlasDataset(root)
+
+    def failing_replace(src, dst):
+        raise OSError("disk full at the commit point")
+
+    monkeypatch.setattr(writer_module, "_replace", failing_replace)
+    w = AtlasDatasetWriter.append(root)
+    for i in range(250):
+        w.add_example(example(i))
+    with pytest.raises(OSError, match="commit point"):
+        w.close()
+    assert tree_digest(root) == before
+    assert not list(root.glob(".atlas-tmp-*"))
+    assert len(old) == 130 and all(same(old[i], ex) for i, ex in enumerate(examples))
+    assert len(AtlasDataset(root)) == 130
+
+
+def test_append_refuses_v1(tmp_path):
+    write(tmp_path / "d", 10, format_version=1)
+    with pytest.raises(VersionError):
+        AtlasDatasetWriter.append(tmp_path / "d")
+
+
+def test_negative_zero_and_float_types_survive(tmp_path):
+    values = [0.0, -0.0, 1, 1.0, True, math.inf, -math.inf, 5e-324, 2**80, "\x00"]
+    with AtlasDatasetWriter(tmp_path / "d", 4, 3) as w:
+        for v in values:
+            w.add_example(v)
+    ds = AtlasDataset(tmp_path / "d")
+    assert all(same(ds[i], v) for i, v in enumerate(values))
