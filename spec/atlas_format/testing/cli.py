@@ -1,0 +1,85 @@
+"""atlas-conformance: run the golden vectors against an implementation, print a pass/fail table.
+
+    atlas-conformance --reader mypkg.atlas:open --writer mypkg.atlas:write --validator mypkg.atlas:errors
+
+Each option names ``module:function`` (see ``atlas_format.testing.checks`` for the
+signatures); give any subset. Exit status 0 when every check passes, 1 otherwise,
+2 for bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import checks
+from .vectors import default_vectors_root, iter_vectors
+
+
+def load(spec: str) -> Callable[..., Any]:
+    """Import ``module:attribute`` (attribute may be dotted)."""
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        raise ValueError(f"{spec!r} is not of the form module:function")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    obj: Any = importlib.import_module(module_name)
+    for part in attribute.split("."):
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ValueError(f"{spec} is not callable")
+    return obj  # type: ignore[no-any-return]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="atlas-conformance", description=__doc__.splitlines()[0],
+                                     epilog="Example: atlas-conformance --reader torch_atlas_ds:AtlasDataset "
+                                            "--validator atlas_validator:validate")
+    parser.add_argument("--reader", help="module:function, path -> sequence of examples")
+    parser.add_argument("--writer", help="module:function, (path, examples, params) -> None (needs --reader)")
+    parser.add_argument("--validator", help="module:function, path -> error finding ids or a report")
+    parser.add_argument("--vectors", type=Path, default=None, help="vectors root (default: the checkout's)")
+    parser.add_argument("--v1-byte-identical", action="store_true",
+                        help="also require version 1 rewrites to reproduce the original's files")
+    parser.add_argument("--only", default="", help="run only vectors whose name contains this text")
+    args = parser.parse_args(argv)
+    if not (args.reader or args.validator):
+        parser.error("give at least --reader or --validator")
+    if args.writer and not args.reader:
+        parser.error("--writer needs --reader to read the written datasets back")
+    try:
+        reader = load(args.reader) if args.reader else None
+        writer = load(args.writer) if args.writer else None
+        validator = load(args.validator) if args.validator else None
+    except (ImportError, AttributeError, ValueError) as exc:
+        parser.error(str(exc))
+    root = args.vectors or default_vectors_root()
+    if root is None or not root.is_dir():
+        parser.error(f"vectors folder not found: {root} (pass --vectors)")
+    columns = ["reader", "writer", "validator"]
+    rows = []
+    for vector in iter_vectors(root):
+        if args.only not in vector.name:
+            continue
+        results: dict[str, list[str] | None] = {c: None for c in columns}
+        if reader is not None:
+            results["reader"] = (checks.check_reader_valid(vector, reader) if vector.valid
+                                 else checks.check_reader_invalid(vector, reader))
+        if writer is not None and reader is not None and vector.valid:
+            results["writer"] = checks.check_writer(vector, writer, reader, byte_identical=args.v1_byte_identical)
+        if validator is not None:
+            results["validator"] = checks.check_validator(vector, validator)
+        rows.append((f"{vector.folder.parent.name}/{vector.name} ({vector.case['verdict']})", results))
+    table, ok = checks.summarize(rows, [c for c in columns if any(r[c] is not None for _, r in rows)])
+    print(table)
+    print(f"\n{len(rows)} vectors: {'all passed' if ok else 'FAILURES'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
