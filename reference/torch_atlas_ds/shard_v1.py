@@ -128,10 +128,12 @@ class V1Shard:
         self._data: memoryview = memoryview(b"")
         self._index: Any = None
         self._dctx: zstandard.ZstdDecompressor | None = None
+        self._last_b = -1
+        self._last: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for key in ("_mm", "_data", "_index", "_dctx", "cache", "loads"):
+        for key in ("_mm", "_data", "_index", "_dctx", "cache", "loads", "_last", "_last_b"):
             state.pop(key, None)
         return state
 
@@ -189,6 +191,7 @@ class V1Shard:
 
     def close(self) -> None:
         """Release the memory maps (they reopen on the next read)."""
+        self.cache.clear()
         mm = self._mm
         self._data.release()
         self._reset()
@@ -207,9 +210,12 @@ class V1Shard:
         """The decoded, unpickled list of examples of block ``b`` (cached)."""
         if self._gen != fork_generation():
             self._open()
+        if b == self._last_b:
+            return self._last  # type: ignore[no-any-return]
         key = (self.label, b)
         cached = self.cache.get(key)
         if cached is not None:
+            self._last_b, self._last = b, cached
             return cached  # type: ignore[no-any-return]
         start, end = int(self._index[b]), int(self._index[b + 1])
         raw: Any = self._data[start:end]
@@ -233,6 +239,7 @@ class V1Shard:
             got = len(examples) if isinstance(examples, list) else type(examples).__name__
             raise FormatError(f"block holds {got} examples, expected a list of {self.block_count(b)}", **where)
         self.cache.put(key, examples)
+        self._last_b, self._last = b, examples
         return examples
 
     def get(self, i: int) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -190,11 +191,14 @@ class V2Shard:
         self._checksums: Any = None
         self._verified = bytearray()
         self._dctx: zstandard.ZstdDecompressor | None = None
+        self._last_b = -1
+        self._last: Any = None
+        self._info = codec_info(self.codec)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         for key in ("_mms", "_data", "_offsets", "_stored", "_raw", "_checksums", "_verified", "_dctx", "cache",
-                    "loads"):
+                    "loads", "_last", "_last_b", "_info"):
             state.pop(key, None)
         return state
 
@@ -278,6 +282,7 @@ class V2Shard:
 
     def close(self) -> None:
         """Release the memory maps (they reopen on the next read)."""
+        self.cache.clear()  # entries of codec none are views into the mmap
         mms = self._mms
         self._data.release()
         self._reset()
@@ -313,14 +318,10 @@ class V2Shard:
         """The decoded bytes of block ``b`` (for codec none a memoryview into the data.bin mmap)."""
         if self.codec == Codec.NONE:
             return self._stored_block(b)
-        key = (self.label, b)
-        block = self.cache.get(key)
-        if block is not None:
-            return block
         stored = self._stored_block(b)
         raw_size = self._raw[b]
         try:
-            check_declared_size(codec_info(self.codec), stored, raw_size, self.limits)
+            check_declared_size(self._info, stored, raw_size, self.limits)
             if self.codec == Codec.ZSTD:
                 block = self._dctx.decompress(stored)  # type: ignore[union-attr]
             else:
@@ -331,24 +332,52 @@ class V2Shard:
             raise CodecError(f"{self.codec.label} cannot decode the block: {exc}", **self._where(b)) from None
         if len(block) != raw_size:
             raise CodecError(f"block decodes to {len(block)} bytes, index.bin says {raw_size}", **self._where(b))
-        self.cache.put(key, block)
+        return block
+
+    def _block(self, b: int) -> Any:
+        """Decoded block ``b``: the stored view for codec none, else the last block, the LRU, or a decode."""
+        if self.codec == Codec.NONE:
+            return self._stored_block(b)
+        if b == self._last_b and self._gen == fork_generation():
+            return self._last
+        key = (self.label, b)
+        block = self.cache.get(key)
+        if block is None or self._gen != fork_generation():
+            block = self.decoded_block(b)
+            self.cache.put(key, block)
+        self._last_b, self._last = b, block
         return block
 
     def _slice(self, block: Any, b: int, pos: int) -> Any:
-        """The pickle bytes of example ``pos`` of a decoded block, bounds checked."""
-        try:
-            count = U32.unpack_from(block, 0)[0]
-            if count != self.block_count(b):
-                raise FormatError(f"block holds {count} examples, expected {self.block_count(b)}", **self._where(b))
-            start, end = U32_PAIR.unpack_from(block, 4 + 4 * pos)
-        except Exception as exc:  # noqa: BLE001 - struct.error: the table is cut short
-            if isinstance(exc, AtlasError):
-                raise
-            raise FormatError(f"block example table is truncated: {exc}", **self._where(b)) from None
+        """The pickle bytes of example ``pos``: two offsets read from the table, bounds checked (O(1))."""
+        count = self.block_count(b)
         base = 8 + 4 * count
-        if not start <= end <= len(block) - base:
+        if len(block) < base:
+            raise FormatError(f"block of {len(block)} bytes is too short for the table of {count} examples",
+                              **self._where(b))
+        stored_count = U32.unpack_from(block, 0)[0]
+        if stored_count != count:
+            raise FormatError(f"block holds {stored_count} examples, expected {count}", **self._where(b))
+        start, end = U32_PAIR.unpack_from(block, 4 + 4 * pos)
+        if not start < end <= len(block) - base:
             raise FormatError(f"example {pos} spans [{start}, {end}) outside the block payload", **self._where(b))
         return block[base + start:base + end]
+
+    def _table(self, block: Any, b: int) -> tuple[int, ...]:
+        """The example offsets of a decoded block, checked once (count, bounds, monotonic)."""
+        count = self.block_count(b)
+        if len(block) < 8 + 4 * count:
+            raise FormatError(f"block of {len(block)} bytes is too short for the table of {count} examples",
+                              **self._where(b))
+        if U32.unpack_from(block, 0)[0] != count:
+            raise FormatError(f"block holds {U32.unpack_from(block, 0)[0]} examples, expected {count}",
+                              **self._where(b))
+        table = struct.unpack_from(f"<{count + 1}I", block, 4)
+        payload = len(block) - 8 - 4 * count
+        if table[0] != 0 or table[-1] != payload or any(x >= y for x, y in zip(table, table[1:], strict=False)):
+            raise FormatError("block example offsets must start at 0, increase strictly and end at the payload size "
+                              f"({payload})", **self._where(b))
+        return table
 
     def _load(self, data: Any, b: int, pos: int) -> Any:
         try:
@@ -363,11 +392,16 @@ class V2Shard:
     def get(self, i: int) -> Any:
         """Example ``i`` of this shard (0 <= i < len, checked by the caller)."""
         b, pos = divmod(i, self.block_size)
-        return self._load(self._slice(self.decoded_block(b), b, pos), b, pos)
+        return self._load(self._slice(self._block(b), b, pos), b, pos)
 
     def get_many(self, b: int, positions: list[int]) -> list[Any]:
-        block = self.decoded_block(b)
-        return [self._load(self._slice(block, b, p), b, p) for p in positions]
+        """Examples at ``positions`` of block ``b``, decoding the block once."""
+        block = self._block(b)
+        if len(positions) <= 2:
+            return [self._load(self._slice(block, b, p), b, p) for p in positions]
+        table = self._table(block, b)
+        base = 8 + 4 * self.block_count(b)
+        return [self._load(block[base + table[p]:base + table[p + 1]], b, p) for p in positions]
 
     def iter_block(self, b: int) -> list[Any]:
         return self.get_many(b, list(range(self.block_count(b))))

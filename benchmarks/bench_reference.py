@@ -1,0 +1,185 @@
+"""Benchmark of torch_atlas_ds: version 1 versus version 2 read speed (not a test).
+
+Two deterministic datasets: text (dicts of a 100-600 character string and two ints)
+and images (dicts of a 3x32x32 uint8 array and a label). For each format variant and
+block size it reports random-access examples/s (fresh reader, default cache, random
+indices), sequential examples/s (``ds[i]`` in order), and the cost of checksum
+verification (v2 random access with verify_checksums on versus off).
+
+    python benchmarks/bench_reference.py            # full: 100k text, 20k images, 20k random reads
+    python benchmarks/bench_reference.py --quick    # a couple of minutes
+
+Writes the table to benchmarks/RESULTS-reference.md (with --output to change it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from torch_atlas_ds import AtlasDataset, AtlasDatasetWriter, Codec, CompressionStrategy
+
+WORDS = ("atlas dataset block shard index offset tensor image caption token batch example the of and to in "
+         "for on with as by compress dictionary checksum random access sequential reader writer").split()
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "v1 zstd shared dict": {"format_version": 1,
+                            "compression_strategy": CompressionStrategy.SHARED_DICTIONARY_COMPRESSION},
+    "v2 zstd shared dict": {"compression_strategy": CompressionStrategy.SHARED_DICTIONARY_COMPRESSION},
+    "v2 lz4": {"codec": Codec.LZ4},
+    "v2 none": {"compression_strategy": CompressionStrategy.NO_COMPRESSION},
+}
+
+
+def text_examples(n: int) -> list[dict[str, Any]]:
+    rng = random.Random(1234)
+    out = []
+    for i in range(n):
+        target = rng.randint(100, 600)
+        words: list[str] = []
+        length = 0
+        while length < target:
+            w = rng.choice(WORDS)
+            words.append(w)
+            length += len(w) + 1
+        out.append({"text": " ".join(words)[:target], "id": i, "label": rng.randint(0, 999)})
+    return out
+
+
+def image_examples(n: int) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(1234)
+    out = []
+    for i in range(n):
+        base = rng.integers(0, 256, size=(3, 1, 1), dtype=np.uint8)
+        noise = rng.integers(0, 32, size=(3, 32, 32), dtype=np.uint8)
+        out.append({"image": (base + noise).astype(np.uint8), "label": i % 10})
+    return out
+
+
+def build(root: Path, examples: list[Any], block_size: int, shard_size: int, variant: dict[str, Any]) -> float:
+    start = time.perf_counter()
+    with AtlasDatasetWriter(root, shard_size, block_size, **variant) as w:
+        for ex in examples:
+            w.add_example(ex)
+    return time.perf_counter() - start
+
+
+def dir_size(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def random_access(root: Path, indices: list[int], **kw: Any) -> float:
+    ds = AtlasDataset(root, **kw)
+    start = time.perf_counter()
+    for i in indices:
+        ds[i]
+    return len(indices) / (time.perf_counter() - start)
+
+
+def sequential(root: Path, n: int) -> float:
+    ds = AtlasDataset(root)
+    start = time.perf_counter()
+    for i in range(n):
+        ds[i]
+    return n / (time.perf_counter() - start)
+
+
+def run(args: argparse.Namespace) -> str:
+    n_text, n_img, n_rand = (20_000, 5_000, 5_000) if args.quick else (100_000, 20_000, 20_000)
+    datasets = {"text": text_examples(n_text), "image": image_examples(n_img)}
+    work = Path(tempfile.mkdtemp(prefix="atlas-bench-", dir=args.workdir))
+    rows = []
+    try:
+        for dname, examples in datasets.items():
+            n = len(examples)
+            indices = [random.Random(99).randrange(n) for _ in range(1)]
+            rng = random.Random(99)
+            indices = [rng.randrange(n) for _ in range(n_rand)]
+            shard_size = max(n // 5, 1)
+            for block_size in (8, 64):
+                for vname, variant in VARIANTS.items():
+                    root = work / f"{dname}-{block_size}-{vname.replace(' ', '_')}"
+                    write_s = build(root, examples, block_size, shard_size, variant)
+                    rand = random_access(root, indices)
+                    seq = sequential(root, n)
+                    row = {"data": dname, "block": block_size, "variant": vname, "size": dir_size(root),
+                           "write": n / write_s, "random": rand, "seq": seq, "random_noverify": None}
+                    if not vname.startswith("v1"):
+                        row["random_noverify"] = random_access(root, indices, verify_checksums=False)
+                    rows.append(row)
+                    print(f"{dname:5} bs={block_size:<3} {vname:22} random {rand:10,.0f}/s  seq {seq:10,.0f}/s"
+                          + (f"  random(no verify) {row['random_noverify']:10,.0f}/s" if row["random_noverify"]
+                             else ""), flush=True)
+                    shutil.rmtree(root)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return render(rows, args, n_text, n_img, n_rand)
+
+
+def render(rows: list[dict[str, Any]], args: argparse.Namespace, n_text: int, n_img: int, n_rand: int) -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    lines = [
+        "# torch_atlas_ds read benchmark: version 1 vs version 2",
+        "",
+        f"- Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- Machine: {cpu}, {os.cpu_count()} logical CPUs (shared with other jobs), {platform.system()} "
+        f"{platform.release()}; Python {sys.version.split()[0]}",
+        f"- Mode: {'--quick' if args.quick else 'full'}; text: {n_text:,} examples (a 100-600 character string "
+        f"and two ints), image: {n_img:,} examples (3x32x32 uint8 array and a label); shards of n/5 examples",
+        f"- Random access: {n_rand:,} random indices, a fresh reader, default block cache "
+        "(16 blocks); sequential: `ds[i]` for every i in order. Examples per second, higher is better.",
+        "- v1 is read by this package's v1 reader (same algorithm as the original: decode the block, unpickle "
+        "the whole list, cache the last block); v2 verifies block checksums unless stated.",
+        "- Command: `python benchmarks/bench_reference.py" + (" --quick`" if args.quick else "`"),
+        "",
+        "| data | block | variant | size (MB) | write ex/s | random ex/s | random vs v1 | sequential ex/s "
+        "| random, verify off | checksum cost |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        v1 = next(r for r in rows if r["data"] == row["data"] and r["block"] == row["block"]
+                  and r["variant"].startswith("v1"))
+        noverify = row["random_noverify"]
+        cost = "" if noverify is None else f"{(noverify / row['random'] - 1) * 100:+.1f}%"
+        lines.append(
+            f"| {row['data']} | {row['block']} | {row['variant']} | {row['size'] / 1e6:.1f} | {row['write']:,.0f} "
+            f"| {row['random']:,.0f} | {row['random'] / v1['random']:.2f}x | {row['seq']:,.0f} "
+            f"| {'' if noverify is None else f'{noverify:,.0f}'} | {cost} |")
+    lines += [
+        "",
+        "Checksum cost = how much faster random access is with `verify_checksums=False` (each block is hashed "
+        "with XXH3-64 only the first time a process reads it, so the cost fades as blocks are revisited).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller datasets (a couple of minutes)")
+    parser.add_argument("--output", default=str(Path(__file__).with_name("RESULTS-reference.md")))
+    parser.add_argument("--workdir", default=None, help="where to write the temporary datasets")
+    args = parser.parse_args()
+    text = run(args)
+    Path(args.output).write_text(text, encoding="utf-8")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
