@@ -52,11 +52,11 @@ def encode_example(value: Any) -> Any:
     if type(value).__module__ == "numpy" and hasattr(value, "dtype") and hasattr(value, "shape"):
         import numpy as np
 
-        array = np.ascontiguousarray(value)
+        array = np.asarray(value)  # (ascontiguousarray would turn a 0-d array into 1-d)
         if array.dtype.hasobject:
             raise TypeError("object arrays have no JSON form")
         return {"$ndarray": {"dtype": array.dtype.str, "shape": list(array.shape),
-                             "data": base64.b64encode(array.tobytes()).decode("ascii")}}
+                             "data": base64.b64encode(array.tobytes(order="C")).decode("ascii")}}
     raise TypeError(f"no JSON form for {type(value).__name__}")
 
 
