@@ -1,0 +1,253 @@
+"""Builders of valid and deliberately broken datasets for the validator tests.
+
+``write_v2`` is a small, independent version 2 writer built from the ``atlas_format``
+declarations with hooks at every stage, so a test can produce a dataset whose checksums
+are all correct but whose content breaks one rule (a malicious pickle, a wrong count,
+an inconsistent header). ``write_v1`` does the same for version 1. Valid datasets of
+every configuration also come from the reference writer (see the tests).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import zstandard
+
+from atlas_format.block_v2 import encode_block
+from atlas_format.checksum import XXH3_64
+from atlas_format.codecs import codec_info
+from atlas_format.enums import Codec
+from atlas_format.index_v2 import build_index, entries_array, header_value
+from atlas_format.layout import v1_shard_names, v2_shard_name
+from atlas_format.metadata import dump_checksummed_json, dump_v1_json, file_checksum_text
+from atlas_format.npy import build_v1_index
+
+Hook = Callable[..., Any] | None
+
+
+def examples(n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """Text-like examples (a string of 100..600 characters and two integers), deterministic."""
+    out = []
+    for i in range(n):
+        k = (i * 7919 + seed * 31) % 500
+        out.append({"text": ("lorem ipsum dolor sit amet " * 30)[: 100 + k] + str(i), "a": i, "b": i * 2 + seed})
+    return out
+
+
+def _dict_for(blocks: list[bytes], level: int, dict_size: float) -> bytes | None:
+    if len(blocks) < 7:
+        return None
+    size = max(int(dict_size * sum(len(b) for b in blocks)) + 1, 1024)
+    return zstandard.train_dictionary(size, blocks, level=level).as_bytes()
+
+
+def _dict_id(dictionary: bytes | None) -> int:
+    return int.from_bytes(dictionary[4:8], "little") if dictionary else 0
+
+
+def write_v2(root: Path, items: list[Any], *, codec: str = "zstd", dictionary: str = "none", block_size: int = 4,
+             shard_size: int = 16, level: int = 3, dict_size: float = 0.01, protocol: int = 5,
+             pickle_hook: Hook = None, raw_hook: Hook = None, stored_hook: Hook = None, index_hook: Hook = None,
+             shard_meta_hook: Hook = None, root_meta_hook: Hook = None) -> Path:
+    """A version 2 dataset at ``root``; hooks may alter each stage before checksums are computed.
+
+    pickle_hook(shard, block, position, bytes) -> bytes; raw_hook(shard, block, raw) -> raw;
+    stored_hook(shard, block, stored) -> stored; index_hook(shard, header dict, entries list) -> None;
+    shard_meta_hook(shard, doc) -> None; root_meta_hook(doc) -> None.
+    """
+    root.mkdir(parents=True)
+    info = codec_info(codec)
+    shard_items = [items[i:i + shard_size] for i in range(0, len(items), shard_size)] or [[]]
+    shared: bytes | None = None
+    mode_root = dictionary
+    records = []
+    max_raw_all = 0
+    for k, chunk in enumerate(shard_items):
+        name = v2_shard_name(k)
+        folder = root / name
+        folder.mkdir()
+        raws = []
+        for b, start in enumerate(range(0, len(chunk), block_size)):
+            pickles = []
+            for j, ex in enumerate(chunk[start:start + block_size]):
+                p = pickle.dumps(ex, protocol=protocol)
+                pickles.append(pickle_hook(k, b, j, p) if pickle_hook else p)
+            raw = encode_block(pickles)
+            raws.append(raw_hook(k, b, raw) if raw_hook else raw)
+        own: bytes | None = None
+        mode = "none"
+        if dictionary == "shared":
+            if k == 0:
+                shared = _dict_for(raws, level, dict_size)
+                if shared is None:
+                    mode_root = "none"
+                else:
+                    (root / "zstd_dict.bin").write_bytes(shared)
+            mode = "shared" if shared is not None else "none"
+        elif dictionary == "shard":
+            own = _dict_for(raws, level, dict_size)
+            mode = "shard" if own is not None else "none"
+        used = shared if mode == "shared" else own
+        compress = info.compressor(level, used)
+        entries = []
+        data = bytearray()
+        for b, raw in enumerate(raws):
+            stored = compress(raw)
+            stored = stored_hook(k, b, stored) if stored_hook else stored
+            entries.append((len(data), len(stored), len(raw), XXH3_64.of(stored)))
+            data += stored
+        (folder / "data.bin").write_bytes(bytes(data))
+        if own is not None:
+            (folder / "zstd_dict.bin").write_bytes(own)
+        max_raw = max((len(r) for r in raws), default=0)
+        max_raw_all = max(max_raw_all, max_raw)
+        header = header_value(codec=int(info.codec), dictionary=mode, checksum_algorithm=1, block_size=block_size,
+                              block_count=len(raws), example_count=len(chunk), data_size=len(data),
+                              dict_id=_dict_id(used))
+        if index_hook:
+            index_hook(k, header, entries)
+        index = build_index(header, entries_array(entries))
+        (folder / "index.bin").write_bytes(index)
+        doc = {
+            "version": 2, "shard": name, "codec": info.label, "dictionary": mode, "compression_level": level,
+            "block_size": block_size, "num_examples": len(chunk), "num_blocks": len(raws), "data_size": len(data),
+            "max_block_raw_size": max_raw, "dict_id": _dict_id(used),
+            "index": {"file": "index.bin", "size": len(index), "checksum": XXH3_64.text(
+                int.from_bytes(index[56:64], "little"))},
+            "dictionary_file": None if own is None else {"file": "zstd_dict.bin", "size": len(own),
+                                                         "dict_id": _dict_id(own),
+                                                         "checksum": file_checksum_text(own)},
+            "checksum_algorithm": "xxh3_64", "writer": {"library": "validator_vectors", "version": "1"},
+        }
+        if shard_meta_hook:
+            shard_meta_hook(k, doc)
+        meta = dump_checksummed_json(doc)
+        (folder / "meta.json").write_bytes(meta)
+        records.append({"name": name, "num_examples": doc["num_examples"], "num_blocks": doc["num_blocks"],
+                        "data_size": doc["data_size"], "index_size": len(index),
+                        "meta_checksum": meta[17:17 + 24].decode("ascii"), "dictionary": mode})
+    root_doc = {
+        "version": 2, "format": "atlas", "codec": info.label, "dictionary": mode_root, "compression_level": level,
+        "compression_dict_size": dict_size, "block_size": block_size, "shard_size": shard_size,
+        "checksum_algorithm": "xxh3_64", "num_examples": len(items), "max_block_raw_size": max_raw_all,
+        "shards": records,
+        "shared_dictionary": None if shared is None else {"file": "zstd_dict.bin", "size": len(shared),
+                                                           "dict_id": _dict_id(shared),
+                                                           "checksum": file_checksum_text(shared)},
+        "generation": 1, "writer": {"library": "validator_vectors", "version": "1"}, "user_metadata": {},
+    }
+    if root_meta_hook:
+        root_meta_hook(root_doc)
+    (root / "meta.json").write_bytes(dump_checksummed_json(root_doc))
+    return root
+
+
+def write_v1(root: Path, items: list[Any], *, strategy: int = 1, block_size: int = 4, shard_size: int = 16,
+             level: int = 3, protocol: int = 4, block_hook: Hook = None, stored_hook: Hook = None) -> Path:
+    """A version 1 dataset of strategy 0 or 1 (hooks: block_hook(shard, block, pickle) -> pickle,
+    stored_hook(shard, block, stored) -> stored)."""
+    if strategy not in (0, 1):
+        raise ValueError("write_v1 writes strategies 0 and 1; copy a seed vector for 2 and 3")
+    root.mkdir(parents=True)
+    chunks = [items[i:i + shard_size] for i in range(0, len(items), shard_size)] or [[]]
+    names = v1_shard_names(len(chunks))
+    cctx = zstandard.ZstdCompressor(level=level)
+    for k, (name, chunk) in enumerate(zip(names, chunks, strict=True)):
+        folder = root / name
+        folder.mkdir()
+        offsets = [0]
+        data = bytearray()
+        for b in range(math.ceil(len(chunk) / block_size)):
+            p = pickle.dumps(chunk[b * block_size:(b + 1) * block_size], protocol=protocol)
+            p = block_hook(k, b, p) if block_hook else p
+            stored = p if strategy == 0 else cctx.compress(p)
+            stored = stored_hook(k, b, stored) if stored_hook else stored
+            data += stored
+            offsets.append(len(data))
+        if data:
+            (folder / "data.bin").write_bytes(bytes(data))
+        (folder / "index.npy").write_bytes(build_v1_index(offsets))
+        (folder / "meta.json").write_bytes(dump_v1_json({
+            "version": 1, "block_size": block_size, "stored_examples": len(chunk), "compression_strategy": strategy,
+            "compression_level": level, "compression_dict_size": 0.01}))
+    (root / "meta.json").write_bytes(dump_v1_json({"version": 1, "shard_sizes": [len(c) for c in chunks],
+                                                   "compression_strategy": strategy}))
+    return root
+
+
+def copy_seed(seed: Path, dest: Path) -> Path:
+    """A writable copy of a seed-v1 dataset folder."""
+    shutil.copytree(seed, dest)
+    return dest
+
+
+def edit_json(path: Path, mutate: Callable[[dict[str, Any]], None], *, v1: bool = True) -> None:
+    """Rewrite a version 1 meta.json after ``mutate`` (no checksum)."""
+    doc = json.loads(path.read_bytes())
+    mutate(doc)
+    path.write_bytes(dump_v1_json(doc) if v1 else json.dumps(doc).encode())
+
+
+def resign(path: Path, mutate: Callable[[dict[str, Any]], None]) -> bytes:
+    """Rewrite a version 2 meta.json after ``mutate``, with a correct checksum line; returns the bytes."""
+    doc = json.loads(path.read_bytes())
+    doc.pop("checksum", None)
+    mutate(doc)
+    data = dump_checksummed_json(doc)
+    path.write_bytes(data)
+    return data
+
+
+def resign_shard(root: Path, name: str, mutate: Callable[[dict[str, Any]], None]) -> None:
+    """Rewrite a shard meta.json and update the root's meta_checksum so only ``mutate``'s change remains."""
+    data = resign(root / name / "meta.json", mutate)
+    text = data[17:17 + 24].decode("ascii")
+
+    def fix(doc: dict[str, Any]) -> None:
+        for s in doc["shards"]:
+            if s["name"] == name:
+                s["meta_checksum"] = text
+
+    resign(root / "meta.json", fix)
+
+
+def flip(path: Path, offset: int, mask: int = 0x01) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= mask
+    path.write_bytes(bytes(data))
+
+
+class OsSystem:
+    """An example whose pickle calls os.system(command) when loaded (never loaded by the validator)."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        import os
+
+        return (os.system, (self.command,))
+
+
+class BuiltinsEval:
+    """An example whose pickle calls builtins.eval(expression) when loaded."""
+
+    def __init__(self, expression: str) -> None:
+        self.expression = expression
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (eval, (self.expression,))
+
+
+def marker_command(marker: Path) -> str:
+    return f"touch {marker}"
+
+
+def codec_none() -> Codec:
+    return Codec.NONE

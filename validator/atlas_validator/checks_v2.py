@@ -1,0 +1,567 @@
+"""Version 2 checks (spec section 3): checksummed metadata, the binary index, blocks, dictionaries.
+
+Every byte a version 2 dataset lists is bound by a checksum or a size (DETECT-1); the
+checks below verify each binding and report the location of every mismatch.
+"""
+
+from __future__ import annotations
+
+import math
+import mmap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from atlas_format import metadata
+from atlas_format.binary import parse
+from atlas_format.block_v2 import U32, table_size
+from atlas_format.checksum import ChecksumAlgorithm, parse_checksum_text
+from atlas_format.codecs import codec_info, zstd_decompressor
+from atlas_format.constants import (
+    DATA_FILE,
+    DICT_FILE,
+    META_FILE,
+    V2_INDEX_ENTRY_SIZE,
+    V2_INDEX_FILE,
+    V2_INDEX_HEADER_SIZE,
+    V2_PICKLE_PROTOCOL,
+)
+from atlas_format.enums import Codec
+from atlas_format.errors import AtlasError
+from atlas_format.index_v2 import DICTIONARY_MODE_NAMES, INDEX_ENTRY_DTYPE, IndexHeader, compute_index_checksum
+from atlas_format.zstd_frame import ZstdDictionaryHeader
+
+from .blocks import decode_block
+from .common import ShardResult, Sink, file_size, is_int, read_limited
+from .findings import Finding, Stats
+from .layout import unexpected_in_shard
+from .pickle_scan import scan_pickle
+from .tasks import ShardTask
+
+SHARD_FILES = {META_FILE, DATA_FILE, V2_INDEX_FILE, DICT_FILE}
+
+
+def _schema_members(name: str) -> dict[str, set[str]]:
+    """Known member names per object of a schema: '' for the top level, else the member holding the object."""
+    schema = metadata.load_schema(name)
+    props = schema.get("properties", {})
+    known = {"": set(props)}
+    for key, sub in props.items():
+        candidates = [sub] + list(sub.get("oneOf", [])) + ([sub["items"]] if "items" in sub else [])
+        for cand in candidates:
+            if isinstance(cand, dict) and "properties" in cand:
+                known[key] = set(cand["properties"])
+    return known
+
+
+def report_unknown_members(doc: Any, schema: str, sink: Sink, *, shown: str) -> None:
+    """ATL210 for every JSON member the schema does not declare (readers ignore them, V2-COMPAT-2)."""
+    if not isinstance(doc, dict):
+        return
+    known = _schema_members(schema)
+    for key in doc:
+        if key not in known[""]:
+            sink.add("ATL210", f"unknown member /{key} (ignored by readers)", path=shown)
+    for key, members in known.items():
+        if not key:
+            continue
+        value = doc.get(key)
+        objs = value if isinstance(value, list) else [value]
+        for i, obj in enumerate(objs):
+            if isinstance(obj, dict):
+                where = f"/{key}/{i}" if isinstance(value, list) else f"/{key}"
+                for member in obj:
+                    if member not in members:
+                        sink.add("ATL210", f"unknown member {where}/{member} (ignored by readers)", path=shown)
+
+
+def load_checksummed(path: Path, sink: Sink, *, shown: str, limits: Any, schema: str, mismatch_id: str,
+                     schema_id: str) -> tuple[Any, str | None]:
+    """(document or None, checksum text on the first line or None) of a version 2 meta.json."""
+    raw = read_limited(path, limits.max_metadata_size, sink, shown=shown, what="meta.json")
+    if raw is None:
+        return None, None
+    text: str | None = None
+    try:
+        text, covered = metadata.split_checksummed_json(raw, path=shown)
+    except AtlasError as exc:
+        sink.from_error("ATL213", exc)
+    else:
+        try:
+            algorithm, value = parse_checksum_text(text)
+        except AtlasError as exc:
+            sink.add("ATL507", exc.message, path=shown, offset=len(metadata.CHECKSUM_PREFIX))
+        else:
+            actual = algorithm.of(covered)
+            if actual != value:
+                sink.add(mismatch_id, f"checksum mismatch: the file says {text}, its content hashes to "
+                                      f"{algorithm.text(actual)}", path=shown, offset=len(metadata.CHECKSUM_PREFIX))
+    try:
+        doc = metadata.parse_json(raw, path=shown, limits=limits)
+    except AtlasError as exc:
+        sink.from_error("ATL200", exc, clause="V2-META-1")
+        return None, text
+    for pointer, message in metadata.schema_errors(doc, schema):
+        sink.add(schema_id, f"{pointer}: {message}", path=shown)
+    report_unknown_members(doc, schema, sink, shown=shown)
+    return doc, text
+
+
+def check_dictionary(path: Path, record: Any, sink: Sink, *, shown: str, limits: Any,
+                     algorithm: ChecksumAlgorithm | None) -> tuple[bytes, int] | None:
+    """Check a zstd_dict.bin against its JSON record {file, size, dict_id, checksum}; (bytes, id) when usable."""
+    raw = read_limited(path, limits.max_dictionary_size, sink, shown=shown, what="dictionary")
+    if raw is None:
+        return None
+    record = record if isinstance(record, dict) else {}
+    if is_int(record.get("size")) and record["size"] != len(raw):
+        sink.add("ATL505", f"dictionary is {len(raw)} bytes, the metadata says {record['size']}", path=shown)
+    text = record.get("checksum")
+    if isinstance(text, str):
+        try:
+            alg, value = parse_checksum_text(text)
+        except AtlasError as exc:
+            sink.add("ATL507", exc.message, path=shown)
+        else:
+            if alg.of(raw) != value:
+                sink.add("ATL505", f"dictionary checksum mismatch: the metadata says {text}, the file hashes to "
+                                   f"{alg.text(alg.of(raw))}", path=shown)
+    try:
+        header = parse(ZstdDictionaryHeader, raw[:8], path=shown)
+    except AtlasError as exc:
+        sink.from_error("ATL408", exc, clause="V2-DICT-1")
+        return None
+    dict_id = int(header.dict_id)
+    if is_int(record.get("dict_id")) and record["dict_id"] != dict_id:
+        sink.add("ATL409", f"dictionary id is {dict_id}, the metadata records {record['dict_id']}", path=shown,
+                 offset=4)
+    return raw, dict_id
+
+
+def check_shard(task: ShardTask, progress: Any = None) -> ShardResult:
+    """Every check of one version 2 shard; never raises."""
+    sink = Sink(shard=task.name)
+    stats = Stats(shards=1)
+    summary: dict[str, Any] = {}
+    try:
+        _check_shard(task, sink, stats, summary, progress)
+    except Exception as exc:  # noqa: BLE001 - the validator must never crash; report where it happened
+        sink.add("ATL990", f"internal error: {type(exc).__name__}: {exc}", path=task.name)
+    return ShardResult(task.position, task.name, sink.close(), stats, summary)
+
+
+def _int(doc: dict[str, Any], key: str) -> int | None:
+    value = doc.get(key)
+    return value if is_int(value) and value >= 0 else None
+
+
+def _check_shard(task: ShardTask, sink: Sink, stats: Stats, summary: dict[str, Any], progress: Any) -> None:
+    root = Path(task.root)
+    name = task.name
+    limits = task.limits
+    shard_dir = root / name
+    exp = task.expect
+    entry = exp.get("entry") if isinstance(exp.get("entry"), dict) else {}
+    meta_shown = f"{name}/{META_FILE}"
+    unexpected_in_shard(shard_dir, SHARD_FILES, sink, shown=name, clause="V2-LAYOUT-4")
+    doc, text = load_checksummed(shard_dir / META_FILE, sink, shown=meta_shown, limits=limits, schema="v2-shard",
+                                 mismatch_id="ATL501", schema_id="ATL203")
+    if text is not None and isinstance(entry.get("meta_checksum"), str) and entry["meta_checksum"] != text:
+        sink.add("ATL502", f"root meta_checksum is {entry['meta_checksum']}, the shard meta.json says {text}",
+                 path=meta_shown)
+    doc = doc if isinstance(doc, dict) else {}
+    if "shard" in doc and doc["shard"] != name:
+        sink.add("ATL211", f"meta.json says shard {doc['shard']!r}, its folder is {name!r}", path=meta_shown)
+
+    num_examples = _int(doc, "num_examples")
+    num_blocks = _int(doc, "num_blocks")
+    data_size = _int(doc, "data_size")
+    block_size = _int(doc, "block_size") or None
+    max_raw = _int(doc, "max_block_raw_size")
+    mode = doc.get("dictionary") if doc.get("dictionary") in ("none", "shared", "shard") else None
+    codec_label = doc.get("codec") if doc.get("codec") in ("none", "zstd", "lz4") else None
+    summary.update(num_examples=num_examples, max_block_raw_size=max_raw)
+
+    # -- root <-> shard ----------------------------------------------------------------
+    index_len = file_size(shard_dir / V2_INDEX_FILE)
+    for key, actual in (("name", doc.get("shard")), ("num_examples", num_examples), ("num_blocks", num_blocks),
+                        ("data_size", data_size), ("dictionary", mode), ("index_size", index_len)):
+        want = entry.get(key)
+        if want is not None and actual is not None and want != actual:
+            what = "index.bin size" if key == "index_size" else key
+            sink.add("ATL207", f"root shards[{task.position}].{key} is {want!r}, the shard's {what} is {actual!r}",
+                     path=meta_shown)
+    for key in ("codec", "compression_level", "block_size"):
+        if key in doc and exp.get(key) is not None and doc[key] != exp[key]:
+            sink.add("ATL206", f"shard {key} is {doc[key]!r}, the root says {exp[key]!r}", path=meta_shown)
+    root_mode = exp.get("dictionary")
+    allowed_modes = {"none": {"none"}, "shared": {"shared"}, "shard": {"shard", "none"}}.get(root_mode or "", set())
+    if mode is not None and root_mode is not None and mode not in allowed_modes:
+        sink.add("ATL206", f"shard dictionary mode {mode!r} is not allowed under root mode {root_mode!r}",
+                 path=meta_shown, clause="V2-DICT-2")
+    if num_examples is not None and block_size and num_blocks is not None \
+            and num_blocks != math.ceil(num_examples / block_size):
+        sink.add("ATL208", f"num_blocks is {num_blocks}, ceil({num_examples} / {block_size}) = "
+                           f"{math.ceil(num_examples / block_size)}", path=meta_shown)
+    if max_raw is not None and max_raw > limits.max_block_raw_size:
+        sink.add("ATL900", f"max_block_raw_size {max_raw} is above the limit", path=meta_shown)
+
+    # -- dictionaries -------------------------------------------------------------------
+    dict_id = doc.get("dict_id") if is_int(doc.get("dict_id")) else None
+    dfile = doc.get("dictionary_file")
+    dict_shown = f"{name}/{DICT_FILE}"
+    dictionary: tuple[bytes, int] | None = None
+    if mode == "shard":
+        if not isinstance(dfile, dict):
+            sink.add("ATL212", "dictionary mode is 'shard' but dictionary_file is null", path=meta_shown)
+        dictionary = check_dictionary(shard_dir / DICT_FILE, dfile, sink, shown=dict_shown, limits=limits,
+                                      algorithm=None)
+        if isinstance(dfile, dict) and dict_id is not None and dfile.get("dict_id") != dict_id:
+            sink.add("ATL212", f"dict_id {dict_id} differs from dictionary_file.dict_id {dfile.get('dict_id')}",
+                     path=meta_shown)
+        if dictionary is not None and dict_id is not None and dictionary[1] != dict_id:
+            sink.add("ATL409", f"dictionary file id {dictionary[1]} differs from the shard dict_id {dict_id}",
+                     path=dict_shown, offset=4)
+    else:
+        if isinstance(dfile, dict):
+            sink.add("ATL212", f"dictionary_file is set but the dictionary mode is {mode!r}", path=meta_shown)
+        if file_size(shard_dir / DICT_FILE) is not None and mode is not None:
+            sink.add("ATL104", f"zstd_dict.bin present but the shard's dictionary mode is {mode!r}",
+                     path=dict_shown, clause="V2-LAYOUT-2")
+        if mode == "shared":
+            dictionary = exp.get("shared_dictionary")
+            shared_id = exp.get("shared_dict_id")
+            if dict_id is not None and shared_id is not None and dict_id != shared_id:
+                sink.add("ATL212", f"dict_id {dict_id} differs from the root shared_dictionary.dict_id {shared_id}",
+                         path=meta_shown)
+        elif mode == "none" and dict_id not in (None, 0):
+            sink.add("ATL212", f"dict_id is {dict_id} without a dictionary (must be 0)", path=meta_shown)
+
+    # -- index --------------------------------------------------------------------------
+    data_path = shard_dir / DATA_FILE
+    data_len = file_size(data_path)
+    if data_len is None:
+        if data_path.exists():
+            sink.add("ATL110", "data.bin is not a regular file", path=f"{name}/{DATA_FILE}")
+        else:
+            sink.add("ATL103", "data.bin is missing", path=f"{name}/{DATA_FILE}", clause="V2-LAYOUT-2")
+    elif data_size is not None and data_len != data_size:
+        sink.add("ATL306", f"data.bin is {data_len} bytes, meta.json data_size is {data_size}",
+                 path=f"{name}/{DATA_FILE}", clause="V2-META-5")
+    index = _check_index(task, sink, doc, data_len, max_raw, dictionary)
+    if task.quick or index is None or data_len is None:
+        return
+    header, entries = index
+    if codec_label is None:
+        return
+    info = codec_info(codec_label)
+    if mode in ("shared", "shard") and dictionary is None:
+        return  # reported above
+    dctx = zstd_decompressor(dictionary[0]) if dictionary is not None and info.codec == Codec.ZSTD else None
+    frame_dict_id = dictionary[1] if dictionary is not None else 0
+    _check_blocks(task, sink, stats, entries, data_path, data_len, info, dctx, frame_dict_id, block_size,
+                  num_examples, progress)
+
+
+def _check_index(task: ShardTask, sink: Sink, doc: dict[str, Any], data_len: int | None, max_raw: int | None,
+                 dictionary: tuple[bytes, int] | None) -> tuple[Any, np.ndarray] | None:
+    """Check index.bin; (header, entries) when the entries can be trusted to read blocks."""
+    name = task.name
+    shown = f"{name}/{V2_INDEX_FILE}"
+    limits = task.limits
+    raw = read_limited(Path(task.root) / name / V2_INDEX_FILE, limits.max_index_size, sink, shown=shown,
+                       what="index.bin")
+    if raw is None:
+        return None
+    try:
+        header = parse(IndexHeader, raw, path=shown)
+    except AtlasError as exc:
+        sink.from_error("ATL300", exc, clause="V2-INDEX-1")
+        return None
+    usable = True
+    if header.format_version != 2:
+        sink.add("ATL309", f"format_version is {header.format_version}, expected 2", path=shown, offset=8)
+    if header.header_size < V2_INDEX_HEADER_SIZE:
+        sink.add("ATL309", f"header_size {header.header_size} is below 64", path=shown, offset=10)
+        usable = False
+    if header.entry_size < V2_INDEX_ENTRY_SIZE:
+        sink.add("ATL309", f"entry_size {header.entry_size} is below 24", path=shown, offset=12)
+        usable = False
+    if header.header_size > V2_INDEX_HEADER_SIZE or header.entry_size > V2_INDEX_ENTRY_SIZE:
+        sink.add("ATL311", f"header_size {header.header_size}, entry_size {header.entry_size}: extension bytes "
+                           "are ignored", path=shown, offset=10)
+    try:
+        header_codec = codec_info(header.codec)
+    except AtlasError as exc:
+        sink.add("ATL309", exc.message, path=shown, offset=14, clause="V2-COMPAT-3")
+        header_codec = None
+        usable = False
+    header_mode = DICTIONARY_MODE_NAMES.get(header.dictionary)
+    if header_mode is None:
+        sink.add("ATL309", f"unknown dictionary mode id {header.dictionary}", path=shown, offset=15,
+                 clause="V2-COMPAT-3")
+    for field, off in (("flags", 17), ("reserved", 18), ("reserved2", 52)):
+        if header[field] != 0:
+            sink.add("ATL309", f"{field} is {header[field]}, must be 0", path=shown, offset=off)
+    algorithm = None
+    try:
+        from atlas_format.checksum import checksum_algorithm
+
+        algorithm = checksum_algorithm(header.checksum_algorithm)
+    except AtlasError as exc:
+        sink.add("ATL309", exc.message, path=shown, offset=16, clause="V2-COMPAT-3")
+    if algorithm is not None:
+        actual = compute_index_checksum(raw, header.checksum_algorithm)
+        if actual != header.checksum:
+            sink.add("ATL503", f"index checksum mismatch: header says {algorithm.text(header.checksum)}, the file "
+                               f"hashes to {algorithm.text(actual)}", path=shown, offset=56)
+            usable = False
+        record = doc.get("index") if isinstance(doc.get("index"), dict) else {}
+        if isinstance(record.get("checksum"), str) and record["checksum"] != algorithm.text(header.checksum):
+            sink.add("ATL504", f"meta.json index.checksum is {record['checksum']}, the index header says "
+                               f"{algorithm.text(header.checksum)}", path=f"{name}/{META_FILE}")
+        if is_int(record.get("size")) and record["size"] != len(raw):
+            sink.add("ATL504", f"meta.json index.size is {record['size']}, index.bin is {len(raw)} bytes",
+                     path=f"{name}/{META_FILE}")
+    if header.block_count > limits.max_blocks_per_shard:
+        sink.add("ATL900", f"block_count {header.block_count} exceeds max_blocks_per_shard", path=shown, offset=24)
+        return None
+    if header.example_count > limits.max_examples_per_shard:
+        sink.add("ATL900", f"example_count {header.example_count} exceeds max_examples_per_shard", path=shown,
+                 offset=32)
+    if header.data_size > limits.max_data_size:
+        sink.add("ATL900", f"data_size {header.data_size} exceeds max_data_size", path=shown, offset=40)
+    if header.block_size > limits.max_examples_per_block:
+        sink.add("ATL900", f"block_size {header.block_size} exceeds max_examples_per_block", path=shown, offset=20)
+    expected_len = header.header_size + header.block_count * header.entry_size
+    if expected_len != len(raw):
+        sink.add("ATL308", f"index.bin is {len(raw)} bytes, header_size + block_count * entry_size = "
+                           f"{expected_len}", path=shown, offset=min(len(raw), expected_len))
+        usable = False
+    # header <-> meta.json (V2-INDEX-2)
+    pairs = (("codec", header_codec.label if header_codec else header.codec, doc.get("codec"), 14),
+             ("dictionary", header_mode, doc.get("dictionary"), 15),
+             ("block_size", header.block_size, doc.get("block_size"), 20),
+             ("block_count", header.block_count, doc.get("num_blocks"), 24),
+             ("example_count", header.example_count, doc.get("num_examples"), 32),
+             ("data_size", header.data_size, doc.get("data_size"), 40),
+             ("dict_id", header.dict_id, doc.get("dict_id"), 48))
+    for field, have, want, off in pairs:
+        if want is not None and have != want:
+            sink.add("ATL307", f"index header {field} is {have!r}, meta.json says {want!r}", path=shown, offset=off)
+            usable = False
+    if dictionary is not None and header.dict_id != dictionary[1]:
+        sink.add("ATL409", f"index header dict_id {header.dict_id} differs from the dictionary's {dictionary[1]}",
+                 path=shown, offset=48)
+    if not usable and expected_len > len(raw):
+        return None
+    count = min(header.block_count, max(0, (len(raw) - header.header_size) // max(header.entry_size, 1)))
+    entries = np.ndarray(shape=(count,), dtype=INDEX_ENTRY_DTYPE, buffer=raw, offset=header.header_size,
+                         strides=(header.entry_size,)) if header.entry_size >= V2_INDEX_ENTRY_SIZE else None
+    if entries is None:
+        return None
+    offsets = entries["offset"].astype(np.uint64)
+    stored = entries["stored_size"].astype(np.uint64)
+    raws = entries["raw_size"]
+
+    def entry_offset(b: int) -> int:
+        return header.header_size + b * header.entry_size
+
+    if count:
+        if int(offsets[0]) != 0:
+            sink.add("ATL304", f"first block offset is {int(offsets[0])}, must be 0", path=shown, block=0,
+                     offset=entry_offset(0))
+            usable = False
+        ends = offsets + stored
+        bad = np.nonzero(offsets[1:] != ends[:-1])[0]
+        for b in bad[:10]:
+            b1 = int(b) + 1
+            sink.add("ATL305", f"block {b1} starts at {int(offsets[b1])}, the previous block ends at "
+                               f"{int(ends[b1 - 1])}", path=shown, block=b1, offset=entry_offset(b1))
+        if len(bad):
+            usable = False
+        end = int(ends[-1])
+    else:
+        end = 0
+    for size, what in ((header.data_size, "the index header data_size"), (data_len, "data.bin")):
+        if size is not None and end != size:
+            sink.add("ATL306", f"the blocks end at {end}, {what} is {size} bytes", path=shown,
+                     offset=entry_offset(max(count - 1, 0)))
+            usable = False
+    for b in np.nonzero(stored == 0)[0][:10]:
+        sink.add("ATL310", "block has stored_size 0", path=shown, block=int(b), offset=entry_offset(int(b)) + 8)
+        usable = False
+    if max_raw is not None:
+        for b in np.nonzero(raws > max_raw)[0][:10]:
+            sink.add("ATL310", f"raw_size {int(raws[b])} is above the shard max_block_raw_size {max_raw}", path=shown,
+                     block=int(b), offset=entry_offset(int(b)) + 12)
+        if count and int(raws.max()) != max_raw:
+            sink.add("ATL310", f"max_block_raw_size is {max_raw}, the largest raw_size is {int(raws.max())}",
+                     path=f"{name}/{META_FILE}", clause="V2-META-5")
+    if header_codec is not None and header_codec.codec == Codec.NONE:
+        for b in np.nonzero(raws != entries["stored_size"])[0][:10]:
+            sink.add("ATL310", "codec none but raw_size differs from stored_size", path=shown, block=int(b),
+                     offset=entry_offset(int(b)) + 12)
+    for b in np.nonzero(stored > limits.max_block_stored_size)[0][:10]:
+        sink.add("ATL900", f"stored_size {int(stored[b])} is above max_block_stored_size", path=shown, block=int(b),
+                 offset=entry_offset(int(b)) + 8)
+        usable = False
+    for b in np.nonzero(raws > limits.max_block_raw_size)[0][:10]:
+        sink.add("ATL900", f"raw_size {int(raws[b])} is above max_block_raw_size", path=shown, block=int(b),
+                 offset=entry_offset(int(b)) + 12)
+    if algorithm is None:
+        usable = False
+    return (header, entries) if usable else None
+
+
+def _check_blocks(task: ShardTask, sink: Sink, stats: Stats, entries: np.ndarray, data_path: Path, data_len: int,
+                  info: Any, dctx: Any, dict_id: int, block_size: int | None, num_examples: int | None,
+                  progress: Any) -> None:
+    shown = f"{task.name}/{DATA_FILE}"
+    rows = entries[["offset", "stored_size", "raw_size", "checksum"]].tolist()
+    from atlas_format.checksum import XXH3_64
+
+    digest = XXH3_64.digest
+    try:
+        handle = open(data_path, "rb")  # noqa: SIM115 - closed below, mmap needs the descriptor
+    except OSError as exc:
+        sink.add("ATL110", f"cannot read data.bin: {exc.strerror or exc}", path=shown)
+        return
+    with handle:
+        view: Any = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if data_len else b""
+        try:
+            for b, (offset, stored, raw_size, checksum) in enumerate(rows):
+                if offset + stored > data_len:
+                    break
+                data = view[offset:offset + stored]
+                stats.blocks += 1
+                stats.bytes_read += stored
+                try:
+                    if digest(data) != checksum:
+                        sink.add("ATL506", f"block checksum mismatch (index says {checksum:016x}, bytes hash to "
+                                           f"{digest(data):016x})", path=shown, block=b, offset=offset)
+                    else:
+                        _check_block(task, sink, stats, data, b, offset, raw_size, info, dctx, dict_id, block_size,
+                                     num_examples, shown)
+                except Exception as exc:  # noqa: BLE001 - one block's surprise must not hide the others
+                    sink.add("ATL990", f"internal error: {type(exc).__name__}: {exc}", path=shown, block=b,
+                             offset=offset)
+                if progress is not None:
+                    progress(stored)
+        finally:
+            if isinstance(view, mmap.mmap):
+                view.close()
+
+
+def _check_block(task: ShardTask, sink: Sink, stats: Stats, data: bytes, b: int, offset: int, raw_size: int,
+                 info: Any, dctx: Any, dict_id: int, block_size: int | None, num_examples: int | None,
+                 shown: str) -> None:
+    raw = decode_block(info, data, expected_raw=raw_size, dict_id=dict_id, dctx=dctx, limits=task.limits, sink=sink,
+                       path=shown, block=b, offset=offset)
+    if raw is None:
+        return
+    stats.decoded_bytes += len(raw)
+    compressed = info.codec != Codec.NONE
+    where = {"path": shown, "block": b, "offset": offset}
+    if len(raw) < 8:
+        sink.add("ATL410", f"decoded block is {len(raw)} bytes, too short for an example table", **where)
+        return
+    (n,) = U32.unpack_from(raw, 0)
+    expected = None
+    if block_size and num_examples is not None:
+        expected = min(block_size, num_examples - b * block_size)
+    if expected is not None and n != expected:
+        sink.add("ATL411", f"block table counts {n} examples, expected {expected}", **where, clause="V2-BLOCK-1")
+    if n > task.limits.max_examples_per_block:
+        sink.add("ATL900", f"block table counts {n} examples, above max_examples_per_block", **where)
+        return
+    base = table_size(n)
+    if base > len(raw):
+        sink.add("ATL410", f"example table of {n} examples needs {base} bytes, the block has {len(raw)}", **where)
+        return
+    offs = np.frombuffer(raw, dtype="<u4", count=n + 1, offset=4).tolist()
+    if offs[0] != 0:
+        sink.add("ATL410", f"offsets[0] is {offs[0]}, must be 0", **where)
+        return
+    for k in range(n):
+        if offs[k + 1] <= offs[k]:
+            sink.add("ATL410", f"offsets[{k + 1}] ({offs[k + 1]}) is not greater than offsets[{k}] ({offs[k]})",
+                     **where)
+            return
+    if base + offs[n] != len(raw):
+        sink.add("ATL410", f"table header + payload = {base + offs[n]} bytes, the block is {len(raw)}", **where)
+        return
+    first = b * (block_size or 0)
+    for k in range(n):
+        piece = raw[base + offs[k]:base + offs[k + 1]]
+        result = scan_pickle(piece, limits=task.scan_limits)
+        example = first + k if block_size else None
+        for issue in result.issues:
+            if compressed:
+                sink.add(issue.id, f"{issue.message} (position {k} of the block, decoded offset "
+                                   f"{base + offs[k] + (issue.offset or 0)})", path=shown, block=b, example=example,
+                         offset=offset)
+            else:
+                sink.add(issue.id, f"{issue.message} (position {k} of the block)", path=shown, block=b,
+                         example=example, offset=offset + base + offs[k] + (issue.offset or 0))
+        if result.end is not None and result.end != len(piece):
+            sink.add("ATL414", f"example pickle ends at STOP {len(piece) - result.end} bytes before the end of its "
+                               f"slice (position {k})", path=shown, block=b, example=example,
+                     offset=offset if compressed else offset + base + offs[k] + result.end, clause="V2-BLOCK-4")
+        if result.end is not None and result.protocol != V2_PICKLE_PROTOCOL:
+            sink.add("ATL415", f"example pickle uses protocol {result.protocol}, writers must use "
+                               f"{V2_PICKLE_PROTOCOL} (position {k})", path=shown, block=b, example=example,
+                     offset=offset)
+
+
+def check_root(root: Path, sink: Sink, limits: Any) -> tuple[dict[str, Any], list[str], dict[str, Any]]:
+    """Root meta.json (checksum, schema), shared dictionary; (doc, listed shard names, expectations for shards)."""
+    doc, _text = load_checksummed(root / META_FILE, sink, shown=META_FILE, limits=limits, schema="v2-root",
+                                  mismatch_id="ATL500", schema_id="ATL202")
+    doc = doc if isinstance(doc, dict) else {}
+    shards = doc.get("shards") if isinstance(doc.get("shards"), list) else []
+    if len(shards) > limits.max_shards:
+        sink.add("ATL900", f"{len(shards)} shards exceed max_shards {limits.max_shards}", path=META_FILE)
+        shards = shards[:limits.max_shards]
+    listed = [s.get("name") if isinstance(s, dict) and isinstance(s.get("name"), str) else f"<shards[{k}]>"
+              for k, s in enumerate(shards)]
+    expect: dict[str, Any] = {key: doc.get(key) for key in ("codec", "compression_level", "block_size",
+                                                             "dictionary")}
+    mode = doc.get("dictionary")
+    shared = doc.get("shared_dictionary")
+    if mode == "shared":
+        if not isinstance(shared, dict):
+            sink.add("ATL212", "dictionary mode is 'shared' but shared_dictionary is null", path=META_FILE)
+        result = check_dictionary(root / DICT_FILE, shared, sink, shown=DICT_FILE, limits=limits, algorithm=None)
+        if result is not None:
+            expect["shared_dictionary"] = result
+            expect["shared_dict_id"] = result[1]
+        elif isinstance(shared, dict) and is_int(shared.get("dict_id")):
+            expect["shared_dict_id"] = shared["dict_id"]
+    elif isinstance(shared, dict):
+        sink.add("ATL212", f"shared_dictionary is set but the dictionary mode is {mode!r}", path=META_FILE)
+    return doc, listed, expect
+
+
+def cross_shard(doc: dict[str, Any], results: list[ShardResult]) -> list[Finding]:
+    """Root totals (V2-META-5) and shard shapes (V2-META-6)."""
+    sink = Sink()
+    counts = [r.summary.get("num_examples") for r in results]
+    raws = [r.summary.get("max_block_raw_size") for r in results]
+    if results and all(c is not None for c in counts) and is_int(doc.get("num_examples")) \
+            and doc["num_examples"] != sum(counts):
+        sink.add("ATL209", f"root num_examples is {doc['num_examples']}, the shards hold {sum(counts)}",
+                 path=META_FILE)
+    if results and all(r is not None for r in raws) and is_int(doc.get("max_block_raw_size")) \
+            and doc["max_block_raw_size"] != max(raws):
+        sink.add("ATL209", f"root max_block_raw_size is {doc['max_block_raw_size']}, the shards' maximum is "
+                           f"{max(raws)}", path=META_FILE)
+    shard_size = doc.get("shard_size")
+    if is_int(shard_size):
+        for r, c in zip(results, counts, strict=True):
+            if c is not None and c > shard_size:
+                sink.add("ATL205", f"shard holds {c} examples, more than shard_size {shard_size}",
+                         path=f"{r.name}/{META_FILE}", shard=r.name, clause="V2-META-6")
+    return sink.close()
+

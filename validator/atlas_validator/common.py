@@ -1,0 +1,135 @@
+"""Plumbing shared by the checks: a finding sink with per-id caps, and bounded file reads.
+
+Every file of a dataset is read through ``read_limited`` so that a size is compared
+with its limit before anything is allocated (GEN-4), and every I/O problem becomes a
+finding instead of an exception.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from atlas_format.errors import AtlasError
+
+from .findings import Finding, Stats, make
+
+# A corrupt shard can produce one finding per block or example; keep reports readable.
+MAX_FINDINGS_PER_ID = 50
+
+
+@dataclass
+class Sink:
+    """Collects findings for one unit of work (the root, or one shard), capping repeats per id."""
+
+    shard: str | None = None
+    findings: list[Finding] = field(default_factory=list)
+    dropped: Counter[str] = field(default_factory=Counter)
+    cap: int = MAX_FINDINGS_PER_ID
+    _counts: Counter[str] = field(default_factory=Counter)
+
+    def add(self, finding_id: str, message: str, **where: Any) -> None:
+        self._counts[finding_id] += 1
+        if self._counts[finding_id] > self.cap:
+            self.dropped[finding_id] += 1
+            return
+        where.setdefault("shard", self.shard)
+        self.findings.append(make(finding_id, message, **where))
+
+    def from_error(self, finding_id: str, exc: AtlasError, **where: Any) -> None:
+        """A finding from an atlas_format error, keeping the location it carries."""
+        where.setdefault("path", exc.path)
+        if exc.offset is not None:
+            where.setdefault("offset", exc.offset)
+        self.add(finding_id, exc.message, **where)
+
+    def count(self, finding_id: str) -> int:
+        return self._counts[finding_id]
+
+    def close(self) -> list[Finding]:
+        for finding_id, n in sorted(self.dropped.items()):
+            self.findings.append(make(finding_id, f"{n} more findings of this kind not listed", shard=self.shard))
+        self.dropped.clear()
+        return self.findings
+
+
+@dataclass
+class ShardResult:
+    """What a shard check returns to the runner (picklable: it crosses process boundaries)."""
+
+    position: int
+    name: str
+    findings: list[Finding]
+    stats: Stats
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def rel(root: Path, path: Path) -> str:
+    """A path as reported: relative to the dataset root when inside it."""
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def read_limited(path: Path, limit: int, sink: Sink, *, shown: str, missing_id: str | None = "ATL103",
+                 what: str = "file") -> bytes | None:
+    """The bytes of a regular file no larger than ``limit``, or None with a finding."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if missing_id:
+            sink.add(missing_id, f"required {what} {shown} is missing", path=shown)
+        return None
+    except OSError as exc:
+        sink.add("ATL110", f"cannot stat {what}: {exc.strerror or exc}", path=shown)
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        sink.add("ATL110", f"{what} is not a regular file", path=shown)
+        return None
+    if st.st_size > limit:
+        sink.add("ATL900", f"{what} is {st.st_size} bytes, above the limit of {limit} bytes (not read)", path=shown)
+        return None
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(min(st.st_size, limit) + 1)
+    except OSError as exc:
+        sink.add("ATL110", f"cannot read {what}: {exc.strerror or exc}", path=shown)
+        return None
+    if len(data) > limit:
+        sink.add("ATL900", f"{what} grew above the limit of {limit} bytes while being read", path=shown)
+        return None
+    return data
+
+
+def file_size(path: Path) -> int | None:
+    """Size of a regular file, None when absent or not a regular file."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
+def list_dir(path: Path, sink: Sink, *, shown: str) -> list[os.DirEntry[str]] | None:
+    """Entries of a folder, sorted by name, or None with a finding."""
+    try:
+        with os.scandir(path) as it:
+            return sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        sink.add("ATL110", f"cannot list folder: {exc.strerror or exc}", path=shown)
+        return None
+
+
+def is_int(value: Any) -> bool:
+    """A JSON integer (bool is not an integer, GEN-5)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def short_exc(exc: BaseException) -> str:
+    text = str(exc).replace("\n", " ")
+    return f"{type(exc).__name__}: {text[:300]}"

@@ -1,0 +1,111 @@
+"""Layout checks of the dataset root: shard folder names, missing and unexpected entries.
+
+Version 1 finds shards by listing folders (V1-LAYOUT-2); version 2 lists them in the
+root meta.json and folders are only compared with that list (V2-LAYOUT-1, -4).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from atlas_format.constants import DICT_FILE, META_FILE, TEMP_PREFIX
+from atlas_format.layout import V1_SHARD_NAME, V2_SHARD_NAME, v1_shard_width, v2_shard_name
+
+from .common import Sink, list_dir
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=False)
+    except OSError:
+        return False
+
+
+def v1_shard_folders(root: Path, sink: Sink, *, root_dict_expected: bool) -> list[str]:
+    """The shard folder names of a version 1 dataset in shard order; reports ATL102/105/106."""
+    entries = list_dir(root, sink, shown=".")
+    if entries is None:
+        return []
+    shards: list[str] = []
+    for entry in entries:
+        name = entry.name
+        if _is_dir(entry) and V1_SHARD_NAME.match(name):
+            shards.append(name)
+        elif name.startswith(TEMP_PREFIX):
+            sink.add("ATL106", "leftover temporary entry of an interrupted write", path=name, clause="V1-LAYOUT-5")
+        elif name == META_FILE:
+            continue
+        elif name == DICT_FILE and root_dict_expected:
+            continue
+        elif name == DICT_FILE:
+            sink.add("ATL104", "root zstd_dict.bin present but the root strategy is not 2", path=name,
+                     clause="V1-LAYOUT-4")
+        else:
+            sink.add("ATL105", "unexpected entry in the dataset root", path=name, clause="V1-LAYOUT-5")
+    shards.sort(key=lambda n: (int(n), n))
+    width = v1_shard_width(len(shards))
+    numbers = [int(n) for n in shards]
+    if numbers != list(range(len(shards))):
+        missing = sorted(set(range(len(shards))) - set(numbers))
+        sink.add("ATL102", f"shard folders are not numbered 0..{len(shards) - 1} (found {_preview(shards)}"
+                           + (f"; missing numbers {_preview([str(m) for m in missing])}" if missing else "") + ")",
+                 path=".", clause="V1-LAYOUT-2")
+    bad_width = [n for n in shards if len(n) != width]
+    if bad_width:
+        sink.add("ATL102", f"shard folder names must all be {width} digits wide for {len(shards)} shards; "
+                           f"these are not: {_preview(bad_width)}", path=".", clause="V1-LAYOUT-2")
+    return shards
+
+
+def v2_root_entries(root: Path, listed: list[str], sink: Sink, *, shared_dict_expected: bool) -> set[str]:
+    """Compare the root folder with the listed shards; returns the names of present shard folders."""
+    entries = list_dir(root, sink, shown=".")
+    if entries is None:
+        return set()
+    listed_set = set(listed)
+    present: set[str] = set()
+    for entry in entries:
+        name = entry.name
+        if name.startswith(TEMP_PREFIX):
+            sink.add("ATL106", "leftover .atlas-tmp-* entry: an append was interrupted", path=name)
+        elif name == META_FILE:
+            continue
+        elif name == DICT_FILE:
+            if not shared_dict_expected:
+                sink.add("ATL104", "root zstd_dict.bin present but the dictionary mode is not 'shared'", path=name,
+                         clause="V2-LAYOUT-3")
+        elif name in listed_set:
+            if _is_dir(entry):
+                present.add(name)
+            else:
+                sink.add("ATL110", "listed shard is not a folder", path=name)
+        elif V2_SHARD_NAME.match(name) and _is_dir(entry):
+            sink.add("ATL107", "shard folder not listed in the root meta.json (ignored by readers)", path=name)
+        else:
+            sink.add("ATL105", "unexpected entry in the dataset root", path=name, clause="V2-LAYOUT-4")
+    for k, name in enumerate(listed):
+        expected = v2_shard_name(k) if k < 10**6 else None
+        if name != expected:
+            sink.add("ATL102", f"shards[{k}] is named {name!r}, expected {expected!r} (six digits, contiguous "
+                               "from 000000)", path=META_FILE, clause="V2-LAYOUT-1")
+    return present
+
+
+def unexpected_in_shard(shard_dir: Path, allowed: set[str], sink: Sink, *, shown: str, clause: str) -> set[str]:
+    """Warn about entries of a shard folder that are not among ``allowed``; returns the names present."""
+    entries = list_dir(shard_dir, sink, shown=shown)
+    if entries is None:
+        return set()
+    names = {e.name for e in entries}
+    for name in sorted(names - allowed):
+        if name.startswith(TEMP_PREFIX):
+            sink.add("ATL106", "leftover temporary entry inside a shard", path=f"{shown}/{name}")
+        else:
+            sink.add("ATL105", "unexpected entry in a shard folder", path=f"{shown}/{name}", clause=clause)
+    return names
+
+
+def _preview(names: list[str], n: int = 8) -> str:
+    shown = ", ".join(names[:n])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > n else "")

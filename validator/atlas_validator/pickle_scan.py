@@ -1,0 +1,349 @@
+"""Static pickle scanning: opcodes only (``pickletools.genops``), never unpickling.
+
+A small stack machine follows the opcodes far enough to (1) name every global a pickle
+references, including STACK_GLOBAL's module and name taken from earlier string pushes
+or the memo, (2) count the items of a top-level list (version 1 blocks), (3) find the
+bytes handed to ``torch.storage._load_from_bytes`` and scan the torch archive inside
+(size-limited ``zipfile``), and (4) stop at resource bounds (opcodes, memo, stack
+depth), as fickling's interpreter limits do, so a hostile pickle cannot make the
+validator run long or allocate much (spec PICKLE-4, LIM-3).
+"""
+
+from __future__ import annotations
+
+import io
+import pickletools
+import zipfile
+from dataclasses import dataclass, field
+
+from atlas_format.allowlist import is_allowed, is_known_dangerous
+
+
+@dataclass(frozen=True)
+class ScanLimits:
+    """Bounds on the work of one scan (LIM-3); exceeding one yields ATL902 and stops that scan."""
+
+    max_opcodes: int = 50_000_000
+    max_memo: int = 1_000_000
+    max_stack: int = 100_000
+    max_archive_size: int = 1 << 30
+    max_archive_members: int = 10_000
+    max_archive_depth: int = 2
+
+
+DEFAULT_SCAN_LIMITS = ScanLimits()
+
+
+@dataclass
+class ScanIssue:
+    """A problem in a pickle: a catalog id, a message, and the byte offset inside the pickle."""
+
+    id: str
+    message: str
+    offset: int | None = None
+
+
+@dataclass
+class ScanResult:
+    """What a scan learned. ``end`` is the offset just after STOP (None when the pickle is malformed)."""
+
+    issues: list[ScanIssue] = field(default_factory=list)
+    end: int | None = None
+    protocol: int | None = None
+    top_is_list: bool = False
+    top_count: int | None = None
+    opcodes: int = 0
+
+
+class _Mark:
+    __slots__ = ()
+
+
+class _Any:
+    __slots__ = ()
+
+
+class _List:
+    __slots__ = ("count",)
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+
+class _Global:
+    __slots__ = ("module", "name")
+
+    def __init__(self, module: str, name: str) -> None:
+        self.module = module
+        self.name = name
+
+
+class _Bytes:
+    __slots__ = ("value", "offset")
+
+    def __init__(self, value: bytes, offset: int) -> None:
+        self.value = value
+        self.offset = offset
+
+
+MARK = _Mark()
+ANY = _Any()
+
+# Opcode kinds handled specially; everything else uses its declared stack effect.
+(K_GENERIC, K_PROTO, K_STOP, K_MARK, K_STR, K_BYTES, K_EMPTY_LIST, K_LIST, K_APPEND, K_APPENDS, K_TUPLE_N,
+ K_TUPLE_MARK, K_PUT, K_MEMOIZE, K_GET, K_GLOBAL, K_INST, K_STACK_GLOBAL, K_PERSID, K_BINPERSID, K_REDUCE,
+ K_EXT) = range(22)
+
+_SPECIAL = {
+    "PROTO": K_PROTO, "STOP": K_STOP, "MARK": K_MARK,
+    "STRING": K_STR, "BINSTRING": K_STR, "SHORT_BINSTRING": K_STR, "UNICODE": K_STR, "BINUNICODE": K_STR,
+    "SHORT_BINUNICODE": K_STR, "BINUNICODE8": K_STR,
+    "BINBYTES": K_BYTES, "SHORT_BINBYTES": K_BYTES, "BINBYTES8": K_BYTES, "BYTEARRAY8": K_BYTES,
+    "EMPTY_LIST": K_EMPTY_LIST, "LIST": K_LIST, "APPEND": K_APPEND, "APPENDS": K_APPENDS,
+    "TUPLE1": K_TUPLE_N, "TUPLE2": K_TUPLE_N, "TUPLE3": K_TUPLE_N, "EMPTY_TUPLE": K_TUPLE_N, "TUPLE": K_TUPLE_MARK,
+    "PUT": K_PUT, "BINPUT": K_PUT, "LONG_BINPUT": K_PUT, "MEMOIZE": K_MEMOIZE,
+    "GET": K_GET, "BINGET": K_GET, "LONG_BINGET": K_GET,
+    "GLOBAL": K_GLOBAL, "INST": K_INST, "STACK_GLOBAL": K_STACK_GLOBAL,
+    "PERSID": K_PERSID, "BINPERSID": K_BINPERSID, "REDUCE": K_REDUCE,
+    "EXT1": K_EXT, "EXT2": K_EXT, "EXT4": K_EXT,
+}
+_TUPLE_SIZE = {"EMPTY_TUPLE": 0, "TUPLE1": 1, "TUPLE2": 2, "TUPLE3": 3}
+
+# Per opcode (keyed by the opcode object's code): kind, items popped below a mark (or -1
+# when the op takes no mark), plain items popped, items pushed.
+_TABLE: dict[str, tuple[int, int, int, int]] = {}
+for _op in pickletools.opcodes:
+    _before, _after = _op.stack_before, _op.stack_after
+    if pickletools.markobject in _before:
+        _below = _before.index(pickletools.markobject)
+        _pops = 0
+    else:
+        _below = -1
+        _pops = len(_before)
+    _TABLE[_op.code] = (_SPECIAL.get(_op.name, K_GENERIC), _below, _pops, len(_after))
+
+LOAD_FROM_BYTES = ("torch.storage", "_load_from_bytes")
+
+
+class _Stop(Exception):
+    """Raised inside the scan loop to end it with an issue already recorded."""
+
+
+def scan_pickle(data: bytes, *, limits: ScanLimits = DEFAULT_SCAN_LIMITS, allow_persistent: bool = False,
+                archive_depth: int = 0) -> ScanResult:
+    """Scan one pickle that starts at offset 0 of ``data`` and stops at its STOP opcode.
+
+    Never raises for any input: malformed pickles, bounds and unsafe globals become issues.
+    """
+    result = ScanResult()
+    issues = result.issues
+    stack: list[object] = []
+    memo: dict[int, object] = {}
+    seen_globals: set[tuple[str, str]] = set()
+    max_stack = limits.max_stack
+    max_memo = limits.max_memo
+    max_opcodes = limits.max_opcodes
+    table = _TABLE
+    pos = 0
+    count = 0
+
+    def note_global(module: str, name: str, at: int) -> None:
+        key = (module, name)
+        if key in seen_globals:
+            return
+        seen_globals.add(key)
+        if is_allowed(module, name):
+            return
+        if is_known_dangerous(module, name):
+            issues.append(ScanIssue("ATL601", f"pickle references the known-dangerous global {module}.{name}", at))
+        else:
+            issues.append(ScanIssue("ATL600", f"pickle references {module}.{name}, which is not on the allow-list",
+                                    at))
+
+    def pop_mark(at: int) -> list[object]:
+        for i in range(len(stack) - 1, -1, -1):
+            if stack[i] is MARK:
+                items = stack[i + 1:]
+                del stack[i:]
+                return items
+        issues.append(ScanIssue("ATL413", "malformed pickle: MARK expected on the stack", at))
+        raise _Stop
+
+    def pop(n: int, at: int) -> list[object]:
+        if n == 0:
+            return []
+        if len(stack) < n:
+            issues.append(ScanIssue("ATL413", "malformed pickle: stack underflow", at))
+            raise _Stop
+        items = stack[-n:]
+        del stack[-n:]
+        return items
+
+    try:
+        for op, arg, pos in pickletools.genops(data):
+            count += 1
+            if count > max_opcodes:
+                issues.append(ScanIssue("ATL902", f"pickle scan stopped after {max_opcodes} opcodes", pos))
+                raise _Stop
+            kind, below, pops, pushes = table[op.code]
+            if kind == K_GENERIC:
+                if below >= 0:
+                    pop_mark(pos)
+                    pop(below, pos)
+                elif pops:
+                    pop(pops, pos)
+                if pushes:
+                    stack.extend([ANY] * pushes)
+            elif kind == K_STR:
+                stack.append(arg if isinstance(arg, str) else ANY)
+            elif kind == K_PUT:
+                if not stack:
+                    issues.append(ScanIssue("ATL413", "malformed pickle: memo put on an empty stack", pos))
+                    raise _Stop
+                memo[arg] = stack[-1]
+                if len(memo) > max_memo:
+                    issues.append(ScanIssue("ATL902", f"pickle memo exceeds {max_memo} entries", pos))
+                    raise _Stop
+            elif kind == K_MEMOIZE:
+                if not stack:
+                    issues.append(ScanIssue("ATL413", "malformed pickle: MEMOIZE on an empty stack", pos))
+                    raise _Stop
+                memo[len(memo)] = stack[-1]
+                if len(memo) > max_memo:
+                    issues.append(ScanIssue("ATL902", f"pickle memo exceeds {max_memo} entries", pos))
+                    raise _Stop
+            elif kind == K_GET:
+                if arg not in memo:
+                    issues.append(ScanIssue("ATL413", f"malformed pickle: memo key {arg} was never stored", pos))
+                    raise _Stop
+                stack.append(memo[arg])
+            elif kind == K_MARK:
+                stack.append(MARK)
+            elif kind == K_APPEND:
+                pop(1, pos)
+                if not stack:
+                    issues.append(ScanIssue("ATL413", "malformed pickle: APPEND without a list", pos))
+                    raise _Stop
+                top = stack[-1]
+                if isinstance(top, _List):
+                    top.count += 1
+            elif kind == K_APPENDS:
+                items = pop_mark(pos)
+                if not stack:
+                    issues.append(ScanIssue("ATL413", "malformed pickle: APPENDS without a list", pos))
+                    raise _Stop
+                top = stack[-1]
+                if isinstance(top, _List):
+                    top.count += len(items)
+            elif kind == K_EMPTY_LIST:
+                stack.append(_List(0))
+            elif kind == K_LIST:
+                stack.append(_List(len(pop_mark(pos))))
+            elif kind == K_BYTES:
+                stack.append(_Bytes(arg, pos) if isinstance(arg, (bytes, bytearray)) else ANY)
+            elif kind == K_TUPLE_N:
+                stack.append(tuple(pop(_TUPLE_SIZE[op.name], pos)))
+            elif kind == K_TUPLE_MARK:
+                stack.append(tuple(pop_mark(pos)))
+            elif kind == K_GLOBAL or kind == K_INST:
+                module, _, name = str(arg).partition(" ")
+                note_global(module, name, pos)
+                if kind == K_INST:
+                    pop_mark(pos)
+                    stack.append(ANY)
+                else:
+                    stack.append(_Global(module, name))
+            elif kind == K_STACK_GLOBAL:
+                name_obj, module_obj = pop(2, pos)[::-1]
+                if isinstance(module_obj, str) and isinstance(name_obj, str):
+                    note_global(module_obj, name_obj, pos)
+                    stack.append(_Global(module_obj, name_obj))
+                else:
+                    issues.append(ScanIssue("ATL603", "STACK_GLOBAL takes its module or name from a value that "
+                                                      "is not a string pushed by the pickle", pos))
+                    stack.append(ANY)
+            elif kind == K_REDUCE:
+                callable_obj, args = pop(2, pos)
+                if (isinstance(callable_obj, _Global) and (callable_obj.module, callable_obj.name) == LOAD_FROM_BYTES
+                        and isinstance(args, tuple) and len(args) == 1 and isinstance(args[0], _Bytes)):
+                    _scan_archive(args[0], issues, limits, archive_depth)
+                stack.append(ANY)
+            elif kind == K_PERSID or kind == K_BINPERSID:
+                if kind == K_BINPERSID:
+                    pop(1, pos)
+                if not allow_persistent:
+                    issues.append(ScanIssue("ATL602", "pickle uses a persistent id (PERSID/BINPERSID)", pos))
+                stack.append(ANY)
+            elif kind == K_EXT:
+                issues.append(ScanIssue("ATL603", f"{op.name} loads a global from the copyreg extension registry, "
+                                                  "which cannot be resolved statically", pos))
+                stack.append(ANY)
+            elif kind == K_PROTO:
+                result.protocol = int(arg)
+            elif kind == K_STOP:
+                top = pop(1, pos)[0]
+                if stack:
+                    issues.append(ScanIssue("ATL413", f"malformed pickle: {len(stack)} values left on the stack "
+                                                      "at STOP", pos))
+                if isinstance(top, _List):
+                    result.top_is_list = True
+                    result.top_count = top.count
+                result.end = pos + 1
+            if len(stack) > max_stack:
+                issues.append(ScanIssue("ATL902", f"pickle stack deeper than {max_stack} values", pos))
+                raise _Stop
+    except _Stop:
+        result.end = None
+    except Exception as exc:  # noqa: BLE001 - genops raises ValueError and others on any malformed input
+        issues.append(ScanIssue("ATL413", f"malformed or truncated pickle: {_short(exc)}", pos))
+        result.end = None
+    else:
+        if result.end is None and count == 0:
+            issues.append(ScanIssue("ATL413", "empty pickle", 0))
+    result.opcodes = count
+    return result
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).replace("\n", " ")
+    return f"{type(exc).__name__}: {text[:200]}"
+
+
+def _scan_archive(blob: _Bytes, issues: list[ScanIssue], limits: ScanLimits, depth: int) -> None:
+    """Scan the torch.save zip archive given to torch.storage._load_from_bytes (its *.pkl members)."""
+    at = blob.offset
+    if depth >= limits.max_archive_depth:
+        issues.append(ScanIssue("ATL604", "torch archive nested deeper than the scan allows", at))
+        return
+    try:
+        with zipfile.ZipFile(io.BytesIO(blob.value)) as archive:
+            members = archive.infolist()
+            if len(members) > limits.max_archive_members:
+                issues.append(ScanIssue("ATL604", f"torch archive has {len(members)} members, above "
+                                                  f"{limits.max_archive_members}", at))
+                return
+            total = sum(m.file_size for m in members)
+            if total > limits.max_archive_size:
+                issues.append(ScanIssue("ATL604", f"torch archive declares {total} bytes, above "
+                                                  f"{limits.max_archive_size}", at))
+                return
+            pickles = [m for m in members if m.filename.endswith(".pkl")]
+            if not pickles:
+                issues.append(ScanIssue("ATL604", "torch archive holds no .pkl member", at))
+                return
+            for member in pickles:
+                with archive.open(member) as handle:
+                    inner = handle.read(member.file_size + 1)
+                if len(inner) > member.file_size:
+                    issues.append(ScanIssue("ATL604", f"torch archive member {member.filename} is larger than "
+                                                      "it declares", at))
+                    continue
+                sub = scan_pickle(inner, limits=limits, allow_persistent=True, archive_depth=depth + 1)
+                for issue in sub.issues:
+                    issues.append(ScanIssue(issue.id, f"in torch archive member {member.filename} (inner offset "
+                                                      f"{issue.offset}): {issue.message}", at))
+                if sub.end is not None and sub.end != len(inner):
+                    issues.append(ScanIssue("ATL604", f"torch archive member {member.filename} has "
+                                                      f"{len(inner) - sub.end} bytes after STOP", at))
+    except Exception as exc:  # noqa: BLE001 - zipfile raises many types on hostile archives
+        issues.append(ScanIssue("ATL604", f"torch archive cannot be read: {_short(exc)}", at))

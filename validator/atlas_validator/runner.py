@@ -1,0 +1,186 @@
+"""The validation driver: version detection, root checks, shards in parallel, merge in shard order.
+
+Shards are independent, so full validation runs them in worker processes
+(``concurrent.futures``); results are merged by shard position so the output does not
+depend on scheduling. Every stage is wrapped: an unexpected exception becomes an
+ATL990 finding at its location and the run goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+from atlas_format import metadata
+from atlas_format.constants import DEFAULT_LIMITS, META_FILE, TEMP_PREFIX, Limits
+from atlas_format.errors import AtlasError
+
+from . import checks_v1, checks_v2
+from .common import ShardResult, Sink, file_size, is_int, read_limited, short_exc
+from .findings import Report, Stats, make
+from .layout import v1_shard_folders, v2_root_entries
+from .pickle_scan import DEFAULT_SCAN_LIMITS, ScanLimits
+from .tasks import ShardTask
+
+Progress = Callable[[int], None]
+
+
+def run_shard(task: ShardTask, progress: Progress | None = None) -> ShardResult:
+    """Check one shard (the function worker processes run); never raises."""
+    try:
+        if task.version == 1:
+            return checks_v1.check_shard(task, progress)
+        return checks_v2.check_shard(task, progress)
+    except Exception as exc:  # noqa: BLE001 - last line of defence
+        return ShardResult(task.position, task.name, [make("ATL990", f"internal error: {short_exc(exc)}",
+                                                           path=task.name, shard=task.name)], Stats(shards=1))
+
+
+def validate(path: str | os.PathLike[str], *, quick: bool = False, jobs: int = 1, strict: bool = False,
+             limits: Limits | None = None, scan_limits: ScanLimits | None = None,
+             progress_factory: Callable[[int], Any] | None = None) -> Report:
+    """Validate the dataset at ``path`` and return a Report; never raises for any dataset content.
+
+    ``jobs`` > 1 checks shards in that many processes. ``progress_factory(total_bytes)``
+    may return an object with ``update(n)`` and ``close()`` (a tqdm bar) for full runs.
+    """
+    started = time.perf_counter()
+    report = Report(path=str(path), level="quick" if quick else "full", strict=strict)
+    try:
+        _validate(Path(path), report, quick=quick, jobs=max(1, int(jobs)), limits=limits or DEFAULT_LIMITS,
+                  scan_limits=scan_limits or DEFAULT_SCAN_LIMITS, progress_factory=progress_factory)
+    except Exception as exc:  # noqa: BLE001 - the validator must never crash
+        report.findings.append(make("ATL990", f"internal error: {short_exc(exc)}", path="."))
+    report.stats.seconds = time.perf_counter() - started
+    return report
+
+
+def _validate(root: Path, report: Report, *, quick: bool, jobs: int, limits: Limits, scan_limits: ScanLimits,
+              progress_factory: Callable[[int], Any] | None) -> None:
+    sink = Sink()
+    if not root.exists():
+        report.findings.append(make("ATL109", f"{root}: no such file or directory", path=str(root)))
+        return
+    if not root.is_dir():
+        report.findings.append(make("ATL109", f"{root}: not a folder (a dataset is a folder)", path=str(root)))
+        return
+    if not os.access(root, os.R_OK | os.X_OK):
+        report.findings.append(make("ATL109", f"{root}: permission denied", path=str(root)))
+        return
+    if file_size(root / META_FILE) is None and not (root / META_FILE).exists():
+        leftovers = [p.name for p in root.iterdir() if p.name.startswith(TEMP_PREFIX)]
+        hint = f" (leftovers: {', '.join(leftovers[:5])})" if leftovers else ""
+        report.findings.append(make("ATL100", f"no root meta.json: not a complete dataset{hint}", path=META_FILE))
+        return
+    raw = read_limited(root / META_FILE, limits.max_metadata_size, sink, shown=META_FILE, what="meta.json")
+    if raw is None:
+        report.findings.extend(sink.close())
+        return
+    version = _detect_version(raw, sink)
+    report.format_version = version
+    if version is None:
+        report.findings.extend(sink.close())
+        return
+    if version == 1:
+        tasks, finish = _root_v1(root, sink, quick=quick, limits=limits, scan_limits=scan_limits)
+        report.not_verifiable = list(checks_v1.NOT_VERIFIABLE_V1)
+        sink.add("ATL590", "version 1 has no checksums; not verifiable in version 1: "
+                 + "; ".join(report.not_verifiable), path=".")
+    else:
+        tasks, finish = _root_v2(root, sink, quick=quick, limits=limits, scan_limits=scan_limits)
+    report.findings.extend(sink.close())
+    results = _run_tasks(root, tasks, jobs=jobs, quick=quick, progress_factory=progress_factory)
+    for result in results:
+        report.findings.extend(result.findings)
+        report.stats.shards += result.stats.shards
+        report.stats.blocks += result.stats.blocks
+        report.stats.bytes_read += result.stats.bytes_read
+        report.stats.decoded_bytes += result.stats.decoded_bytes
+    try:
+        report.findings.extend(finish(results))
+    except Exception as exc:  # noqa: BLE001
+        report.findings.append(make("ATL990", f"internal error in cross-shard checks: {short_exc(exc)}", path="."))
+
+
+def _detect_version(raw: bytes, sink: Sink) -> int | None:
+    """The format version from the root meta.json (GEN-5), or None with a finding."""
+    try:
+        doc = metadata.parse_json(raw, path=META_FILE)
+    except AtlasError as exc:
+        sink.from_error("ATL200", exc, clause="V1-META-1, V2-META-1")
+        return None
+    version = doc.get("version") if isinstance(doc, dict) else None
+    if not is_int(version) or version not in (1, 2):
+        sink.add("ATL201", f"version is {version!r}; this validator reads the integers 1 and 2", path=META_FILE)
+        return None
+    return int(version)
+
+
+def _root_v1(root: Path, sink: Sink, *, quick: bool, limits: Limits,
+             scan_limits: ScanLimits) -> tuple[list[ShardTask], Callable[[list[ShardResult]], list[Any]]]:
+    doc = checks_v1.load_json(root / META_FILE, sink, shown=META_FILE, limits=limits, schema="v1-root",
+                              schema_id="ATL202")
+    doc = doc if isinstance(doc, dict) else {}
+    strategy = doc.get("compression_strategy")
+    root_dict = None
+    if strategy == 2:
+        root_dict = checks_v1.check_root_dictionary(root, sink, limits)
+    names = v1_shard_folders(root, sink, root_dict_expected=strategy == 2)
+    expect: dict[str, Any] = {"root_dictionary": root_dict, "root_strategy": strategy}
+    tasks = [ShardTask(str(root), name, k, 1, quick, limits, scan_limits, expect) for k, name in enumerate(names)]
+    return tasks, lambda results: checks_v1.cross_shard(doc, names, results)
+
+
+def _root_v2(root: Path, sink: Sink, *, quick: bool, limits: Limits,
+             scan_limits: ScanLimits) -> tuple[list[ShardTask], Callable[[list[ShardResult]], list[Any]]]:
+    doc, listed, expect = checks_v2.check_root(root, sink, limits)
+    present = v2_root_entries(root, listed, sink, shared_dict_expected=doc.get("dictionary") == "shared")
+    shards = doc.get("shards") if isinstance(doc.get("shards"), list) else []
+    tasks = []
+    for k, name in enumerate(listed):
+        if name not in present:
+            sink.add("ATL101", f"shard {name} is listed in meta.json but its folder is missing", path=name,
+                     shard=name)
+            continue
+        entry = shards[k] if isinstance(shards[k], dict) else {}
+        tasks.append(ShardTask(str(root), name, k, 2, quick, limits, scan_limits, {**expect, "entry": entry}))
+    return tasks, lambda results: checks_v2.cross_shard(doc, results) if len(results) == len(listed) else \
+        checks_v2.cross_shard({k: v for k, v in doc.items() if k not in ("num_examples", "max_block_raw_size")},
+                              results)
+
+
+def _run_tasks(root: Path, tasks: list[ShardTask], *, jobs: int, quick: bool,
+               progress_factory: Callable[[int], Any] | None) -> list[ShardResult]:
+    bar = None
+    if progress_factory is not None and not quick and tasks:
+        total = sum(file_size(root / t.name / "data.bin") or 0 for t in tasks)
+        bar = progress_factory(total)
+    try:
+        if jobs <= 1 or len(tasks) <= 1:
+            update = bar.update if bar is not None else None
+            return [run_shard(task, update) for task in tasks]
+        return _run_parallel(root, tasks, jobs, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _run_parallel(root: Path, tasks: list[ShardTask], jobs: int, bar: Any) -> list[ShardResult]:
+    results: dict[int, ShardResult] = {}
+    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks))) as pool:
+        futures = {pool.submit(run_shard, task): task for task in tasks}
+        for future in as_completed(futures):
+            task = futures[future]
+            try:
+                results[task.position] = future.result()
+            except Exception as exc:  # noqa: BLE001 - a worker that died (BrokenProcessPool, MemoryError)
+                results[task.position] = ShardResult(task.position, task.name, [make(
+                    "ATL990", f"internal error: the worker checking this shard failed: {short_exc(exc)}",
+                    path=task.name, shard=task.name)], Stats(shards=1))
+            if bar is not None:
+                bar.update(file_size(root / task.name / "data.bin") or 0)
+    return [results[t.position] for t in tasks]
