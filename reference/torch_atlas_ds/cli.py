@@ -1,0 +1,415 @@
+"""atlas-ds: the command line of torch-atlas-ds (inspect, validate, print, convert, create).
+
+``info`` reads metadata through ``atlas_format`` alone and ``validate`` runs the
+standalone validator in its own process (this package never imports it), so neither
+needs torch. Exit status: 0 success, 1 the operation failed (invalid dataset, bad
+data), 2 bad arguments or a path that does not exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pprint
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+EPILOG = """examples:
+  atlas-ds info data/train                      # what is in a dataset
+  atlas-ds info data/train --json               # the same as JSON (schema: torch_atlas_ds/info.schema.json)
+  atlas-ds validate data/train --strict         # the standalone validator (no torch, no unpickling)
+  atlas-ds show data/train 0 -1 42              # print examples (safe loading unless --trust)
+  atlas-ds head data/train -n 5
+  atlas-ds convert old_v1 new_v2 --jobs 2       # version 1 -> 2 (validated before it is published)
+  atlas-ds convert big small --codec lz4 --block-size 8
+  atlas-ds create out --from-jsonl a.jsonl b.jsonl --shard-size 10000
+"""
+
+
+class UsageError(Exception):
+    """Bad arguments or a missing path: a one-line message and exit status 2."""
+
+
+def _existing(path: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"no such path: {path}")
+    return p
+
+
+# -- info -----------------------------------------------------------------------------
+
+
+def _bytes_on_disk(root: Path) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                continue
+    return total
+
+
+def _dict_id(path: Path) -> int | None:
+    from atlas_format.binary import parse
+    from atlas_format.zstd_frame import ZstdDictionaryHeader
+
+    if not path.is_file():
+        return None
+    with open(path, "rb") as f:
+        return int(parse(ZstdDictionaryHeader, f.read(8), path=path).dict_id)
+
+
+def dataset_info(root: Path) -> dict[str, Any]:
+    """What ``atlas-ds info`` prints, from metadata and index files only (no example is decoded)."""
+    import numpy as np
+
+    from atlas_format import metadata
+    from atlas_format.constants import DATA_FILE, DICT_FILE, META_FILE, V1_INDEX_FILE, V2_INDEX_FILE
+    from atlas_format.enums import Codec, CompressionStrategy, DictionaryMode, v2_to_strategy
+    from atlas_format.errors import IncompleteDatasetError
+    from atlas_format.index_v2 import INDEX_ENTRY_DTYPE
+    from atlas_format.layout import V1_SHARD_NAME
+
+    meta_path = root / META_FILE
+    if not meta_path.is_file():
+        raise IncompleteDatasetError("no root meta.json: not a complete Atlas dataset", path=meta_path)
+    raw = meta_path.read_bytes()
+    doc = metadata.parse_json(raw, path=meta_path)
+    version = doc.get("version") if isinstance(doc, dict) else None
+    info: dict[str, Any] = {"path": str(root), "format_version": version, "bytes_on_disk": _bytes_on_disk(root)}
+    if version == 2:
+        metadata.verify_checksummed_json(raw, path=meta_path)
+        metadata.validate_schema(doc, "v2-root", path=meta_path)
+        decoded = 0
+        dict_ids = []
+        if doc["shared_dictionary"]:
+            dict_ids.append(doc["shared_dictionary"]["dict_id"])
+        for shard in doc["shards"]:
+            index = (root / shard["name"] / V2_INDEX_FILE).read_bytes()
+            entries = np.frombuffer(index, dtype=INDEX_ENTRY_DTYPE, offset=64, count=shard["num_blocks"])
+            decoded += int(entries["raw_size"].sum())
+            if shard["dictionary"] == "shard":
+                shard_id = _dict_id(root / shard["name"] / DICT_FILE)
+                if shard_id is not None:
+                    dict_ids.append(shard_id)
+        codec, mode = Codec.from_label(doc["codec"]), DictionaryMode(doc["dictionary"])
+        strategy = v2_to_strategy(codec, mode)
+        data_bytes = sum(s["data_size"] for s in doc["shards"])
+        info.update({
+            "num_shards": len(doc["shards"]), "num_examples": doc["num_examples"],
+            "shard_sizes": [s["num_examples"] for s in doc["shards"]],
+            "compression_strategy": None if strategy is None else int(strategy),
+            "strategy_name": None if strategy is None else strategy.name,
+            "codec": doc["codec"], "dictionary": doc["dictionary"], "compression_level": doc["compression_level"],
+            "block_size": doc["block_size"], "shard_size": doc["shard_size"], "data_bytes": data_bytes,
+            "decoded_bytes": decoded, "dictionary_ids": dict_ids, "user_metadata": doc["user_metadata"],
+            "generation": doc["generation"], "writer": doc["writer"],
+        })
+    elif version == 1:
+        import zstandard
+
+        metadata.validate_schema(doc, "v1-root", path=meta_path)
+        strategy = CompressionStrategy(doc["compression_strategy"])
+        names = sorted((p.name for p in root.iterdir() if p.is_dir() and V1_SHARD_NAME.match(p.name)),
+                       key=lambda s: (int(s), s))
+        sizes, blocks, data_bytes, decoded = [], set(), 0, 0
+        dict_ids = [i for i in [_dict_id(root / DICT_FILE)] if i is not None]
+        for name in names:
+            shard_doc = metadata.parse_json((root / name / META_FILE).read_bytes(), path=root / name / META_FILE)
+            sizes.append(shard_doc["stored_examples"])
+            blocks.add(shard_doc["block_size"])
+            offsets = np.load(root / name / V1_INDEX_FILE, allow_pickle=False)
+            data = root / name / DATA_FILE
+            if not data.is_file():
+                continue
+            data_bytes += data.stat().st_size
+            if shard_doc["compression_strategy"] == 0:
+                decoded += data.stat().st_size
+            else:
+                with open(data, "rb") as f:
+                    for start in offsets[:-1]:
+                        f.seek(int(start))
+                        decoded += max(zstandard.frame_content_size(f.read(18)), 0)
+            shard_id = _dict_id(root / name / DICT_FILE)
+            if shard_id is not None:
+                dict_ids.append(shard_id)
+        codec, mode = {0: ("none", "none"), 1: ("zstd", "none"), 2: ("zstd", "shared"),
+                       3: ("zstd", "shard")}[int(strategy)]
+        info.update({
+            "num_shards": len(names), "num_examples": sum(sizes), "shard_sizes": sizes,
+            "compression_strategy": int(strategy), "strategy_name": strategy.name, "codec": codec,
+            "dictionary": mode, "compression_level": None,
+            "block_size": blocks.pop() if len(blocks) == 1 else sorted(blocks),
+            "shard_size": max(sizes, default=0), "data_bytes": data_bytes, "decoded_bytes": decoded,
+            "dictionary_ids": dict_ids, "user_metadata": None, "generation": None, "writer": None,
+        })
+    else:
+        from atlas_format.errors import VersionError
+
+        raise VersionError(f"format version {version!r} is not 1 or 2", path=meta_path)
+    info["compression_ratio"] = round(info["decoded_bytes"] / info["data_bytes"], 3) if info["data_bytes"] else None
+    return info
+
+
+def _human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def render_info(info: dict[str, Any]) -> str:
+    strategy = info["strategy_name"] or "(none: v2 only)"
+    lines = [
+        f"path               {info['path']}",
+        f"format version     {info['format_version']}",
+        f"examples           {info['num_examples']:,} in {info['num_shards']} shard(s)",
+        f"codec              {info['codec']} (dictionary: {info['dictionary']}; strategy {strategy})",
+        f"compression level  {info['compression_level']}",
+        f"block size         {info['block_size']} examples; shard size {info['shard_size']}",
+        f"bytes on disk      {_human_size(info['bytes_on_disk'])} ({info['bytes_on_disk']:,} bytes)",
+        f"decoded blocks     {_human_size(info['decoded_bytes'])}; compression ratio {info['compression_ratio']}",
+        f"dictionary ids     {', '.join(map(str, info['dictionary_ids'])) or '-'}",
+    ]
+    if info["format_version"] == 2:
+        lines.append(f"generation         {info['generation']} (written by {info['writer']['library']} "
+                     f"{info['writer']['version']})")
+        lines.append(f"user metadata      {json.dumps(info['user_metadata'])}")
+    return "\n".join(lines)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    info = dataset_info(_existing(args.path))
+    print(json.dumps(info, indent=2) if args.json else render_info(info))
+    return 0
+
+
+# -- validate ---------------------------------------------------------------------------
+
+
+def cmd_validate(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    _existing(args.path)
+    # A separate process: the validator must not share this process's imports (torch, us).
+    return subprocess.call([sys.executable, "-m", "atlas_validator", args.path, *extra])
+
+
+# -- show / head --------------------------------------------------------------------------
+
+
+def _open(path: Path, trust: bool) -> Any:
+    from . import AtlasDataset
+
+    return AtlasDataset(path, safe=not trust)
+
+
+def _print_example(index: int, example: Any) -> None:
+    text = pprint.pformat(example, width=100, compact=True)
+    print(f"[{index}] {text}")
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    ds = _open(_existing(args.path), args.trust)
+    n = len(ds)
+    for index in args.indices:
+        if not -n <= index < n:
+            raise UsageError(f"index {index} out of range for {n} examples")
+    for index in args.indices:
+        _print_example(index, ds[index])
+    return 0
+
+
+def cmd_head(args: argparse.Namespace) -> int:
+    if args.n < 0:
+        raise UsageError("-n must be >= 0")
+    ds = _open(_existing(args.path), args.trust)
+    for index in range(min(args.n, len(ds))):
+        _print_example(index, ds[index])
+    return 0
+
+
+# -- convert / create --------------------------------------------------------------------
+
+
+def _writer_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    group = parser.add_argument_group("writer options" + ("" if defaults else " (default: keep the source's)"))
+    group.add_argument("--format-version", type=int, choices=(1, 2), default=2 if defaults else None)
+    group.add_argument("--strategy", choices=("none", "standard", "shared-dictionary", "dictionary"),
+                       default="shared-dictionary" if defaults else None, help="zstd dictionary use")
+    group.add_argument("--codec", choices=("none", "zstd", "lz4"), default=None,
+                       help="block codec (lz4: version 2, no dictionary)")
+    group.add_argument("--level", type=int, default=3 if defaults else None, help="compression level")
+    group.add_argument("--block-size", type=int, default=64 if defaults else None, help="examples per block")
+    group.add_argument("--shard-size", type=int, default=10_000 if defaults else None, help="examples per shard")
+    group.add_argument("--dict-size", type=float, default=0.01 if defaults else None,
+                       help="dictionary size as a fraction of the training bytes")
+    group.add_argument("--jobs", type=int, default=1, help="parallel worker processes (default 1)")
+    group.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _resolved_writer_args(args: argparse.Namespace, source: dict[str, Any] | None) -> dict[str, Any]:
+    from atlas_format.enums import CompressionStrategy
+
+    names = {"none": CompressionStrategy.NO_COMPRESSION, "standard": CompressionStrategy.STANDARD_COMPRESSION,
+             "shared-dictionary": CompressionStrategy.SHARED_DICTIONARY_COMPRESSION,
+             "dictionary": CompressionStrategy.DICTIONARY_COMPRESSION}
+    src = source or {}
+    out: dict[str, Any] = {
+        "format_version": args.format_version or src.get("format_version") or 2,
+        "compression_level": args.level if args.level is not None else (src.get("compression_level") or 3),
+        "block_size": args.block_size or src.get("block_size") or 64,
+        "shard_size": args.shard_size or src.get("shard_size") or 10_000,
+        "compression_dict_size": args.dict_size if args.dict_size is not None else 0.01,
+    }
+    codec = args.codec
+    if args.strategy is not None:
+        out["compression_strategy"] = names[args.strategy]
+    elif codec is None and src.get("compression_strategy") is not None:
+        out["compression_strategy"] = CompressionStrategy(src["compression_strategy"])
+    if codec is None and args.strategy is None and src.get("codec") == "lz4" and out["format_version"] == 2:
+        codec = "lz4"
+    if codec == "none":
+        out["compression_strategy"] = CompressionStrategy.NO_COMPRESSION
+    elif codec == "zstd" and out.get("compression_strategy") in (None, CompressionStrategy.NO_COMPRESSION):
+        out["compression_strategy"] = CompressionStrategy.STANDARD_COMPRESSION
+    elif codec == "lz4":
+        if out["format_version"] == 1:
+            raise UsageError("version 1 has no LZ4 codec")
+        out["codec"] = "lz4"
+        if args.strategy in (None, "standard"):
+            out.pop("compression_strategy", None)
+        else:
+            raise UsageError("LZ4 has no dictionary: use --strategy standard (or leave it out) with --codec lz4")
+    if out["block_size"] < 1 or out["shard_size"] < 1:
+        raise UsageError("--block-size and --shard-size must be >= 1")
+    return out
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .convert import convert
+
+    src = _existing(args.src)
+    if Path(args.dst).exists():
+        raise UsageError(f"destination exists: {args.dst}")
+    if args.jobs < 1:
+        raise UsageError("--jobs must be >= 1")
+    source = dataset_info(src)
+    source["compression_level"] = source.get("compression_level")
+    writer_args = _resolved_writer_args(args, source)
+    convert(src, Path(args.dst), jobs=args.jobs, validate=not args.no_validate, progress=not args.no_progress,
+            trust=args.trust, **writer_args)
+    print(f"converted {source['num_examples']:,} examples: {args.src} (v{source['format_version']}) -> "
+          f"{args.dst} (v{writer_args['format_version']})")
+    return 0
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    from .convert import create_from_hf, create_from_jsonl
+
+    if Path(args.dst).exists():
+        raise UsageError(f"destination exists: {args.dst}")
+    if args.jobs < 1:
+        raise UsageError("--jobs must be >= 1")
+    writer_args = _resolved_writer_args(args, None)
+    if args.from_jsonl:
+        files = [_existing(f) for f in args.from_jsonl]
+        count = create_from_jsonl(files, Path(args.dst), jobs=args.jobs, progress=not args.no_progress, **writer_args)
+    else:
+        count = create_from_hf(args.from_hf, Path(args.dst), jobs=args.jobs, progress=not args.no_progress,
+                               **writer_args)
+    print(f"created {args.dst}: {count:,} examples")
+    return 0
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="atlas-ds", description="Inspect, validate, print, convert and create Atlas datasets.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("info", help="version, shards, examples, codec, sizes, compression ratio, dictionaries",
+                       description="Summarize a dataset from its metadata and index (no example is decoded).")
+    p.add_argument("path")
+    p.add_argument("--json", action="store_true", help="print JSON (schema: torch_atlas_ds/info.schema.json)")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("validate", help="run the standalone validator (arguments after PATH go to atlas-validate)",
+                       description="Run atlas-validate on PATH in a separate process (no torch, no unpickling). "
+                                   "Options such as --quick, --strict, --format json, --jobs N are passed on.")
+    p.add_argument("path")
+    p.set_defaults(func=None)
+
+    p = sub.add_parser("show", help="print the examples at the given indices",
+                       description="Print examples by index (negative indices count from the end). Loading is "
+                                   "safe (allow-listed pickle globals only) unless --trust.")
+    p.add_argument("path")
+    p.add_argument("indices", type=int, nargs="+", metavar="INDEX")
+    p.add_argument("--trust", action="store_true", help="unpickle anything (only for datasets you trust)")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("head", help="print the first examples", description="Print the first N examples.")
+    p.add_argument("path")
+    p.add_argument("-n", type=int, default=5, help="how many (default 5)")
+    p.add_argument("--trust", action="store_true", help="unpickle anything (only for datasets you trust)")
+    p.set_defaults(func=cmd_head)
+
+    p = sub.add_parser("convert", help="rewrite a dataset: v1 <-> v2, strategy, codec, level, block or shard size",
+                       description="Rewrite SRC into DST with new settings (unset options keep SRC's). The result "
+                                   "is validated before it is published; DST must not exist.")
+    p.add_argument("src")
+    p.add_argument("dst")
+    _writer_options(p, defaults=False)
+    p.add_argument("--no-validate", action="store_true", help="skip validating the result before publishing")
+    p.add_argument("--trust", action="store_true", help="unpickle SRC without the allow-list")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("create", help="create a dataset from JSON Lines files or a HuggingFace dataset on disk",
+                       description="Import data you already have. Each JSONL line is one example (any JSON value).")
+    p.add_argument("dst")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--from-jsonl", nargs="+", metavar="FILE", help="JSON Lines files, read in order")
+    source.add_argument("--from-hf", metavar="NAME_OR_PATH",
+                        help="a HuggingFace datasets folder saved with save_to_disk (needs the 'hf' extra)")
+    _writer_options(p, defaults=True)
+    p.set_defaults(func=cmd_create)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if argv[:1] == ["validate"] and len(argv) > 2:
+        argv, extra = argv[:2], argv[2:]
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "validate":
+            return cmd_validate(args, extra)
+        return int(args.func(args))
+    except UsageError as exc:
+        print(f"atlas-ds: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("atlas-ds: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the command line reports any failure in one line
+        from atlas_format.errors import AtlasError
+
+        kind = "error" if isinstance(exc, (AtlasError, OSError, ValueError)) else type(exc).__name__
+        print(f"atlas-ds: {kind}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,14 @@
+# Sourced by scripts/run-tests and scripts/run-main: a project-local virtual environment,
+# torch 2.13.0 (CPU) first, then the project with the given extras. Idempotent.
+set -euo pipefail
+VENV="${ATLAS_VENV:-.venv}"
+if [ ! -x "$VENV/bin/python" ]; then
+  python3.11 -m venv "$VENV" 2>/dev/null || python3 -m venv "$VENV"
+fi
+PY="$VENV/bin/python"
+PIP=("$PY" -m pip install -q --disable-pip-version-check)
+"$PY" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
+# torch first, pinned: a bare 'torch' requirement would download a multi-GB CUDA build.
+"$PY" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '2.13.0')" 2>/dev/null \
+  || "${PIP[@]}" torch==2.13.0
+"${PIP[@]}" -e ".[${ATLAS_EXTRAS:-test}]"
