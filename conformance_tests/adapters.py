@@ -28,3 +28,10 @@ def reference_write(path: Path, examples: list[Any], params: dict[str, Any]) -> 
     with AtlasDatasetWriter(path, **kwargs) as writer:
         for example in examples:
             writer.add_example(example)
+
+
+def reference_open_safe(path: Path) -> Any:
+    """The reference reader with safe loading (allow-listed pickle globals only)."""
+    from torch_atlas_ds import AtlasDataset
+
+    return AtlasDataset(path, safe=True)

@@ -16,7 +16,7 @@ VECTORS = list(iter_vectors(make_vectors.VECTORS))
 
 def test_corpora_are_present():
     corpora = {v.folder.parent.name for v in VECTORS}
-    assert {"seed-v1", "v2"} <= corpora
+    assert {"seed-v1", "v2", "invalid"} <= corpora
     assert sum(v.folder.parent.name == "v2" for v in VECTORS) == len(make_vectors.specs())
 
 
@@ -47,7 +47,8 @@ def test_case_json_is_complete(vector):
     if vector.valid:
         assert vector.findings == [] and vector.examples() is not None
     else:
-        assert vector.findings and vector.case["source"]
+        assert vector.findings and (vector.case["source"] or vector.malicious)
+        assert vector.examples() is not None, "invalid vectors name expected examples (their source's)"
 
 
 def test_tagged_json_round_trips_expected_examples():

@@ -71,8 +71,10 @@ def check_reader_valid(vector: Vector, open_dataset: Reader) -> list[str]:
 
 def check_reader_invalid(vector: Vector, open_dataset: Reader,
                          allowed_errors: tuple[type[BaseException], ...] = (Exception,)) -> list[str]:
-    """An invalid vector: every read raises an allowed error or returns the correct example."""
+    """An invalid vector: every read raises an allowed error or returns the correct example
+    (and a malicious example is always refused)."""
     expected = vector.examples()
+    refuse = vector.must_refuse()
     try:
         ds = open_dataset(vector.dataset)
         n = len(ds)
@@ -89,7 +91,9 @@ def check_reader_invalid(vector: Vector, open_dataset: Reader,
         except Exception as exc:  # noqa: BLE001
             problems.append(f"{vector.name}[{i}] raised {type(exc).__name__}, not an allowed error")
             continue
-        if expected is None or i >= len(expected) or not strict_equal(expected[i], value):
+        if i in refuse:
+            problems.append(f"{vector.name}[{i}] returned data for a malicious example instead of refusing it")
+        elif expected is None or i >= len(expected) or not strict_equal(expected[i], value):
             problems.append(f"{vector.name}[{i}] returned WRONG data: {_short(value)}")
     return problems
 

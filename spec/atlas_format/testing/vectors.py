@@ -104,6 +104,18 @@ class Vector:
         return bool(self.case["verdict"] == "valid")
 
     @property
+    def malicious(self) -> bool:
+        """Its pickles run a (harmless) command when unpickled without an allow-list."""
+        return bool(self.case.get("malicious", False))
+
+    def must_refuse(self) -> set[int]:
+        """Indices a safe reader must refuse (the malicious examples)."""
+        path = self.folder / "expected.json"
+        if not path.exists():
+            return set()
+        return {int(i) for i in json.loads(path.read_text("utf-8")).get("must_refuse", [])}
+
+    @property
     def findings(self) -> list[str]:
         return list(self.case.get("findings", []))
 

@@ -1,0 +1,310 @@
+#!/usr/bin/env python
+"""Generate the invalid corpus (``vectors/invalid/``): one defect per case, with expected findings.
+
+Each case copies a valid vector (``source``), applies one defect and states the finding
+ids a validator must report. Some defects are "sealed": the checksums are recomputed
+afterwards, as a deliberate attacker would, so the defect itself must be caught (an
+unknown version, a malicious pickle, a zip-bomb frame) rather than a checksum.
+
+Malicious cases carry ``"malicious": true`` in case.json: their pickles run a harmless
+command (``touch atlas-pwned-<case>``) when unpickled without an allow-list. Readers that
+are not safe must not be pointed at them.
+
+    python conformance_tests/make_invalid_vectors.py     (then make_vectors.py rewrites the README)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import make_vectors
+import numpy as np
+
+from atlas_format import index_v2, metadata, npy, zstd_frame
+from atlas_format.checksum import XXH3_64
+from atlas_format.constants import V2_INDEX_HEADER_SIZE
+
+VECTORS = make_vectors.VECTORS
+
+
+class Payload:
+    """Pickles to a call of ``function(*args)``: the shape of a malicious example."""
+
+    def __init__(self, function: Callable[..., Any], *args: Any) -> None:
+        self.function, self.args = function, args
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (self.function, self.args)
+
+
+# -- mutation helpers -----------------------------------------------------------------
+
+
+def flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset % len(data)] ^= 0x5A
+    path.write_bytes(bytes(data))
+
+
+def edit_json(path: Path, change: Callable[[dict[str, Any]], None], *, v2_checksum: bool) -> None:
+    doc = json.loads(path.read_bytes())
+    change(doc)
+    path.write_bytes(metadata.dump_checksummed_json(doc) if v2_checksum else metadata.dump_v1_json(doc))
+
+
+def seal_v2(root: Path) -> None:
+    """Recompute every v2 checksum and size that binds the files together (an attacker's re-seal)."""
+    root_doc = json.loads((root / "meta.json").read_bytes())
+    for entry in root_doc["shards"]:
+        shard = root / entry["name"]
+        index = bytearray((shard / "index.bin").read_bytes())
+        header = index_v2.IndexHeader.parse(index)
+        entries = np.frombuffer(bytes(index), dtype=index_v2.INDEX_ENTRY_DTYPE, offset=V2_INDEX_HEADER_SIZE).copy()
+        data = (shard / "data.bin").read_bytes()
+        for row in entries:
+            row["checksum"] = XXH3_64.of(data[int(row["offset"]):int(row["offset"]) + int(row["stored_size"])])
+        fields = {k: v for k, v in header.items() if not k.startswith("_") and k != "magic"}
+        built = index_v2.build_index(fields, entries)
+        (shard / "index.bin").write_bytes(built)
+        shard_doc = json.loads((shard / "meta.json").read_bytes())
+        shard_doc["index"]["checksum"] = XXH3_64.text(index_v2.IndexHeader.parse(built).checksum)
+        shard_doc["index"]["size"] = len(built)
+        raw = metadata.dump_checksummed_json(shard_doc)
+        (shard / "meta.json").write_bytes(raw)
+        entry["meta_checksum"] = metadata.split_checksummed_json(raw)[0]
+        entry["index_size"] = len(built)
+    (root / "meta.json").write_bytes(metadata.dump_checksummed_json(root_doc))
+
+
+def v2_block(root: Path, shard: str, block: int) -> tuple[int, int]:
+    """(offset, stored_size) of a v2 block, from its index entry."""
+    index = (root / shard / "index.bin").read_bytes()
+    row = np.frombuffer(index, dtype=index_v2.INDEX_ENTRY_DTYPE, offset=V2_INDEX_HEADER_SIZE)[block]
+    return int(row["offset"]), int(row["stored_size"])
+
+
+def v1_offsets(root: Path, shard: str) -> list[int]:
+    return [int(x) for x in np.load(root / shard / "index.npy")]
+
+
+def write_v1_blocks(root: Path, shard: str, blocks: list[bytes]) -> None:
+    (root / shard / "data.bin").write_bytes(b"".join(blocks))
+    offsets = [0]
+    for block in blocks:
+        offsets.append(offsets[-1] + len(block))
+    (root / shard / "index.npy").write_bytes(npy.build_v1_index(offsets))
+
+
+def v1_blocks(root: Path, shard: str) -> list[bytes]:
+    data = (root / shard / "data.bin").read_bytes()
+    offsets = v1_offsets(root, shard)
+    return [data[a:b] for a, b in zip(offsets, offsets[1:], strict=False)]
+
+
+# -- the cases -------------------------------------------------------------------------
+
+Case = tuple[str, str, str, list[str], Callable[[Path], None], bool]
+V2_SHARED = "v2/03-zstd-shared-dict"
+V2_NONE = "v2/01-none-multishard"
+V2_ZSTD = "v2/02-zstd-multishard"
+V2_LZ4 = "v2/05-lz4"
+V1_NONE = "seed-v1/01-s0-multishard"
+V1_SHARED = "seed-v1/03-s2-shared-dict"
+V1_OWN = "seed-v1/04-s3-own-dicts-7-block-boundary"
+
+
+def _swap(a: Path, b: Path) -> None:
+    tmp = a.with_name(a.name + ".swap")
+    a.rename(tmp)
+    b.rename(a)
+    tmp.rename(b)
+
+
+MALICIOUS_INDEX = 3
+
+
+def _malicious_v2(root: Path, name: str, function: Callable[..., Any], *args: Any) -> None:
+    """Rewrite the dataset with one malicious example (a complete, checksummed dataset)."""
+    from torch_atlas_ds import AtlasDatasetWriter
+
+    shutil.rmtree(root)
+    with AtlasDatasetWriter(root, shard_size=8, block_size=4, compression_strategy=0) as writer:
+        for i in range(6):
+            writer.add_example(Payload(function, *args) if i == MALICIOUS_INDEX else {"id": i})
+
+
+def _malicious_v1(root: Path, function: Callable[..., Any], *args: Any) -> None:
+    from torch_atlas_ds import AtlasDatasetWriter
+
+    shutil.rmtree(root)
+    with AtlasDatasetWriter(root, shard_size=8, block_size=4, compression_strategy=1, format_version=1) as writer:
+        for i in range(6):
+            writer.add_example(Payload(function, *args) if i == MALICIOUS_INDEX else {"id": i})
+
+
+def _zip_bomb(root: Path) -> None:
+    offset, size = v2_block(root, "000000", 0)
+    header = zstd_frame.ZstdFrameHeader.build(zstd_frame.frame_header_fields(1 << 40, None))
+    bomb = (header + b"\x01\x00\x00" + b"\x00" * size)[:size]
+    data = bytearray((root / "000000" / "data.bin").read_bytes())
+    data[offset:offset + size] = bomb
+    (root / "000000" / "data.bin").write_bytes(bytes(data))
+    seal_v2(root)
+
+
+def _v1_not_a_list(root: Path) -> None:
+    blocks = v1_blocks(root, "0")
+    examples = pickle.loads(blocks[0])
+    blocks[0] = pickle.dumps({"not": "a list", "n": len(examples)}, protocol=4)
+    write_v1_blocks(root, "0", blocks)
+
+
+def _v1_wrong_count(root: Path) -> None:
+    blocks = v1_blocks(root, "0")
+    blocks[1] = pickle.dumps(pickle.loads(blocks[1])[:-1], protocol=4)
+    write_v1_blocks(root, "0", blocks)
+
+
+def _v1_offsets_not_monotonic(root: Path) -> None:
+    offsets = v1_offsets(root, "0")
+    offsets[2], offsets[3] = offsets[3], offsets[2]
+    (root / "0" / "index.npy").write_bytes(npy.build_v1_index(offsets))
+
+
+def _v1_wrong_dictionary(root: Path) -> None:
+    other = VECTORS / V1_OWN / "dataset" / "0" / "zstd_dict.bin"
+    shutil.copyfile(other, root / "zstd_dict.bin")
+
+
+def cases() -> list[Case]:
+    """(name, source, description, expected findings, mutation, malicious)."""
+    return [
+        # version 2: corruption of checksummed bytes
+        ("v2-block-byte-flip", V2_SHARED, "one byte flipped inside block 2 of shard 000001", ["ATL506"],
+         lambda r: flip(r / "000001" / "data.bin", v2_block(r, "000001", 2)[0] + 3), False),
+        ("v2-uncompressed-block-flip", V2_NONE, "one byte flipped inside an uncompressed example (v1 could not "
+         "see this)", ["ATL506"], lambda r: flip(r / "000000" / "data.bin", v2_block(r, "000000", 1)[0] + 60),
+         False),
+        ("v2-data-truncated", V2_ZSTD, "data.bin of shard 000001 lost its last 10 bytes", ["ATL306"],
+         lambda r: (r / "000001" / "data.bin").write_bytes((r / "000001" / "data.bin").read_bytes()[:-10]),
+         False),
+        ("v2-data-extended", V2_LZ4, "10 bytes appended to data.bin of shard 000000", ["ATL306"],
+         lambda r: (r / "000000" / "data.bin").write_bytes((r / "000000" / "data.bin").read_bytes() + b"x" * 10),
+         False),
+        ("v2-index-entry-flip", V2_SHARED, "one byte flipped in an index.bin entry", ["ATL503"],
+         lambda r: flip(r / "000000" / "index.bin", V2_INDEX_HEADER_SIZE + 24 * 3 + 17), False),
+        ("v2-shard-meta-edited", V2_SHARED, "shard meta.json num_examples edited without its checksum",
+         ["ATL501"], lambda r: (r / "000001" / "meta.json").write_bytes(
+             (r / "000001" / "meta.json").read_bytes().replace(b'"num_examples": 64', b'"num_examples": 63')),
+         False),
+        ("v2-root-meta-edited", V2_ZSTD, "root meta.json compression_level edited without its checksum",
+         ["ATL500"], lambda r: (r / "meta.json").write_bytes(
+             (r / "meta.json").read_bytes().replace(b'"compression_level": 3', b'"compression_level": 4')), False),
+        ("v2-dictionary-flip", V2_SHARED, "one byte flipped in the shared zstd_dict.bin", ["ATL505"],
+         lambda r: flip(r / "zstd_dict.bin", 700), False),
+        ("v2-swapped-shard-data", V2_ZSTD, "data.bin of shards 000000 and 000001 (of different sizes) swapped",
+         ["ATL306"],
+         lambda r: _swap(r / "000000" / "data.bin", r / "000001" / "data.bin"), False),
+        ("v2-swapped-shard-folders", V2_ZSTD, "shard folders 000000 and 000001 swapped", ["ATL502"],
+         lambda r: _swap(r / "000000", r / "000001"), False),
+        # version 2: structure
+        ("v2-missing-shard", V2_SHARED, "shard folder 000002 deleted", ["ATL101"],
+         lambda r: shutil.rmtree(r / "000002"), False),
+        ("v2-missing-data-file", V2_LZ4, "data.bin of shard 000001 deleted", ["ATL103"],
+         lambda r: (r / "000001" / "data.bin").unlink(), False),
+        ("v2-no-root-meta", V2_SHARED, "root meta.json deleted: an unfinished write", ["ATL100"],
+         lambda r: (r / "meta.json").unlink(), False),
+        ("v2-version-3-sealed", V2_NONE, "root version 3 with a correct checksum", ["ATL201"],
+         lambda r: edit_json(r / "meta.json", lambda d: d.update(version=3), v2_checksum=True), False),
+        ("v2-unknown-codec-sealed", V2_ZSTD, "root codec 'brotli' with a correct checksum", ["ATL202"],
+         lambda r: edit_json(r / "meta.json", lambda d: d.update(codec="brotli"), v2_checksum=True), False),
+        ("v2-zip-bomb-sealed", V2_ZSTD, "block 0 replaced by a zstd frame declaring 1 TiB, checksums resealed",
+         ["ATL901"], _zip_bomb, False),
+        ("v2-malicious-os-system", V2_NONE, "a complete, checksummed dataset whose example 3 calls os.system",
+         ["ATL601"], lambda r: _malicious_v2(r, "os", os.system, "touch atlas-pwned-v2-malicious-os-system"),
+         True),
+        ("v2-malicious-eval", V2_NONE, "a complete, checksummed dataset whose example 3 calls builtins.eval",
+         ["ATL601"], lambda r: _malicious_v2(r, "eval", eval, "__import__('os').system('touch atlas-pwned-eval')"),
+         True),
+        # version 1
+        ("v1-malicious-os-system", V1_NONE, "a version 1 block whose example 3 calls os.system", ["ATL601"],
+         lambda r: _malicious_v1(r, os.system, "touch atlas-pwned-v1-malicious-os-system"), True),
+        ("v1-block-not-a-list", V1_NONE, "block 0 of shard 0 is a pickled dict, not a list", ["ATL412"],
+         _v1_not_a_list, False),
+        ("v1-block-wrong-count", V1_NONE, "block 1 of shard 0 holds 7 examples instead of 8", ["ATL411"],
+         _v1_wrong_count, False),
+        ("v1-offsets-not-monotonic", V1_NONE, "two index.npy offsets swapped", ["ATL305"],
+         _v1_offsets_not_monotonic, False),
+        ("v1-data-truncated", V1_SHARED, "data.bin of shard 1 lost its last 5 bytes", ["ATL306"],
+         lambda r: (r / "1" / "data.bin").write_bytes((r / "1" / "data.bin").read_bytes()[:-5]), False),
+        ("v1-missing-dictionary", V1_SHARED, "root zstd_dict.bin of a strategy-2 dataset deleted", ["ATL103"],
+         lambda r: (r / "zstd_dict.bin").unlink(), False),
+        ("v1-wrong-dictionary", V1_SHARED, "root zstd_dict.bin replaced by another dataset's dictionary",
+         ["ATL407"], _v1_wrong_dictionary, False),
+        ("v1-version-true", V1_NONE, 'root meta.json says "version": true', ["ATL201"],
+         lambda r: edit_json(r / "meta.json", lambda d: d.update(version=True), v2_checksum=False), False),
+        ("v1-unknown-strategy", V1_NONE, "shard 0 meta.json says compression_strategy 7", ["ATL203"],
+         lambda r: edit_json(r / "0" / "meta.json", lambda d: d.update(compression_strategy=7), v2_checksum=False),
+         False),
+        ("v1-folder-gap", V1_NONE, "shard folder 2 renamed to 3", ["ATL102"],
+         lambda r: (r / "2").rename(r / "3"), False),
+        ("v1-shard-sizes-wrong", V1_NONE, "root shard_sizes disagrees with the shards", ["ATL204"],
+         lambda r: edit_json(r / "meta.json", lambda d: d.update(shard_sizes=[40, 40, 21]), v2_checksum=False),
+         False),
+    ]
+
+
+def build(out: Path, case: Case) -> None:
+    name, source, description, findings, mutate, malicious = case
+    folder = out / name
+    folder.mkdir(parents=True)
+    shutil.copytree(VECTORS / source / "dataset", folder / "dataset")
+    for path in (folder / "dataset").rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    mutate(folder / "dataset")
+    source_case = json.loads((VECTORS / source / "case.json").read_text())
+    doc = {"name": name, "format_version": source_case["format_version"], "verdict": "invalid",
+           "findings": findings, "description": description, "writer": source_case.get("writer", {}),
+           "source": None if malicious else source, "malicious": malicious,
+           "generator": "conformance_tests/make_invalid_vectors.py"}
+    (folder / "case.json").write_text(json.dumps(doc, indent=2) + "\n")
+    if malicious:  # the benign examples, and the index a safe reader must refuse
+        examples: list[Any] = [{"id": i} for i in range(6)]
+        examples[MALICIOUS_INDEX] = None
+        (folder / "expected.json").write_text(json.dumps({"examples": examples,
+                                                          "must_refuse": [MALICIOUS_INDEX]}) + "\n")
+    make_vectors.write_manifest(folder)
+
+
+def main() -> int:
+    out = VECTORS / "invalid"
+    tmp = Path(tempfile.mkdtemp(prefix="invalid-", dir=VECTORS))
+    cwd = os.getcwd()
+    try:
+        os.chdir(tmp)  # nothing here is unpickled, but keep any accident inside the temp folder
+        for case in cases():
+            build(tmp, case)
+        os.chdir(cwd)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+        out.chmod(0o755)
+    finally:
+        os.chdir(cwd)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    make_vectors.write_readme()
+    print(f"wrote {len(cases())} invalid vectors to {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
