@@ -103,3 +103,36 @@ def test_v1_huge_declared_frame_is_refused_before_allocating(tmp_path):
     with pytest.raises(LimitError) as info:
         AtlasDataset(root)[0]
     assert info.value.block == 0 and info.value.offset == 0 and "data.bin" in str(info.value)
+
+
+def test_v1_reads_a_subset_of_shards_like_the_original(tmp_path):
+    import shutil
+
+    from conftest import SEED_V1
+
+    root = tmp_path / "d"
+    shutil.copytree(SEED_V1 / "13-eleven-shards-s2" / "dataset", root)
+    shutil.rmtree(root / "00")  # multi-node: this node holds shards 01..10 only
+    expected = json.loads((SEED_V1 / "13-eleven-shards-s2" / "expected.json").read_text())["examples"]
+    ds = AtlasDataset(root)
+    assert len(ds) == len(expected) - 16
+    assert all(same(ds[i], want) for i, want in enumerate(expected[16:]))
+
+
+def test_v1_refuses_unknown_strategy_and_bad_version(tmp_path):
+    import shutil
+
+    from conftest import SEED_V1
+
+    from torch_atlas_ds import CodecError, VersionError
+
+    root = tmp_path / "d"
+    shutil.copytree(SEED_V1 / "02-s1-multishard" / "dataset", root)
+    meta = root / "1" / "meta.json"
+    doc = json.loads(meta.read_text())
+    meta.write_text(json.dumps({**doc, "compression_strategy": 7}))
+    with pytest.raises(CodecError):
+        AtlasDataset(root)
+    meta.write_text(json.dumps({**doc, "version": True}))
+    with pytest.raises(VersionError):
+        AtlasDataset(root)

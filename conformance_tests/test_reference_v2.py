@@ -451,3 +451,59 @@ def test_negative_zero_and_float_types_survive(tmp_path):
             w.add_example(v)
     ds = AtlasDataset(tmp_path / "d")
     assert all(same(ds[i], v) for i, v in enumerate(values))
+
+
+def test_index_header_and_entry_extensions_are_skipped(tmp_path):
+    from atlas_format.index_v2 import IndexHeader, compute_index_checksum
+    from atlas_format.metadata import dump_checksummed_json
+
+    root = tmp_path / "d"
+    examples = write(root, 30, shard_size=100, block_size=4)
+    folder = root / "000000"
+    raw = (folder / "index.bin").read_bytes()
+    header = dict(IndexHeader.parse(raw[:64]))
+    for key in ("_io", "magic"):
+        header.pop(key, None)
+    entries = np.frombuffer(raw, dtype=INDEX_ENTRY_DTYPE, offset=64)
+    header.update(header_size=80, entry_size=32, checksum=0)
+    body = b"".join(e.tobytes() + b"\xee" * 8 for e in entries)
+    draft = IndexHeader.build(header) + b"\xdd" * 16 + body
+    header["checksum"] = compute_index_checksum(draft)
+    index = IndexHeader.build(header) + b"\xdd" * 16 + body
+    (folder / "index.bin").write_bytes(index)
+    doc = parse_json((folder / "meta.json").read_bytes())
+    doc["index"].update(size=len(index), checksum=f"xxh3_64:{header['checksum']:016x}")
+    meta = dump_checksummed_json(doc)
+    (folder / "meta.json").write_bytes(meta)
+    root_doc = parse_json((root / "meta.json").read_bytes())
+    root_doc["shards"][0].update(index_size=len(index),
+                                 meta_checksum=meta[len(b'{\n  "checksum": "'):meta.index(b'",\n')].decode())
+    (root / "meta.json").write_bytes(dump_checksummed_json(root_doc))
+    ds = AtlasDataset(root)
+    assert all(same(ds[i], ex) for i, ex in enumerate(examples))
+
+
+def test_shared_dictionary_is_written_before_the_shards_that_use_it(tmp_path, monkeypatch):
+    seen = []
+    original = writer_module.write_file
+
+    def spy(path, data):
+        seen.append(Path(path).relative_to(Path(path).parents[1] if Path(path).parent.name.isdigit()
+                                            else Path(path).parent).as_posix())
+        original(path, data)
+
+    monkeypatch.setattr(writer_module, "write_file", spy)
+    write(tmp_path / "d", 230, compression_strategy=CompressionStrategy.SHARED_DICTIONARY_COMPRESSION)
+    assert seen.index("zstd_dict.bin") < seen.index("000000/index.bin")
+    assert seen[-1] == "meta.json"
+
+
+def test_incomplete_and_interrupted_states(tmp_path):
+    root = tmp_path / "d"
+    write(root, 30)
+    (root / ".atlas-tmp-leftover").mkdir()  # an interrupted append's staging folder is ignored
+    (root / "000099").mkdir()  # a folder not listed in root meta.json is ignored
+    assert len(AtlasDataset(root)) == 30
+    os.unlink(root / "meta.json")
+    with pytest.raises(IncompleteDatasetError):
+        AtlasDataset(root)

@@ -189,8 +189,14 @@ class _V2ShardBuilder:
     """One version 2 shard: blocks of per-example pickles, checksummed index, checksummed meta."""
 
     def __init__(self, folder: Path, name: str, block_size: int, codec: Codec, level: int, dict_size: float,
-                 mode: str, dictionary: bytes | None = None, limits: Limits = DEFAULT_LIMITS) -> None:
-        """``mode``: 'none', 'shared' (use ``dictionary``), 'shard' (train its own), 'train-shared'."""
+                 mode: str, dictionary: bytes | None = None, limits: Limits = DEFAULT_LIMITS,
+                 on_shared_dictionary: Any = None) -> None:
+        """``mode``: 'none', 'shared' (use ``dictionary``), 'shard' (train its own), 'train-shared'.
+
+        ``on_shared_dictionary(bytes)`` is called with a dictionary trained for sharing before
+        any block compressed with it is written (the root dictionary precedes its users).
+        """
+        self.on_shared_dictionary = on_shared_dictionary
         folder.mkdir()
         self.folder, self.name = folder, name
         self.block_size, self.codec, self.level, self.dict_size = block_size, codec, level, dict_size
@@ -247,6 +253,8 @@ class _V2ShardBuilder:
                 trained = _train(self.dict_size, self.held, self.level).as_bytes()
                 self.dict_bytes = trained
                 self.mode = "shard" if self.mode == "shard" else "shared"
+                if self.mode == "shared" and self.on_shared_dictionary is not None:
+                    self.on_shared_dictionary(trained)
             else:
                 self.mode = "none"
             self._compress = codec_info(self.codec).compressor(self.level, self.dict_bytes
@@ -435,7 +443,12 @@ class AtlasDatasetWriter(_Publisher):
         else:
             dictionary = None
         return _V2ShardBuilder(self._stage_dir() / name, name, self.block_size, self.codec,
-                               self.compression_level, self.compression_dict_size, mode, dictionary, self.limits)
+                               self.compression_level, self.compression_dict_size, mode, dictionary, self.limits,
+                               on_shared_dictionary=self._write_shared_dictionary)
+
+    def _write_shared_dictionary(self, dictionary: bytes) -> None:
+        write_file(self._tmp / DICT_FILE, dictionary)
+        fsync_dir(self._tmp)
 
     def _close_v2_shard(self) -> None:
         shard = self._current
@@ -528,8 +541,6 @@ class AtlasDatasetWriter(_Publisher):
         if self._current is not None:
             self._close_v2_shard()
         doc = self._root_doc(1)
-        if doc["shared_dictionary"] is not None:
-            write_file(self._tmp / DICT_FILE, self._shared)
         write_file(self._tmp / META_FILE, dump_checksummed_json(doc))
 
     def abort(self) -> None:
@@ -623,7 +634,7 @@ class AtlasDatasetWriter(_Publisher):
         doc["generation"] = base["generation"] + 1
         doc["writer"] = _writer_info()
         doc["user_metadata"] = self.user_metadata
-        self._meta_tmp = self.path / f"{TEMP_PREFIX}meta-{secrets.token_hex(6)}.json"
+        self._meta_tmp = self.path / f"{TEMP_PREFIX}{secrets.token_hex(6)}.json"
         write_file(self._meta_tmp, dump_checksummed_json(doc))
         _replace(self._meta_tmp, self.path / META_FILE)  # the commit point
         self._meta_tmp = None
