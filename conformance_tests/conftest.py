@@ -1,7 +1,7 @@
 """Shared fixtures and the Hypothesis profiles of the conformance suite.
 
 Profiles (select with HYPOTHESIS_PROFILE=...):
-  ci       bounded examples, no deadline: what .ci/run uses (scripts/run-tests sets it)
+  ci       bounded examples, no deadline, derandomized (the same cases every run): what .ci/run uses
   nightly  many more examples, for long runs outside CI
   dev      the default: quick local iterations
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-settings.register_profile("ci", max_examples=40, deadline=None, print_blob=True,
+settings.register_profile("ci", max_examples=40, deadline=None, print_blob=True, derandomize=True,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.register_profile("nightly", max_examples=2000, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
