@@ -63,9 +63,19 @@ class _Reader:
         return self._len
 
     def __getitem__(self, i: Any) -> Any:
-        i = _normalize(i, self._len)
-        k, j = self._locate(i)
-        return self._shards[k].get(j)
+        n = self._len
+        if type(i) is not int:
+            try:
+                i = operator.index(i)
+            except TypeError:
+                raise TypeError(f"dataset indices must be integers, not {type(i).__name__}") from None
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"index out of range for a dataset of {n} examples")
+        starts = self._starts
+        k = bisect.bisect_right(starts, i) - 1
+        return self._shards[k].get(i - starts[k])
 
     def __getitems__(self, indices: Sequence[int]) -> list[Any]:
         """Examples at ``indices``, reading and decoding each block once (torch's batched fetch)."""

@@ -38,7 +38,7 @@ from atlas_format.enums import Codec, v2_to_strategy
 from atlas_format.index_v2 import DICTIONARY_MODE_IDS, INDEX_ENTRY_DTYPE, IndexHeader, compute_index_checksum
 from atlas_format.metadata import file_checksum_text, validate_schema, verify_checksummed_json
 
-from ._util import BlockCache, fork_generation, map_file
+from ._util import _FORK_GENERATION, BlockCache, fork_generation, map_file
 from .errors import (
     AtlasError,
     ChecksumError,
@@ -193,12 +193,13 @@ class V2Shard:
         self._dctx: zstandard.ZstdDecompressor | None = None
         self._last_b = -1
         self._last: Any = None
+        self._last_table: tuple[int, ...] | None = None
         self._info = codec_info(self.codec)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         for key in ("_mms", "_data", "_offsets", "_stored", "_raw", "_checksums", "_verified", "_dctx", "cache",
-                    "loads", "_last", "_last_b", "_info"):
+                    "loads", "_last", "_last_b", "_last_table", "_info"):
             state.pop(key, None)
         return state
 
@@ -335,17 +336,18 @@ class V2Shard:
         return block
 
     def _block(self, b: int) -> Any:
-        """Decoded block ``b``: the stored view for codec none, else the last block, the LRU, or a decode."""
-        if self.codec == Codec.NONE:
-            return self._stored_block(b)
+        """Decoded block ``b``: the last block read, the LRU, or a decode (codec none: the verified stored view)."""
         if b == self._last_b and self._gen == fork_generation():
             return self._last
-        key = (self.label, b)
-        block = self.cache.get(key)
-        if block is None or self._gen != fork_generation():
-            block = self.decoded_block(b)
-            self.cache.put(key, block)
-        self._last_b, self._last = b, block
+        if self.codec == Codec.NONE:
+            block = self._stored_block(b)
+        else:
+            key = (self.label, b)
+            block = self.cache.get(key)
+            if block is None or self._gen != fork_generation():
+                block = self.decoded_block(b)
+                self.cache.put(key, block)
+        self._last_b, self._last, self._last_table = b, block, None
         return block
 
     def _slice(self, block: Any, b: int, pos: int) -> Any:
@@ -392,6 +394,13 @@ class V2Shard:
     def get(self, i: int) -> Any:
         """Example ``i`` of this shard (0 <= i < len, checked by the caller)."""
         b, pos = divmod(i, self.block_size)
+        if b == self._last_b and self._gen == _FORK_GENERATION[0]:
+            # Sequential reads: the second read of a block parses its whole offset table once.
+            block, table = self._last, self._last_table
+            if table is None:
+                table = self._last_table = self._table(block, b)
+            base = 8 + 4 * (len(table) - 1)
+            return self._load(block[base + table[pos]:base + table[pos + 1]], b, pos)
         return self._load(self._slice(self._block(b), b, pos), b, pos)
 
     def get_many(self, b: int, positions: list[int]) -> list[Any]:
