@@ -507,3 +507,67 @@ def test_incomplete_and_interrupted_states(tmp_path):
     os.unlink(root / "meta.json")
     with pytest.raises(IncompleteDatasetError):
         AtlasDataset(root)
+
+
+MUTATION_SOURCES = {
+    "v2-shared": {}, "v2-shard": {"compression_strategy": 3}, "v2-none": {"compression_strategy": 0},
+    "v2-lz4": {"codec": "lz4"}, "v1-shared": {"format_version": 1},
+    "v1-shard": {"format_version": 1, "compression_strategy": 3}, "v1-none": {"format_version": 1,
+                                                                             "compression_strategy": 0},
+}
+
+
+def test_random_mutations_raise_only_atlas_errors(tmp_path):
+    """Flipped, zeroed or truncated bytes anywhere: the reader returns data or raises an AtlasError, nothing else."""
+    import random
+    import shutil
+
+    from torch_atlas_ds import AtlasError
+
+    sources = {}
+    for name, kw in MUTATION_SOURCES.items():
+        with AtlasDatasetWriter(tmp_path / name, 60, 4, **kw) as w:
+            for i in range(130):
+                w.add_example({"i": i, "s": "t" * (i % 20)})
+        sources[name] = tmp_path / name
+    rng = random.Random(2024)
+    for trial in range(140):
+        name = rng.choice(sorted(sources))
+        dst = tmp_path / f"m{trial}"
+        shutil.copytree(sources[name], dst)
+        target = rng.choice(sorted(p for p in dst.rglob("*") if p.is_file()))
+        data = bytearray(target.read_bytes())
+        pos = rng.randrange(len(data))
+        kind = rng.choice(["flip", "truncate", "zero"])
+        if kind == "flip":
+            data[pos] ^= 1 << rng.randrange(8)
+        elif kind == "truncate":
+            del data[pos:]
+        else:
+            data[pos:pos + 8] = bytes(len(data[pos:pos + 8]))
+        target.write_bytes(bytes(data))
+        try:
+            ds = AtlasDataset(dst, mmap_index=bool(trial % 2))
+            for i in range(len(ds)):
+                ds[i]
+            ds.__getitems__(list(range(len(ds))))
+        except AtlasError:
+            pass
+        except Exception as exc:  # noqa: BLE001 - the assertion names what escaped
+            pytest.fail(f"{kind} at {pos} of {target.relative_to(dst)} in {name}: {type(exc).__name__}: {exc}")
+        shutil.rmtree(dst)
+
+
+def test_corrupt_v1_dictionary_is_a_format_error(tmp_path):
+    import shutil
+
+    from conftest import SEED_V1
+
+    root = tmp_path / "d"
+    shutil.copytree(SEED_V1 / "03-s2-shared-dict" / "dataset", root)
+    data = bytearray((root / "zstd_dict.bin").read_bytes())
+    data[8] ^= 1
+    (root / "zstd_dict.bin").write_bytes(bytes(data))
+    with pytest.raises(FormatError) as info:
+        AtlasDataset(root)
+    assert "zstd_dict.bin" in str(info.value)

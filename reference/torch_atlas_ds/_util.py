@@ -91,3 +91,17 @@ class BlockCache:
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+def zstd_decompressor(dictionary: bytes | None, path: Any, shard: Any = None) -> Any:
+    """A reusable zstd decompressor; a dictionary zstd cannot load is a FormatError naming its file."""
+    import zstandard
+
+    from .errors import FormatError
+
+    if dictionary is None:
+        return zstandard.ZstdDecompressor()
+    try:
+        return zstandard.ZstdDecompressor(dict_data=zstandard.ZstdCompressionDict(dictionary))
+    except zstandard.ZstdError as exc:
+        raise FormatError(f"not a usable zstd dictionary: {exc}", path=path, shard=shard) from None

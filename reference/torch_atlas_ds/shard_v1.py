@@ -23,7 +23,7 @@ from atlas_format.constants import DATA_FILE, DEFAULT_LIMITS, DICT_FILE, META_FI
 from atlas_format.enums import Codec, CompressionStrategy
 from atlas_format.metadata import parse_json
 
-from ._util import BlockCache, fork_generation, map_file
+from ._util import BlockCache, fork_generation, map_file, zstd_decompressor
 from .errors import (
     AtlasError,
     CodecError,
@@ -185,8 +185,9 @@ class V1Shard:
                 raise LimitError("a block is larger than the limit", path=index_path, shard=self.label)
         self._mm, self._data, self._index = mm, data, index
         if self.strategy != CompressionStrategy.NO_COMPRESSION:
-            self._dctx = (zstandard.ZstdDecompressor() if self._dict_bytes is None else
-                          zstandard.ZstdDecompressor(dict_data=zstandard.ZstdCompressionDict(self._dict_bytes)))
+            dict_path = self.path / DICT_FILE if self.strategy == CompressionStrategy.DICTIONARY_COMPRESSION \
+                else self.path.parent / DICT_FILE
+            self._dctx = zstd_decompressor(self._dict_bytes, dict_path, self.label)
         self._gen = fork_generation()
 
     def close(self) -> None:

@@ -38,7 +38,7 @@ from atlas_format.enums import Codec, v2_to_strategy
 from atlas_format.index_v2 import DICTIONARY_MODE_IDS, INDEX_ENTRY_DTYPE, IndexHeader, compute_index_checksum
 from atlas_format.metadata import file_checksum_text, validate_schema, verify_checksummed_json
 
-from ._util import _FORK_GENERATION, BlockCache, fork_generation, map_file
+from ._util import _FORK_GENERATION, BlockCache, fork_generation, map_file, zstd_decompressor
 from .errors import (
     AtlasError,
     ChecksumError,
@@ -277,8 +277,8 @@ class V2Shard:
         if len(self._verified) != self.num_blocks:
             self._verified = bytearray(self.num_blocks)
         if self.codec == Codec.ZSTD:
-            self._dctx = (zstandard.ZstdDecompressor() if self._dict_bytes is None else
-                          zstandard.ZstdDecompressor(dict_data=zstandard.ZstdCompressionDict(self._dict_bytes)))
+            dict_path = self.path / DICT_FILE if self.dictionary == "shard" else self.path.parent / DICT_FILE
+            self._dctx = zstd_decompressor(self._dict_bytes, dict_path, self.label)
         self._gen = fork_generation()
 
     def close(self) -> None:
