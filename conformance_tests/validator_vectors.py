@@ -54,11 +54,12 @@ def _dict_id(dictionary: bytes | None) -> int:
 def write_v2(root: Path, items: list[Any], *, codec: str = "zstd", dictionary: str = "none", block_size: int = 4,
              shard_size: int = 16, level: int = 3, dict_size: float = 0.01, protocol: int = 5,
              pickle_hook: Hook = None, raw_hook: Hook = None, stored_hook: Hook = None, index_hook: Hook = None,
-             shard_meta_hook: Hook = None, root_meta_hook: Hook = None) -> Path:
+             shard_meta_hook: Hook = None, root_meta_hook: Hook = None, index_bytes_hook: Hook = None) -> Path:
     """A version 2 dataset at ``root``; hooks may alter each stage before checksums are computed.
 
     pickle_hook(shard, block, position, bytes) -> bytes; raw_hook(shard, block, raw) -> raw;
     stored_hook(shard, block, stored) -> stored; index_hook(shard, header dict, entries list) -> None;
+    index_bytes_hook(shard, index bytes) -> index bytes (the metadata then records the new size and checksum);
     shard_meta_hook(shard, doc) -> None; root_meta_hook(doc) -> None.
     """
     root.mkdir(parents=True)
@@ -113,6 +114,8 @@ def write_v2(root: Path, items: list[Any], *, codec: str = "zstd", dictionary: s
         if index_hook:
             index_hook(k, header, entries)
         index = build_index(header, entries_array(entries))
+        if index_bytes_hook:
+            index = index_bytes_hook(k, index)
         (folder / "index.bin").write_bytes(index)
         doc = {
             "version": 2, "shard": name, "codec": info.label, "dictionary": mode, "compression_level": level,

@@ -15,7 +15,7 @@ from typing import Any
 import zstandard
 
 from atlas_format.binary import parse
-from atlas_format.codecs import CodecInfo, check_declared_size
+from atlas_format.codecs import CodecInfo, check_declared_size, zstd_decompressor
 from atlas_format.constants import Limits
 from atlas_format.enums import Codec
 from atlas_format.errors import AtlasError, CodecError, LimitError
@@ -80,8 +80,17 @@ def decode_block(info: CodecInfo, data: bytes, *, expected_raw: int | None, dict
         sink.add("ATL404", f"{trailing} bytes follow the {info.label} frame inside the block", path=path, block=block,
                  offset=offset + len(data) - trailing)
     if expected_raw is not None and len(raw) != expected_raw:
-        sink.add("ATL405", f"block decodes to {len(raw)} bytes, the index says {expected_raw}", **where)
+        sink.add("ATL400", f"block decodes to {len(raw)} bytes, the index says {expected_raw}", **where)
     return raw
+
+
+def make_dctx(dictionary: bytes | None, sink: Sink, *, path: str) -> Any:
+    """A zstd decompressor for a dictionary, or None with ATL408 when libzstd refuses the dictionary."""
+    try:
+        return zstd_decompressor(dictionary)
+    except zstandard.ZstdError as exc:
+        sink.add("ATL408", f"zstd cannot load the dictionary: {exc}", path=path)
+        return None
 
 
 def _explain_header(struct: Any, data: bytes, sink: Sink, where: dict[str, Any], fallback: str) -> None:

@@ -89,7 +89,6 @@ _ENTRIES: tuple[CatalogEntry, ...] = (
     CatalogEntry("ATL401", ERROR, "compressed frame does not declare its content size", "LIM-2, V1-BLOCK-3"),
     CatalogEntry("ATL403", ERROR, "frame's declared size differs from the index raw_size", "V2-CODEC-3"),
     CatalogEntry("ATL404", ERROR, "bytes follow the compressed frame inside the block", "V1-BLOCK-4, V2-CODEC-3"),
-    CatalogEntry("ATL405", ERROR, "decoded block size differs from raw_size", "V2-INDEX-4, V2-CODEC-3"),
     CatalogEntry("ATL406", WARNING, "zstd frame carries a content checksum (writers must not write one)",
                  "V1-BLOCK-3, V2-CODEC-1"),
     CatalogEntry("ATL407", ERROR, "frame dictionary id does not match the dictionary the shard uses",

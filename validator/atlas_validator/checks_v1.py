@@ -14,13 +14,13 @@ import numpy as np
 
 from atlas_format import metadata, npy
 from atlas_format.binary import parse
-from atlas_format.codecs import codec_info, zstd_decompressor
+from atlas_format.codecs import codec_info
 from atlas_format.constants import DATA_FILE, DICT_FILE, META_FILE, V1_INDEX_FILE
 from atlas_format.enums import Codec
 from atlas_format.errors import AtlasError
 from atlas_format.zstd_frame import ZstdDictionaryHeader
 
-from .blocks import decode_block
+from .blocks import decode_block, make_dctx
 from .common import ShardResult, Sink, file_size, is_int, read_limited
 from .findings import Finding, Stats
 from .layout import unexpected_in_shard
@@ -135,7 +135,12 @@ def _check_shard(task: ShardTask, sink: Sink, stats: Stats, summary: dict[str, A
     if strategy in (2, 3) and dictionary is None:
         return  # the missing or broken dictionary is already reported
     info = codec_info(Codec.NONE if strategy == 0 else Codec.ZSTD)
-    dctx = zstd_decompressor(dictionary[0] if dictionary else None) if strategy else None
+    dctx = None
+    if strategy:
+        dctx = make_dctx(dictionary[0] if dictionary else None, sink,
+                         path=DICT_FILE if strategy == 2 else f"{task.name}/{DICT_FILE}")
+        if dctx is None:
+            return
     dict_id = dictionary[1] if dictionary else 0
     _check_blocks(task, sink, stats, offsets, data_path, data_len, info, dctx, dict_id, block_size, stored, progress)
 

@@ -17,7 +17,7 @@ from atlas_format import metadata
 from atlas_format.binary import parse
 from atlas_format.block_v2 import U32, table_size
 from atlas_format.checksum import ChecksumAlgorithm, parse_checksum_text
-from atlas_format.codecs import codec_info, zstd_decompressor
+from atlas_format.codecs import codec_info
 from atlas_format.constants import (
     DATA_FILE,
     DICT_FILE,
@@ -32,7 +32,7 @@ from atlas_format.errors import AtlasError
 from atlas_format.index_v2 import DICTIONARY_MODE_NAMES, INDEX_ENTRY_DTYPE, IndexHeader, compute_index_checksum
 from atlas_format.zstd_frame import ZstdDictionaryHeader
 
-from .blocks import decode_block
+from .blocks import decode_block, make_dctx
 from .common import ShardResult, Sink, file_size, is_int, read_limited
 from .findings import Finding, Stats
 from .layout import unexpected_in_shard
@@ -258,7 +258,11 @@ def _check_shard(task: ShardTask, sink: Sink, stats: Stats, summary: dict[str, A
     info = codec_info(codec_label)
     if mode in ("shared", "shard") and dictionary is None:
         return  # reported above
-    dctx = zstd_decompressor(dictionary[0]) if dictionary is not None and info.codec == Codec.ZSTD else None
+    dctx = None
+    if dictionary is not None and info.codec == Codec.ZSTD:
+        dctx = make_dctx(dictionary[0], sink, path=DICT_FILE if mode == "shared" else f"{name}/{DICT_FILE}")
+        if dctx is None:
+            return
     frame_dict_id = dictionary[1] if dictionary is not None else 0
     _check_blocks(task, sink, stats, entries, data_path, data_len, info, dctx, frame_dict_id, block_size,
                   num_examples, progress)
@@ -526,9 +530,13 @@ def check_root(root: Path, sink: Sink, limits: Any) -> tuple[dict[str, Any], lis
         shards = shards[:limits.max_shards]
     listed = [s.get("name") if isinstance(s, dict) and isinstance(s.get("name"), str) else f"<shards[{k}]>"
               for k, s in enumerate(shards)]
-    expect: dict[str, Any] = {key: doc.get(key) for key in ("codec", "compression_level", "block_size",
-                                                             "dictionary")}
-    mode = doc.get("dictionary")
+    mode = doc.get("dictionary") if doc.get("dictionary") in ("none", "shared", "shard") else None
+    expect: dict[str, Any] = {
+        "codec": doc.get("codec") if doc.get("codec") in ("none", "zstd", "lz4") else None,
+        "compression_level": doc.get("compression_level") if is_int(doc.get("compression_level")) else None,
+        "block_size": doc.get("block_size") if is_int(doc.get("block_size")) else None,
+        "dictionary": mode,
+    }
     shared = doc.get("shared_dictionary")
     if mode == "shared":
         if not isinstance(shared, dict):

@@ -11,6 +11,7 @@ validator run long or allocate much (spec PICKLE-4, LIM-3).
 
 from __future__ import annotations
 
+import _compat_pickle
 import io
 import pickletools
 import zipfile
@@ -148,6 +149,12 @@ def scan_pickle(data: bytes, *, limits: ScanLimits = DEFAULT_SCAN_LIMITS, allow_
     count = 0
 
     def note_global(module: str, name: str, at: int) -> None:
+        if result.protocol is None or result.protocol < 3:
+            # as the standard loader resolves names with fix_imports=True: Python 2 names -> Python 3 names
+            if (module, name) in _compat_pickle.NAME_MAPPING:
+                module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+            elif module in _compat_pickle.IMPORT_MAPPING:
+                module = _compat_pickle.IMPORT_MAPPING[module]
         key = (module, name)
         if key in seen_globals:
             return

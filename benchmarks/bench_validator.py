@@ -1,0 +1,209 @@
+"""Benchmark of atlas-validate: full validation throughput against raw decompression, and --quick time.
+
+Not a test. Run: python benchmarks/bench_validator.py [--write] [--examples N]
+--write replaces benchmarks/RESULTS-validator.md with the numbers measured.
+
+What is compared, in the same run and on the same blocks:
+  raw      read each stored block from data.bin and decompress it (zstd with the dataset's
+           dictionary, or LZ4), nothing else: the floor any full validation must pay;
+  full     atlas_validator.validate(path, jobs=J): checksums, frame checks, strict streaming
+           decompression, example tables and the opcode scan of every pickle;
+  quick    validate(path, quick=True) on a dataset of 10,000 blocks (no block is read).
+Throughput is stored (on-disk) megabytes of data.bin per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zstandard
+
+from atlas_format.codecs import codec_info
+from atlas_format.index_v2 import INDEX_ENTRY_DTYPE
+from atlas_validator import validate
+from atlas_validator.pickle_scan import scan_pickle
+
+HERE = Path(__file__).resolve().parent
+
+
+def text_examples(n: int) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(0)
+    words = ("lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore "
+             "et dolore magna aliqua").split()
+    out = []
+    for i in range(n):
+        k = int(rng.integers(100, 600))
+        text = " ".join(words[j] for j in rng.integers(0, len(words), k // 5))[:k]
+        out.append({"text": text, "id": i, "label": int(rng.integers(0, 10))})
+    return out
+
+
+def binary_examples(n: int) -> list[dict[str, Any]]:
+    """Image-like examples: 12 KB of bytes (compressible noise) and two small fields."""
+    rng = np.random.default_rng(1)
+    out = []
+    for i in range(n):
+        pixels = (rng.integers(0, 16, 12288, dtype=np.uint8) * 16).tobytes()
+        out.append({"image": pixels, "id": i, "label": int(rng.integers(0, 10))})
+    return out
+
+
+def write(path: Path, items: list[Any], **kw: Any) -> Path:
+    from torch_atlas_ds import AtlasDatasetWriter
+
+    with AtlasDatasetWriter(path, **kw) as writer:
+        for ex in items:
+            writer.add_example(ex)
+    return path
+
+
+def raw_decompress(path: Path) -> tuple[float, int, int]:
+    """Seconds to read and decompress every block (no checks), stored bytes, decoded bytes."""
+    import json
+
+    root = json.loads((path / "meta.json").read_bytes())
+    info = codec_info(root["codec"])
+    shared = (path / "zstd_dict.bin").read_bytes() if root["dictionary"] == "shared" else None
+    stored_total = decoded_total = 0
+    start = time.perf_counter()
+    for shard in root["shards"]:
+        folder = path / shard["name"]
+        own = folder / "zstd_dict.bin"
+        dictionary = own.read_bytes() if own.exists() else shared if shard["dictionary"] == "shared" else None
+        dctx = zstandard.ZstdDecompressor(dict_data=zstandard.ZstdCompressionDict(dictionary)) if dictionary \
+            else zstandard.ZstdDecompressor()
+        index = (folder / "index.bin").read_bytes()
+        entries = np.frombuffer(index, dtype=INDEX_ENTRY_DTYPE, offset=64)
+        with open(folder / "data.bin", "rb") as handle:
+            data = handle.read()
+        for offset, stored, raw, _checksum in entries.tolist():
+            block = data[offset:offset + stored]
+            out = info.decompress(block, raw, dctx)
+            stored_total += stored
+            decoded_total += len(out)
+    return time.perf_counter() - start, stored_total, decoded_total
+
+
+def scan_only(path: Path) -> float:
+    """Seconds spent in the pickle scan alone (examples decoded beforehand)."""
+    import json
+
+    from atlas_format.block_v2 import U32, table_size
+
+    root = json.loads((path / "meta.json").read_bytes())
+    info = codec_info(root["codec"])
+    shared = (path / "zstd_dict.bin").read_bytes() if root["dictionary"] == "shared" else None
+    pieces = []
+    for shard in root["shards"]:
+        folder = path / shard["name"]
+        dctx = zstandard.ZstdDecompressor(dict_data=zstandard.ZstdCompressionDict(shared)) if shared \
+            else zstandard.ZstdDecompressor()
+        entries = np.frombuffer((folder / "index.bin").read_bytes(), dtype=INDEX_ENTRY_DTYPE, offset=64)
+        data = (folder / "data.bin").read_bytes()
+        for offset, stored, raw, _ in entries.tolist():
+            block = info.decompress(data[offset:offset + stored], raw, dctx)
+            (n,) = U32.unpack_from(block, 0)
+            offs = np.frombuffer(block, "<u4", n + 1, 4).tolist()
+            base = table_size(n)
+            pieces += [block[base + offs[k]:base + offs[k + 1]] for k in range(n)]
+    start = time.perf_counter()
+    for p in pieces:
+        scan_pickle(p)
+    return time.perf_counter() - start
+
+
+def best(fn: Any, repeat: int) -> Any:
+    results = [fn() for _ in range(repeat)]
+    return min(results, key=lambda r: r[0] if isinstance(r, tuple) else r)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help="write benchmarks/RESULTS-validator.md")
+    parser.add_argument("--examples", type=int, default=8192, help="text examples (binary: a quarter)")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-validator-"))
+    lines: list[str] = []
+    try:
+        configs = [
+            ("text, zstd shared dictionary", text_examples(args.examples),
+             {"shard_size": 2048, "block_size": 64, "compression_strategy": 2}),
+            ("text, lz4", text_examples(args.examples), {"shard_size": 2048, "block_size": 64, "codec": "lz4"}),
+            ("binary 12 KB examples, zstd", binary_examples(args.examples // 4),
+             {"shard_size": 512, "block_size": 16, "compression_strategy": 1}),
+        ]
+        rows = []
+        for label, items, kw in configs:
+            path = write(tmp / label.replace(" ", "_").replace(",", ""), items, **kw)
+            raw_s, stored, decoded = best(lambda p=path: raw_decompress(p), args.repeat)
+            full1 = min(validate(path, jobs=1).stats.seconds for _ in range(args.repeat))
+            full2 = min(validate(path, jobs=2).stats.seconds for _ in range(args.repeat))
+            report = validate(path, jobs=1)
+            assert report.ok, [f.to_dict() for f in report.errors]
+            scan_s = min(scan_only(path) for _ in range(args.repeat))
+            rows.append((label, report.stats.blocks, stored, decoded, raw_s, full1, full2, scan_s))
+            print(f"{label}: {report.stats.blocks} blocks, {stored / 1e6:.2f} MB stored, {decoded / 1e6:.2f} MB "
+                  f"decoded; raw {stored / 1e6 / raw_s:.1f} MB/s, full -j1 {stored / 1e6 / full1:.1f} MB/s "
+                  f"({raw_s / full1:.0%} of raw), -j2 {stored / 1e6 / full2:.1f} MB/s; scan alone {scan_s:.3f} s "
+                  f"of {full1:.3f} s", flush=True)
+        # --quick on 10,000 blocks
+        quick_path = write(tmp / "quick10k", [{"i": i} for i in range(10_000)], shard_size=2_000, block_size=1,
+                           compression_strategy=1)
+        quick_times = [validate(quick_path, quick=True).stats.seconds for _ in range(max(args.repeat, 5))]
+        one_shard = write(tmp / "quick10k1", [{"i": i} for i in range(10_000)], shard_size=10_000, block_size=1,
+                          compression_strategy=1)
+        quick_one = [validate(one_shard, quick=True).stats.seconds for _ in range(max(args.repeat, 5))]
+        print(f"--quick, 10,000 blocks in 5 shards: best {min(quick_times):.3f} s, median "
+              f"{statistics.median(quick_times):.3f} s; in 1 shard: best {min(quick_one):.3f} s")
+        lines = _markdown(rows, quick_times, quick_one, args)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if args.write:
+        (HERE / "RESULTS-validator.md").write_text("\n".join(lines) + "\n")
+        print(f"wrote {HERE / 'RESULTS-validator.md'}")
+    return 0
+
+
+def _markdown(rows: list[tuple[Any, ...]], quick_times: list[float], quick_one: list[float], args: Any) -> list[str]:
+    lines = [
+        "# atlas-validate benchmark",
+        "",
+        f"Generated by `python benchmarks/bench_validator.py --write` (examples={args.examples}, best of "
+        f"{args.repeat}). Machine: {os.cpu_count()} CPUs (shared), Python {platform.python_version()}, "
+        f"zstandard {zstandard.__version__}, {sys.platform}.",
+        "",
+        "Throughput is stored megabytes of data.bin per second. *raw* reads and decompresses every block",
+        "and does nothing else; *full* is `validate(path, jobs=J)`: block checksums, frame checks, strict",
+        "streaming decompression, example tables and the opcode scan (`pickletools.genops`) of every pickle.",
+        "",
+        "| dataset | blocks | MB stored | MB decoded | raw MB/s | full -j1 MB/s | full/raw | full -j2 MB/s "
+        "| pickle scan share of -j1 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label, blocks, stored, decoded, raw_s, full1, full2, scan_s in rows:
+        lines.append(f"| {label} | {blocks} | {stored / 1e6:.2f} | {decoded / 1e6:.2f} | {stored / 1e6 / raw_s:.1f} "
+                     f"| {stored / 1e6 / full1:.1f} | {raw_s / full1:.0%} | {stored / 1e6 / full2:.1f} "
+                     f"| {min(scan_s / full1, 1):.0%} |")
+    lines += [
+        "",
+        f"`--quick` on 10,000 blocks (5 shards of 2,000): best {min(quick_times) * 1000:.0f} ms, median "
+        f"{statistics.median(quick_times) * 1000:.0f} ms; one shard of 10,000 blocks: best "
+        f"{min(quick_one) * 1000:.0f} ms (target: under 1 s).",
+        "",
+    ]
+    return lines
+
+
+if __name__ == "__main__":
+    sys.exit(main())

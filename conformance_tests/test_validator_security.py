@@ -1,0 +1,147 @@
+"""Malicious pickles are flagged and never run; the opcode scanner's stack machine and nested torch archives."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from validator_vectors import BuiltinsEval, OsSystem, examples, write_v1, write_v2
+
+from atlas_validator import validate
+from atlas_validator.pickle_scan import ScanLimits, scan_pickle
+
+
+def _malicious_v1(tmp_path: Path, marker: Path, marker2: Path, strategy: int) -> Path:
+    def hook(k, b, p):
+        if (k, b) == (0, 1):
+            items = pickle.loads(p)
+            items[1] = OsSystem(f"touch {marker}")
+            items[2] = BuiltinsEval(f"__import__('os').system('touch {marker2}')")
+            return pickle.dumps(items, protocol=4)
+        return p
+    return write_v1(tmp_path / f"v1-{strategy}", examples(40), strategy=strategy, block_hook=hook)
+
+
+@pytest.mark.parametrize("strategy", [0, 1])
+def test_malicious_v1_block_is_flagged_and_not_run(tmp_path, strategy):
+    marker, marker2 = tmp_path / "PWNED", tmp_path / "PWNED2"
+    root = _malicious_v1(tmp_path, marker, marker2, strategy)
+    report = validate(root)
+    dangerous = [f for f in report.findings if f.id == "ATL601"]
+    names = " ".join(f.message for f in dangerous)
+    assert "posix.system" in names or "os.system" in names
+    assert "builtins.eval" in names
+    assert all(f.shard == "0" and f.block == 1 and f.path == "0/data.bin" for f in dangerous)
+    assert not report.ok
+    # the CLI, as a user would run it, in a fresh process
+    out = subprocess.run([sys.executable, "-m", "atlas_validator", "--jobs", "2", str(root)], capture_output=True,
+                         text=True)
+    assert out.returncode == 1 and "ATL601" in out.stdout
+    assert not marker.exists() and not marker2.exists()
+
+
+def test_malicious_v2_example_is_flagged_and_not_run(tmp_path):
+    marker = tmp_path / "PWNED"
+
+    def hook(k, b, j, p):
+        return pickle.dumps(OsSystem(f"touch {marker}"), protocol=5) if (k, b, j) == (1, 2, 3) else p
+
+    root = write_v2(tmp_path / "ds", examples(40), shard_size=16, pickle_hook=hook)
+    report = validate(root, jobs=2)
+    [finding] = [f for f in report.findings if f.id == "ATL601"]
+    assert (finding.shard, finding.block, finding.example) == ("000001", 2, 11)
+    assert not marker.exists()
+
+
+def test_scanner_counts_list_items_through_memo_and_appends():
+    value = ["a", "b", "a", {"x": 1}, [1, 2], "a"]
+    for protocol in range(0, 6):
+        result = scan_pickle(pickle.dumps(value, protocol=protocol))
+        assert result.top_is_list and result.top_count == 6, protocol
+        assert not result.issues
+    big = list(range(2500))  # APPENDS batches of 1000
+    assert scan_pickle(pickle.dumps(big, protocol=4)).top_count == 2500
+    assert not scan_pickle(pickle.dumps({"a": [1]}, protocol=4)).top_is_list
+
+
+def test_scanner_resolves_stack_global_from_memo():
+    class Evil:
+        def __reduce__(self):
+            import os
+            return (os.system, ("true",))
+
+    data = pickle.dumps([Evil(), Evil()], protocol=4)
+    issues = scan_pickle(data).issues
+    assert [i.id for i in issues] == ["ATL601"]  # reported once per pickle, resolved from SHORT_BINUNICODE pushes
+    # module and name fetched back from the memo with BINGET
+    crafted = (b"\x80\x04\x8c\x02os\x940\x8c\x06system\x940h\x00h\x01\x93\x8c\x04true\x85R.")
+    assert [i.id for i in scan_pickle(crafted).issues] == ["ATL601"]
+
+
+def test_scanner_allows_allow_listed_globals():
+    import collections
+    import datetime
+    import decimal
+
+    data = pickle.dumps([collections.OrderedDict(a=1), datetime.date(2020, 1, 1), decimal.Decimal("1.5"),
+                         {1, 2}, frozenset([3]), complex(1, 2), bytearray(b"xy")], protocol=4)
+    result = scan_pickle(data)
+    assert not result.issues and result.top_count == 7
+    # protocol 2 spells builtins as __builtin__: resolved as the unpickler does (fix_imports)
+    result = scan_pickle(pickle.dumps([{1, 2}, frozenset([3])], protocol=2))
+    assert not result.issues and result.top_count == 2
+
+
+@pytest.mark.parametrize("data", [b"", b"\x80", b"\x80\x05", b"\x80\x05]", b"\xff", b"\x80\x05K", b"a.", b"0.",
+                                  b"\x80\x05(((((", b"\x80\x05h\x05.", b"\x80\x05\x93."])
+def test_scanner_reports_malformed_pickles(data):
+    result = scan_pickle(data)
+    assert result.issues and result.end is None
+
+
+def test_scanner_limits():
+    deep = b"\x80\x05" + b"(" * 50 + b"."
+    assert [i.id for i in scan_pickle(deep, limits=ScanLimits(max_stack=10)).issues] == ["ATL902"]
+    memo = pickle.dumps([str(i) for i in range(100)], protocol=4)
+    assert "ATL902" in {i.id for i in scan_pickle(memo, limits=ScanLimits(max_memo=10)).issues}
+
+
+def _torch_like_archive(inner: bytes) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        archive.writestr("archive/data.pkl", inner)
+        archive.writestr("archive/data/0", b"\0" * 16)
+        archive.writestr("archive/version", b"3\n")
+    return buf.getvalue()
+
+
+def _load_from_bytes_pickle(blob: bytes) -> bytes:
+    # [torch.storage._load_from_bytes(blob)] as plain pickle writes a tensor storage
+    head = b"\x80\x04]\x8c\x0dtorch.storage\x94\x8c\x10_load_from_bytes\x94\x93"
+    return head + b"B" + len(blob).to_bytes(4, "little") + blob + b"\x85Ra."
+
+
+def test_nested_torch_archive_is_scanned():
+    # torch.save's inner pickle: a rebuild call with a persistent id for the storage (normal inside the archive)
+    inner = (b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\nq\x00((X\x07\x00\x00\x00storageq\x01ctorch\n"
+             b"FloatStorage\nq\x02X\x01\x00\x00\x000q\x03X\x03\x00\x00\x00cpuq\x04K\x04tq\x05QK\x00K\x04\x85K"
+             b"\x01\x85\x89ccollections\nOrderedDict\nq\x06)Rq\x07tq\x08Rq\x09.")
+    result = scan_pickle(_load_from_bytes_pickle(_torch_like_archive(inner)))
+    assert result.top_count == 1
+    ids = [i.id for i in result.issues]
+    assert "ATL602" not in ids  # persistent ids are how torch archives name storages
+    assert ids == ["ATL600"] and "torch.FloatStorage" in result.issues[0].message  # not on the allow-list
+    evil = pickle.dumps(OsSystem("true"), protocol=2)
+    result = scan_pickle(_load_from_bytes_pickle(_torch_like_archive(evil)))
+    assert [i.id for i in result.issues] == ["ATL601"] and "archive/data.pkl" in result.issues[0].message
+
+
+def test_nested_archive_bounds():
+    huge = _torch_like_archive(b"\x80\x02N.")
+    result = scan_pickle(_load_from_bytes_pickle(huge), limits=ScanLimits(max_archive_size=8))
+    assert [i.id for i in result.issues] == ["ATL604"]
