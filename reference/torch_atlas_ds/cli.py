@@ -34,6 +34,13 @@ class UsageError(Exception):
     """Bad arguments or a missing path: a one-line message and exit status 2."""
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit status 2)."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _existing(path: str) -> Path:
     p = Path(path)
     if not p.exists():
@@ -118,12 +125,13 @@ def dataset_info(root: Path) -> dict[str, Any]:
         strategy = CompressionStrategy(doc["compression_strategy"])
         names = sorted((p.name for p in root.iterdir() if p.is_dir() and V1_SHARD_NAME.match(p.name)),
                        key=lambda s: (int(s), s))
-        sizes, blocks, data_bytes, decoded = [], set(), 0, 0
+        sizes, blocks, levels, data_bytes, decoded = [], set(), set(), 0, 0
         dict_ids = [i for i in [_dict_id(root / DICT_FILE)] if i is not None]
         for name in names:
             shard_doc = metadata.parse_json((root / name / META_FILE).read_bytes(), path=root / name / META_FILE)
             sizes.append(shard_doc["stored_examples"])
             blocks.add(shard_doc["block_size"])
+            levels.add(shard_doc["compression_level"])
             offsets = np.load(root / name / V1_INDEX_FILE, allow_pickle=False)
             data = root / name / DATA_FILE
             if not data.is_file():
@@ -144,7 +152,7 @@ def dataset_info(root: Path) -> dict[str, Any]:
         info.update({
             "num_shards": len(names), "num_examples": sum(sizes), "shard_sizes": sizes,
             "compression_strategy": int(strategy), "strategy_name": strategy.name, "codec": codec,
-            "dictionary": mode, "compression_level": None,
+            "dictionary": mode, "compression_level": levels.pop() if len(levels) == 1 else None,
             "block_size": blocks.pop() if len(blocks) == 1 else sorted(blocks),
             "shard_size": max(sizes, default=0), "data_bytes": data_bytes, "decoded_bytes": decoded,
             "dictionary_ids": dict_ids, "user_metadata": None, "generation": None, "writer": None,
@@ -198,7 +206,13 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace, extra: Sequence[str]) -> int:
     _existing(args.path)
     # A separate process: the validator must not share this process's imports (torch, us).
-    return subprocess.call([sys.executable, "-m", "atlas_validator", args.path, *extra])
+    command = [sys.executable, "-m", "atlas_validator", args.path, *extra]
+    if sys.stdout is sys.__stdout__ and sys.stderr is sys.__stderr__:
+        return subprocess.call(command)  # the terminal is the validator's (its progress bar shows)
+    done = subprocess.run(command, capture_output=True, text=True)
+    sys.stdout.write(done.stdout)
+    sys.stderr.write(done.stderr)
+    return done.returncode
 
 
 # -- show / head --------------------------------------------------------------------------
@@ -240,7 +254,8 @@ def cmd_head(args: argparse.Namespace) -> int:
 
 def _writer_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
     group = parser.add_argument_group("writer options" + ("" if defaults else " (default: keep the source's)"))
-    group.add_argument("--format-version", type=int, choices=(1, 2), default=2 if defaults else None)
+    group.add_argument("--format-version", type=int, choices=(1, 2), default=None,
+                       help="1 (the original's format) or 2 (default)")
     group.add_argument("--strategy", choices=("none", "standard", "shared-dictionary", "dictionary"),
                        default="shared-dictionary" if defaults else None, help="zstd dictionary use")
     group.add_argument("--codec", choices=("none", "zstd", "lz4"), default=None,
@@ -262,7 +277,7 @@ def _resolved_writer_args(args: argparse.Namespace, source: dict[str, Any] | Non
              "dictionary": CompressionStrategy.DICTIONARY_COMPRESSION}
     src = source or {}
     out: dict[str, Any] = {
-        "format_version": args.format_version or src.get("format_version") or 2,
+        "format_version": args.format_version or 2,  # converting migrates to the current version by default
         "compression_level": args.level if args.level is not None else (src.get("compression_level") or 3),
         "block_size": args.block_size or src.get("block_size") or 64,
         "shard_size": args.shard_size or src.get("shard_size") or 10_000,
@@ -303,7 +318,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     source = dataset_info(src)
     source["compression_level"] = source.get("compression_level")
     writer_args = _resolved_writer_args(args, source)
-    convert(src, Path(args.dst), jobs=args.jobs, validate=not args.no_validate, progress=not args.no_progress,
+    convert(src, Path(args.dst), jobs=args.jobs, validate=not args.no_validate,
+            progress=False if args.no_progress else None,
             trust=args.trust, **writer_args)
     print(f"converted {source['num_examples']:,} examples: {args.src} (v{source['format_version']}) -> "
           f"{args.dst} (v{writer_args['format_version']})")
@@ -320,10 +336,11 @@ def cmd_create(args: argparse.Namespace) -> int:
     writer_args = _resolved_writer_args(args, None)
     if args.from_jsonl:
         files = [_existing(f) for f in args.from_jsonl]
-        count = create_from_jsonl(files, Path(args.dst), jobs=args.jobs, progress=not args.no_progress, **writer_args)
+        count = create_from_jsonl(files, Path(args.dst), jobs=args.jobs, progress=False if args.no_progress else None,
+                                  **writer_args)
     else:
-        count = create_from_hf(args.from_hf, Path(args.dst), jobs=args.jobs, progress=not args.no_progress,
-                               **writer_args)
+        count = create_from_hf(args.from_hf, Path(args.dst), jobs=args.jobs,
+                               progress=False if args.no_progress else None, **writer_args)
     print(f"created {args.dst}: {count:,} examples")
     return 0
 
@@ -332,7 +349,7 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="atlas-ds", description="Inspect, validate, print, convert and create Atlas datasets.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
