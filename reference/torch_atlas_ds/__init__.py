@@ -4,6 +4,21 @@ A drop-in replacement for the original package, built on ``atlas_format``; it ne
 imports ``atlas_validator``. Version 2 (checksums, LZ4, per-example decoding, atomic
 writes, append, safe loading) is written by default; version 1 is read and, on
 request (``format_version=1``), written byte for byte as the original did.
+
+    with AtlasDatasetWriter("root", shard_size=10_000, block_size=64) as w:   # zstd, shared dictionary
+        for example in examples:
+            w.add_example(example)            # an exception inside ``with`` publishes nothing
+    AtlasDatasetWriter("fast", 10_000, 64, codec=Codec.LZ4)                   # LZ4, no dictionary
+    with AtlasDatasetWriter.append("root") as w:                              # new shards, atomic
+        w.add_example(more)
+
+    ds = AtlasDataset("root")                 # checksums verified (verify_checksums=False to skip)
+    ds = AtlasDataset("root", safe=True)      # pickles restricted to atlas_format's allow-list
+    ds[42], ds[-1], len(ds), ds.__getitems__([3, 1, 2]), list(ds)
+    loader = DataLoader(ds, batch_size=32, sampler=BlockShuffleSampler(ds, seed=0), num_workers=2)
+
+Errors are the ``atlas_format.errors`` hierarchy (re-exported here); each names the
+file, shard, block, example and byte offset it concerns.
 """
 
 from atlas_format import Codec, CompressionStrategy, DictionaryMode, Limits

@@ -393,6 +393,9 @@ class AtlasDatasetWriter(_Publisher):
         self._tmp.mkdir()  # FileNotFoundError when the parent does not exist, like the original
         self._closed = False
         self._append = False
+        self._moved: list[Path] = []
+        self._meta_tmp: Path | None = None
+        self._base_doc: dict[str, Any] = {}
         self._records: list[dict[str, Any]] = []
         self._shared: Any = None  # v1: trained ZstdCompressionDict; v2: dictionary bytes
         self._shard_number = 0
@@ -598,8 +601,8 @@ class AtlasDatasetWriter(_Publisher):
         self._base_doc = doc
         self._append = True
         self._records = []
-        self._moved: list[Path] = []
-        self._meta_tmp: Path | None = None
+        self._moved = []
+        self._meta_tmp = None
         self._shard_number = max((int(s["name"]) + 1 for s in doc["shards"]), default=0)
         self.num_examples = 0
         self._current = None
