@@ -10,6 +10,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from validator_vectors import BuiltinsEval, OsSystem, examples, write_v1, write_v2
 
 from atlas_validator import validate
@@ -145,3 +147,21 @@ def test_nested_archive_bounds():
     huge = _torch_like_archive(b"\x80\x02N.")
     result = scan_pickle(_load_from_bytes_pickle(huge), limits=ScanLimits(max_archive_size=8))
     assert [i.id for i in result.issues] == ["ATL604"]
+
+
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
+    | st.binary(max_size=20),
+    lambda children: st.lists(children, max_size=5) | st.tuples(children, children)
+    | st.dictionaries(st.text(max_size=5), children, max_size=4) | st.frozensets(st.integers(), max_size=3),
+    max_leaves=20,
+)
+
+
+@given(items=st.lists(_values, max_size=12), protocol=st.integers(0, 5))
+def test_scanner_counts_any_list_of_plain_values(items, protocol):
+    shared = ["shared"]  # the same object twice: memo GET inside the list
+    value = items + [shared, shared]
+    result = scan_pickle(pickle.dumps(value, protocol=protocol))
+    assert result.top_is_list and result.top_count == len(value)
+    assert result.end is not None and not [i for i in result.issues if i.id != "ATL600"]

@@ -16,6 +16,7 @@ import io
 import pickletools
 import zipfile
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from atlas_format.allowlist import is_allowed, is_known_dangerous
 
@@ -121,7 +122,12 @@ for _op in pickletools.opcodes:
     else:
         _below = -1
         _pops = len(_before)
-    _TABLE[_op.code] = (_SPECIAL.get(_op.name, K_GENERIC), _below, _pops, len(_after))
+    _kind = _SPECIAL.get(_op.name, K_GENERIC)
+    if _kind == K_TUPLE_N:
+        _pops = _TUPLE_SIZE[_op.name]
+    _TABLE[_op.code] = (_kind, _below, _pops, len(_after))
+# The same table keyed by the opcode objects genops yields (a dict lookup by identity).
+_BY_OP = {_op: _TABLE[_op.code] for _op in pickletools.opcodes}
 
 LOAD_FROM_BYTES = ("torch.storage", "_load_from_bytes")
 
@@ -135,18 +141,26 @@ def scan_pickle(data: bytes, *, limits: ScanLimits = DEFAULT_SCAN_LIMITS, allow_
     """Scan one pickle that starts at offset 0 of ``data`` and stops at its STOP opcode.
 
     Never raises for any input: malformed pickles, bounds and unsafe globals become issues.
+    The stack mirrors the standard loader's: MARK opens a new frame (a metastack), and an
+    opcode may not pop below the innermost mark.
     """
     result = ScanResult()
     issues = result.issues
     stack: list[object] = []
+    marks: list[int] = []  # stack heights at each open MARK
     memo: dict[int, object] = {}
     seen_globals: set[tuple[str, str]] = set()
-    max_stack = limits.max_stack
+    max_depth = limits.max_stack
     max_memo = limits.max_memo
     max_opcodes = limits.max_opcodes
-    table = _TABLE
+    table = _BY_OP
+    append = stack.append
     pos = 0
     count = 0
+
+    def fail(issue_id: str, message: str, at: int) -> NoReturn:
+        issues.append(ScanIssue(issue_id, message, at))
+        raise _Stop
 
     def note_global(module: str, name: str, at: int) -> None:
         if result.protocol is None or result.protocol < 3:
@@ -168,20 +182,17 @@ def scan_pickle(data: bytes, *, limits: ScanLimits = DEFAULT_SCAN_LIMITS, allow_
                                     at))
 
     def pop_mark(at: int) -> list[object]:
-        for i in range(len(stack) - 1, -1, -1):
-            if stack[i] is MARK:
-                items = stack[i + 1:]
-                del stack[i:]
-                return items
-        issues.append(ScanIssue("ATL413", "malformed pickle: MARK expected on the stack", at))
-        raise _Stop
+        if not marks:
+            fail("ATL413", "malformed pickle: MARK expected on the stack", at)
+        height = marks.pop()
+        items = stack[height:]
+        del stack[height:]
+        return items
 
     def pop(n: int, at: int) -> list[object]:
-        if n == 0:
-            return []
-        if len(stack) < n:
-            issues.append(ScanIssue("ATL413", "malformed pickle: stack underflow", at))
-            raise _Stop
+        floor = marks[-1] if marks else 0
+        if len(stack) - n < floor:
+            fail("ATL413", "malformed pickle: stack underflow", at)
         items = stack[-n:]
         del stack[-n:]
         return items
@@ -189,116 +200,97 @@ def scan_pickle(data: bytes, *, limits: ScanLimits = DEFAULT_SCAN_LIMITS, allow_
     try:
         for op, arg, pos in pickletools.genops(data):
             count += 1
-            if count > max_opcodes:
-                issues.append(ScanIssue("ATL902", f"pickle scan stopped after {max_opcodes} opcodes", pos))
-                raise _Stop
-            kind, below, pops, pushes = table[op.code]
-            if kind == K_GENERIC:
+            kind, below, pops, pushes = table[op]
+            if kind == K_STR:
+                append(arg if isinstance(arg, str) else ANY)
+            elif kind == K_MEMOIZE or kind == K_PUT:
+                if len(stack) <= (marks[-1] if marks else 0):
+                    fail("ATL413", f"malformed pickle: {op.name} with nothing to store", pos)
+                memo[len(memo) if kind == K_MEMOIZE else arg] = stack[-1]
+                if len(memo) > max_memo:
+                    fail("ATL902", f"pickle memo exceeds {max_memo} entries", pos)
+            elif kind == K_GENERIC:
                 if below >= 0:
                     pop_mark(pos)
-                    pop(below, pos)
+                    if below:
+                        pop(below, pos)
                 elif pops:
                     pop(pops, pos)
-                if pushes:
+                if pushes == 1:
+                    append(ANY)
+                elif pushes:
                     stack.extend([ANY] * pushes)
-            elif kind == K_STR:
-                stack.append(arg if isinstance(arg, str) else ANY)
-            elif kind == K_PUT:
-                if not stack:
-                    issues.append(ScanIssue("ATL413", "malformed pickle: memo put on an empty stack", pos))
-                    raise _Stop
-                memo[arg] = stack[-1]
-                if len(memo) > max_memo:
-                    issues.append(ScanIssue("ATL902", f"pickle memo exceeds {max_memo} entries", pos))
-                    raise _Stop
-            elif kind == K_MEMOIZE:
-                if not stack:
-                    issues.append(ScanIssue("ATL413", "malformed pickle: MEMOIZE on an empty stack", pos))
-                    raise _Stop
-                memo[len(memo)] = stack[-1]
-                if len(memo) > max_memo:
-                    issues.append(ScanIssue("ATL902", f"pickle memo exceeds {max_memo} entries", pos))
-                    raise _Stop
+            elif kind == K_MARK:
+                marks.append(len(stack))
             elif kind == K_GET:
                 if arg not in memo:
-                    issues.append(ScanIssue("ATL413", f"malformed pickle: memo key {arg} was never stored", pos))
-                    raise _Stop
-                stack.append(memo[arg])
-            elif kind == K_MARK:
-                stack.append(MARK)
-            elif kind == K_APPEND:
-                pop(1, pos)
-                if not stack:
-                    issues.append(ScanIssue("ATL413", "malformed pickle: APPEND without a list", pos))
-                    raise _Stop
+                    fail("ATL413", f"malformed pickle: memo key {arg} was never stored", pos)
+                append(memo[arg])
+            elif kind == K_APPEND or kind == K_APPENDS:
+                n = len(pop_mark(pos)) if kind == K_APPENDS else len(pop(1, pos))
+                if len(stack) <= (marks[-1] if marks else 0):
+                    fail("ATL413", f"malformed pickle: {op.name} without a list", pos)
                 top = stack[-1]
                 if isinstance(top, _List):
-                    top.count += 1
-            elif kind == K_APPENDS:
-                items = pop_mark(pos)
-                if not stack:
-                    issues.append(ScanIssue("ATL413", "malformed pickle: APPENDS without a list", pos))
-                    raise _Stop
-                top = stack[-1]
-                if isinstance(top, _List):
-                    top.count += len(items)
+                    top.count += n
             elif kind == K_EMPTY_LIST:
-                stack.append(_List(0))
+                append(_List(0))
             elif kind == K_LIST:
-                stack.append(_List(len(pop_mark(pos))))
+                append(_List(len(pop_mark(pos))))
             elif kind == K_BYTES:
-                stack.append(_Bytes(arg, pos) if isinstance(arg, (bytes, bytearray)) else ANY)
+                append(_Bytes(arg, pos) if isinstance(arg, (bytes, bytearray)) else ANY)
             elif kind == K_TUPLE_N:
-                stack.append(tuple(pop(_TUPLE_SIZE[op.name], pos)))
+                append(tuple(pop(pops, pos)) if pops else ())
             elif kind == K_TUPLE_MARK:
-                stack.append(tuple(pop_mark(pos)))
+                append(tuple(pop_mark(pos)))
             elif kind == K_GLOBAL or kind == K_INST:
                 module, _, name = str(arg).partition(" ")
                 note_global(module, name, pos)
                 if kind == K_INST:
                     pop_mark(pos)
-                    stack.append(ANY)
+                    append(ANY)
                 else:
-                    stack.append(_Global(module, name))
+                    append(_Global(module, name))
             elif kind == K_STACK_GLOBAL:
-                name_obj, module_obj = pop(2, pos)[::-1]
+                module_obj, name_obj = pop(2, pos)
                 if isinstance(module_obj, str) and isinstance(name_obj, str):
                     note_global(module_obj, name_obj, pos)
-                    stack.append(_Global(module_obj, name_obj))
+                    append(_Global(module_obj, name_obj))
                 else:
                     issues.append(ScanIssue("ATL603", "STACK_GLOBAL takes its module or name from a value that "
                                                       "is not a string pushed by the pickle", pos))
-                    stack.append(ANY)
+                    append(ANY)
             elif kind == K_REDUCE:
                 callable_obj, args = pop(2, pos)
                 if (isinstance(callable_obj, _Global) and (callable_obj.module, callable_obj.name) == LOAD_FROM_BYTES
                         and isinstance(args, tuple) and len(args) == 1 and isinstance(args[0], _Bytes)):
                     _scan_archive(args[0], issues, limits, archive_depth)
-                stack.append(ANY)
+                append(ANY)
             elif kind == K_PERSID or kind == K_BINPERSID:
                 if kind == K_BINPERSID:
                     pop(1, pos)
                 if not allow_persistent:
                     issues.append(ScanIssue("ATL602", "pickle uses a persistent id (PERSID/BINPERSID)", pos))
-                stack.append(ANY)
+                append(ANY)
             elif kind == K_EXT:
                 issues.append(ScanIssue("ATL603", f"{op.name} loads a global from the copyreg extension registry, "
                                                   "which cannot be resolved statically", pos))
-                stack.append(ANY)
+                append(ANY)
             elif kind == K_PROTO:
                 result.protocol = int(arg)
             elif kind == K_STOP:
-                top = pop(1, pos)[0]
-                if stack:
-                    issues.append(ScanIssue("ATL413", f"malformed pickle: {len(stack)} values left on the stack "
-                                                      "at STOP", pos))
+                (top,) = pop(1, pos)
+                if stack or marks:
+                    issues.append(ScanIssue("ATL413", f"malformed pickle: {len(stack)} values and {len(marks)} marks "
+                                                      "left on the stack at STOP", pos))
                 if isinstance(top, _List):
                     result.top_is_list = True
                     result.top_count = top.count
                 result.end = pos + 1
-            if len(stack) > max_stack:
-                issues.append(ScanIssue("ATL902", f"pickle stack deeper than {max_stack} values", pos))
-                raise _Stop
+            if count > max_opcodes:
+                fail("ATL902", f"pickle scan stopped after {max_opcodes} opcodes", pos)
+            if len(stack) + len(marks) > max_depth:
+                fail("ATL902", f"pickle stack deeper than {max_depth} values", pos)
     except _Stop:
         result.end = None
     except Exception as exc:  # noqa: BLE001 - genops raises ValueError and others on any malformed input
