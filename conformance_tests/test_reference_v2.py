@@ -571,3 +571,33 @@ def test_corrupt_v1_dictionary_is_a_format_error(tmp_path):
     with pytest.raises(FormatError) as info:
         AtlasDataset(root)
     assert "zstd_dict.bin" in str(info.value)
+
+
+@pytest.mark.parametrize("format_version", [1, 2])
+def test_shard_writer_with_a_shared_dictionary(tmp_path, format_version):
+    import zstandard
+
+    samples = [pickle.dumps([{"k": i, "v": "shared words " * (i % 9)}] * 4) for i in range(40)]
+    dictionary = zstandard.train_dictionary(2048, samples)
+    folder = tmp_path / ("7" if format_version == 1 else "000007")
+    with AtlasDatasetShardWriter(folder, 4, CompressionStrategy.SHARED_DICTIONARY_COMPRESSION,
+                                 compression_dict=dictionary, format_version=format_version) as w:
+        for i in range(30):
+            w.add_example({"k": i, "v": "shared words " * (i % 9)})
+    shard = AtlasDatasetShard(folder, compression_dict_bytes=dictionary.as_bytes())
+    assert len(shard) == 30 and shard[-1]["k"] == 29 and shard.metadata.compression_strategy == 2
+    with pytest.raises(ValueError):
+        AtlasDatasetShardWriter(tmp_path / "x", 4, CompressionStrategy.SHARED_DICTIONARY_COMPRESSION)
+    with pytest.raises(FileExistsError):
+        AtlasDatasetShardWriter(folder, 4)
+
+
+def test_writer_arguments_are_validated(tmp_path):
+    for bad in ({"block_size": 0}, {"block_size": True}, {"compression_dict_size": 1.5},
+                {"format_version": 3}, {"codec": "brotli"}, {"user_metadata": [1]}):
+        kw = {"path": tmp_path / "d", "shard_size": 10, "block_size": 4, **bad}
+        with pytest.raises((ValueError, TypeError)):
+            AtlasDatasetWriter(**kw)
+    with pytest.raises(FileNotFoundError):
+        AtlasDatasetWriter(tmp_path / "missing-parent" / "d", 10, 4)
+    assert list(tmp_path.iterdir()) == []
