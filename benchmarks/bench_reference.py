@@ -126,7 +126,7 @@ def decode_cost(root: Path) -> float:
     blocks = range(shard.num_blocks)
     if shard.version == 1:
         def decode(b: int) -> Any:
-            shard._last_b = -1
+            shard._memo = (-1, None)
             return shard.read_block(b)
     else:
         decode = shard.decoded_block

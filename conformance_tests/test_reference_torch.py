@@ -122,3 +122,26 @@ def test_sampler_ranks_are_disjoint_and_covering(dataset_root, world_size, drop_
             assert len(flat) - len(set(flat)) == len(flat) - N  # only the wrap-around padding repeats
     with pytest.raises(ValueError):
         BlockShuffleSampler(ds, rank=2, world_size=2)
+
+
+@pytest.mark.parametrize("format_version", [1, 2])
+def test_threads_share_one_reader(tmp_path, format_version):
+    import random
+    from concurrent.futures import ThreadPoolExecutor
+
+    root = tmp_path / "d"
+    with AtlasDatasetWriter(root, 50, 4, format_version=format_version) as w:
+        for i in range(200):
+            w.add_example({"i": i, "s": "text " * (i % 13)})
+    ds = AtlasDataset(root, block_cache_size=2)
+
+    def work(seed: int) -> bool:
+        rng = random.Random(seed)
+        for _ in range(400):
+            i = rng.randrange(200)
+            if ds[i] != {"i": i, "s": "text " * (i % 13)}:
+                return False
+        return True
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(work, range(8)))

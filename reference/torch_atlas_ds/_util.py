@@ -73,18 +73,24 @@ class BlockCache:
         self._items: OrderedDict[tuple[Any, int], Any] = OrderedDict()
 
     def get(self, key: tuple[Any, int]) -> Any:
-        value = self._items.get(key)
-        if value is not None:
+        # Each OrderedDict call is atomic under the GIL; a key evicted by another thread in
+        # between is simply a miss (the caller decodes again).
+        try:
             self._items.move_to_end(key)
-        return value
+            return self._items[key]
+        except KeyError:
+            return None
 
     def put(self, key: tuple[Any, int], value: Any) -> None:
         if self.capacity == 0:
             return
-        self._items[key] = value
-        self._items.move_to_end(key)
-        while len(self._items) > self.capacity:
-            self._items.popitem(last=False)
+        try:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+        except KeyError:  # another thread evicted concurrently: the bound still holds
+            pass
 
     def clear(self) -> None:
         self._items.clear()

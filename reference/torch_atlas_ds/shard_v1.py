@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -127,13 +128,12 @@ class V1Shard:
         self._mm: Any = None
         self._data: memoryview = memoryview(b"")
         self._index: Any = None
-        self._dctx: zstandard.ZstdDecompressor | None = None
-        self._last_b = -1
-        self._last: Any = None
+        self._tls = threading.local()  # one zstd decompressor per thread (they are not thread-safe)
+        self._memo: tuple[int, Any] = (-1, None)  # (block number, its examples), rebound as a whole
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for key in ("_mm", "_data", "_index", "_dctx", "cache", "loads", "_last", "_last_b"):
+        for key in ("_mm", "_data", "_index", "_tls", "cache", "loads", "_memo"):
             state.pop(key, None)
         return state
 
@@ -184,11 +184,15 @@ class V1Shard:
             if int(steps.max()) > self.limits.max_block_stored_size:
                 raise LimitError("a block is larger than the limit", path=index_path, shard=self.label)
         self._mm, self._data, self._index = mm, data, index
+        self._tls = threading.local()
         if self.strategy != CompressionStrategy.NO_COMPRESSION:
-            dict_path = self.path / DICT_FILE if self.strategy == CompressionStrategy.DICTIONARY_COMPRESSION \
-                else self.path.parent / DICT_FILE
-            self._dctx = zstd_decompressor(self._dict_bytes, dict_path, self.label)
+            self._tls.dctx = self._new_dctx()  # fails at open, naming the file, if zstd cannot load the dictionary
         self._gen = fork_generation()
+
+    def _new_dctx(self) -> zstandard.ZstdDecompressor:
+        dict_path = self.path / DICT_FILE if self.strategy == CompressionStrategy.DICTIONARY_COMPRESSION \
+            else self.path.parent / DICT_FILE
+        return zstd_decompressor(self._dict_bytes, dict_path, self.label)  # type: ignore[no-any-return]
 
     def close(self) -> None:
         """Release the memory maps (they reopen on the next read)."""
@@ -211,21 +215,25 @@ class V1Shard:
         """The decoded, unpickled list of examples of block ``b`` (cached)."""
         if self._gen != fork_generation():
             self._open()
-        if b == self._last_b:
-            return self._last  # type: ignore[no-any-return]
+        memo = self._memo
+        if memo[0] == b:
+            return memo[1]  # type: ignore[no-any-return]
         key = (self.label, b)
         cached = self.cache.get(key)
         if cached is not None:
-            self._last_b, self._last = b, cached
+            self._memo = (b, cached)
             return cached  # type: ignore[no-any-return]
         start, end = int(self._index[b]), int(self._index[b + 1])
         raw: Any = self._data[start:end]
         data_path = self.path / DATA_FILE
         where = {"path": data_path, "shard": self.label, "block": b, "offset": start}
-        if self._dctx is not None:
+        if self.strategy != CompressionStrategy.NO_COMPRESSION:
             try:
                 declared = check_declared_size(_ZSTD, raw, None, self.limits)
-                raw = self._dctx.decompress(raw, max_output_size=declared)
+                dctx = getattr(self._tls, "dctx", None)
+                if dctx is None:
+                    dctx = self._tls.dctx = self._new_dctx()
+                raw = dctx.decompress(raw, max_output_size=declared)
             except AtlasError as exc:
                 raise type(exc)(exc.message, **where) from None
             except zstandard.ZstdError as exc:
@@ -240,7 +248,7 @@ class V1Shard:
             got = len(examples) if isinstance(examples, list) else type(examples).__name__
             raise FormatError(f"block holds {got} examples, expected a list of {self.block_count(b)}", **where)
         self.cache.put(key, examples)
-        self._last_b, self._last = b, examples
+        self._memo = (b, examples)
         return examples
 
     def get(self, i: int) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import pickle
 import struct
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -190,16 +191,15 @@ class V2Shard:
         self._raw: Any = None
         self._checksums: Any = None
         self._verified = bytearray()
-        self._dctx: zstandard.ZstdDecompressor | None = None
-        self._last_b = -1
-        self._last: Any = None
-        self._last_table: tuple[int, ...] | None = None
+        self._tls = threading.local()  # one zstd decompressor per thread (they are not thread-safe)
+        # (block number, decoded block, offset table or None): rebound as a whole, so threads never mix blocks
+        self._memo: tuple[int, Any, tuple[int, ...] | None] = (-1, None, None)
         self._info = codec_info(self.codec)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for key in ("_mms", "_data", "_offsets", "_stored", "_raw", "_checksums", "_verified", "_dctx", "cache",
-                    "loads", "_last", "_last_b", "_last_table", "_info"):
+        for key in ("_mms", "_data", "_offsets", "_stored", "_raw", "_checksums", "_verified", "_tls", "cache",
+                    "loads", "_memo", "_info"):
             state.pop(key, None)
         return state
 
@@ -276,10 +276,14 @@ class V2Shard:
         self._raw, self._checksums = raw.tolist(), entries["checksum"].tolist()
         if len(self._verified) != self.num_blocks:
             self._verified = bytearray(self.num_blocks)
+        self._tls = threading.local()
         if self.codec == Codec.ZSTD:
-            dict_path = self.path / DICT_FILE if self.dictionary == "shard" else self.path.parent / DICT_FILE
-            self._dctx = zstd_decompressor(self._dict_bytes, dict_path, self.label)
+            self._tls.dctx = self._new_dctx()  # fails at open, naming the file, if zstd cannot load the dictionary
         self._gen = fork_generation()
+
+    def _new_dctx(self) -> zstandard.ZstdDecompressor:
+        dict_path = self.path / DICT_FILE if self.dictionary == "shard" else self.path.parent / DICT_FILE
+        return zstd_decompressor(self._dict_bytes, dict_path, self.label)  # type: ignore[no-any-return]
 
     def close(self) -> None:
         """Release the memory maps (they reopen on the next read)."""
@@ -324,7 +328,10 @@ class V2Shard:
         try:
             check_declared_size(self._info, stored, raw_size, self.limits)
             if self.codec == Codec.ZSTD:
-                block = self._dctx.decompress(stored)  # type: ignore[union-attr]
+                dctx = getattr(self._tls, "dctx", None)
+                if dctx is None:
+                    dctx = self._tls.dctx = self._new_dctx()
+                block = dctx.decompress(stored)
             else:
                 block = lz4.frame.decompress(stored)
         except AtlasError as exc:
@@ -337,8 +344,9 @@ class V2Shard:
 
     def _block(self, b: int) -> Any:
         """Decoded block ``b``: the last block read, the LRU, or a decode (codec none: the verified stored view)."""
-        if b == self._last_b and self._gen == fork_generation():
-            return self._last
+        memo = self._memo
+        if memo[0] == b and self._gen == fork_generation():
+            return memo[1]
         if self.codec == Codec.NONE:
             block = self._stored_block(b)
         else:
@@ -347,7 +355,7 @@ class V2Shard:
             if block is None or self._gen != fork_generation():
                 block = self.decoded_block(b)
                 self.cache.put(key, block)
-        self._last_b, self._last, self._last_table = b, block, None
+        self._memo = (b, block, None)
         return block
 
     def _slice(self, block: Any, b: int, pos: int) -> Any:
@@ -394,11 +402,13 @@ class V2Shard:
     def get(self, i: int) -> Any:
         """Example ``i`` of this shard (0 <= i < len, checked by the caller)."""
         b, pos = divmod(i, self.block_size)
-        if b == self._last_b and self._gen == _FORK_GENERATION[0]:
+        memo = self._memo
+        if memo[0] == b and self._gen == _FORK_GENERATION[0]:
             # Sequential reads: the second read of a block parses its whole offset table once.
-            block, table = self._last, self._last_table
+            _, block, table = memo
             if table is None:
-                table = self._last_table = self._table(block, b)
+                table = self._table(block, b)
+                self._memo = (b, block, table)
             base = 8 + 4 * (len(table) - 1)
             return self._load(block[base + table[pos]:base + table[pos + 1]], b, pos)
         return self._load(self._slice(self._block(b), b, pos), b, pos)
