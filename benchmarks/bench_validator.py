@@ -130,7 +130,7 @@ def best(fn: Any, repeat: int) -> Any:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="write benchmarks/RESULTS-validator.md")
-    parser.add_argument("--examples", type=int, default=8192, help="text examples (binary: a quarter)")
+    parser.add_argument("--examples", type=int, default=16384, help="text examples (binary: a quarter)")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="bench-validator-"))

@@ -154,3 +154,46 @@ def test_jobs_give_identical_findings(tmp_path):
     two = validate(root, jobs=2)
     assert [f.to_dict() for f in one.findings] == [f.to_dict() for f in two.findings]
     assert not one.ok
+
+
+class _Bar:
+    def __init__(self, total: int) -> None:
+        self.total, self.done, self.closed = total, 0, False
+
+    def update(self, n: int) -> None:
+        self.done += n
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_progress_reports_every_data_byte(tmp_path, jobs):
+    root = write_v2(tmp_path / "ds", examples(60), shard_size=16)
+    bars: list[_Bar] = []
+
+    def factory(total: int) -> _Bar:
+        bars.append(_Bar(total))
+        return bars[-1]
+
+    report = validate(root, jobs=jobs, progress_factory=factory)
+    size = sum((root / d / "data.bin").stat().st_size for d in ("000000", "000001", "000002", "000003"))
+    assert report.ok and len(bars) == 1 and bars[0].total == size == bars[0].done and bars[0].closed
+    assert report.stats.bytes_read == size
+    bars.clear()
+    validate(root, quick=True, progress_factory=factory)
+    assert not bars  # no bar for --quick
+
+
+def test_quick_reads_no_block_but_checks_index_and_metadata(tmp_path):
+    root = write_v2(tmp_path / "ds", examples(60), shard_size=16)
+    data = root / "000001" / "data.bin"
+    data.write_bytes(bytes(len(data.read_bytes())))  # same size, every block corrupt
+    quick = validate(root, quick=True)
+    assert quick.ok and quick.stats.blocks == 0 and quick.stats.bytes_read == 0
+    assert "ATL506" in validate(root).ids()
+    index = root / "000002" / "index.bin"
+    raw = bytearray(index.read_bytes())
+    raw[70] ^= 1
+    index.write_bytes(bytes(raw))
+    assert "ATL503" in validate(root, quick=True).ids()

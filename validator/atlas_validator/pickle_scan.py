@@ -136,6 +136,49 @@ class _Stop(Exception):
     """Raised inside the scan loop to end it with an issue already recorded."""
 
 
+def _fail(issues: list[ScanIssue], issue_id: str, message: str, at: int) -> NoReturn:
+    issues.append(ScanIssue(issue_id, message, at))
+    raise _Stop
+
+
+def _note_global(result: ScanResult, seen: set[tuple[str, str]], module: str, name: str, at: int) -> None:
+    """Record a global once per pickle; ATL600/ATL601 unless it is on the allow-list."""
+    if result.protocol is None or result.protocol < 3:
+        # as the standard loader resolves names with fix_imports=True: Python 2 names -> Python 3 names
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        elif module in _compat_pickle.IMPORT_MAPPING:
+            module = _compat_pickle.IMPORT_MAPPING[module]
+    key = (module, name)
+    if key in seen:
+        return
+    seen.add(key)
+    if is_allowed(module, name):
+        return
+    if is_known_dangerous(module, name):
+        result.issues.append(ScanIssue("ATL601", f"pickle references the known-dangerous global {module}.{name}", at))
+    else:
+        result.issues.append(ScanIssue("ATL600", f"pickle references {module}.{name}, which is not on the "
+                                                 "allow-list", at))
+
+
+def _pop_mark(stack: list[object], marks: list[int], issues: list[ScanIssue], at: int) -> list[object]:
+    if not marks:
+        _fail(issues, "ATL413", "malformed pickle: MARK expected on the stack", at)
+    height = marks.pop()
+    items = stack[height:]
+    del stack[height:]
+    return items
+
+
+def _pop(stack: list[object], marks: list[int], issues: list[ScanIssue], n: int, at: int) -> list[object]:
+    if len(stack) - n < (marks[-1] if marks else 0):
+        _fail(issues, "ATL413", "malformed pickle: stack underflow", at)
+    items = stack[-n:]
+    del stack[-n:]
+    return items
+
+
 def scan_pickle(data: bytes, *, limits: ScanLimits = DEFAULT_SCAN_LIMITS, allow_persistent: bool = False,
                 archive_depth: int = 0) -> ScanResult:
     """Scan one pickle that starts at offset 0 of ``data`` and stops at its STOP opcode.
@@ -158,45 +201,6 @@ def scan_pickle(data: bytes, *, limits: ScanLimits = DEFAULT_SCAN_LIMITS, allow_
     pos = 0
     count = 0
 
-    def fail(issue_id: str, message: str, at: int) -> NoReturn:
-        issues.append(ScanIssue(issue_id, message, at))
-        raise _Stop
-
-    def note_global(module: str, name: str, at: int) -> None:
-        if result.protocol is None or result.protocol < 3:
-            # as the standard loader resolves names with fix_imports=True: Python 2 names -> Python 3 names
-            if (module, name) in _compat_pickle.NAME_MAPPING:
-                module, name = _compat_pickle.NAME_MAPPING[(module, name)]
-            elif module in _compat_pickle.IMPORT_MAPPING:
-                module = _compat_pickle.IMPORT_MAPPING[module]
-        key = (module, name)
-        if key in seen_globals:
-            return
-        seen_globals.add(key)
-        if is_allowed(module, name):
-            return
-        if is_known_dangerous(module, name):
-            issues.append(ScanIssue("ATL601", f"pickle references the known-dangerous global {module}.{name}", at))
-        else:
-            issues.append(ScanIssue("ATL600", f"pickle references {module}.{name}, which is not on the allow-list",
-                                    at))
-
-    def pop_mark(at: int) -> list[object]:
-        if not marks:
-            fail("ATL413", "malformed pickle: MARK expected on the stack", at)
-        height = marks.pop()
-        items = stack[height:]
-        del stack[height:]
-        return items
-
-    def pop(n: int, at: int) -> list[object]:
-        floor = marks[-1] if marks else 0
-        if len(stack) - n < floor:
-            fail("ATL413", "malformed pickle: stack underflow", at)
-        items = stack[-n:]
-        del stack[-n:]
-        return items
-
     try:
         for op, arg, pos in pickletools.genops(data):
             count += 1
@@ -204,18 +208,22 @@ def scan_pickle(data: bytes, *, limits: ScanLimits = DEFAULT_SCAN_LIMITS, allow_
             if kind == K_STR:
                 append(arg if isinstance(arg, str) else ANY)
             elif kind == K_MEMOIZE or kind == K_PUT:
-                if len(stack) <= (marks[-1] if marks else 0):
-                    fail("ATL413", f"malformed pickle: {op.name} with nothing to store", pos)
+                if not stack or (marks and len(stack) <= marks[-1]):
+                    _fail(issues, "ATL413", f"malformed pickle: {op.name} with nothing to store", pos)
                 memo[len(memo) if kind == K_MEMOIZE else arg] = stack[-1]
                 if len(memo) > max_memo:
-                    fail("ATL902", f"pickle memo exceeds {max_memo} entries", pos)
+                    _fail(issues, "ATL902", f"pickle memo exceeds {max_memo} entries", pos)
             elif kind == K_GENERIC:
                 if below >= 0:
-                    pop_mark(pos)
+                    if not marks:
+                        _fail(issues, "ATL413", "malformed pickle: MARK expected on the stack", pos)
+                    del stack[marks.pop():]
                     if below:
-                        pop(below, pos)
+                        _pop(stack, marks, issues, below, pos)
                 elif pops:
-                    pop(pops, pos)
+                    if len(stack) - pops < (marks[-1] if marks else 0):
+                        _fail(issues, "ATL413", "malformed pickle: stack underflow", pos)
+                    del stack[-pops:]
                 if pushes == 1:
                     append(ANY)
                 elif pushes:
@@ -224,51 +232,54 @@ def scan_pickle(data: bytes, *, limits: ScanLimits = DEFAULT_SCAN_LIMITS, allow_
                 marks.append(len(stack))
             elif kind == K_GET:
                 if arg not in memo:
-                    fail("ATL413", f"malformed pickle: memo key {arg} was never stored", pos)
+                    _fail(issues, "ATL413", f"malformed pickle: memo key {arg} was never stored", pos)
                 append(memo[arg])
             elif kind == K_APPEND or kind == K_APPENDS:
-                n = len(pop_mark(pos)) if kind == K_APPENDS else len(pop(1, pos))
+                if kind == K_APPENDS:
+                    n = len(_pop_mark(stack, marks, issues, pos))
+                else:
+                    n = len(_pop(stack, marks, issues, 1, pos))
                 if len(stack) <= (marks[-1] if marks else 0):
-                    fail("ATL413", f"malformed pickle: {op.name} without a list", pos)
+                    _fail(issues, "ATL413", f"malformed pickle: {op.name} without a list", pos)
                 top = stack[-1]
                 if isinstance(top, _List):
                     top.count += n
             elif kind == K_EMPTY_LIST:
                 append(_List(0))
             elif kind == K_LIST:
-                append(_List(len(pop_mark(pos))))
+                append(_List(len(_pop_mark(stack, marks, issues, pos))))
             elif kind == K_BYTES:
                 append(_Bytes(arg, pos) if isinstance(arg, (bytes, bytearray)) else ANY)
             elif kind == K_TUPLE_N:
-                append(tuple(pop(pops, pos)) if pops else ())
+                append(tuple(_pop(stack, marks, issues, pops, pos)) if pops else ())
             elif kind == K_TUPLE_MARK:
-                append(tuple(pop_mark(pos)))
+                append(tuple(_pop_mark(stack, marks, issues, pos)))
             elif kind == K_GLOBAL or kind == K_INST:
                 module, _, name = str(arg).partition(" ")
-                note_global(module, name, pos)
+                _note_global(result, seen_globals, module, name, pos)
                 if kind == K_INST:
-                    pop_mark(pos)
+                    _pop_mark(stack, marks, issues, pos)
                     append(ANY)
                 else:
                     append(_Global(module, name))
             elif kind == K_STACK_GLOBAL:
-                module_obj, name_obj = pop(2, pos)
+                module_obj, name_obj = _pop(stack, marks, issues, 2, pos)
                 if isinstance(module_obj, str) and isinstance(name_obj, str):
-                    note_global(module_obj, name_obj, pos)
+                    _note_global(result, seen_globals, module_obj, name_obj, pos)
                     append(_Global(module_obj, name_obj))
                 else:
                     issues.append(ScanIssue("ATL603", "STACK_GLOBAL takes its module or name from a value that "
                                                       "is not a string pushed by the pickle", pos))
                     append(ANY)
             elif kind == K_REDUCE:
-                callable_obj, args = pop(2, pos)
+                callable_obj, args = _pop(stack, marks, issues, 2, pos)
                 if (isinstance(callable_obj, _Global) and (callable_obj.module, callable_obj.name) == LOAD_FROM_BYTES
                         and isinstance(args, tuple) and len(args) == 1 and isinstance(args[0], _Bytes)):
                     _scan_archive(args[0], issues, limits, archive_depth)
                 append(ANY)
             elif kind == K_PERSID or kind == K_BINPERSID:
                 if kind == K_BINPERSID:
-                    pop(1, pos)
+                    _pop(stack, marks, issues, 1, pos)
                 if not allow_persistent:
                     issues.append(ScanIssue("ATL602", "pickle uses a persistent id (PERSID/BINPERSID)", pos))
                 append(ANY)
@@ -279,7 +290,7 @@ def scan_pickle(data: bytes, *, limits: ScanLimits = DEFAULT_SCAN_LIMITS, allow_
             elif kind == K_PROTO:
                 result.protocol = int(arg)
             elif kind == K_STOP:
-                (top,) = pop(1, pos)
+                (top,) = _pop(stack, marks, issues, 1, pos)
                 if stack or marks:
                     issues.append(ScanIssue("ATL413", f"malformed pickle: {len(stack)} values and {len(marks)} marks "
                                                       "left on the stack at STOP", pos))
@@ -287,10 +298,10 @@ def scan_pickle(data: bytes, *, limits: ScanLimits = DEFAULT_SCAN_LIMITS, allow_
                     result.top_is_list = True
                     result.top_count = top.count
                 result.end = pos + 1
-            if count > max_opcodes:
-                fail("ATL902", f"pickle scan stopped after {max_opcodes} opcodes", pos)
-            if len(stack) + len(marks) > max_depth:
-                fail("ATL902", f"pickle stack deeper than {max_depth} values", pos)
+            if count > max_opcodes or len(stack) + len(marks) > max_depth:
+                if count > max_opcodes:
+                    _fail(issues, "ATL902", f"pickle scan stopped after {max_opcodes} opcodes", pos)
+                _fail(issues, "ATL902", f"pickle stack deeper than {max_depth} values", pos)
     except _Stop:
         result.end = None
     except Exception as exc:  # noqa: BLE001 - genops raises ValueError and others on any malformed input
