@@ -601,3 +601,21 @@ def test_writer_arguments_are_validated(tmp_path):
     with pytest.raises(FileNotFoundError):
         AtlasDatasetWriter(tmp_path / "missing-parent" / "d", 10, 4)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("format_version", [1, 2])
+@pytest.mark.parametrize("strategy", [CompressionStrategy.SHARED_DICTIONARY_COMPRESSION,
+                                      CompressionStrategy.DICTIONARY_COMPRESSION])
+def test_pickled_reader_does_not_carry_dictionaries(tmp_path, format_version, strategy):
+    root = tmp_path / "d"
+    examples = write(root, 300, shard_size=100, block_size=4, compression_strategy=strategy,
+                     compression_dict_size=1.0, format_version=format_version)
+    dictionaries = [p.read_bytes() for p in root.rglob("zstd_dict.bin")]
+    assert dictionaries
+    ds = AtlasDataset(root)
+    blob = pickle.dumps(ds)
+    assert not any(d[8:200] in blob for d in dictionaries)  # read again by the unpickling process
+    clone = pickle.loads(blob)
+    assert all(same(clone[i], ex) for i, ex in enumerate(examples))
+    shard = AtlasDatasetShard(root / ds.shards[1].path.name)
+    assert same(pickle.loads(pickle.dumps(shard))[3], examples[103])

@@ -26,7 +26,7 @@ from .errors import IncompleteDatasetError, MetadataError, MissingShardError
 from .metadata import AtlasDatasetMetadata, AtlasDatasetShardMetadata
 from .safe_pickle import make_loads
 from .shard_v1 import V1Shard, check_version, read_json_file
-from .shard_v2 import V2Shard, load_dictionary, read_v2_meta
+from .shard_v2 import V2Shard, read_dictionary, read_v2_meta
 
 #: Decoded blocks kept per dataset (per process). Small on purpose: a random-access
 #: workload gains nothing from a big cache; sequential and block-shuffled reads need
@@ -149,13 +149,10 @@ class AtlasDataset(_Reader, torch.utils.data.Dataset):  # type: ignore[misc]
             raise MetadataError("root meta.json lacks the shard_sizes list", path=meta_path)
         self.metadata = AtlasDatasetMetadata(1, sizes, strategy)
         self.v2_metadata: dict[str, Any] | None = None
-        shared: bytes | None = None
-        if (self.root / DICT_FILE).is_file():
-            shared = (self.root / DICT_FILE).read_bytes()
         # Every numeric sub-folder is a shard, in numeric order; a node may hold a subset (as the original).
         names = sorted((p.name for p in self.root.iterdir() if p.is_dir() and V1_SHARD_NAME.match(p.name)),
                        key=lambda s: (int(s), s))
-        self._shards = [V1Shard(self.root / name, mmap_index=self.mmap_index, compression_dict_bytes=shared,
+        self._shards = [V1Shard(self.root / name, mmap_index=self.mmap_index,
                                 limits=self.limits, loads=loads, cache=self._cache, label=name) for name in names]
 
     def _open_v2(self, meta_path: Path, loads: Any) -> None:
@@ -163,7 +160,7 @@ class AtlasDataset(_Reader, torch.utils.data.Dataset):  # type: ignore[misc]
         self.v2_metadata = doc
         shared: bytes | None = None
         if doc["dictionary"] == "shared" and doc["shared_dictionary"] is not None:
-            shared = load_dictionary(self.root / DICT_FILE, doc["shared_dictionary"], self.limits)
+            shared = read_dictionary(self.root / DICT_FILE, doc["shared_dictionary"], self.limits)
         shards: list[Shard] = []
         seen: set[str] = set()
         for entry in doc["shards"]:
@@ -177,7 +174,7 @@ class AtlasDataset(_Reader, torch.utils.data.Dataset):  # type: ignore[misc]
             if entry["dictionary"] == "shared" and shared is None:
                 raise MetadataError("a shard uses the shared dictionary but the root has none", path=meta_path,
                                     shard=name)
-            shards.append(V2Shard(folder, mmap_index=self.mmap_index, shared_dict_bytes=shared,
+            shards.append(V2Shard(folder, mmap_index=self.mmap_index, shared_dict_record=doc["shared_dictionary"],
                                   verify_checksums=self.verify_checksums, limits=self.limits, loads=loads,
                                   cache=self._cache, expected=entry, label=name))
         self._shards = shards

@@ -71,6 +71,13 @@ def _int_field(doc: dict[str, Any], key: str, path: Path, minimum: int = 0) -> i
     return value
 
 
+def read_dictionary(path: Path, expected: Any, limits: Limits, shard: str | None = None) -> bytes:
+    """See shard_v2.read_dictionary (imported lazily: shard_v2 imports this module)."""
+    from .shard_v2 import read_dictionary as read
+
+    return read(path, expected, limits, shard)
+
+
 class V1Shard:
     """One version 1 shard folder. Files are opened lazily and reopened after fork or unpickling."""
 
@@ -101,23 +108,19 @@ class V1Shard:
         if self.num_examples > limits.max_examples_per_shard or self.block_size > limits.max_examples_per_block:
             raise LimitError("stored_examples or block_size above the limits", path=meta_path)
         self._dict_bytes: bytes | None = None
+        # Where the dictionary is read again in another process (None: the caller handed the bytes over).
+        self._dict_source: Path | None = None
         if self.strategy == CompressionStrategy.DICTIONARY_COMPRESSION:
-            dict_path = self.path / DICT_FILE
-            if not dict_path.is_file():
-                raise MissingShardError("strategy 3 shard without its zstd_dict.bin", path=dict_path)
-            if dict_path.stat().st_size > limits.max_dictionary_size:
-                raise LimitError("dictionary larger than the limit", path=dict_path)
-            self._dict_bytes = dict_path.read_bytes()
+            self._dict_source = self.path / DICT_FILE
         elif self.strategy == CompressionStrategy.SHARED_DICTIONARY_COMPRESSION:
             if compression_dict_bytes is None:
-                shared = self.path.parent / DICT_FILE
-                if not shared.is_file():
-                    raise MissingShardError("strategy 2 shard needs the dataset's shared dictionary",
-                                            path=shared, shard=self.label)
-                compression_dict_bytes = shared.read_bytes()
-            if isinstance(compression_dict_bytes, zstandard.ZstdCompressionDict):
-                compression_dict_bytes = compression_dict_bytes.as_bytes()
-            self._dict_bytes = bytes(compression_dict_bytes)
+                self._dict_source = self.path.parent / DICT_FILE
+            else:
+                if isinstance(compression_dict_bytes, zstandard.ZstdCompressionDict):
+                    compression_dict_bytes = compression_dict_bytes.as_bytes()
+                self._dict_bytes = bytes(compression_dict_bytes)
+        if self._dict_source is not None:
+            self._dict_bytes = read_dictionary(self._dict_source, None, limits, self.label)
         self._reset()
         self._open()
 
@@ -135,6 +138,8 @@ class V1Shard:
         state = self.__dict__.copy()
         for key in ("_mm", "_data", "_index", "_tls", "cache", "loads", "_memo"):
             state.pop(key, None)
+        if self._dict_source is not None:
+            state["_dict_bytes"] = None  # read again in the process that unpickles it
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -184,6 +189,8 @@ class V1Shard:
             if int(steps.max()) > self.limits.max_block_stored_size:
                 raise LimitError("a block is larger than the limit", path=index_path, shard=self.label)
         self._mm, self._data, self._index = mm, data, index
+        if self._dict_bytes is None and self._dict_source is not None:
+            self._dict_bytes = read_dictionary(self._dict_source, None, self.limits, self.label)
         self._tls = threading.local()
         if self.strategy != CompressionStrategy.NO_COMPRESSION:
             self._tls.dctx = self._new_dctx()  # fails at open, naming the file, if zstd cannot load the dictionary

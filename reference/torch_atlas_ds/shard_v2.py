@@ -91,6 +91,32 @@ def load_dictionary(path: Path, expected: dict[str, Any], limits: Limits, shard:
     return data
 
 
+# Dictionaries read in this process, shared by every shard that uses one (and dropped from
+# pickled readers: workers read them again, once). Keyed so that a changed file is re-read.
+_DICTIONARIES: dict[tuple[Any, ...], bytes] = {}
+
+
+def read_dictionary(path: Path, expected: dict[str, Any] | None, limits: Limits, shard: str | None = None) -> bytes:
+    """A dictionary file, verified against ``expected`` (its metadata record) when given; memoized per process."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise MissingShardError("the zstd dictionary this shard uses is missing", path=path, shard=shard) from None
+    key = (str(path), st.st_size, st.st_mtime_ns, None if expected is None else expected["checksum"])
+    data = _DICTIONARIES.get(key)
+    if data is None:
+        if expected is not None:
+            data = load_dictionary(path, expected, limits, shard)
+        else:
+            if st.st_size > limits.max_dictionary_size:
+                raise LimitError(f"dictionary of {st.st_size} bytes is above the limit", path=path, shard=shard)
+            data = path.read_bytes()
+        if len(_DICTIONARIES) >= 8:
+            _DICTIONARIES.clear()
+        _DICTIONARIES[key] = data
+    return data
+
+
 def read_v2_meta(path: Path, schema: str, limits: Limits) -> tuple[dict[str, Any], str]:
     """A version 2 meta.json: version, codec, checksum and schema checked; returns (doc, checksum text)."""
     data, doc = read_json_file(path, limits)
@@ -116,7 +142,7 @@ class V2Shard:
     def __init__(self, path: str | Path, *, mmap_index: bool = True, shared_dict_bytes: bytes | None = None,
                  verify_checksums: bool = True, limits: Limits = DEFAULT_LIMITS, loads: Loads = pickle.loads,
                  cache: BlockCache | None = None, expected: dict[str, Any] | None = None,
-                 label: str | None = None) -> None:
+                 label: str | None = None, shared_dict_record: dict[str, Any] | None = None) -> None:
         self.path = Path(path)
         self.mmap_index = mmap_index
         self.verify_checksums = verify_checksums
@@ -156,22 +182,23 @@ class V2Shard:
                     raise MetadataError(f"root meta.json says {key} {expected.get(key)!r} for this shard, its "
                                         f"meta.json says {mine!r}", **where)
         self._dict_bytes: bytes | None = None
+        # Where the dictionary is read again in another process: (file, metadata record or None);
+        # None when the caller handed the bytes over (they then travel with the pickled shard).
+        self._dict_source: tuple[Path, dict[str, Any] | None] | None = None
         if self.dictionary == "shard":
             if doc["dictionary_file"] is None:
                 raise MetadataError("dictionary mode 'shard' without dictionary_file", **where)
-            self._dict_bytes = load_dictionary(self.path / DICT_FILE, doc["dictionary_file"], limits, self.label)
             if doc["dictionary_file"]["dict_id"] != self.dict_id:
                 raise MetadataError("dictionary_file.dict_id differs from dict_id", **where)
+            self._dict_source = (self.path / DICT_FILE, doc["dictionary_file"])
+            self._dict_bytes = self._read_dictionary()
         elif self.dictionary == "shared":
             if shared_dict_bytes is None:
-                shared = self.path.parent / DICT_FILE
-                if not shared.is_file():
-                    raise MissingShardError("shard uses the dataset's shared dictionary, which is missing",
-                                            path=shared, shard=self.label)
-                shared_dict_bytes = shared.read_bytes()
-            if zstandard.ZstdCompressionDict(shared_dict_bytes).dict_id() != self.dict_id:
-                raise FormatError("the shared dictionary's id differs from the shard's dict_id", **where)
-            self._dict_bytes = bytes(shared_dict_bytes)
+                self._dict_source = (self.path.parent / DICT_FILE, shared_dict_record)
+                self._dict_bytes = self._read_dictionary()
+            else:
+                self._dict_bytes = bytes(shared_dict_bytes)
+                self._check_dict_id(self._dict_bytes)
         elif self.dict_id != 0:
             raise MetadataError("dict_id must be 0 without a dictionary", **where)
         self.metadata = AtlasDatasetShardMetadata(2, self.block_size, self.num_examples,
@@ -179,6 +206,24 @@ class V2Shard:
                                                   doc["compression_level"], None)
         self._reset()
         self._open()
+
+    def _check_dict_id(self, data: bytes) -> None:
+        path = self._dict_source[0] if self._dict_source else None
+        try:
+            dict_id = zstandard.ZstdCompressionDict(data).dict_id()
+        except zstandard.ZstdError as exc:
+            raise FormatError(f"not a zstd dictionary: {exc}", path=path, shard=self.label) from None
+        if dict_id != self.dict_id:
+            raise FormatError(f"the dictionary's id {dict_id} differs from the shard's dict_id {self.dict_id}",
+                              path=path, shard=self.label)
+
+    def _read_dictionary(self) -> bytes:
+        if self._dict_source is None:
+            raise MissingShardError("no dictionary source", path=self.path, shard=self.label)
+        path, record = self._dict_source
+        data = read_dictionary(path, record, self.limits, self.label)
+        self._check_dict_id(data)
+        return data
 
     # -- lazy per-process state -----------------------------------------------------
 
@@ -201,6 +246,8 @@ class V2Shard:
         for key in ("_mms", "_data", "_offsets", "_stored", "_raw", "_checksums", "_verified", "_tls", "cache",
                     "loads", "_memo", "_info"):
             state.pop(key, None)
+        if self._dict_source is not None:
+            state["_dict_bytes"] = None  # read again (verified) in the process that unpickles it
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -276,6 +323,8 @@ class V2Shard:
         self._raw, self._checksums = raw.tolist(), entries["checksum"].tolist()
         if len(self._verified) != self.num_blocks:
             self._verified = bytearray(self.num_blocks)
+        if self._dict_bytes is None and self._dict_source is not None:
+            self._dict_bytes = self._read_dictionary()
         self._tls = threading.local()
         if self.codec == Codec.ZSTD:
             self._tls.dctx = self._new_dctx()  # fails at open, naming the file, if zstd cannot load the dictionary
