@@ -1,0 +1,110 @@
+#!/usr/bin/env python
+"""Plant deliberate bugs, one at a time, and check that the conformance suite fails on each.
+
+Each bug is a one-line change to a copy of the source tree (the checkout is never touched);
+the suite then runs against the copy (``PYTHONPATH`` puts the copy's packages first) and
+must fail. Prints a Markdown table: bug, where, the first test that failed, seconds.
+
+    python conformance_tests/plant_bugs.py [--only NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# name, file, exact text, replacement, what the bug is
+BUGS = [
+    ("off-by-one example in the v2 reader", "reference/torch_atlas_ds/shard_v2.py",
+     "b, pos = divmod(i, self.block_size)", "b, pos = divmod(i + 1, self.block_size)",
+     "example i is read from the position of example i+1"),
+    ("off-by-one block offset in the v2 index", "reference/torch_atlas_ds/writer.py",
+     "self.entries.append((self.data_size, len(stored)", "self.entries.append((self.data_size + 1, len(stored)",
+     "every index entry points one byte late"),
+    ("last block dropped (v2 writer)", "reference/torch_atlas_ds/writer.py",
+     "        self._flush()\n        trained: bytes | None = None", "        trained: bytes | None = None",
+     "the pending partial block is never written at close"),
+    ("last block dropped (v1 writer)", "reference/torch_atlas_ds/writer.py",
+     '        """Finish the shard; returns (strategy written in meta.json, trained dictionary or None)."""\n'
+     "        self._flush()",
+     '        """Finish the shard; returns (strategy written in meta.json, trained dictionary or None)."""',
+     "the pending partial block is never written at close"),
+    ("shard dictionary swapped for the root's (v1 reader)", "reference/torch_atlas_ds/shard_v1.py",
+     "        if self.strategy == CompressionStrategy.DICTIONARY_COMPRESSION:\n"
+     "            self._dict_source = self.path / DICT_FILE",
+     "        if self.strategy == CompressionStrategy.DICTIONARY_COMPRESSION:\n"
+     "            self._dict_source = self.path.parent / DICT_FILE",
+     "a strategy-3 shard is decoded with the dataset's root dictionary instead of its own"),
+    ("validator skips block checksums", "validator/atlas_validator/checks_v2.py",
+     "if digest(data) != checksum:", "if False and digest(data) != checksum:",
+     "corrupt v2 blocks pass validation"),
+    ("index dtype rule off by one", "spec/atlas_format/npy.py",
+     "if maximum >= last_entry:", "if maximum > last_entry:",
+     "a last offset of exactly 255 gets a uint16 index (the original writes uint8)"),
+    ("os.system on the allow-list", "spec/atlas_format/allowlist.py",
+     '    + _entries("torch", ["Size"], "a tuple subclass of integers")',
+     '    + _entries("torch", ["Size"], "a tuple subclass of integers")\n'
+     '    + _entries("posix", ["system"], "planted bug")',
+     "safe loading and the validator accept a code-running global"),
+]
+
+
+def tracked_files() -> list[str]:
+    out = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    return [line for line in out.splitlines() if line]
+
+
+def run(name: str, rel: str, old: str, new: str) -> tuple[bool, str, float]:
+    with tempfile.TemporaryDirectory(prefix="planted-") as tmp:
+        copy = Path(tmp)
+        for f in tracked_files():
+            (copy / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / f, copy / f)
+        target = copy / rel
+        text = target.read_text()
+        if text.count(old) != 1:
+            return False, f"the planting site was not found exactly once in {rel} (update plant_bugs.py)", 0.0
+        target.write_text(text.replace(old, new))
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(copy / p) for p in ("spec", "reference", "validator")),
+               "HYPOTHESIS_PROFILE": "ci"}
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+                               "conformance_tests"], cwd=copy, env=env, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        check = subprocess.run([sys.executable, "-c", "import atlas_format, torch_atlas_ds, atlas_validator; "
+                                "print(atlas_format.__file__, torch_atlas_ds.__file__, atlas_validator.__file__)"],
+                               cwd=copy, env=env, capture_output=True, text=True)
+        if str(copy) not in check.stdout:
+            return False, "the copy's packages were not the ones imported", seconds
+        failed = re.findall(r"^FAILED (\S+)", done.stdout, re.M) + re.findall(r"^ERROR (\S+)", done.stdout, re.M)
+        caught = done.returncode != 0
+        return caught, failed[0] if failed else done.stdout.strip().splitlines()[-1], seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="", help="run only bugs whose name contains this text")
+    args = parser.parse_args()
+    print("| planted bug | where | caught | first failing test | seconds |")
+    print("|---|---|---|---|---|")
+    all_caught = True
+    for name, rel, old, new, _ in BUGS:
+        if args.only not in name:
+            continue
+        caught, first, seconds = run(name, rel, old, new)
+        all_caught &= caught
+        print(f"| {name} | `{rel}` | {'yes' if caught else 'NO'} | `{first}` | {seconds:.0f} |", flush=True)
+    return 0 if all_caught else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
