@@ -620,6 +620,13 @@ def _archive_not_zip(tmp):
     return v2(tmp, pickle_hook=_pickle_hook(LOAD_FROM_BYTES_NOT_ZIP))
 
 
+@vector("ATL605")
+def _allowed_global(tmp):
+    import collections
+
+    return v2(tmp, pickle_hook=_pickle_hook(pickle.dumps(collections.OrderedDict(a=1), protocol=5)))
+
+
 # -- limits and internal ----------------------------------------------------------------------
 
 

@@ -121,6 +121,8 @@ _ENTRIES: tuple[CatalogEntry, ...] = (
     CatalogEntry("ATL602", ERROR, "pickle uses a persistent id (PERSID/BINPERSID)", "PICKLE-3"),
     CatalogEntry("ATL603", ERROR, "STACK_GLOBAL whose module/name cannot be resolved statically", "PICKLE-4"),
     CatalogEntry("ATL604", ERROR, "nested torch archive of _load_from_bytes is malformed or too large", "PICKLE-2"),
+    CatalogEntry("ATL605", INFO, "pickles reference an allow-listed global (one note per global and shard)",
+                 "PICKLE-1, PICKLE-2, PICKLE-4"),
     # -- limits and internal ----------------------------------------------------------------
     CatalogEntry("ATL900", ERROR, "a declared size or count exceeds the format limits", "LIM-1, GEN-4"),
     CatalogEntry("ATL901", ERROR, "frame declares a content size above the limit (refused before decoding)", "LIM-2"),

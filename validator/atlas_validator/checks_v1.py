@@ -264,6 +264,7 @@ def _check_block(task: ShardTask, sink: Sink, stats: Stats, data: bytes, b: int,
         expected = min(block_size, stored - b * block_size)
     compressed = info.codec != Codec.NONE
     result = scan_pickle(raw, limits=task.scan_limits)
+    sink.note_allowed(result.allowed, path=shown, block=b, offset=start)
     for issue in result.issues:
         if compressed:
             sink.add(issue.id, f"{issue.message} (decoded offset {issue.offset})", path=shown, block=b, offset=start)

@@ -501,6 +501,8 @@ def _check_block(task: ShardTask, sink: Sink, stats: Stats, data: bytes, b: int,
         piece = raw[base + offs[k]:base + offs[k + 1]]
         result = scan_pickle(piece, limits=task.scan_limits)
         example = first + k if block_size else None
+        if result.allowed:
+            sink.note_allowed(result.allowed, path=shown, block=b, example=example, offset=offset)
         for issue in result.issues:
             if compressed:
                 sink.add(issue.id, f"{issue.message} (position {k} of the block, decoded offset "

@@ -40,6 +40,14 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _cpu_count() -> int:
+    """CPUs this process may run on (affinity-aware where the OS tells)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def _progress_factory(enabled: bool) -> Any:
     if not enabled:
         return None
@@ -102,7 +110,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.jobs is not None and args.jobs < 1:
         print("atlas-validate: error: --jobs must be at least 1", file=sys.stderr)
         return EXIT_USAGE
-    jobs = args.jobs or os.cpu_count() or 1
+    jobs = args.jobs or _cpu_count()
     show_bar = not (args.quiet or args.no_progress or args.quick) and sys.stderr.isatty()
     reports: list[Report] = []
     code = EXIT_OK

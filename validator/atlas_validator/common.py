@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from atlas_format.allowlist import ALLOWED
 from atlas_format.errors import AtlasError
 
 from .findings import Finding, Stats, make
@@ -31,6 +32,17 @@ class Sink:
     dropped: Counter[str] = field(default_factory=Counter)
     cap: int = MAX_FINDINGS_PER_ID
     _counts: Counter[str] = field(default_factory=Counter)
+    # allow-listed globals seen in this unit's pickles: count and first location
+    allowed: Counter[tuple[str, str]] = field(default_factory=Counter)
+    allowed_first: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+    def note_allowed(self, keys: set[tuple[str, str]] | None, **where: Any) -> None:
+        """Count the allow-listed globals of one pickle (reported once per shard as ATL605)."""
+        if not keys:
+            return
+        for key in keys:
+            self.allowed[key] += 1
+            self.allowed_first.setdefault(key, where)
 
     def add(self, finding_id: str, message: str, **where: Any) -> None:
         self._counts[finding_id] += 1
@@ -51,6 +63,14 @@ class Sink:
         return self._counts[finding_id]
 
     def close(self) -> list[Finding]:
+        for key, n in sorted(self.allowed.items()):
+            entry = ALLOWED.get(key)
+            extra = f"; safe loaders must substitute it ({entry.substitute})" if entry and entry.substitute else ""
+            where = dict(self.allowed_first[key])
+            where.setdefault("shard", self.shard)
+            self.findings.append(make("ATL605", f"{n} pickles reference the allow-listed global {key[0]}.{key[1]} "
+                                                f"(first location given){extra}", **where))
+        self.allowed.clear()
         for finding_id, n in sorted(self.dropped.items()):
             self.findings.append(make(finding_id, f"{n} more findings of this kind not listed", shard=self.shard))
         self.dropped.clear()

@@ -55,6 +55,7 @@ class ScanResult:
     top_is_list: bool = False
     top_count: int | None = None
     opcodes: int = 0
+    allowed: set[tuple[str, str]] | None = None  # allow-listed globals referenced (None: none)
 
 
 class _Mark:
@@ -154,6 +155,9 @@ def _note_global(result: ScanResult, seen: set[tuple[str, str]], module: str, na
         return
     seen.add(key)
     if is_allowed(module, name):
+        if result.allowed is None:
+            result.allowed = set()
+        result.allowed.add(key)
         return
     if is_known_dangerous(module, name):
         result.issues.append(ScanIssue("ATL601", f"pickle references the known-dangerous global {module}.{name}", at))
