@@ -200,3 +200,18 @@ def test_write_dataset_failure_publishes_nothing(tmp_path):
     with pytest.raises(RuntimeError, match="source broke"):
         write_dataset(source(), tmp_path / "ds", shard_size=50, block_size=8, num_workers=2, progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_create_from_hf_saved_dataset_and_splits(tmp_path):
+    datasets = pytest.importorskip("datasets", reason="the hf extra is installed by scripts/run-tests")
+    rows = {"text": [f"row {i}" for i in range(130)], "label": list(range(130))}
+    datasets.Dataset.from_dict(rows).save_to_disk(str(tmp_path / "hf"))
+    done = atlas_ds("create", tmp_path / "ds", "--from-hf", tmp_path / "hf", "--shard-size", "50", "--jobs", "2",
+                    "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert list(AtlasDataset(tmp_path / "ds")) == [{"text": f"row {i}", "label": i} for i in range(130)]
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows)}).save_to_disk(str(tmp_path / "dict"))
+    no_split = atlas_ds("create", tmp_path / "x", "--from-hf", tmp_path / "dict")
+    assert no_split.returncode == 1 and "train" in no_split.stderr and not (tmp_path / "x").exists()
+    split = atlas_ds("create", tmp_path / "y", "--from-hf", f"{tmp_path / 'dict'}:train", "--no-progress")
+    assert split.returncode == 0 and len(AtlasDataset(tmp_path / "y")) == 130
