@@ -619,3 +619,36 @@ def test_pickled_reader_does_not_carry_dictionaries(tmp_path, format_version, st
     assert all(same(clone[i], ex) for i, ex in enumerate(examples))
     shard = AtlasDatasetShard(root / ds.shards[1].path.name)
     assert same(pickle.loads(pickle.dumps(shard))[3], examples[103])
+
+
+@pytest.mark.parametrize("format_version", [1, 2])
+def test_reader_context_manager_and_reopen_after_close(tmp_path, format_version):
+    root = tmp_path / "d"
+    examples = write(root, 50, shard_size=20, block_size=4, format_version=format_version,
+                     compression_strategy=CompressionStrategy.NO_COMPRESSION)
+    with AtlasDataset(root) as ds:
+        assert same(ds[7], examples[7])
+        batch = ds.__getitems__([1, 2, 3, 40])
+    assert all(same(b, examples[i]) for b, i in zip(batch, [1, 2, 3, 40], strict=True))
+    assert same(ds[49], examples[49])  # closed readers reopen lazily
+    ds.close()
+
+
+@pytest.mark.parametrize("mmap_index", [True, False])
+def test_large_shard_index_path_uses_numpy_views(tmp_path, monkeypatch, mmap_index):
+    from torch_atlas_ds import shard_v2
+
+    monkeypatch.setattr(shard_v2, "LIST_INDEX_MAX_BLOCKS", 0)
+    root = tmp_path / "d"
+    examples = write(root, 60, shard_size=30, block_size=4, compression_strategy=CompressionStrategy.NO_COMPRESSION)
+    ds = AtlasDataset(root, mmap_index=mmap_index)
+    assert isinstance(ds.shards[0]._offsets, np.ndarray)
+    assert all(same(ds[i], ex) for i, ex in enumerate(examples))
+    assert all(same(a, b) for a, b in zip(ds, examples, strict=True))
+    data = bytearray((root / "000001" / "data.bin").read_bytes())
+    data[5] ^= 1
+    (root / "000001" / "data.bin").write_bytes(bytes(data))
+    with pytest.raises(ChecksumError) as info:
+        AtlasDataset(root, mmap_index=mmap_index)[30]
+    assert info.value.offset == 0 and "xxh3_64:" in str(info.value)
+    ds.close()

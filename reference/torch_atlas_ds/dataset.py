@@ -102,6 +102,12 @@ class _Reader:
         for shard in self._shards:
             shard.close()
 
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 class AtlasDataset(_Reader, torch.utils.data.Dataset):  # type: ignore[misc]
     """A map-style dataset over an Atlas dataset folder, version 1 or 2.

@@ -57,6 +57,10 @@ from .shard_v1 import check_version, read_json_file
 
 _xxh3 = xxhash.xxh3_64_intdigest
 
+#: Shards with at most this many blocks copy their index columns into Python lists (fast
+#: lookups, ~150 bytes per block); larger shards index numpy views of the mmap directly.
+LIST_INDEX_MAX_BLOCKS = 1 << 16
+
 
 def _entry_dtype(entry_size: int) -> np.dtype[Any]:
     """The entry layout, widened to ``entry_size`` bytes (readers skip entry extensions)."""
@@ -318,9 +322,12 @@ class V2Shard:
             raise FormatError(f"data.bin is {len(data)} bytes, meta.json says {self.data_size}", path=data_path,
                               shard=self.label)
         self._mms, self._data = mms, data
-        # Plain Python lists: indexing them is several times faster than numpy scalars.
-        self._offsets, self._stored = offsets.tolist(), stored.tolist()
-        self._raw, self._checksums = raw.tolist(), entries["checksum"].tolist()
+        if self.num_blocks <= LIST_INDEX_MAX_BLOCKS:
+            # Plain Python lists: indexing them is several times faster than numpy scalars.
+            self._offsets, self._stored = offsets.tolist(), stored.tolist()
+            self._raw, self._checksums = raw.tolist(), entries["checksum"].tolist()
+        else:  # large shards: O(1) lookups in numpy views of the (memory-mapped) index, nothing copied
+            self._offsets, self._stored, self._raw, self._checksums = offsets, stored, raw, entries["checksum"]
         if len(self._verified) != self.num_blocks:
             self._verified = bytearray(self.num_blocks)
         if self._dict_bytes is None and self._dict_source is not None:
@@ -353,7 +360,7 @@ class V2Shard:
         return min(self.block_size, self.num_examples - b * self.block_size)
 
     def _where(self, b: int) -> dict[str, Any]:
-        return {"path": self.path / DATA_FILE, "shard": self.label, "block": b, "offset": self._offsets[b]}
+        return {"path": self.path / DATA_FILE, "shard": self.label, "block": b, "offset": int(self._offsets[b])}
 
     def _stored_block(self, b: int) -> memoryview:
         if self._gen != fork_generation():
@@ -363,7 +370,8 @@ class V2Shard:
         if self.verify_checksums and not self._verified[b]:
             actual = _xxh3(stored)
             if actual != self._checksums[b]:
-                raise ChecksumError(f"block checksum mismatch: index.bin says {XXH3_64.text(self._checksums[b])}, "
+                raise ChecksumError(f"block checksum mismatch: index.bin says "
+                                    f"{XXH3_64.text(int(self._checksums[b]))}, "
                                     f"the stored bytes hash to {XXH3_64.text(actual)}", **self._where(b))
             self._verified[b] = 1
         return stored
@@ -373,7 +381,7 @@ class V2Shard:
         if self.codec == Codec.NONE:
             return self._stored_block(b)
         stored = self._stored_block(b)
-        raw_size = self._raw[b]
+        raw_size = int(self._raw[b])
         try:
             check_declared_size(self._info, stored, raw_size, self.limits)
             if self.codec == Codec.ZSTD:
