@@ -47,6 +47,11 @@ _TORCH_DTYPES = (
     "qint8 quint8 qint32 quint4x2"
 ).split()
 
+_TORCH_STORAGES = (
+    "FloatStorage DoubleStorage HalfStorage BFloat16Storage LongStorage IntStorage ShortStorage CharStorage "
+    "ByteStorage BoolStorage ComplexFloatStorage ComplexDoubleStorage UntypedStorage"
+).split()
+
 ALLOWED_GLOBALS: tuple[AllowedGlobal, ...] = tuple(
     _entries("builtins", ["set", "frozenset"], "builds a container from an iterable of already-loaded objects")
     + _entries("builtins", ["complex"], "builds a number from numbers or a numeric string")
@@ -81,6 +86,9 @@ ALLOWED_GLOBALS: tuple[AllowedGlobal, ...] = tuple(
     + _entries("torch._utils", ["_rebuild_parameter"], "wraps a loaded tensor in a Parameter")
     + _entries("torch._tensor", ["_rebuild_from_type_v2"],
                "calls a function that must itself be allowed, then as_subclass to an allowed type")
+    + _entries("torch", _TORCH_STORAGES,
+               "a storage class named inside the persistent id of a nested legacy torch.save stream "
+               "(a class reference; torch.load(weights_only=True) resolves it, nothing calls it with data)")
     + _entries("torch.storage", ["_load_from_bytes"],
                "how plain pickle stores a tensor's storage; the original calls torch.load(weights_only=False), "
                "so safe loaders substitute torch.load(weights_only=True) and validators scan the nested archive",
