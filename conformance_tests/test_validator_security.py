@@ -136,8 +136,7 @@ def test_nested_torch_archive_is_scanned():
     result = scan_pickle(_load_from_bytes_pickle(_torch_like_archive(inner)))
     assert result.top_count == 1
     ids = [i.id for i in result.issues]
-    assert "ATL602" not in ids  # persistent ids are how torch archives name storages
-    assert ids == ["ATL600"] and "torch.FloatStorage" in result.issues[0].message  # not on the allow-list
+    assert ids == []  # persistent ids are how torch archives name storages; the rest is allow-listed
     evil = pickle.dumps(OsSystem("true"), protocol=2)
     result = scan_pickle(_load_from_bytes_pickle(_torch_like_archive(evil)))
     assert [i.id for i in result.issues] == ["ATL601"] and "archive/data.pkl" in result.issues[0].message
@@ -165,3 +164,48 @@ def test_scanner_counts_any_list_of_plain_values(items, protocol):
     result = scan_pickle(pickle.dumps(value, protocol=protocol))
     assert result.top_is_list and result.top_count == len(value)
     assert result.end is not None and not [i for i in result.issues if i.id != "ATL600"]
+
+
+def _legacy_blob(pickled: bytes) -> bytes:
+    import pickletools
+
+    return next(arg for op, arg, _ in pickletools.genops(pickled) if op.name in ("BINBYTES", "BINBYTES8",
+                                                                                "SHORT_BINBYTES"))
+
+
+def _replace_blob(pickled: bytes, old: bytes, new: bytes) -> bytes:
+    head = b"B" + len(old).to_bytes(4, "little") + old
+    assert head in pickled
+    return pickled.replace(head, b"B" + len(new).to_bytes(4, "little") + new)
+
+
+def test_pickled_tensors_scan_clean_and_validate(tmp_path):
+    torch = pytest.importorskip("torch")
+    values = [torch.arange(6, dtype=torch.float32), torch.zeros(3, 4, dtype=torch.int64), torch.arange(10)[2:5],
+              {"a": torch.randn(2, 2), "b": torch.ones(3, dtype=torch.bool)}, torch.tensor([])]
+    for value in values:
+        result = scan_pickle(pickle.dumps(value, protocol=5))
+        assert result.end is not None and not result.issues, result.issues
+    items = [{"x": torch.full((4,), float(i)), "y": i} for i in range(40)]
+    root = write_v2(tmp_path / "ds", items, shard_size=16)
+    report = validate(root)
+    assert report.ok and not report.errors and not report.warnings, [f.to_dict() for f in report.findings]
+    assert "ATL605" in report.ids()  # the allow-listed torch globals are noted, with the substitute
+
+
+def test_legacy_torch_stream_defects():
+    torch = pytest.importorskip("torch")
+    pickled = pickle.dumps(torch.arange(6, dtype=torch.float32), protocol=5)
+    blob = _legacy_blob(pickled)
+
+    def ids(new_blob: bytes) -> list[str]:
+        return [i.id for i in scan_pickle(_replace_blob(pickled, blob, new_blob)).issues]
+
+    assert ids(blob[:-3]) == ["ATL604"]  # storage bytes missing
+    assert ids(blob + b"\0") == ["ATL604"]  # bytes after the storages
+    assert ids(blob[:100]) and set(ids(blob[:100])) <= {"ATL413", "ATL604"}  # a pickle cut short
+    evil = blob.replace(b"ctorch\nFloatStorage\n", b"cposix\nsystem\n")
+    assert "ATL601" in ids(evil)
+    count = (6).to_bytes(8, "little")
+    assert count in blob
+    assert "ATL604" in ids(blob.replace(count, (5).to_bytes(8, "little"))[:-4])  # count differs from numel

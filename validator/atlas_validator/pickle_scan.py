@@ -56,6 +56,7 @@ class ScanResult:
     top_count: int | None = None
     opcodes: int = 0
     allowed: set[tuple[str, str]] | None = None  # allow-listed globals referenced (None: none)
+    persistent_ids: list[object] | None = None  # with allow_persistent: the ids, as scanned tokens
 
 
 class _Mark:
@@ -95,10 +96,12 @@ ANY = _Any()
 # Opcode kinds handled specially; everything else uses its declared stack effect.
 (K_GENERIC, K_PROTO, K_STOP, K_MARK, K_STR, K_BYTES, K_EMPTY_LIST, K_LIST, K_APPEND, K_APPENDS, K_TUPLE_N,
  K_TUPLE_MARK, K_PUT, K_MEMOIZE, K_GET, K_GLOBAL, K_INST, K_STACK_GLOBAL, K_PERSID, K_BINPERSID, K_REDUCE,
- K_EXT) = range(22)
+ K_EXT, K_INT) = range(23)
+_KINDS = tuple(range(23))  # unpacked into locals by scan_pickle (same order as above)
 
 _SPECIAL = {
     "PROTO": K_PROTO, "STOP": K_STOP, "MARK": K_MARK,
+    "INT": K_INT, "BININT": K_INT, "BININT1": K_INT, "BININT2": K_INT, "LONG": K_INT, "LONG1": K_INT, "LONG4": K_INT,
     "STRING": K_STR, "BINSTRING": K_STR, "SHORT_BINSTRING": K_STR, "UNICODE": K_STR, "BINUNICODE": K_STR,
     "SHORT_BINUNICODE": K_STR, "BINUNICODE8": K_STR,
     "BINBYTES": K_BYTES, "SHORT_BINBYTES": K_BYTES, "BINBYTES8": K_BYTES, "BYTEARRAY8": K_BYTES,
@@ -184,8 +187,10 @@ def _pop(stack: list[object], marks: list[int], issues: list[ScanIssue], n: int,
 
 
 def scan_pickle(data: bytes, *, limits: ScanLimits = DEFAULT_SCAN_LIMITS, allow_persistent: bool = False,
-                archive_depth: int = 0) -> ScanResult:
-    """Scan one pickle that starts at offset 0 of ``data`` and stops at its STOP opcode.
+                archive_depth: int = 0, start: int = 0) -> ScanResult:
+    """Scan one pickle that starts at offset ``start`` of ``data`` and stops at its STOP opcode.
+
+    Offsets in the result (issues, ``end``) are offsets in ``data``.
 
     Never raises for any input: malformed pickles, bounds and unsafe globals become issues.
     The stack mirrors the standard loader's: MARK opens a new frame (a metastack), and an
@@ -201,23 +206,32 @@ def scan_pickle(data: bytes, *, limits: ScanLimits = DEFAULT_SCAN_LIMITS, allow_
     max_memo = limits.max_memo
     max_opcodes = limits.max_opcodes
     table = _BY_OP
+    # the kinds as locals: the loop runs once per opcode and compares against them
+    (_GENERIC, _PROTO, _STOP, _MARK, _STR, _BYTES, _EMPTY_LIST, _LIST, _APPEND, _APPENDS, _TUPLE_N, _TUPLE_MARK, _PUT,
+     _MEMOIZE, _GET, _GLOBAL, _INST, _STACK_GLOBAL, _PERSID, _BINPERSID, _REDUCE, _EXT, _INT) = _KINDS
     append = stack.append
     pos = 0
     count = 0
 
     try:
-        for op, arg, pos in pickletools.genops(data):
+        if start:
+            stream = io.BytesIO(data)  # shares the bytes; genops reports absolute positions
+            stream.seek(start)
+            ops = pickletools.genops(stream)
+        else:
+            ops = pickletools.genops(data)
+        for op, arg, pos in ops:
             count += 1
             kind, below, pops, pushes = table[op]
-            if kind == K_STR:
+            if kind == _STR:
                 append(arg if isinstance(arg, str) else ANY)
-            elif kind == K_MEMOIZE or kind == K_PUT:
+            elif kind == _MEMOIZE or kind == _PUT:
                 if not stack or (marks and len(stack) <= marks[-1]):
                     _fail(issues, "ATL413", f"malformed pickle: {op.name} with nothing to store", pos)
-                memo[len(memo) if kind == K_MEMOIZE else arg] = stack[-1]
+                memo[len(memo) if kind == _MEMOIZE else arg] = stack[-1]
                 if len(memo) > max_memo:
                     _fail(issues, "ATL902", f"pickle memo exceeds {max_memo} entries", pos)
-            elif kind == K_GENERIC:
+            elif kind == _GENERIC:
                 if below >= 0:
                     if not marks:
                         _fail(issues, "ATL413", "malformed pickle: MARK expected on the stack", pos)
@@ -232,14 +246,14 @@ def scan_pickle(data: bytes, *, limits: ScanLimits = DEFAULT_SCAN_LIMITS, allow_
                     append(ANY)
                 elif pushes:
                     stack.extend([ANY] * pushes)
-            elif kind == K_MARK:
+            elif kind == _MARK:
                 marks.append(len(stack))
-            elif kind == K_GET:
+            elif kind == _GET:
                 if arg not in memo:
                     _fail(issues, "ATL413", f"malformed pickle: memo key {arg} was never stored", pos)
                 append(memo[arg])
-            elif kind == K_APPEND or kind == K_APPENDS:
-                if kind == K_APPENDS:
+            elif kind == _APPEND or kind == _APPENDS:
+                if kind == _APPENDS:
                     n = len(_pop_mark(stack, marks, issues, pos))
                 else:
                     n = len(_pop(stack, marks, issues, 1, pos))
@@ -248,25 +262,25 @@ def scan_pickle(data: bytes, *, limits: ScanLimits = DEFAULT_SCAN_LIMITS, allow_
                 top = stack[-1]
                 if isinstance(top, _List):
                     top.count += n
-            elif kind == K_EMPTY_LIST:
+            elif kind == _EMPTY_LIST:
                 append(_List(0))
-            elif kind == K_LIST:
+            elif kind == _LIST:
                 append(_List(len(_pop_mark(stack, marks, issues, pos))))
-            elif kind == K_BYTES:
+            elif kind == _BYTES:
                 append(_Bytes(arg, pos) if isinstance(arg, (bytes, bytearray)) else ANY)
-            elif kind == K_TUPLE_N:
+            elif kind == _TUPLE_N:
                 append(tuple(_pop(stack, marks, issues, pops, pos)) if pops else ())
-            elif kind == K_TUPLE_MARK:
+            elif kind == _TUPLE_MARK:
                 append(tuple(_pop_mark(stack, marks, issues, pos)))
-            elif kind == K_GLOBAL or kind == K_INST:
+            elif kind == _GLOBAL or kind == _INST:
                 module, _, name = str(arg).partition(" ")
                 _note_global(result, seen_globals, module, name, pos)
-                if kind == K_INST:
+                if kind == _INST:
                     _pop_mark(stack, marks, issues, pos)
                     append(ANY)
                 else:
                     append(_Global(module, name))
-            elif kind == K_STACK_GLOBAL:
+            elif kind == _STACK_GLOBAL:
                 module_obj, name_obj = _pop(stack, marks, issues, 2, pos)
                 if isinstance(module_obj, str) and isinstance(name_obj, str):
                     _note_global(result, seen_globals, module_obj, name_obj, pos)
@@ -275,25 +289,30 @@ def scan_pickle(data: bytes, *, limits: ScanLimits = DEFAULT_SCAN_LIMITS, allow_
                     issues.append(ScanIssue("ATL603", "STACK_GLOBAL takes its module or name from a value that "
                                                       "is not a string pushed by the pickle", pos))
                     append(ANY)
-            elif kind == K_REDUCE:
+            elif kind == _REDUCE:
                 callable_obj, args = _pop(stack, marks, issues, 2, pos)
                 if (isinstance(callable_obj, _Global) and (callable_obj.module, callable_obj.name) == LOAD_FROM_BYTES
                         and isinstance(args, tuple) and len(args) == 1 and isinstance(args[0], _Bytes)):
                     _scan_archive(args[0], issues, limits, archive_depth)
                 append(ANY)
-            elif kind == K_PERSID or kind == K_BINPERSID:
-                if kind == K_BINPERSID:
-                    _pop(stack, marks, issues, 1, pos)
+            elif kind == _INT:
+                append(arg if type(arg) is int else ANY)
+            elif kind == _PERSID or kind == _BINPERSID:
+                pid = _pop(stack, marks, issues, 1, pos)[0] if kind == _BINPERSID else arg
                 if not allow_persistent:
                     issues.append(ScanIssue("ATL602", "pickle uses a persistent id (PERSID/BINPERSID)", pos))
+                else:
+                    if result.persistent_ids is None:
+                        result.persistent_ids = []
+                    result.persistent_ids.append(pid)
                 append(ANY)
-            elif kind == K_EXT:
+            elif kind == _EXT:
                 issues.append(ScanIssue("ATL603", f"{op.name} loads a global from the copyreg extension registry, "
                                                   "which cannot be resolved statically", pos))
                 append(ANY)
-            elif kind == K_PROTO:
+            elif kind == _PROTO:
                 result.protocol = int(arg)
-            elif kind == K_STOP:
+            elif kind == _STOP:
                 (top,) = _pop(stack, marks, issues, 1, pos)
                 if stack or marks:
                     issues.append(ScanIssue("ATL413", f"malformed pickle: {len(stack)} values and {len(marks)} marks "
@@ -324,10 +343,14 @@ def _short(exc: BaseException) -> str:
 
 
 def _scan_archive(blob: _Bytes, issues: list[ScanIssue], limits: ScanLimits, depth: int) -> None:
-    """Scan the torch.save zip archive given to torch.storage._load_from_bytes (its *.pkl members)."""
+    """Scan the bytes given to torch.storage._load_from_bytes: torch's legacy save stream (what
+    plain pickle writes, PICKLE-2) or a torch.save zip archive (its *.pkl members)."""
     at = blob.offset
     if depth >= limits.max_archive_depth:
         issues.append(ScanIssue("ATL604", "torch archive nested deeper than the scan allows", at))
+        return
+    if not blob.value.startswith(b"PK\x03\x04"):
+        _scan_legacy_stream(blob, issues, limits, depth)
         return
     try:
         with zipfile.ZipFile(io.BytesIO(blob.value)) as archive:
@@ -361,3 +384,63 @@ def _scan_archive(blob: _Bytes, issues: list[ScanIssue], limits: ScanLimits, dep
                                                       f"{len(inner) - sub.end} bytes after STOP", at))
     except Exception as exc:  # noqa: BLE001 - zipfile raises many types on hostile archives
         issues.append(ScanIssue("ATL604", f"torch archive cannot be read: {_short(exc)}", at))
+
+
+# Element sizes of torch's typed storage classes (the legacy stream stores element counts).
+_STORAGE_ELEMENT_SIZE = {
+    "FloatStorage": 4, "DoubleStorage": 8, "HalfStorage": 2, "BFloat16Storage": 2, "LongStorage": 8,
+    "IntStorage": 4, "ShortStorage": 2, "CharStorage": 1, "ByteStorage": 1, "BoolStorage": 1,
+    "ComplexFloatStorage": 8, "ComplexDoubleStorage": 16, "UntypedStorage": 1,
+}
+_LEGACY_PICKLES = ("magic number", "protocol version", "system information", "storage object", "storage keys")
+
+
+def _scan_legacy_stream(blob: _Bytes, issues: list[ScanIssue], limits: ScanLimits, depth: int) -> None:
+    """torch's legacy save stream: five pickles, then per storage key an 8-byte element count and the bytes.
+
+    Each pickle is scanned with the same allow-list (persistent ids are expected in the fourth);
+    the storages named by the persistent ids give the element sizes, so the byte counts are checked.
+    """
+    data, at = blob.value, blob.offset
+    pos = 0
+    results: list[ScanResult] = []
+    for i, what in enumerate(_LEGACY_PICKLES):
+        sub = scan_pickle(data, limits=limits, allow_persistent=i == 3, archive_depth=depth + 1, start=pos)
+        for issue in sub.issues:
+            issues.append(ScanIssue(issue.id, f"in the legacy torch stream's {what} pickle (inner offset "
+                                              f"{issue.offset}): {issue.message}", at))
+        if sub.end is None:
+            issues.append(ScanIssue("ATL604", f"legacy torch stream: the {what} pickle is malformed", at))
+            return
+        results.append(sub)
+        pos = sub.end
+    sizes: dict[str, tuple[int, int | None]] = {}
+    for pid in results[3].persistent_ids or []:
+        ok = isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage" and isinstance(pid[1], _Global) \
+            and isinstance(pid[2], str)
+        size = _STORAGE_ELEMENT_SIZE.get(pid[1].name) if ok and pid[1].module == "torch" else None  # type: ignore
+        if not ok or size is None:
+            issues.append(ScanIssue("ATL604", "legacy torch stream: a persistent id is not ('storage', <torch "
+                                              "storage type>, key, location, numel)", at))
+            return
+        numel = pid[4] if type(pid[4]) is int else None  # type: ignore[index]
+        sizes[pid[2]] = (size, numel)  # type: ignore[index]
+    if not results[4].top_is_list or results[4].top_count != len(sizes):
+        issues.append(ScanIssue("ATL604", f"legacy torch stream: the storage key list does not name the "
+                                          f"{len(sizes)} storages of the persistent ids", at))
+        return
+    for key in sorted(sizes):
+        size, numel = sizes[key]
+        if pos + 8 > len(data):
+            issues.append(ScanIssue("ATL604", "legacy torch stream is truncated (storage count missing)", at))
+            return
+        count = int.from_bytes(data[pos:pos + 8], "little")
+        pos += 8 + count * size
+        if numel is not None and count != numel:
+            issues.append(ScanIssue("ATL604", f"legacy torch stream: storage {key} holds {count} elements, its "
+                                              f"persistent id says {numel}", at))
+        if pos > len(data):
+            issues.append(ScanIssue("ATL604", "legacy torch stream is truncated (storage bytes missing)", at))
+            return
+    if pos != len(data):
+        issues.append(ScanIssue("ATL604", f"legacy torch stream has {len(data) - pos} bytes after its storages", at))
