@@ -220,7 +220,6 @@ def _check_blocks(task: ShardTask, sink: Sink, stats: Stats, offsets: np.ndarray
                   progress: Any) -> None:
     name = task.name
     shown = f"{name}/{DATA_FILE}"
-    bounds = [int(v) for v in offsets]
     try:
         handle = open(data_path, "rb")  # noqa: SIM115 - closed below, mmap needs the descriptor
     except OSError as exc:
@@ -229,8 +228,7 @@ def _check_blocks(task: ShardTask, sink: Sink, stats: Stats, offsets: np.ndarray
     with handle:
         view: Any = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if data_len else b""
         try:
-            for b in range(len(bounds) - 1):
-                start, end = bounds[b], bounds[b + 1]
+            for b, (start, end) in _pairs(offsets):
                 if end > data_len:
                     break
                 try:
@@ -244,6 +242,14 @@ def _check_blocks(task: ShardTask, sink: Sink, stats: Stats, offsets: np.ndarray
         finally:
             if isinstance(view, mmap.mmap):
                 view.close()
+
+
+def _pairs(offsets: np.ndarray, chunk: int = 1 << 16) -> Any:
+    """(block, (start, end)) for every block, converting offsets to Python ints a chunk at a time."""
+    for first in range(0, len(offsets) - 1, chunk):
+        values = offsets[first:first + chunk + 1].tolist()
+        for i in range(len(values) - 1):
+            yield first + i, (values[i], values[i + 1])
 
 
 def _check_block(task: ShardTask, sink: Sink, stats: Stats, data: bytes, b: int, start: int, info: Any, dctx: Any,

@@ -423,7 +423,7 @@ def _check_blocks(task: ShardTask, sink: Sink, stats: Stats, entries: np.ndarray
                   info: Any, dctx: Any, dict_id: int, block_size: int | None, num_examples: int | None,
                   progress: Any) -> None:
     shown = f"{task.name}/{DATA_FILE}"
-    rows = entries[["offset", "stored_size", "raw_size", "checksum"]].tolist()
+    fields = entries[["offset", "stored_size", "raw_size", "checksum"]]
     from atlas_format.checksum import XXH3_64
 
     digest = XXH3_64.digest
@@ -435,7 +435,7 @@ def _check_blocks(task: ShardTask, sink: Sink, stats: Stats, entries: np.ndarray
     with handle:
         view: Any = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if data_len else b""
         try:
-            for b, (offset, stored, raw_size, checksum) in enumerate(rows):
+            for b, (offset, stored, raw_size, checksum) in _rows(fields):
                 if offset + stored > data_len:
                     break
                 data = view[offset:offset + stored]
@@ -456,6 +456,13 @@ def _check_blocks(task: ShardTask, sink: Sink, stats: Stats, entries: np.ndarray
         finally:
             if isinstance(view, mmap.mmap):
                 view.close()
+
+
+def _rows(fields: np.ndarray, chunk: int = 1 << 16) -> Any:
+    """(block, entry tuple) for every entry, converted to Python ints a chunk at a time (bounded memory)."""
+    for first in range(0, len(fields), chunk):
+        for i, row in enumerate(fields[first:first + chunk].tolist()):
+            yield first + i, row
 
 
 def _check_block(task: ShardTask, sink: Sink, stats: Stats, data: bytes, b: int, offset: int, raw_size: int,
