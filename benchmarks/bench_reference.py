@@ -140,6 +140,7 @@ def decode_cost(root: Path) -> float:
 
 
 def run(args: argparse.Namespace) -> str:
+    args.load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     n_text, n_img, n_rand = (20_000, 5_000, 5_000) if args.quick else (100_000, 20_000, 20_000)
     datasets = {"text": text_examples(n_text), "image": image_examples(n_img)}
     work = Path(tempfile.mkdtemp(prefix="atlas-bench-", dir=args.workdir))
@@ -172,6 +173,7 @@ def run(args: argparse.Namespace) -> str:
                     shutil.rmtree(root)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    args.load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return render(rows, args, n_text, n_img, n_rand)
 
 
@@ -187,7 +189,10 @@ def render(rows: list[dict[str, Any]], args: argparse.Namespace, n_text: int, n_
         "",
         f"- Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- Machine: {cpu}, {os.cpu_count()} logical CPUs (shared with other jobs), {platform.system()} "
-        f"{platform.release()}; Python {sys.version.split()[0]}",
+        f"{platform.release()}; Python {sys.version.split()[0]}; 1-minute load average {args.load_start:.2f} at "
+        f"start, {args.load_end:.2f} at end (other jobs share the cores: differences below ~20% between two "
+        "columns, and the 'checksum cost' column in particular, are within run-to-run noise; the XXH3 column "
+        "is the direct cost of verification)",
         f"- Mode: {'--quick' if args.quick else 'full'}; text: {n_text:,} examples (a 100-600 character string "
         f"and two ints), image: {n_img:,} examples (3x32x32 uint8 array and a label); shards of n/5 examples",
         f"- Random access: {n_rand:,} random indices, a fresh reader, default block cache "
