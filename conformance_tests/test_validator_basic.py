@@ -197,3 +197,33 @@ def test_quick_reads_no_block_but_checks_index_and_metadata(tmp_path):
     raw[70] ^= 1
     index.write_bytes(bytes(raw))
     assert "ATL503" in validate(root, quick=True).ids()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+def test_progress_bar_only_on_a_terminal(tmp_path):
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import termios
+
+    root = write_v2(tmp_path / "ds", examples(60), shard_size=16)
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal 100 columns wide
+    try:
+        proc = subprocess.run([sys.executable, "-m", "atlas_validator", "--jobs", "1", str(root)],
+                              stdout=subprocess.PIPE, stderr=follower, timeout=120)
+        chunks = []
+        while select.select([leader], [], [], 0.5)[0]:  # read while the follower is still open
+            chunk = os.read(leader, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        assert proc.returncode == 0
+        assert b"validating" in b"".join(chunks)  # tqdm drew on the terminal
+    finally:
+        os.close(follower)
+        os.close(leader)
+    piped = subprocess.run([sys.executable, "-m", "atlas_validator", str(root)], capture_output=True, timeout=120)
+    assert piped.returncode == 0 and piped.stderr == b""
