@@ -71,6 +71,14 @@ def test_info_reports_dictionaries_ratio_and_user_metadata():
     assert v1["dictionary"] == "shared" and len(v1["dictionary_ids"]) == 1 and v1["compression_ratio"] > 1
 
 
+def test_info_does_not_import_torch():
+    code = ("import sys; from torch_atlas_ds.cli import dataset_info; import pathlib; "
+            f"dataset_info(pathlib.Path({str(V1)!r})); dataset_info(pathlib.Path({str(V2)!r})); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
 def test_validate_passes_through_options_and_exit_codes(tmp_path):
     ok = atlas_ds("validate", V2, "--format", "json")
     assert ok.returncode == 0 and json.loads(ok.stdout)["ok"] is True

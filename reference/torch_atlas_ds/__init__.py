@@ -21,12 +21,14 @@ Errors are the ``atlas_format.errors`` hierarchy (re-exported here); each names 
 file, shard, block, example and byte offset it concerns.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from atlas_format import Codec, CompressionStrategy, DictionaryMode, Limits
 
-__version__ = "0.2.0"
-
-from .dataset import DEFAULT_BLOCK_CACHE_SIZE, AtlasDataset, AtlasDatasetShard  # noqa: E402
-from .errors import (  # noqa: E402
+from .errors import (
     AtlasError,
     ChecksumError,
     CodecError,
@@ -38,14 +40,43 @@ from .errors import (  # noqa: E402
     UnsafePickleError,
     VersionError,
 )
-from .metadata import AtlasDatasetMetadata, AtlasDatasetShardMetadata  # noqa: E402
-from .sampler import BlockShuffleSampler  # noqa: E402
-from .writer import AtlasDatasetShardWriter, AtlasDatasetWriter  # noqa: E402
+from .metadata import AtlasDatasetMetadata, AtlasDatasetShardMetadata
+
+__version__ = "0.2.0"
+
+# Names whose modules import torch load on first use (PEP 562), so that ``atlas-ds info`` and
+# ``atlas-ds validate`` start without torch; ``from torch_atlas_ds import AtlasDataset`` is unchanged.
+_LAZY = {
+    "AtlasDataset": "dataset", "AtlasDatasetShard": "dataset", "DEFAULT_BLOCK_CACHE_SIZE": "dataset",
+    "BlockShuffleSampler": "sampler",
+    "AtlasDatasetWriter": "writer", "AtlasDatasetShardWriter": "writer",
+    "write_dataset": "parallel",
+}
+
+if TYPE_CHECKING:
+    from .dataset import DEFAULT_BLOCK_CACHE_SIZE, AtlasDataset, AtlasDatasetShard
+    from .parallel import write_dataset
+    from .sampler import BlockShuffleSampler
+    from .writer import AtlasDatasetShardWriter, AtlasDatasetWriter
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "AtlasDataset", "AtlasDatasetShard", "AtlasDatasetWriter", "AtlasDatasetShardWriter",
     "AtlasDatasetMetadata", "AtlasDatasetShardMetadata", "CompressionStrategy", "Codec", "DictionaryMode",
-    "Limits", "BlockShuffleSampler", "DEFAULT_BLOCK_CACHE_SIZE",
+    "Limits", "BlockShuffleSampler", "DEFAULT_BLOCK_CACHE_SIZE", "write_dataset",
     "AtlasError", "ChecksumError", "CodecError", "FormatError", "IncompleteDatasetError", "LimitError",
     "MetadataError", "MissingShardError", "UnsafePickleError", "VersionError",
 ]
