@@ -209,3 +209,9 @@ def test_legacy_torch_stream_defects():
     count = (6).to_bytes(8, "little")
     assert count in blob
     assert "ATL604" in ids(blob.replace(count, (5).to_bytes(8, "little"))[:-4])  # count differs from numel
+
+
+def test_out_of_band_buffers_cannot_be_loaded_from_a_dataset():
+    data = pickle.dumps(pickle.PickleBuffer(b"abc"), protocol=5, buffer_callback=lambda b: False)
+    assert "ATL413" in {i.id for i in scan_pickle(data).issues}
+    assert not scan_pickle(pickle.dumps(pickle.PickleBuffer(b"abc"), protocol=5)).issues  # in-band: fine

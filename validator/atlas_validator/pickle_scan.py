@@ -96,8 +96,8 @@ ANY = _Any()
 # Opcode kinds handled specially; everything else uses its declared stack effect.
 (K_GENERIC, K_PROTO, K_STOP, K_MARK, K_STR, K_BYTES, K_EMPTY_LIST, K_LIST, K_APPEND, K_APPENDS, K_TUPLE_N,
  K_TUPLE_MARK, K_PUT, K_MEMOIZE, K_GET, K_GLOBAL, K_INST, K_STACK_GLOBAL, K_PERSID, K_BINPERSID, K_REDUCE,
- K_EXT, K_INT) = range(23)
-_KINDS = tuple(range(23))  # unpacked into locals by scan_pickle (same order as above)
+ K_EXT, K_INT, K_OOB) = range(24)
+_KINDS = tuple(range(24))  # unpacked into locals by scan_pickle (same order as above)
 
 _SPECIAL = {
     "PROTO": K_PROTO, "STOP": K_STOP, "MARK": K_MARK,
@@ -111,7 +111,7 @@ _SPECIAL = {
     "GET": K_GET, "BINGET": K_GET, "LONG_BINGET": K_GET,
     "GLOBAL": K_GLOBAL, "INST": K_INST, "STACK_GLOBAL": K_STACK_GLOBAL,
     "PERSID": K_PERSID, "BINPERSID": K_BINPERSID, "REDUCE": K_REDUCE,
-    "EXT1": K_EXT, "EXT2": K_EXT, "EXT4": K_EXT,
+    "EXT1": K_EXT, "EXT2": K_EXT, "EXT4": K_EXT, "NEXT_BUFFER": K_OOB,
 }
 _TUPLE_SIZE = {"EMPTY_TUPLE": 0, "TUPLE1": 1, "TUPLE2": 2, "TUPLE3": 3}
 
@@ -208,7 +208,7 @@ def scan_pickle(data: bytes, *, limits: ScanLimits = DEFAULT_SCAN_LIMITS, allow_
     table = _BY_OP
     # the kinds as locals: the loop runs once per opcode and compares against them
     (_GENERIC, _PROTO, _STOP, _MARK, _STR, _BYTES, _EMPTY_LIST, _LIST, _APPEND, _APPENDS, _TUPLE_N, _TUPLE_MARK, _PUT,
-     _MEMOIZE, _GET, _GLOBAL, _INST, _STACK_GLOBAL, _PERSID, _BINPERSID, _REDUCE, _EXT, _INT) = _KINDS
+     _MEMOIZE, _GET, _GLOBAL, _INST, _STACK_GLOBAL, _PERSID, _BINPERSID, _REDUCE, _EXT, _INT, _OOB) = _KINDS
     append = stack.append
     pos = 0
     count = 0
@@ -294,6 +294,10 @@ def scan_pickle(data: bytes, *, limits: ScanLimits = DEFAULT_SCAN_LIMITS, allow_
                 if (isinstance(callable_obj, _Global) and (callable_obj.module, callable_obj.name) == LOAD_FROM_BYTES
                         and isinstance(args, tuple) and len(args) == 1 and isinstance(args[0], _Bytes)):
                     _scan_archive(args[0], issues, limits, archive_depth)
+                append(ANY)
+            elif kind == _OOB:
+                issues.append(ScanIssue("ATL413", "NEXT_BUFFER: the pickle needs an out-of-band buffer, which a "
+                                                  "dataset cannot supply (the example cannot be loaded)", pos))
                 append(ANY)
             elif kind == _INT:
                 append(arg if type(arg) is int else ANY)
