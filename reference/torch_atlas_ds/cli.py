@@ -37,7 +37,7 @@ class UsageError(Exception):
 class _OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (and exit status 2)."""
 
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> Any:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
@@ -147,12 +147,12 @@ def dataset_info(root: Path) -> dict[str, Any]:
             shard_id = _dict_id(root / name / DICT_FILE)
             if shard_id is not None:
                 dict_ids.append(shard_id)
-        codec, mode = {0: ("none", "none"), 1: ("zstd", "none"), 2: ("zstd", "shared"),
-                       3: ("zstd", "shard")}[int(strategy)]
+        codec_label, mode_label = {0: ("none", "none"), 1: ("zstd", "none"), 2: ("zstd", "shared"),
+                                   3: ("zstd", "shard")}[int(strategy)]
         info.update({
             "num_shards": len(names), "num_examples": sum(sizes), "shard_sizes": sizes,
-            "compression_strategy": int(strategy), "strategy_name": strategy.name, "codec": codec,
-            "dictionary": mode, "compression_level": levels.pop() if len(levels) == 1 else None,
+            "compression_strategy": int(strategy), "strategy_name": strategy.name, "codec": codec_label,
+            "dictionary": mode_label, "compression_level": levels.pop() if len(levels) == 1 else None,
             "block_size": blocks.pop() if len(blocks) == 1 else sorted(blocks),
             "shard_size": max(sizes, default=0), "data_bytes": data_bytes, "decoded_bytes": decoded,
             "dictionary_ids": dict_ids, "user_metadata": None, "generation": None, "writer": None,

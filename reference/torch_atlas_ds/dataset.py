@@ -38,14 +38,14 @@ Shard = V1Shard | V2Shard
 
 def _normalize(i: Any, n: int) -> int:
     try:
-        i = operator.index(i)
+        index: int = operator.index(i)
     except TypeError:
         raise TypeError(f"dataset indices must be integers, not {type(i).__name__}") from None
-    if i < 0:
-        i += n
-    if not 0 <= i < n:
+    if index < 0:
+        index += n
+    if not 0 <= index < n:
         raise IndexError(f"index out of range for a dataset of {n} examples")
-    return i
+    return index
 
 
 class _Reader:
@@ -109,7 +109,7 @@ class _Reader:
         self.close()
 
 
-class AtlasDataset(_Reader, torch.utils.data.Dataset):  # type: ignore[misc]
+class AtlasDataset(_Reader, torch.utils.data.Dataset):  # type: ignore[type-arg]
     """A map-style dataset over an Atlas dataset folder, version 1 or 2.
 
     Keywords beyond the original's ``mmap_index``:

@@ -100,7 +100,7 @@ def _build_shard(job: _ShardJob, chunk: _Chunk) -> tuple[int, Any]:
     return chunk.number, record
 
 
-def _chunks(examples: Iterable[Any] | Any, shard_size: int, by_range: bool) -> Iterator[_Chunk]:
+def _chunks(examples: Any, shard_size: int, by_range: bool) -> Iterator[_Chunk]:
     if by_range:
         n = len(examples)
         for number, start in enumerate(range(0, n, shard_size)):
@@ -122,7 +122,7 @@ def _progress(total: int | None, enabled: bool | None, desc: str) -> Any:
     return tqdm(total=total, desc=desc, unit="ex", disable=not enabled, dynamic_ncols=True)
 
 
-def write_dataset(examples: Iterable[Any], path: str | os.PathLike[str], *, shard_size: int, block_size: int,
+def write_dataset(examples: Iterable[Any] | Any, path: str | os.PathLike[str], *, shard_size: int, block_size: int,
                   compression_strategy: CompressionStrategy | int | None = None, compression_level: int = 3,
                   compression_dict_size: float = 0.01, codec: Codec | str | None = None, format_version: int = 2,
                   user_metadata: dict[str, Any] | None = None, num_workers: int | None = None,

@@ -53,7 +53,7 @@ class BlockShuffleSampler(torch.utils.data.Sampler[int]):
 
     def _order(self, rng: np.random.Generator | None) -> np.ndarray[Any, Any]:
         shard_order = range(len(self._spans)) if rng is None else rng.permutation(len(self._spans))
-        pieces = []
+        pieces: list[np.ndarray[Any, Any]] = []
         for k in shard_order:
             blocks = self._spans[k]
             if len(blocks) == 0:

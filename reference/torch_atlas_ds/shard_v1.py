@@ -170,7 +170,7 @@ class V1Shard:
         if index_path.stat().st_size != start + count * dtype.itemsize:
             raise FormatError("index.npy size does not match its header", path=index_path, shard=self.label)
         if self.mmap_index:
-            index = np.memmap(index_path, dtype=dtype, mode="r", offset=start, shape=(count,))
+            index: np.ndarray[Any, Any] = np.memmap(index_path, dtype=dtype, mode="r", offset=start, shape=(count,))
         else:
             index = np.fromfile(index_path, dtype=dtype, count=count, offset=start)
         data_path = self.path / DATA_FILE
@@ -233,7 +233,7 @@ class V1Shard:
         start, end = int(self._index[b]), int(self._index[b + 1])
         raw: Any = self._data[start:end]
         data_path = self.path / DATA_FILE
-        where = {"path": data_path, "shard": self.label, "block": b, "offset": start}
+        where: dict[str, Any] = {"path": data_path, "shard": self.label, "block": b, "offset": start}
         if self.strategy != CompressionStrategy.NO_COMPRESSION:
             try:
                 declared = check_declared_size(_ZSTD, raw, None, self.limits)

@@ -66,7 +66,7 @@ def _entry_dtype(entry_size: int) -> np.dtype[Any]:
     """The entry layout, widened to ``entry_size`` bytes (readers skip entry extensions)."""
     if entry_size == V2_INDEX_ENTRY_SIZE:
         return INDEX_ENTRY_DTYPE
-    fields = INDEX_ENTRY_DTYPE.fields or {}
+    fields: dict[str, Any] = dict(INDEX_ENTRY_DTYPE.fields or {})
     return np.dtype({"names": list(fields), "formats": [fields[n][0] for n in fields],
                      "offsets": [fields[n][1] for n in fields], "itemsize": entry_size})
 
@@ -166,7 +166,7 @@ class V2Shard:
         self.data_size = doc["data_size"]
         self.dict_id = doc["dict_id"]
         self.max_block_raw_size = doc["max_block_raw_size"]
-        where = {"path": meta_path, "shard": self.label}
+        where: dict[str, Any] = {"path": meta_path, "shard": self.label}
         if self.num_blocks != math.ceil(self.num_examples / self.block_size):
             raise MetadataError(f"num_blocks {self.num_blocks} does not match {self.num_examples} examples in "
                                 f"blocks of {self.block_size}", **where)
@@ -354,10 +354,10 @@ class V2Shard:
     # -- reading ----------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return self.num_examples
+        return int(self.num_examples)
 
     def block_count(self, b: int) -> int:
-        return min(self.block_size, self.num_examples - b * self.block_size)
+        return int(min(self.block_size, self.num_examples - b * self.block_size))
 
     def _where(self, b: int) -> dict[str, Any]:
         return {"path": self.path / DATA_FILE, "shard": self.label, "block": b, "offset": int(self._offsets[b])}

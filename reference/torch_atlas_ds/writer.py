@@ -68,7 +68,8 @@ def _dict_target_size(dict_size: float, blocks: list[bytes]) -> int:
 
 
 def _train(dict_size: float, blocks: list[bytes], level: int) -> zstandard.ZstdCompressionDict:
-    return zstandard.train_dictionary(_dict_target_size(dict_size, blocks), blocks, level=level)
+    samples: list[bytes | bytearray | memoryview] = list(blocks)
+    return zstandard.train_dictionary(_dict_target_size(dict_size, blocks), samples, level=level)
 
 
 def _zstd(level: int, dictionary: zstandard.ZstdCompressionDict | None) -> Any:
