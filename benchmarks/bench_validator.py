@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pickletools
 import platform
 import shutil
 import statistics
@@ -94,8 +95,8 @@ def raw_decompress(path: Path) -> tuple[float, int, int]:
     return time.perf_counter() - start, stored_total, decoded_total
 
 
-def scan_only(path: Path) -> float:
-    """Seconds spent in the pickle scan alone (examples decoded beforehand)."""
+def scan_only(path: Path) -> tuple[float, float]:
+    """Seconds of the validator's pickle scan alone, and of bare pickletools.genops iteration (the floor)."""
     import json
 
     from atlas_format.block_v2 import U32, table_size
@@ -119,7 +120,12 @@ def scan_only(path: Path) -> float:
     start = time.perf_counter()
     for p in pieces:
         scan_pickle(p)
-    return time.perf_counter() - start
+    scan = time.perf_counter() - start
+    start = time.perf_counter()
+    for p in pieces:
+        for _ in pickletools.genops(p):
+            pass
+    return scan, time.perf_counter() - start
 
 
 def best(fn: Any, repeat: int) -> Any:
@@ -151,12 +157,13 @@ def main(argv: list[str] | None = None) -> int:
             full2 = min(validate(path, jobs=2).stats.seconds for _ in range(args.repeat))
             report = validate(path, jobs=1)
             assert report.ok, [f.to_dict() for f in report.errors]
-            scan_s = min(scan_only(path) for _ in range(args.repeat))
-            rows.append((label, report.stats.blocks, stored, decoded, raw_s, full1, full2, scan_s))
+            scans = [scan_only(path) for _ in range(args.repeat)]
+            scan_s, floor_s = min(x[0] for x in scans), min(x[1] for x in scans)
+            rows.append((label, report.stats.blocks, stored, decoded, raw_s, full1, full2, scan_s, floor_s))
             print(f"{label}: {report.stats.blocks} blocks, {stored / 1e6:.2f} MB stored, {decoded / 1e6:.2f} MB "
                   f"decoded; raw {stored / 1e6 / raw_s:.1f} MB/s, full -j1 {stored / 1e6 / full1:.1f} MB/s "
                   f"({raw_s / full1:.0%} of raw), -j2 {stored / 1e6 / full2:.1f} MB/s; scan alone {scan_s:.3f} s "
-                  f"of {full1:.3f} s", flush=True)
+                  f"of {full1:.3f} s, bare genops {floor_s:.3f} s", flush=True)
         # --quick on 10,000 blocks
         quick_path = write(tmp / "quick10k", [{"i": i} for i in range(10_000)], shard_size=2_000, block_size=1,
                            compression_strategy=1)
@@ -188,13 +195,31 @@ def _markdown(rows: list[tuple[Any, ...]], quick_times: list[float], quick_one: 
         "streaming decompression, example tables and the opcode scan (`pickletools.genops`) of every pickle.",
         "",
         "| dataset | blocks | MB stored | MB decoded | raw MB/s | full -j1 MB/s | full/raw | full -j2 MB/s "
-        "| pickle scan share of -j1 |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| scan share of -j1 | bare genops s | raw/(raw+genops) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for label, blocks, stored, decoded, raw_s, full1, full2, scan_s in rows:
+    for label, blocks, stored, decoded, raw_s, full1, full2, scan_s, floor_s in rows:
         lines.append(f"| {label} | {blocks} | {stored / 1e6:.2f} | {decoded / 1e6:.2f} | {stored / 1e6 / raw_s:.1f} "
                      f"| {stored / 1e6 / full1:.1f} | {raw_s / full1:.0%} | {stored / 1e6 / full2:.1f} "
-                     f"| {min(scan_s / full1, 1):.0%} |")
+                     f"| {min(scan_s / full1, 1):.0%} | {floor_s:.3f} | {raw_s / (raw_s + floor_s):.0%} |")
+    lines += [
+        "",
+        "*bare genops* is the time to iterate `pickletools.genops` over every example pickle and do nothing",
+        "else; *raw/(raw+genops)* is therefore the best full/raw ratio any validator that walks the opcodes",
+        "with genops can reach on that data, before checksums, frame checks and the stack machine.",
+    ]
+    met = [label for label, _b, _s, _d, raw_s, full1, *_ in rows if raw_s / full1 >= 0.7]
+    lines += [
+        "",
+        "Target full -j1 >= 70% of raw zstd decompression: "
+        + (f"met for {', '.join(met)}." if met else "not met on any dataset here.")
+        + " The opcode walk is pure Python (`pickletools.genops`, about 0.3 us per opcode) while zstd decodes",
+        "a 23 KB text block in a few microseconds, so on opcode-dense data (small dicts and strings) no",
+        "genops-based scan can come near the decompression speed: the *raw/(raw+genops)* column is that",
+        "ceiling. The validator's own stack machine costs about as much again as genops; checksums, frame",
+        "checks and strict decompression cost little. Data with large binary payloads (images, tensors,",
+        "encoded audio) has few opcodes per byte and gets closest. `--jobs N` scales with free cores.",
+    ]
     lines += [
         "",
         f"`--quick` on 10,000 blocks (5 shards of 2,000): best {min(quick_times) * 1000:.0f} ms, median "

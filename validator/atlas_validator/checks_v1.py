@@ -28,11 +28,11 @@ from .pickle_scan import scan_pickle
 from .tasks import ShardTask
 
 NOT_VERIFIABLE_V1 = (
-    "version 1 has no checksums: a byte flip inside an uncompressed block, or inside a compressed block that "
-    "still decodes, that leaves a valid pickle of the right shape is not verifiable (DETECT-2)",
-    "changes to informational metadata (compression_level, compression_dict_size) are not verifiable in version 1",
-    "swapped shards of identical shape and strategy, or swapped blocks of equal size, are not verifiable in "
-    "version 1",
+    "a byte flip inside an uncompressed block, or inside a compressed block or dictionary that still decodes, "
+    "that leaves a valid pickle of the right shape (DETECT-2)",
+    "changes to informational metadata (compression_level, compression_dict_size) or to a shard_sizes entry "
+    "that agrees with the shard",
+    "swapped shards of identical shape and strategy, or swapped blocks of equal size",
 )
 
 SHARD_FILES = {META_FILE, DATA_FILE, V1_INDEX_FILE, DICT_FILE}
@@ -49,7 +49,8 @@ def load_json(path: Path, sink: Sink, *, shown: str, limits: Any, schema: str, s
         sink.from_error("ATL200", exc, clause="V1-META-1" if schema == "v1-root" else "V1-META-2")
         return None
     for pointer, message in metadata.schema_errors(doc, schema):
-        sink.add(schema_id, f"{pointer}: {message}", path=shown)
+        sink.add(schema_id, f"{pointer}: {message}", path=shown,
+                 clause="V1-META-1" if schema == "v1-root" else "V1-META-2")
     return doc
 
 

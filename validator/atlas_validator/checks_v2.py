@@ -103,7 +103,8 @@ def load_checksummed(path: Path, sink: Sink, *, shown: str, limits: Any, schema:
         sink.from_error("ATL200", exc, clause="V2-META-1")
         return None, text
     for pointer, message in metadata.schema_errors(doc, schema):
-        sink.add(schema_id, f"{pointer}: {message}", path=shown)
+        sink.add(schema_id, f"{pointer}: {message}", path=shown,
+                 clause="V2-META-3" if schema == "v2-root" else "V2-META-4")
     report_unknown_members(doc, schema, sink, shown=shown)
     return doc, text
 

@@ -88,7 +88,8 @@ def _validate(root: Path, report: Report, *, quick: bool, jobs: int, limits: Lim
     if version == 1:
         tasks, finish = _root_v1(root, sink, quick=quick, limits=limits, scan_limits=scan_limits)
         report.not_verifiable = list(checks_v1.NOT_VERIFIABLE_V1)
-        sink.add("ATL590", "not verifiable in version 1: " + "; ".join(report.not_verifiable), path=".")
+        sink.add("ATL590", "version 1 has no checksums; not verifiable: " + "; ".join(report.not_verifiable),
+                 path=".")
     else:
         tasks, finish = _root_v2(root, sink, quick=quick, limits=limits, scan_limits=scan_limits)
     report.findings.extend(sink.close())
@@ -143,7 +144,7 @@ def _root_v2(root: Path, sink: Sink, *, quick: bool, limits: Limits,
     for k, name in enumerate(listed):
         if name not in present:
             sink.add("ATL101", f"shard {name} is listed in meta.json but its folder is missing", path=name,
-                     shard=name)
+                     shard=name, clause="V2-META-5, V2-READ-2")
             continue
         entry = shards[k] if isinstance(shards[k], dict) else {}
         tasks.append(ShardTask(str(root), name, k, 2, quick, limits, scan_limits, {**expect, "entry": entry}))
