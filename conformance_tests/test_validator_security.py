@@ -63,12 +63,12 @@ def test_malicious_v2_example_is_flagged_and_not_run(tmp_path):
 def test_scanner_counts_list_items_through_memo_and_appends():
     value = ["a", "b", "a", {"x": 1}, [1, 2], "a"]
     for protocol in range(0, 6):
-        result = scan_pickle(pickle.dumps(value, protocol=protocol))
+        result = scan_pickle(pickle.dumps(value, protocol=protocol), shape=True)
         assert result.top_is_list and result.top_count == 6, protocol
         assert not result.issues
     big = list(range(2500))  # APPENDS batches of 1000
-    assert scan_pickle(pickle.dumps(big, protocol=4)).top_count == 2500
-    assert not scan_pickle(pickle.dumps({"a": [1]}, protocol=4)).top_is_list
+    assert scan_pickle(pickle.dumps(big, protocol=4), shape=True).top_count == 2500
+    assert not scan_pickle(pickle.dumps({"a": [1]}, protocol=4), shape=True).top_is_list
 
 
 def test_scanner_resolves_stack_global_from_memo():
@@ -92,10 +92,10 @@ def test_scanner_allows_allow_listed_globals():
 
     data = pickle.dumps([collections.OrderedDict(a=1), datetime.date(2020, 1, 1), decimal.Decimal("1.5"),
                          {1, 2}, frozenset([3]), complex(1, 2), bytearray(b"xy")], protocol=4)
-    result = scan_pickle(data)
+    result = scan_pickle(data, shape=True)
     assert not result.issues and result.top_count == 7
     # protocol 2 spells builtins as __builtin__: resolved as the unpickler does (fix_imports)
-    result = scan_pickle(pickle.dumps([{1, 2}, frozenset([3])], protocol=2))
+    result = scan_pickle(pickle.dumps([{1, 2}, frozenset([3])], protocol=2), shape=True)
     assert not result.issues and result.top_count == 2
 
 
@@ -133,7 +133,7 @@ def test_nested_torch_archive_is_scanned():
     inner = (b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\nq\x00((X\x07\x00\x00\x00storageq\x01ctorch\n"
              b"FloatStorage\nq\x02X\x01\x00\x00\x000q\x03X\x03\x00\x00\x00cpuq\x04K\x04tq\x05QK\x00K\x04\x85K"
              b"\x01\x85\x89ccollections\nOrderedDict\nq\x06)Rq\x07tq\x08Rq\x09.")
-    result = scan_pickle(_load_from_bytes_pickle(_torch_like_archive(inner)))
+    result = scan_pickle(_load_from_bytes_pickle(_torch_like_archive(inner)), shape=True)
     assert result.top_count == 1
     ids = [i.id for i in result.issues]
     assert ids == []  # persistent ids are how torch archives name storages; the rest is allow-listed
@@ -161,7 +161,7 @@ _values = st.recursive(
 def test_scanner_counts_any_list_of_plain_values(items, protocol):
     shared = ["shared"]  # the same object twice: memo GET inside the list
     value = items + [shared, shared]
-    result = scan_pickle(pickle.dumps(value, protocol=protocol))
+    result = scan_pickle(pickle.dumps(value, protocol=protocol), shape=True)
     assert result.top_is_list and result.top_count == len(value)
     assert result.end is not None and not [i for i in result.issues if i.id != "ATL600"]
 
@@ -215,3 +215,29 @@ def test_out_of_band_buffers_cannot_be_loaded_from_a_dataset():
     data = pickle.dumps(pickle.PickleBuffer(b"abc"), protocol=5, buffer_callback=lambda b: False)
     assert "ATL413" in {i.id for i in scan_pickle(data).issues}
     assert not scan_pickle(pickle.dumps(pickle.PickleBuffer(b"abc"), protocol=5)).issues  # in-band: fine
+
+
+def _comparable(result):
+    return (sorted((i.id, i.offset) for i in result.issues), result.end, result.protocol)
+
+
+_mutation = st.tuples(st.integers(0, 10_000), st.integers(0, 255), st.sampled_from(["flip", "cut", "insert"]))
+
+
+@given(value=_values, protocol=st.integers(0, 5), mutations=st.lists(_mutation, max_size=3),
+       evil=st.booleans())
+def test_fast_path_agrees_with_the_full_scan(value, protocol, mutations, evil):
+    """The plain-data fast path may only ever say "clean" where the full scan finds nothing."""
+    data = bytearray(pickle.dumps([value, OsSystem("true")] if evil else value, protocol=protocol))
+    for at, byte, kind in mutations:
+        at %= len(data) + 1
+        if kind == "flip" and at < len(data):
+            data[at] = byte
+        elif kind == "cut":
+            del data[at:]
+        else:
+            data[at:at] = bytes([byte])
+    data = bytes(data)
+    fast = scan_pickle(data)
+    full = scan_pickle(data, shape=True)
+    assert _comparable(fast) == _comparable(full)

@@ -270,7 +270,7 @@ def _check_block(task: ShardTask, sink: Sink, stats: Stats, data: bytes, b: int,
     if block_size is not None and stored is not None:
         expected = min(block_size, stored - b * block_size)
     compressed = info.codec != Codec.NONE
-    result = scan_pickle(raw, limits=task.scan_limits)
+    result = scan_pickle(raw, limits=task.scan_limits, shape=True)
     sink.note_allowed(result.allowed, path=shown, block=b, offset=start)
     for issue in result.issues:
         if compressed:

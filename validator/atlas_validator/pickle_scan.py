@@ -16,7 +16,7 @@ import io
 import pickletools
 import zipfile
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from atlas_format.allowlist import is_allowed, is_known_dangerous
 
@@ -133,6 +133,79 @@ for _op in pickletools.opcodes:
 # The same table keyed by the opcode objects genops yields (a dict lookup by identity).
 _BY_OP = {_op: _TABLE[_op.code] for _op in pickletools.opcodes}
 
+# The clean-pickle fast path (see _plain_pickle): opcodes that send a pickle to the full scan,
+# because they name or call code, or carry data the full scan inspects.
+_NOT_PLAIN = frozenset({"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "BUILD", "NEWOBJ", "NEWOBJ_EX",
+                        "PERSID", "BINPERSID", "EXT1", "EXT2", "EXT4", "NEXT_BUFFER"})
+# Per opcode: (not plain, items popped below a mark or -1, plain pops, pushes, memo kind, is MARK, is PROTO).
+_MEMO_PUT, _MEMO_GET = 1, 2
+_PLAIN: dict[Any, tuple[bool, int, int, int, int, bool, bool]] = {}
+for _op in pickletools.opcodes:
+    _kind, _below, _pops, _pushes = _TABLE[_op.code]
+    _memo = {"MEMOIZE": _MEMO_PUT, "PUT": _MEMO_PUT, "BINPUT": _MEMO_PUT, "LONG_BINPUT": _MEMO_PUT,
+             "GET": _MEMO_GET, "BINGET": _MEMO_GET, "LONG_BINGET": _MEMO_GET}.get(_op.name, 0)
+    if _kind == K_TUPLE_N:
+        _pops = _TUPLE_SIZE[_op.name]
+    _PLAIN[_op] = (_op.name in _NOT_PLAIN, _below, _pops, _pushes, _memo, _op.name == "MARK", _op.name == "PROTO")
+
+
+def _plain_pickle(data: bytes, limits: ScanLimits) -> tuple[int, int | None] | None:
+    """(end, protocol) when ``data`` is a well-formed pickle of plain data only, else None.
+
+    The fast path of the scan: it tracks only stack heights, marks and memo keys, and gives up
+    (None) at the first opcode that names or calls code (``_NOT_PLAIN``), at any structural
+    problem or bound, and on any parse error. A None sends the pickle to the full scan, which
+    alone reports issues, so this path can only say "clean", never hide an issue.
+    """
+    depth = 0
+    marks: list[int] = []
+    memo: set[int] = set()
+    protocol = None
+    count = 0
+    max_opcodes, max_stack, max_memo = limits.max_opcodes, limits.max_stack, limits.max_memo
+    table = _PLAIN
+    try:
+        for op, arg, pos in pickletools.genops(data):
+            not_plain, below, pops, pushes, memo_kind, is_mark, is_proto = table[op]
+            count += 1
+            if not_plain or count > max_opcodes:
+                return None
+            if memo_kind:
+                if memo_kind == _MEMO_PUT:
+                    if depth <= (marks[-1] if marks else 0):
+                        return None
+                    memo.add(len(memo) if arg is None else arg)
+                    if len(memo) > max_memo:
+                        return None
+                    continue
+                if arg not in memo:
+                    return None
+            elif is_mark:
+                marks.append(depth)
+                if depth + len(marks) > max_stack:
+                    return None
+                continue
+            elif is_proto:
+                protocol = int(arg)
+                continue
+            if below >= 0:
+                if not marks:
+                    return None
+                depth = marks.pop()
+                pops = below
+            if pops:
+                if depth - pops < (marks[-1] if marks else 0):
+                    return None
+                depth -= pops
+            depth += pushes
+            if depth + len(marks) > max_stack:
+                return None
+            if op.code == ".":
+                return (pos + 1, protocol) if depth == 0 and not marks else None
+    except Exception:  # noqa: BLE001 - any parse error: let the full scan report it
+        return None
+    return None
+
 LOAD_FROM_BYTES = ("torch.storage", "_load_from_bytes")
 
 
@@ -187,15 +260,21 @@ def _pop(stack: list[object], marks: list[int], issues: list[ScanIssue], n: int,
 
 
 def scan_pickle(data: bytes, *, limits: ScanLimits = DEFAULT_SCAN_LIMITS, allow_persistent: bool = False,
-                archive_depth: int = 0, start: int = 0) -> ScanResult:
+                archive_depth: int = 0, start: int = 0, shape: bool = False) -> ScanResult:
     """Scan one pickle that starts at offset ``start`` of ``data`` and stops at its STOP opcode.
 
-    Offsets in the result (issues, ``end``) are offsets in ``data``.
+    Offsets in the result (issues, ``end``) are offsets in ``data``. ``shape=True`` asks for
+    the top-level list count (version 1 blocks); otherwise a pickle of plain data takes the
+    fast path first.
 
     Never raises for any input: malformed pickles, bounds and unsafe globals become issues.
     The stack mirrors the standard loader's: MARK opens a new frame (a metastack), and an
     opcode may not pop below the innermost mark.
     """
+    if not shape and not start:
+        plain = _plain_pickle(data, limits)
+        if plain is not None:
+            return ScanResult(end=plain[0], protocol=plain[1])
     result = ScanResult()
     issues = result.issues
     stack: list[object] = []
