@@ -32,7 +32,7 @@ import zstandard
 from atlas_format.codecs import codec_info
 from atlas_format.index_v2 import INDEX_ENTRY_DTYPE
 from atlas_validator import validate
-from atlas_validator.pickle_scan import scan_pickle
+from atlas_validator.pickle_scan import NEEDS_FULL_SCAN, plain_examples, scan_pickle
 
 HERE = Path(__file__).resolve().parent
 
@@ -105,6 +105,7 @@ def scan_only(path: Path) -> tuple[float, float]:
     info = codec_info(root["codec"])
     shared = (path / "zstd_dict.bin").read_bytes() if root["dictionary"] == "shared" else None
     pieces = []
+    blocks = []
     for shard in root["shards"]:
         folder = path / shard["name"]
         dctx = zstandard.ZstdDecompressor(dict_data=zstandard.ZstdCompressionDict(shared)) if shared \
@@ -116,10 +117,14 @@ def scan_only(path: Path) -> tuple[float, float]:
             (n,) = U32.unpack_from(block, 0)
             offs = np.frombuffer(block, "<u4", n + 1, 4).tolist()
             base = table_size(n)
-            pieces += [block[base + offs[k]:base + offs[k + 1]] for k in range(n)]
+            bounds = [(base + offs[k], base + offs[k + 1]) for k in range(n)]
+            blocks.append((block, bounds))
+            pieces += [block[a:z] for a, z in bounds]
     start = time.perf_counter()
-    for p in pieces:
-        scan_pickle(p)
+    for block, bounds in blocks:  # what the validator does: the fast path per block, full scans where needed
+        for (a, z), protocol in zip(bounds, plain_examples(block, bounds), strict=True):
+            if protocol == NEEDS_FULL_SCAN:
+                scan_pickle(block[a:z], fast=False)
     scan = time.perf_counter() - start
     start = time.perf_counter()
     for p in pieces:

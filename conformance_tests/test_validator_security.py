@@ -241,3 +241,32 @@ def test_fast_path_agrees_with_the_full_scan(value, protocol, mutations, evil):
     fast = scan_pickle(data)
     full = scan_pickle(data, shape=True)
     assert _comparable(fast) == _comparable(full)
+
+
+@given(values=st.lists(_values, min_size=1, max_size=6), protocol=st.integers(0, 5),
+       mutations=st.lists(_mutation, max_size=3), evil_at=st.integers(-1, 5))
+def test_block_fast_path_agrees_with_scanning_each_slice(values, protocol, mutations, evil_at):
+    from atlas_validator.pickle_scan import NEEDS_FULL_SCAN, plain_examples
+
+    pickles = [pickle.dumps(OsSystem("true") if i == evil_at else v, protocol=protocol) for i, v in enumerate(values)]
+    payload = bytearray(b"".join(pickles))
+    for at, byte, kind in mutations:  # may move bytes across example boundaries: slices stay where they were
+        at %= len(payload)
+        if kind == "flip":
+            payload[at] = byte
+        elif kind == "cut":
+            del payload[at]
+            payload.append(0)
+        else:
+            payload.insert(at, byte)
+            payload.pop()
+    payload = b"\x00" * 7 + bytes(payload)  # examples need not start at 0
+    bounds, pos = [], 7
+    for p in pickles:
+        bounds.append((pos, pos + len(p)))
+        pos += len(p)
+    for (start, end), protocol_found in zip(bounds, plain_examples(payload, bounds), strict=True):
+        if protocol_found == NEEDS_FULL_SCAN:
+            continue
+        full = scan_pickle(payload[start:end], shape=True)
+        assert not full.issues and full.end == end - start and full.protocol == protocol_found

@@ -36,7 +36,7 @@ from .blocks import decode_block, make_dctx
 from .common import ShardResult, Sink, file_size, is_int, read_limited
 from .findings import Finding, Stats
 from .layout import unexpected_in_shard
-from .pickle_scan import scan_pickle
+from .pickle_scan import NEEDS_FULL_SCAN, plain_examples, scan_pickle
 from .tasks import ShardTask
 
 SHARD_FILES = {META_FILE, DATA_FILE, V2_INDEX_FILE, DICT_FILE}
@@ -505,10 +505,18 @@ def _check_block(task: ShardTask, sink: Sink, stats: Stats, data: bytes, b: int,
         sink.add("ATL410", f"table header + payload = {base + offs[n]} bytes, the block is {len(raw)}", **where)
         return
     first = b * (block_size or 0)
+    protocols = plain_examples(raw, [(base + offs[k], base + offs[k + 1]) for k in range(n)], task.scan_limits)
     for k in range(n):
-        piece = raw[base + offs[k]:base + offs[k + 1]]
-        result = scan_pickle(piece, limits=task.scan_limits)
         example = first + k if block_size else None
+        protocol = protocols[k]
+        if protocol != NEEDS_FULL_SCAN:  # one clean plain-data pickle filling its slice
+            if protocol != V2_PICKLE_PROTOCOL:
+                sink.add("ATL415", f"example pickle uses protocol {protocol}, writers must use "
+                                   f"{V2_PICKLE_PROTOCOL} (position {k})", path=shown, block=b, example=example,
+                         offset=offset)
+            continue
+        piece = raw[base + offs[k]:base + offs[k + 1]]
+        result = scan_pickle(piece, limits=task.scan_limits, fast=False)
         if result.allowed:
             sink.note_allowed(result.allowed, path=shown, block=b, example=example, offset=offset)
         for issue in result.issues:

@@ -149,8 +149,9 @@ for _op in pickletools.opcodes:
     _PLAIN[_op] = (_op.name in _NOT_PLAIN, _below, _pops, _pushes, _memo, _op.name == "MARK", _op.name == "PROTO")
 
 
-def _plain_pickle(data: bytes, limits: ScanLimits) -> tuple[int, int | None] | None:
-    """(end, protocol) when ``data`` is a well-formed pickle of plain data only, else None.
+def _plain_pickle(data: bytes | io.BytesIO, limits: ScanLimits) -> tuple[int, int | None] | None:
+    """(end, protocol) when ``data`` (bytes, or a stream at the pickle's start) is a well-formed
+    pickle of plain data only, else None. ``end`` is a position in ``data``.
 
     The fast path of the scan: it tracks only stack heights, marks and memo keys, and gives up
     (None) at the first opcode that names or calls code (``_NOT_PLAIN``), at any structural
@@ -259,8 +260,27 @@ def _pop(stack: list[object], marks: list[int], issues: list[ScanIssue], n: int,
     return items
 
 
+NEEDS_FULL_SCAN = -1
+
+
+def plain_examples(block: bytes, bounds: list[tuple[int, int]],
+                   limits: ScanLimits = DEFAULT_SCAN_LIMITS) -> list[int | None]:
+    """For each example slice [start, end) of a decoded block: its pickle protocol when it is one
+    clean plain-data pickle ending exactly at ``end``, else NEEDS_FULL_SCAN (scan it with scan_pickle).
+
+    One stream over the block serves every example: no copy of the slices on the common path.
+    """
+    stream = io.BytesIO(block)
+    out: list[int | None] = []
+    for start, end in bounds:
+        stream.seek(start)
+        plain = _plain_pickle(stream, limits)
+        out.append(plain[1] if plain is not None and plain[0] == end else NEEDS_FULL_SCAN)
+    return out
+
+
 def scan_pickle(data: bytes, *, limits: ScanLimits = DEFAULT_SCAN_LIMITS, allow_persistent: bool = False,
-                archive_depth: int = 0, start: int = 0, shape: bool = False) -> ScanResult:
+                archive_depth: int = 0, start: int = 0, shape: bool = False, fast: bool = True) -> ScanResult:
     """Scan one pickle that starts at offset ``start`` of ``data`` and stops at its STOP opcode.
 
     Offsets in the result (issues, ``end``) are offsets in ``data``. ``shape=True`` asks for
@@ -271,7 +291,7 @@ def scan_pickle(data: bytes, *, limits: ScanLimits = DEFAULT_SCAN_LIMITS, allow_
     The stack mirrors the standard loader's: MARK opens a new frame (a metastack), and an
     opcode may not pop below the innermost mark.
     """
-    if not shape and not start:
+    if fast and not shape and not start:
         plain = _plain_pickle(data, limits)
         if plain is not None:
             return ScanResult(end=plain[0], protocol=plain[1])
