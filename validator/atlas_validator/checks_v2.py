@@ -459,6 +459,10 @@ def _check_blocks(task: ShardTask, sink: Sink, stats: Stats, entries: np.ndarray
                 view.close()
 
 
+def _protocol(protocol: int | None) -> str:
+    return "0 or 1 (no PROTO opcode)" if protocol is None else str(protocol)
+
+
 def _rows(fields: np.ndarray, chunk: int = 1 << 16) -> Any:
     """(block, entry tuple) for every entry, converted to Python ints a chunk at a time (bounded memory)."""
     for first in range(0, len(fields), chunk):
@@ -511,7 +515,7 @@ def _check_block(task: ShardTask, sink: Sink, stats: Stats, data: bytes, b: int,
         protocol = protocols[k]
         if protocol != NEEDS_FULL_SCAN:  # one clean plain-data pickle filling its slice
             if protocol != V2_PICKLE_PROTOCOL:
-                sink.add("ATL415", f"example pickle uses protocol {protocol}, writers must use "
+                sink.add("ATL415", f"example pickle uses protocol {_protocol(protocol)}, writers must use "
                                    f"{V2_PICKLE_PROTOCOL} (position {k})", path=shown, block=b, example=example,
                          offset=offset)
             continue
@@ -532,7 +536,7 @@ def _check_block(task: ShardTask, sink: Sink, stats: Stats, data: bytes, b: int,
                                f"slice (position {k})", path=shown, block=b, example=example,
                      offset=offset if compressed else offset + base + offs[k] + result.end, clause="V2-BLOCK-4")
         if result.end is not None and result.protocol != V2_PICKLE_PROTOCOL:
-            sink.add("ATL415", f"example pickle uses protocol {result.protocol}, writers must use "
+            sink.add("ATL415", f"example pickle uses protocol {_protocol(result.protocol)}, writers must use "
                                f"{V2_PICKLE_PROTOCOL} (position {k})", path=shown, block=b, example=example,
                      offset=offset)
 
