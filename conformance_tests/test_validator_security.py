@@ -224,8 +224,8 @@ def _comparable(result):
 _mutation = st.tuples(st.integers(0, 10_000), st.integers(0, 255), st.sampled_from(["flip", "cut", "insert"]))
 
 
-@given(value=_values, protocol=st.integers(0, 5), mutations=st.lists(_mutation, max_size=3),
-       evil=st.booleans())
+@given(value=_values | st.lists(_values, max_size=8), protocol=st.integers(0, 5),
+       mutations=st.lists(_mutation, max_size=3), evil=st.booleans())
 def test_fast_path_agrees_with_the_full_scan(value, protocol, mutations, evil):
     """The plain-data fast path may only ever say "clean" where the full scan finds nothing."""
     data = bytearray(pickle.dumps([value, OsSystem("true")] if evil else value, protocol=protocol))
@@ -239,8 +239,12 @@ def test_fast_path_agrees_with_the_full_scan(value, protocol, mutations, evil):
             data[at:at] = bytes([byte])
     data = bytes(data)
     fast = scan_pickle(data)
-    full = scan_pickle(data, shape=True)
+    full = scan_pickle(data, fast=False)
     assert _comparable(fast) == _comparable(full)
+    fast_list = scan_pickle(data, shape=True)  # the version 1 fast path also counts the list's items
+    full_list = scan_pickle(data, shape=True, fast=False)
+    assert _comparable(fast_list) == _comparable(full_list)
+    assert (fast_list.top_is_list, fast_list.top_count) == (full_list.top_is_list, full_list.top_count)
 
 
 @given(values=st.lists(_values, min_size=1, max_size=6), protocol=st.integers(0, 5),

@@ -207,6 +207,92 @@ def _plain_pickle(data: bytes | io.BytesIO, limits: ScanLimits) -> tuple[int, in
         return None
     return None
 
+
+# Opcodes that change the object below them in place and push it back (the top-level list stays).
+_IN_PLACE = frozenset({"APPEND", "APPENDS", "SETITEM", "SETITEMS", "ADDITEMS"})
+_LIST_OPS: dict[Any, int] = {}  # 1 EMPTY_LIST, 2 LIST, 3 APPEND, 4 APPENDS, 5 other in-place op
+for _op in pickletools.opcodes:
+    _LIST_OPS[_op] = {"EMPTY_LIST": 1, "LIST": 2, "APPEND": 3, "APPENDS": 4}.get(
+        _op.name, 5 if _op.name in _IN_PLACE else 0)
+
+
+def _plain_list_pickle(data: bytes, limits: ScanLimits) -> tuple[int, int | None, int] | None:
+    """(end, protocol, items) when ``data`` is a well-formed plain-data pickle whose value is a list
+    (a version 1 block) and the items appended to it can be counted from stack heights alone; else None.
+
+    Same rules as _plain_pickle, plus: the list is the object at stack position 0, created by
+    EMPTY_LIST (or MARK ... LIST) on an empty stack; APPEND on a two-deep base frame and APPENDS on
+    a mark right above it add to it; any other opcode that consumes or replaces position 0 makes
+    the count unknown (None: the full scan counts).
+    """
+    depth = 0
+    marks: list[int] = []
+    memo: set[int] = set()
+    protocol = None
+    count = 0
+    items = 0
+    is_list = False
+    max_opcodes, max_stack, max_memo = limits.max_opcodes, limits.max_stack, limits.max_memo
+    table = _PLAIN
+    list_ops = _LIST_OPS
+    try:
+        for op, arg, pos in pickletools.genops(data):
+            not_plain, below, pops, pushes, memo_kind, is_mark, is_proto = table[op]
+            count += 1
+            if not_plain or count > max_opcodes:
+                return None
+            if memo_kind:
+                if memo_kind == _MEMO_PUT:
+                    if depth <= (marks[-1] if marks else 0):
+                        return None
+                    memo.add(len(memo) if arg is None else arg)
+                    if len(memo) > max_memo:
+                        return None
+                    continue
+                if arg not in memo:
+                    return None
+            elif is_mark:
+                marks.append(depth)
+                if depth + len(marks) > max_stack:
+                    return None
+                continue
+            elif is_proto:
+                protocol = int(arg)
+                continue
+            list_op = list_ops[op]
+            if list_op == 3 and not marks and depth == 2:
+                items += 1
+            elif list_op == 4 and len(marks) == 1 and marks[0] == 1:
+                items += depth - 1
+            if below >= 0:
+                if not marks:
+                    return None
+                height = marks.pop()
+                depth_before = depth
+                depth = height
+                pops = below
+            else:
+                depth_before = depth
+            if pops:
+                if depth - pops < (marks[-1] if marks else 0):
+                    return None
+                depth -= pops
+            if op.code == ".":
+                return (pos + 1, protocol, items) if depth == 0 and not marks and is_list else None
+            if depth == 0 and list_op < 3:  # position 0 is consumed or (re)created
+                if list_op == 1 and not marks:
+                    is_list, items = True, 0
+                elif list_op == 2 and not marks:
+                    is_list, items = True, depth_before - height
+                else:
+                    is_list = False
+            depth += pushes
+            if depth + len(marks) > max_stack:
+                return None
+    except Exception:  # noqa: BLE001 - any parse error: let the full scan report it
+        return None
+    return None
+
 LOAD_FROM_BYTES = ("torch.storage", "_load_from_bytes")
 
 
@@ -291,10 +377,15 @@ def scan_pickle(data: bytes, *, limits: ScanLimits = DEFAULT_SCAN_LIMITS, allow_
     The stack mirrors the standard loader's: MARK opens a new frame (a metastack), and an
     opcode may not pop below the innermost mark.
     """
-    if fast and not shape and not start:
-        plain = _plain_pickle(data, limits)
-        if plain is not None:
-            return ScanResult(end=plain[0], protocol=plain[1])
+    if fast and not start:
+        if shape:
+            listed = _plain_list_pickle(data, limits)
+            if listed is not None:
+                return ScanResult(end=listed[0], protocol=listed[1], top_is_list=True, top_count=listed[2])
+        else:
+            plain = _plain_pickle(data, limits)
+            if plain is not None:
+                return ScanResult(end=plain[0], protocol=plain[1])
     result = ScanResult()
     issues = result.issues
     stack: list[object] = []
