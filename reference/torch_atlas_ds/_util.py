@@ -47,6 +47,18 @@ def write_file(path: str | os.PathLike[str], data: bytes | bytearray | memoryvie
         os.fsync(f.fileno())
 
 
+def publish_folder(tmp: Path, target: Path) -> None:
+    """Publish a fully written (and fsynced) temporary folder as ``target``: one atomic rename.
+
+    Refuses an existing target, like the original writer's mkdir; the parent is fsynced so
+    the rename survives a crash.
+    """
+    if os.path.lexists(target):
+        raise FileExistsError(f"[Errno 17] File exists: '{target}'")
+    os.rename(tmp, target)
+    fsync_dir(target.parent)
+
+
 def map_file(path: Path) -> tuple[Any, memoryview]:
     """(mmap or None, read-only memoryview) of a whole file; an empty file maps to b''."""
     with open(path, "rb") as f:

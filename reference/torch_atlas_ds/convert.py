@@ -20,6 +20,7 @@ from typing import Any
 
 from atlas_format.errors import AtlasError, FormatError
 
+from ._util import publish_folder
 from .dataset import AtlasDataset
 from .parallel import write_dataset
 
@@ -65,9 +66,7 @@ def convert(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, jobs: i
         write_dataset(source, staging, num_workers=jobs, progress=progress, desc="converting", **writer_args)
         if validate:
             validate_with_standalone_validator(staging)
-        if os.path.lexists(dst):
-            raise FileExistsError(f"[Errno 17] File exists: '{dst}'")
-        os.rename(staging, dst)
+        publish_folder(staging, dst)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)

@@ -49,7 +49,7 @@ from atlas_format.layout import v1_shard_names, v2_shard_name
 from atlas_format.metadata import dump_checksummed_json, dump_v1_json, file_checksum_text
 from atlas_format.npy import build_v1_index
 
-from ._util import fsync_dir, write_file
+from ._util import fsync_dir, publish_folder, write_file
 from .errors import LimitError, VersionError
 from .shard_v2 import load_dictionary, read_v2_meta
 
@@ -496,10 +496,7 @@ class AtlasDatasetWriter(_Publisher):
             else:
                 self._finish_v2()
             fsync_dir(self._tmp)
-            if os.path.lexists(self.path):
-                raise FileExistsError(f"[Errno 17] File exists: '{self.path}'")
-            os.rename(self._tmp, self.path)
-            fsync_dir(self.path.parent)
+            publish_folder(self._tmp, self.path)
             self._closed = True
         except BaseException:
             self.abort()
@@ -707,10 +704,7 @@ class AtlasDatasetShardWriter(_Publisher):
             return
         try:
             self._builder.close()
-            if os.path.lexists(self.path):
-                raise FileExistsError(f"[Errno 17] File exists: '{self.path}'")
-            os.rename(self._tmp, self.path)
-            fsync_dir(self.path.parent)
+            publish_folder(self._tmp, self.path)
             self._closed = True
         except BaseException:
             self.abort()
