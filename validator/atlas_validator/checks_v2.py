@@ -163,7 +163,8 @@ def _check_shard(task: ShardTask, sink: Sink, stats: Stats, summary: dict[str, A
     limits = task.limits
     shard_dir = root / name
     exp = task.expect
-    entry = exp.get("entry") if isinstance(exp.get("entry"), dict) else {}
+    entry_value = exp.get("entry")
+    entry = entry_value if isinstance(entry_value, dict) else {}
     meta_shown = f"{name}/{META_FILE}"
     unexpected_in_shard(shard_dir, SHARD_FILES, sink, shown=name, clause="V2-LAYOUT-4")
     doc, text = load_checksummed(shard_dir / META_FILE, sink, shown=meta_shown, limits=limits, schema="v2-shard",
@@ -322,7 +323,8 @@ def _check_index(task: ShardTask, sink: Sink, doc: dict[str, Any], data_len: int
             sink.add("ATL503", f"index checksum mismatch: header says {algorithm.text(header.checksum)}, the file "
                                f"hashes to {algorithm.text(actual)}", path=shown, offset=56)
             usable = False
-        record = doc.get("index") if isinstance(doc.get("index"), dict) else {}
+        record_value = doc.get("index")
+        record = record_value if isinstance(record_value, dict) else {}
         if isinstance(record.get("checksum"), str) and record["checksum"] != algorithm.text(header.checksum):
             sink.add("ATL504", f"meta.json index.checksum is {record['checksum']}, the index header says "
                                f"{algorithm.text(header.checksum)}", path=f"{name}/{META_FILE}")
@@ -370,8 +372,11 @@ def _check_index(task: ShardTask, sink: Sink, doc: dict[str, Any], data_len: int
     stored = entries["stored_size"].astype(np.uint64)
     raws = entries["raw_size"]
 
+    header_size: int = header.header_size
+    entry_size: int = header.entry_size
+
     def entry_offset(b: int) -> int:
-        return header.header_size + b * header.entry_size
+        return header_size + b * entry_size
 
     if count:
         if int(offsets[0]) != 0:
@@ -546,12 +551,15 @@ def check_root(root: Path, sink: Sink, limits: Any) -> tuple[dict[str, Any], lis
     doc, _text = load_checksummed(root / META_FILE, sink, shown=META_FILE, limits=limits, schema="v2-root",
                                   mismatch_id="ATL500", schema_id="ATL202")
     doc = doc if isinstance(doc, dict) else {}
-    shards = doc.get("shards") if isinstance(doc.get("shards"), list) else []
+    shards_value = doc.get("shards")
+    shards = shards_value if isinstance(shards_value, list) else []
     if len(shards) > limits.max_shards:
         sink.add("ATL900", f"{len(shards)} shards exceed max_shards {limits.max_shards}", path=META_FILE)
         shards = shards[:limits.max_shards]
-    listed = [s.get("name") if isinstance(s, dict) and isinstance(s.get("name"), str) else f"<shards[{k}]>"
-              for k, s in enumerate(shards)]
+    listed: list[str] = []
+    for k, s in enumerate(shards):
+        shard_name = s.get("name") if isinstance(s, dict) else None
+        listed.append(shard_name if isinstance(shard_name, str) else f"<shards[{k}]>")
     mode = doc.get("dictionary") if doc.get("dictionary") in ("none", "shared", "shard") else None
     expect: dict[str, Any] = {
         "codec": doc.get("codec") if doc.get("codec") in ("none", "zstd", "lz4") else None,
@@ -577,16 +585,18 @@ def check_root(root: Path, sink: Sink, limits: Any) -> tuple[dict[str, Any], lis
 def cross_shard(doc: dict[str, Any], results: list[ShardResult]) -> list[Finding]:
     """Root totals (V2-META-5) and shard shapes (V2-META-6)."""
     sink = Sink()
-    counts = [r.summary.get("num_examples") for r in results]
-    raws = [r.summary.get("max_block_raw_size") for r in results]
-    if results and all(c is not None for c in counts) and is_int(doc.get("num_examples")) \
-            and doc["num_examples"] != sum(counts):
-        sink.add("ATL209", f"root num_examples is {doc['num_examples']}, the shards hold {sum(counts)}",
+    counts: list[int | None] = [r.summary.get("num_examples") for r in results]
+    raws: list[int | None] = [r.summary.get("max_block_raw_size") for r in results]
+    known_counts = [c for c in counts if c is not None]
+    known_raws = [m for m in raws if m is not None]
+    if results and len(known_counts) == len(counts) and is_int(doc.get("num_examples")) \
+            and doc["num_examples"] != sum(known_counts):
+        sink.add("ATL209", f"root num_examples is {doc['num_examples']}, the shards hold {sum(known_counts)}",
                  path=META_FILE)
-    if results and all(r is not None for r in raws) and is_int(doc.get("max_block_raw_size")) \
-            and doc["max_block_raw_size"] != max(raws):
+    if results and len(known_raws) == len(raws) and is_int(doc.get("max_block_raw_size")) \
+            and doc["max_block_raw_size"] != max(known_raws):
         sink.add("ATL209", f"root max_block_raw_size is {doc['max_block_raw_size']}, the shards' maximum is "
-                           f"{max(raws)}", path=META_FILE)
+                           f"{max(known_raws)}", path=META_FILE)
     shard_size = doc.get("shard_size")
     if is_int(shard_size):
         for r, c in zip(results, counts, strict=True):

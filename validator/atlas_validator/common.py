@@ -12,7 +12,7 @@ import stat
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from atlas_format.allowlist import ALLOWED
 from atlas_format.errors import AtlasError
@@ -145,7 +145,7 @@ def list_dir(path: Path, sink: Sink, *, shown: str) -> list[os.DirEntry[str]] | 
         return None
 
 
-def is_int(value: Any) -> bool:
+def is_int(value: Any) -> TypeGuard[int]:
     """A JSON integer (bool is not an integer, GEN-5)."""
     return isinstance(value, int) and not isinstance(value, bool)
 

@@ -15,8 +15,9 @@ import _compat_pickle
 import io
 import pickletools
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 from atlas_format.allowlist import is_allowed, is_known_dangerous
 
@@ -85,7 +86,7 @@ class _Global:
 class _Bytes:
     __slots__ = ("value", "offset")
 
-    def __init__(self, value: bytes, offset: int) -> None:
+    def __init__(self, value: bytes | bytearray, offset: int) -> None:
         self.value = value
         self.offset = offset
 
@@ -148,8 +149,21 @@ for _op in pickletools.opcodes:
         _pops = _TUPLE_SIZE[_op.name]
     _PLAIN[_op] = (_op.name in _NOT_PLAIN, _below, _pops, _pushes, _memo, _op.name == "MARK", _op.name == "PROTO")
 
+_Ops = Iterator[tuple[pickletools.OpcodeInfo, Any, int]]
 
-def _plain_pickle(data: bytes | io.BytesIO, limits: ScanLimits) -> tuple[int, int | None] | None:
+
+def _genops(data: bytes | bytearray | io.BytesIO) -> _Ops:
+    """``pickletools.genops`` over an in-memory pickle, typed as the scans use it.
+
+    typeshed types each position as ``int | None`` because genops reports None for a stream
+    without ``tell()``; bytes (which genops wraps in a BytesIO) and BytesIO always report an int.
+    The argument is whatever the opcode's reader decoded (None exactly for opcodes that take
+    no argument, ``op.arg is None``); the scans read it only for opcodes that take one.
+    """
+    return cast(_Ops, pickletools.genops(data))
+
+
+def _plain_pickle(data: bytes | bytearray | io.BytesIO, limits: ScanLimits) -> tuple[int, int | None] | None:
     """(end, protocol) when ``data`` (bytes, or a stream at the pickle's start) is a well-formed
     pickle of plain data only, else None. ``end`` is a position in ``data``.
 
@@ -166,7 +180,7 @@ def _plain_pickle(data: bytes | io.BytesIO, limits: ScanLimits) -> tuple[int, in
     max_opcodes, max_stack, max_memo = limits.max_opcodes, limits.max_stack, limits.max_memo
     table = _PLAIN
     try:
-        for op, arg, pos in pickletools.genops(data):
+        for op, arg, pos in _genops(data):
             not_plain, below, pops, pushes, memo_kind, is_mark, is_proto = table[op]
             count += 1
             if not_plain or count > max_opcodes:
@@ -216,7 +230,7 @@ for _op in pickletools.opcodes:
         _op.name, 5 if _op.name in _IN_PLACE else 0)
 
 
-def _plain_list_pickle(data: bytes, limits: ScanLimits) -> tuple[int, int | None, int] | None:
+def _plain_list_pickle(data: bytes | bytearray, limits: ScanLimits) -> tuple[int, int | None, int] | None:
     """(end, protocol, items) when ``data`` is a well-formed plain-data pickle whose value is a list
     (a version 1 block) and the items appended to it can be counted from stack heights alone; else None.
 
@@ -236,7 +250,7 @@ def _plain_list_pickle(data: bytes, limits: ScanLimits) -> tuple[int, int | None
     table = _PLAIN
     list_ops = _LIST_OPS
     try:
-        for op, arg, pos in pickletools.genops(data):
+        for op, arg, pos in _genops(data):
             not_plain, below, pops, pushes, memo_kind, is_mark, is_proto = table[op]
             count += 1
             if not_plain or count > max_opcodes:
@@ -365,7 +379,7 @@ def plain_examples(block: bytes, bounds: list[tuple[int, int]],
     return out
 
 
-def scan_pickle(data: bytes, *, limits: ScanLimits = DEFAULT_SCAN_LIMITS, allow_persistent: bool = False,
+def scan_pickle(data: bytes | bytearray, *, limits: ScanLimits = DEFAULT_SCAN_LIMITS, allow_persistent: bool = False,
                 archive_depth: int = 0, start: int = 0, shape: bool = False, fast: bool = True) -> ScanResult:
     """Scan one pickle that starts at offset ``start`` of ``data`` and stops at its STOP opcode.
 
@@ -407,9 +421,9 @@ def scan_pickle(data: bytes, *, limits: ScanLimits = DEFAULT_SCAN_LIMITS, allow_
         if start:
             stream = io.BytesIO(data)  # shares the bytes; genops reports absolute positions
             stream.seek(start)
-            ops = pickletools.genops(stream)
+            ops = _genops(stream)
         else:
-            ops = pickletools.genops(data)
+            ops = _genops(data)
         for op, arg, pos in ops:
             count += 1
             kind, below, pops, pushes = table[op]
@@ -589,6 +603,20 @@ _STORAGE_ELEMENT_SIZE = {
 _LEGACY_PICKLES = ("magic number", "protocol version", "system information", "storage object", "storage keys")
 
 
+def _legacy_storage(pid: object) -> tuple[str, int, int | None] | None:
+    """(key, element size, numel or None when not an int) of a legacy stream's persistent id
+    ('storage', <torch storage type>, key, location, numel[, view]); None when it is not one."""
+    if not (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage"):
+        return None
+    storage_type, key, numel = pid[1], pid[2], pid[4]
+    if not isinstance(storage_type, _Global) or not isinstance(key, str) or storage_type.module != "torch":
+        return None
+    size = _STORAGE_ELEMENT_SIZE.get(storage_type.name)
+    if size is None:
+        return None
+    return key, size, numel if type(numel) is int else None
+
+
 def _scan_legacy_stream(blob: _Bytes, issues: list[ScanIssue], limits: ScanLimits, depth: int) -> None:
     """torch's legacy save stream: five pickles, then per storage key an 8-byte element count and the bytes.
 
@@ -610,15 +638,13 @@ def _scan_legacy_stream(blob: _Bytes, issues: list[ScanIssue], limits: ScanLimit
         pos = sub.end
     sizes: dict[str, tuple[int, int | None]] = {}
     for pid in results[3].persistent_ids or []:
-        ok = isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage" and isinstance(pid[1], _Global) \
-            and isinstance(pid[2], str)
-        size = _STORAGE_ELEMENT_SIZE.get(pid[1].name) if ok and pid[1].module == "torch" else None  # type: ignore
-        if not ok or size is None:
+        storage = _legacy_storage(pid)
+        if storage is None:
             issues.append(ScanIssue("ATL604", "legacy torch stream: a persistent id is not ('storage', <torch "
                                               "storage type>, key, location, numel)", at))
             return
-        numel = pid[4] if type(pid[4]) is int else None  # type: ignore[index]
-        sizes[pid[2]] = (size, numel)  # type: ignore[index]
+        key, size, numel = storage
+        sizes[key] = (size, numel)
     if not results[4].top_is_list or results[4].top_count != len(sizes):
         issues.append(ScanIssue("ATL604", f"legacy torch stream: the storage key list does not name the "
                                           f"{len(sizes)} storages of the persistent ids", at))

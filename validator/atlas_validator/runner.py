@@ -139,7 +139,8 @@ def _root_v2(root: Path, sink: Sink, *, quick: bool, limits: Limits,
              scan_limits: ScanLimits) -> tuple[list[ShardTask], Callable[[list[ShardResult]], list[Any]]]:
     doc, listed, expect = checks_v2.check_root(root, sink, limits)
     present = v2_root_entries(root, listed, sink, shared_dict_expected=doc.get("dictionary") == "shared")
-    shards = doc.get("shards") if isinstance(doc.get("shards"), list) else []
+    shards_value = doc.get("shards")
+    shards = shards_value if isinstance(shards_value, list) else []
     tasks = []
     for k, name in enumerate(listed):
         if name not in present:
