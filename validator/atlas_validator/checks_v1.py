@@ -21,7 +21,7 @@ from atlas_format.errors import AtlasError
 from atlas_format.zstd_frame import ZstdDictionaryHeader
 
 from .blocks import decode_block, make_dctx
-from .common import ShardResult, Sink, file_size, is_int, read_limited
+from .common import ShardResult, Sink, file_size, guarded_shard_check, is_int, read_limited
 from .findings import Finding, Stats
 from .layout import unexpected_in_shard
 from .pickle_scan import scan_pickle
@@ -69,14 +69,7 @@ def dictionary_id(path: Path, sink: Sink, *, shown: str, limits: Any) -> tuple[b
 
 def check_shard(task: ShardTask, progress: Any = None) -> ShardResult:
     """Every check of one version 1 shard; never raises."""
-    sink = Sink(shard=task.name)
-    stats = Stats(shards=1)
-    summary: dict[str, Any] = {}
-    try:
-        _check_shard(task, sink, stats, summary, progress)
-    except Exception as exc:  # noqa: BLE001 - the validator must never crash; report where it happened
-        sink.add("ATL990", f"internal error: {type(exc).__name__}: {exc}", path=task.name)
-    return ShardResult(task.position, task.name, sink.close(), stats, summary)
+    return guarded_shard_check(task, progress, _check_shard)
 
 
 def _check_shard(task: ShardTask, sink: Sink, stats: Stats, summary: dict[str, Any], progress: Any) -> None:

@@ -33,7 +33,7 @@ from atlas_format.index_v2 import DICTIONARY_MODE_NAMES, INDEX_ENTRY_DTYPE, Inde
 from atlas_format.zstd_frame import ZstdDictionaryHeader
 
 from .blocks import decode_block, make_dctx
-from .common import ShardResult, Sink, file_size, is_int, read_limited
+from .common import ShardResult, Sink, file_size, guarded_shard_check, is_int, read_limited
 from .findings import Finding, Stats
 from .layout import unexpected_in_shard
 from .pickle_scan import NEEDS_FULL_SCAN, plain_examples, scan_pickle
@@ -142,14 +142,7 @@ def check_dictionary(path: Path, record: Any, sink: Sink, *, shown: str, limits:
 
 def check_shard(task: ShardTask, progress: Any = None) -> ShardResult:
     """Every check of one version 2 shard; never raises."""
-    sink = Sink(shard=task.name)
-    stats = Stats(shards=1)
-    summary: dict[str, Any] = {}
-    try:
-        _check_shard(task, sink, stats, summary, progress)
-    except Exception as exc:  # noqa: BLE001 - the validator must never crash; report where it happened
-        sink.add("ATL990", f"internal error: {type(exc).__name__}: {exc}", path=task.name)
-    return ShardResult(task.position, task.name, sink.close(), stats, summary)
+    return guarded_shard_check(task, progress, _check_shard)
 
 
 def _int(doc: dict[str, Any], key: str) -> int | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import stat
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -86,6 +87,19 @@ class ShardResult:
     findings: list[Finding]
     stats: Stats
     summary: dict[str, Any] = field(default_factory=dict)
+
+
+def guarded_shard_check(task: Any, progress: Any,
+                        check: Callable[[Any, Sink, Stats, dict[str, Any], Any], None]) -> ShardResult:
+    """Run one shard's checks; an unexpected exception becomes an ATL990 finding at the shard (never raises)."""
+    sink = Sink(shard=task.name)
+    stats = Stats(shards=1)
+    summary: dict[str, Any] = {}
+    try:
+        check(task, sink, stats, summary, progress)
+    except Exception as exc:  # noqa: BLE001 - the validator must never crash; report where it happened
+        sink.add("ATL990", f"internal error: {type(exc).__name__}: {exc}", path=task.name)
+    return ShardResult(task.position, task.name, sink.close(), stats, summary)
 
 
 def rel(root: Path, path: Path) -> str:
