@@ -22,7 +22,7 @@ declare -A PKGS=(
   [mds]="mosaicml-streaming"
   [litdata]="litdata"
   [lance]="pylance"
-  [arrayrecord]="array-record"
+  [arrayrecord]="array-record numpy"
 )
 ORDER=(atlas hf mds litdata lance arrayrecord)
 [ $# -gt 0 ] && ORDER=("$@")
