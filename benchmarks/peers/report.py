@@ -25,7 +25,8 @@ def _row(rows: list[dict[str, Any]], workload: str, sid: str) -> dict[str, Any] 
 
 
 def _peers(rows: list[dict[str, Any]], workload: str) -> list[dict[str, Any]]:
-    return [r for r in rows if r["workload"] == workload and r["group"] != "atlas"]
+    return [r for r in rows if r["workload"] == workload and r["group"] != "atlas"]  # the reference is "atlas"
+
 
 
 def _best(rows: list[dict[str, Any]], key: str) -> dict[str, Any] | None:
@@ -115,6 +116,12 @@ def targets(result: dict[str, Any]) -> list[str]:
                              f"{r['loader_block']:,.0f} vs uniform random {r['loader_random']:,.0f} = {ratio:.2f}x "
                              f"(target 3x) {verdict(ratio >= 3)}{pe}: {verdict(ok_peer)}.")
     for w in ("text", "image"):
+        mem = _row(rows, w, "memory")
+        if mem and mem.get("loader_random"):
+            lines.append(f"- {w.capitalize()}: the same DataLoader epoch over an in-memory list (no storage at all) "
+                         f"runs at {mem['loader_random']:,.0f} ex/s: that is the ceiling of every epoch above on "
+                         "this machine (worker start, default collate, IPC).")
+    for w in ("text", "image"):
         for b in (8, 64):
             o, z = _row(rows, w, f"atlas-v1-zstd-b{b}"), _row(rows, w, f"atlas-v2-zstd-b{b}")
             if o and z and o.get("bytes") and z.get("bytes"):
@@ -149,8 +156,9 @@ def render(result: dict[str, Any]) -> str:
         "(`StreamingDataset(shuffle=True)`; litdata's `StreamingDataLoader`); epochs stop after 3x the time cap "
         "(`*`). (A wrapper opens each peer lazily per worker and routes batches to "
         "the peer's batched call).",
-        "- Peak RSS: the largest of the read processes (DataLoader workers included), after importing torch "
-        "(~300 MB of it is the interpreter, torch and the peer's imports).",
+        "- Peak RSS: the largest of the read processes (DataLoader workers included; most of it is the "
+        "interpreter, torch and the package's imports); in parentheses the random-read process's peak minus its "
+        "RSS after imports, i.e. what the reader itself holds.",
         "",
         "## Versions",
         "",
@@ -167,7 +175,7 @@ def render(result: dict[str, Any]) -> str:
         lines += ["", f"## {w}", "",
                   "| system | MB on disk (after reading) | write ex/s | cold open ms | random `ds[i]` | random batched "
                   "256 | sequential `ds[i]` | native iteration | DataLoader epoch, uniform | DataLoader epoch, "
-                  "BlockShuffleSampler | DataLoader epoch, peer's own shuffling loader | peak RSS MB |",
+                  "BlockShuffleSampler | DataLoader epoch, peer's own shuffling loader | peak RSS MB (reader's own, random read) |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
             if "write" not in r:
@@ -176,6 +184,11 @@ def render(result: dict[str, Any]) -> str:
             after = r.get("bytes_after")
             mb = f"{r['bytes'] / 1e6:.1f}" + (f" ({after / 1e6:.1f})" if after and after != r["bytes"] else "")
             open_ms = f"{r['open_s'] * 1e3:.0f}" if r.get("open_s") is not None else "n/a"
+
+            def own(r: dict[str, Any]) -> str:
+                if r.get("peak_rss_random_mb") is None or r.get("rss_after_imports_mb") is None:
+                    return ""
+                return f" ({max(r['peak_rss_random_mb'] - r['rss_after_imports_mb'], 0):,.0f})"
 
             def cell(key: str, r: dict[str, Any] = r) -> str:
                 if key in r["errors"]:
@@ -187,7 +200,7 @@ def render(result: dict[str, Any]) -> str:
 
             lines.append(f"| {r['label']} | {mb} | {r['write']:,.0f} | {open_ms} | {cell('random')} | "
                          f"{cell('batched')} | {cell('seq')} | {cell('iter')} | {cell('loader_random')} | "
-                         f"{cell('loader_block')} | {cell('loader_native')} | {_f(r.get('peak_rss_mb'))} |")
+                         f"{cell('loader_block')} | {cell('loader_native')} | {_f(r.get('peak_rss_mb'))}{own(r)} |")
         lines.append("")
         lines.append("`*`: stopped at the time cap (rate over the examples read).")
         errs = [(r["label"], k, e) for r in rows for k, e in r["errors"].items()]

@@ -52,6 +52,8 @@ def atlas_systems(blocks: tuple[int, ...]) -> list[dict[str, Any]]:
 
 
 PEERS: list[dict[str, Any]] = [
+    {"id": "memory", "group": "atlas", "adapter": "memory",
+     "label": "reference: in-memory Python list (no storage; DataLoader ceiling)"},
     {"id": "hf", "group": "hf", "adapter": "hf", "label": "HuggingFace datasets (Arrow, save_to_disk)"},
     {"id": "mds", "group": "mds", "adapter": "mds", "label": "MosaicML Streaming (MDS), no compression"},
     {"id": "litdata", "group": "litdata", "adapter": "litdata", "label": "litdata, no compression"},
@@ -62,6 +64,7 @@ PEERS: list[dict[str, Any]] = [
 ]
 
 CACHING = {
+    "reference (in-memory list)": "everything in memory: not a format, the cost of the loop and the DataLoader alone",
     "atlas": "in-process LRU of 16 decoded blocks per dataset (default); data.bin and index.bin memory-mapped; "
              "v2 none reads an example straight from the map",
     "hf": "Arrow files memory-mapped; no decoded-row cache",

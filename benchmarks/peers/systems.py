@@ -25,10 +25,12 @@ BATCH = 256
 TIME_CAP = float(os.environ.get("PEERS_TIME_CAP", "15"))  # seconds: sequential/iteration stop after this
 
 
-def rss_mb() -> float:
+def rss_mb(field: str = "VmRSS") -> float:
+    """Current (VmRSS) or peak (VmHWM) resident memory of this process, MB. VmHWM, unlike ru_maxrss, is not
+    inherited across exec from the orchestrator that forked this process."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -428,7 +430,34 @@ class ArrayRecord(Adapter):
         return {"array-record": _version("array-record")}
 
 
-ADAPTERS = {"atlas": Atlas, "hf": HF, "mds": MDS, "litdata": LitData, "lance": Lance, "arrayrecord": ArrayRecord}
+class Memory(Adapter):
+    """Reference, not a format: the examples as a Python list in memory (what any reader's output costs
+    to move through a DataLoader: worker start, collate, IPC). Its epoch is the ceiling of every system's epoch."""
+
+    name = "in-memory list (reference)"
+    batched_call = "list comprehension"
+    caching = "everything in memory"
+
+    def write(self, examples: list[Any], path: str) -> None:
+        os.makedirs(path, exist_ok=True)
+        with open(os.path.join(path, "examples.pkl"), "wb") as f:
+            pickle.dump(examples, f, protocol=5)
+
+    def open(self, path: str) -> Any:
+        with open(os.path.join(path, "examples.pkl"), "rb") as f:
+            return pickle.load(f)
+
+    def get_many(self, r: Any, idx: list[int]) -> list[Any]:
+        return [r[i] for i in idx]
+
+    def loader_dataset(self, path: str, n: int) -> Any:
+        w = MapWrapper(self, path, n)
+        w._r = self.open(path)
+        w._reader = lambda: w._r  # type: ignore[method-assign]
+        return w
+
+
+ADAPTERS = {"memory": Memory, "atlas": Atlas, "hf": HF, "mds": MDS, "litdata": LitData, "lance": Lance, "arrayrecord": ArrayRecord}
 
 
 # ------------------------------------------------------------------ tasks -----------------------
@@ -636,7 +665,8 @@ def main() -> None:
         import traceback
 
         out = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-2000:]}
-    self_max = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    self_max = rss_mb("VmHWM")
+    # DataLoader workers are forked by this process (not exec'd): their ru_maxrss is their own peak
     child_max = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     out["peak_rss_mb"] = self_max
     out["peak_rss_children_mb"] = child_max
