@@ -99,9 +99,10 @@ def targets(result: dict[str, Any]) -> list[str]:
                 r2 = _row(rows, w, f"atlas-v2-{codec}-b{b}")
                 if r2 and r2.get("seq"):
                     ms.append(f"{codec} {r2['seq']:,.0f} ({r2['seq'] / o['seq']:.2f}x)")
+            zstd_row = _row(rows, w, f"atlas-v2-zstd-b{b}")
+            zstd_ok = zstd_row is not None and zstd_row.get("seq", 0) >= o["seq"]
             lines.append(f"- {w.capitalize()}, block {b}, `ds[i]` in order vs the original's {o['seq']:,.0f}: "
-                         + ", ".join(ms) + f"; v2 zstd {verdict(_row(rows, w, f'atlas-v2-zstd-b{b}') is not None and (_row(rows, w, f'atlas-v2-zstd-b{b}') or {}).get('seq', 0) >= o['seq'])} "
-                         "at the same settings.")
+                         + ", ".join(ms) + f"; v2 zstd {verdict(zstd_ok)} at the same settings.")
     for w in ("text", "image"):
         for r in rows:
             if r["workload"] != w or r["system"] not in (f"atlas-v2-{c}-b64" for c in ("zstd", "lz4", "none")):
@@ -175,7 +176,8 @@ def render(result: dict[str, Any]) -> str:
         lines += ["", f"## {w}", "",
                   "| system | MB on disk (after reading) | write ex/s | cold open ms | random `ds[i]` | random batched "
                   "256 | sequential `ds[i]` | native iteration | DataLoader epoch, uniform | DataLoader epoch, "
-                  "BlockShuffleSampler | DataLoader epoch, peer's own shuffling loader | peak RSS MB (reader's own, random read) |",
+                  "BlockShuffleSampler | DataLoader epoch, peer's own shuffling loader | "
+                  "peak RSS MB (reader's own, random read) |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
             if "write" not in r:

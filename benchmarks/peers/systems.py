@@ -457,7 +457,8 @@ class Memory(Adapter):
         return w
 
 
-ADAPTERS = {"memory": Memory, "atlas": Atlas, "hf": HF, "mds": MDS, "litdata": LitData, "lance": Lance, "arrayrecord": ArrayRecord}
+ADAPTERS = {"memory": Memory, "atlas": Atlas, "hf": HF, "mds": MDS, "litdata": LitData, "lance": Lance,
+            "arrayrecord": ArrayRecord}
 
 
 # ------------------------------------------------------------------ tasks -----------------------
@@ -513,6 +514,7 @@ def physical_limits(layouts: dict[str, str]) -> dict[str, float]:
     unpickle_block: pickle.loads of the v1 block (the pickled list); unpickle_one: one example's pickle.
     """
     import lz4.frame
+
     from torch_atlas_ds import AtlasDataset
 
     res: dict[str, float] = {}
@@ -523,10 +525,10 @@ def physical_limits(layouts: dict[str, str]) -> dict[str, float]:
         try:
             if name == "v1":
                 offs = [int(x) for x in shard._index]
-                spans = list(zip(offs[:-1], [b - a for a, b in zip(offs[:-1], offs[1:])]))
+                spans = list(zip(offs[:-1], [b - a for a, b in zip(offs[:-1], offs[1:], strict=True)], strict=True))
             else:
-                spans = list(zip(shard._offsets, shard._stored))
-            res[f"read_{name}_us"] = _best_us(lambda sp: os.pread(fd, sp[1], sp[0]), spans)
+                spans = list(zip(shard._offsets, shard._stored, strict=True))
+            res[f"read_{name}_us"] = _best_us(lambda sp, fd=fd: os.pread(fd, sp[1], sp[0]), spans)
             res[f"stored_{name}_bytes"] = sum(n for _, n in spans) / len(spans)
             blocks = [os.pread(fd, n, o) for o, n in spans]
         finally:
@@ -548,7 +550,7 @@ def physical_limits(layouts: dict[str, str]) -> dict[str, float]:
                 count = int.from_bytes(blk[0:4], "little")
                 offs = [int.from_bytes(blk[4 + 4 * k:8 + 4 * k], "little") for k in range(count + 1)]
                 base = 8 + 4 * count
-                table_ex += [blk[base + a:base + b] for a, b in zip(offs[:-1], offs[1:])]
+                table_ex += [blk[base + a:base + b] for a, b in zip(offs[:-1], offs[1:], strict=True)]
             res["unpickle_one_us"] = _best_us(pickle.loads, table_ex)
             res["example_bytes"] = sum(map(len, table_ex)) / len(table_ex)
             # a read of one example's own bytes (offset table lookup + pread of those bytes)
@@ -556,7 +558,7 @@ def physical_limits(layouts: dict[str, str]) -> dict[str, float]:
             try:
                 n_ex = int(res["example_bytes"])
                 offs2 = [o for o, _ in spans]
-                res["read_one_us"] = _best_us(lambda o: os.pread(fd, n_ex, o), offs2)
+                res["read_one_us"] = _best_us(lambda o, fd=fd, n_ex=n_ex: os.pread(fd, n_ex, o), offs2)
             finally:
                 os.close(fd)
     one = res["unpickle_one_us"]
