@@ -28,6 +28,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=20_000)
     ap.add_argument("--layouts", default="v1zstd-64,zstd-64,lz4-64,none-64")
     ap.add_argument("--top", type=int, default=12)
+    ap.add_argument("--paths", default="random,batched", help="any of random,batched,seq,iter")
     ap.add_argument("--loader-ceiling", action="store_true",
                     help="also time one DataLoader epoch (2 workers, batch 256) over an in-memory list: the loader's "
                          "own cost (IPC, collate), the ceiling of any dataset's epoch")
@@ -75,14 +76,21 @@ def main() -> None:
         with AtlasDatasetWriter(path, args.n // 5, int(block), **kw) as w:
             for ex in examples:
                 w.add_example(ex)
-        for what in ("random", "batched"):
+        for what in args.paths.split(","):
             ds = AtlasDataset(path)
             prof = cProfile.Profile()
             start = time.perf_counter()
             prof.enable()
+            count = len(idx)
             if what == "random":
                 for i in idx:
                     ds[i]
+            elif what == "seq":
+                for i in range(len(ds)):
+                    ds[i]
+                count = len(ds)
+            elif what == "iter":
+                count = sum(1 for _ in ds)
             else:
                 for k in range(0, len(idx), 256):
                     ds.__getitems__(idx[k:k + 256])
@@ -92,7 +100,7 @@ def main() -> None:
             pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(args.top)
             body = "\n".join(line for line in out.getvalue().splitlines() if line.strip()
                              and not line.startswith(("   Ordered", "         ")) or "ncalls" in line)
-            print(f"### {layout} {what}: {len(idx) / secs:,.0f} ex/s under cProfile\n{body}\n")
+            print(f"### {layout} {what}: {count / secs:,.0f} ex/s under cProfile\n{body}\n")
         shutil.rmtree(path, ignore_errors=True)
 
 

@@ -53,7 +53,7 @@ def atlas_systems(blocks: tuple[int, ...]) -> list[dict[str, Any]]:
 
 PEERS: list[dict[str, Any]] = [
     {"id": "memory", "group": "atlas", "adapter": "memory",
-     "label": "reference: in-memory Python list (no storage; DataLoader ceiling)"},
+     "label": "reference: in-memory Python list (no storage; DataLoader reference)"},
     {"id": "hf", "group": "hf", "adapter": "hf", "label": "HuggingFace datasets (Arrow, save_to_disk)"},
     {"id": "mds", "group": "mds", "adapter": "mds", "label": "MosaicML Streaming (MDS), no compression"},
     {"id": "litdata", "group": "litdata", "adapter": "litdata", "label": "litdata, no compression"},
