@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 def main() -> None:
     from bench_reference import text_examples
+
     from torch_atlas_ds import AtlasDataset, AtlasDatasetWriter, Codec, CompressionStrategy
 
     ap = argparse.ArgumentParser()

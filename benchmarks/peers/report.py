@@ -120,9 +120,10 @@ def targets(result: dict[str, Any]) -> list[str]:
         mem = _row(rows, w, "memory")
         if mem and mem.get("loader_random"):
             lines.append(f"- {w.capitalize()}: the same DataLoader epoch over an in-memory list (no storage at all) "
-                         f"runs at {mem['loader_random']:,.0f} ex/s: roughly what the loader alone (worker start, default "
-                         "collate, IPC) allows here. A reference point, not a strict ceiling: the list's forked "
-                         "workers touch every object of a large Python list under copy-on-write, so a fast reader can beat it.")
+                         f"runs at {mem['loader_random']:,.0f} ex/s: roughly what the loader alone "
+                         "(worker start, default collate, IPC) allows here. A reference point, not a strict "
+                         "ceiling: the list's forked workers touch every object of a large Python list under "
+                         "copy-on-write, so a fast reader can beat it.")
     for w in ("text", "image"):
         for b in (8, 64):
             o, z = _row(rows, w, f"atlas-v1-zstd-b{b}"), _row(rows, w, f"atlas-v2-zstd-b{b}")
