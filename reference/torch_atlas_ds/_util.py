@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import pickle
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,36 @@ def write_file(path: str | os.PathLike[str], data: bytes | bytearray | memoryvie
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
+
+
+class ProcessLocalState:
+    """Pickling of shard readers: what belongs to one process (maps, decompressors, caches) stays behind.
+
+    Subclasses name those attributes in ``_PROCESS_LOCAL`` and rebuild them lazily in ``_reset``; a
+    dictionary that was read from a file is read again (and verified) in the receiving process.
+    """
+
+    _PROCESS_LOCAL: tuple[str, ...] = ()
+    _dict_source: Any
+    cache: Any
+    loads: Any
+
+    def _reset(self) -> None:
+        raise NotImplementedError
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        for key in (*self._PROCESS_LOCAL, "cache", "loads"):
+            state.pop(key, None)
+        if self._dict_source is not None:
+            state["_dict_bytes"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.cache = BlockCache(1)
+        self.loads = pickle.loads
+        self._reset()
 
 
 def publish_folder(tmp: Path, target: Path) -> None:

@@ -24,7 +24,7 @@ from atlas_format.constants import DATA_FILE, DEFAULT_LIMITS, DICT_FILE, META_FI
 from atlas_format.enums import Codec, CompressionStrategy
 from atlas_format.metadata import parse_json
 
-from ._util import BlockCache, fork_generation, map_file, zstd_decompressor
+from ._util import BlockCache, ProcessLocalState, fork_generation, map_file, zstd_decompressor
 from .errors import (
     AtlasError,
     CodecError,
@@ -78,8 +78,10 @@ def read_dictionary(path: Path, expected: Any, limits: Limits, shard: str | None
     return read(path, expected, limits, shard)
 
 
-class V1Shard:
+class V1Shard(ProcessLocalState):
     """One version 1 shard folder. Files are opened lazily and reopened after fork or unpickling."""
+
+    _PROCESS_LOCAL = ("_mm", "_data", "_index", "_tls", "_memo")
 
     version = 1
 
@@ -133,20 +135,6 @@ class V1Shard:
         self._index: Any = None
         self._tls = threading.local()  # one zstd decompressor per thread (they are not thread-safe)
         self._memo: tuple[int, Any] = (-1, None)  # (block number, its examples), rebound as a whole
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        for key in ("_mm", "_data", "_index", "_tls", "cache", "loads", "_memo"):
-            state.pop(key, None)
-        if self._dict_source is not None:
-            state["_dict_bytes"] = None  # read again in the process that unpickles it
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self.cache = BlockCache(1)
-        self.loads = pickle.loads
-        self._reset()
 
     def _open(self) -> None:
         index_path = self.path / V1_INDEX_FILE

@@ -39,7 +39,7 @@ from atlas_format.enums import Codec, v2_to_strategy
 from atlas_format.index_v2 import DICTIONARY_MODE_IDS, INDEX_ENTRY_DTYPE, IndexHeader, compute_index_checksum
 from atlas_format.metadata import file_checksum_text, validate_schema, verify_checksummed_json
 
-from ._util import _FORK_GENERATION, BlockCache, fork_generation, map_file, zstd_decompressor
+from ._util import _FORK_GENERATION, BlockCache, ProcessLocalState, fork_generation, map_file, zstd_decompressor
 from .errors import (
     AtlasError,
     ChecksumError,
@@ -138,8 +138,11 @@ def read_v2_meta(path: Path, schema: str, limits: Limits) -> tuple[dict[str, Any
     return doc, text
 
 
-class V2Shard:
+class V2Shard(ProcessLocalState):
     """One version 2 shard folder. Files are opened lazily and reopened after fork or unpickling."""
+
+    _PROCESS_LOCAL = ("_mms", "_data", "_offsets", "_stored", "_raw", "_checksums", "_verified", "_tls", "_memo",
+                      "_info")
 
     version = 2
 
@@ -244,21 +247,6 @@ class V2Shard:
         # (block number, decoded block, offset table or None): rebound as a whole, so threads never mix blocks
         self._memo: tuple[int, Any, tuple[int, ...] | None] = (-1, None, None)
         self._info = codec_info(self.codec)
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        for key in ("_mms", "_data", "_offsets", "_stored", "_raw", "_checksums", "_verified", "_tls", "cache",
-                    "loads", "_memo", "_info"):
-            state.pop(key, None)
-        if self._dict_source is not None:
-            state["_dict_bytes"] = None  # read again (verified) in the process that unpickles it
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self.cache = BlockCache(1)
-        self.loads = pickle.loads
-        self._reset()
 
     def _open(self) -> None:
         index_path = self.path / V2_INDEX_FILE
