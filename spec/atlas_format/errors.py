@@ -11,6 +11,23 @@ from os import PathLike
 from typing import Any
 
 
+def format_location(path: str | None, shard: int | str | None, block: int | None, example: int | None,
+                    offset: int | None) -> str:
+    """'file, shard s, block b, example e, byte offset o' with the parts that are known (errors and findings)."""
+    parts: list[str] = []
+    if path is not None:
+        parts.append(path)
+    if shard is not None:
+        parts.append(f"shard {shard}")
+    if block is not None:
+        parts.append(f"block {block}")
+    if example is not None:
+        parts.append(f"example {example}")
+    if offset is not None:
+        parts.append(f"byte offset {offset}")
+    return ", ".join(parts)
+
+
 class AtlasError(Exception):
     """Base of every error raised for Atlas data (never raised bare for input errors)."""
 
@@ -34,18 +51,7 @@ class AtlasError(Exception):
 
     def location(self) -> str:
         """Where the error is, as 'file, shard s, block b, example e, byte offset o'."""
-        parts: list[str] = []
-        if self.path is not None:
-            parts.append(self.path)
-        if self.shard is not None:
-            parts.append(f"shard {self.shard}")
-        if self.block is not None:
-            parts.append(f"block {self.block}")
-        if self.example is not None:
-            parts.append(f"example {self.example}")
-        if self.offset is not None:
-            parts.append(f"byte offset {self.offset}")
-        return ", ".join(parts)
+        return format_location(self.path, self.shard, self.block, self.example, self.offset)
 
     def _render(self) -> str:
         where = self.location()

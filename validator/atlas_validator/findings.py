@@ -10,6 +10,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from atlas_format.errors import format_location
+
 from . import __version__
 from .catalog import ERROR, INFO, WARNING, entry
 
@@ -31,18 +33,7 @@ class Finding:
     offset: int | None = None
 
     def location(self) -> str:
-        parts: list[str] = []
-        if self.path is not None:
-            parts.append(self.path)
-        if self.shard is not None:
-            parts.append(f"shard {self.shard}")
-        if self.block is not None:
-            parts.append(f"block {self.block}")
-        if self.example is not None:
-            parts.append(f"example {self.example}")
-        if self.offset is not None:
-            parts.append(f"byte offset {self.offset}")
-        return ", ".join(parts) or "-"
+        return format_location(self.path, self.shard, self.block, self.example, self.offset) or "-"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
