@@ -14,7 +14,7 @@ from .allowlist import ALLOWED, ALLOWED_GLOBALS, AllowedGlobal, is_allowed
 from .checksum import DEFAULT_CHECKSUM, XXH3_64, ChecksumAlgorithm, checksum_algorithm
 from .codecs import CODECS, CodecInfo, codec_info
 from .constants import DEFAULT_LIMITS, LATEST_VERSION, SUPPORTED_VERSIONS, Limits
-from .enums import Codec, CompressionStrategy, DictionaryMode
+from .enums import Codec, CompressionStrategy, DictionaryMode, Framing
 from .errors import (
     AtlasError,
     ChecksumError,
@@ -36,7 +36,7 @@ __all__ = [
     "DEFAULT_CHECKSUM", "XXH3_64", "ChecksumAlgorithm", "checksum_algorithm",
     "CODECS", "CodecInfo", "codec_info",
     "DEFAULT_LIMITS", "LATEST_VERSION", "SUPPORTED_VERSIONS", "Limits",
-    "Codec", "CompressionStrategy", "DictionaryMode",
+    "Codec", "CompressionStrategy", "DictionaryMode", "Framing",
     "AtlasError", "ChecksumError", "CodecError", "FormatError", "IncompleteDatasetError", "LimitError",
     "MetadataError", "MissingShardError", "UnsafePickleError", "VersionError",
 ]

@@ -7,6 +7,11 @@
 
 Example ``j`` is ``payload[offsets[j]:offsets[j+1]]``: it is unpickled without its
 neighbours, and in an uncompressed block it is read without reading the rest.
+
+With framing "example" (spec V2-FRAME) the *stored* block has this same layout, but
+uncompressed and over codec frames: ``payload[offsets[j]:offsets[j+1]]`` is one frame
+that decodes to example ``j``'s pickle. The block's ``raw_size`` stays the size of the
+decoded block above, ``table_size(n) + sum(decoded example sizes)``.
 """
 
 from __future__ import annotations
@@ -54,6 +59,11 @@ def encode_block(pickles: list[bytes]) -> bytes:
     offsets = _offsets(pickles)
     head = struct.pack(f"<I{len(offsets)}I", len(pickles), *offsets)
     return head + b"".join(pickles)
+
+
+def decoded_size(count: int, example_sizes: list[int]) -> int:
+    """``raw_size`` of a block of ``count`` examples whose pickles have these sizes (either framing)."""
+    return table_size(count) + sum(example_sizes)
 
 
 def parse_block(data: bytes) -> Any:

@@ -1,4 +1,4 @@
-"""Enumerations of both versions: v1 compression strategies, v2 codecs and dictionary modes."""
+"""Enumerations of both versions: v1 compression strategies, v2 codecs, dictionary modes and framings."""
 
 from __future__ import annotations
 
@@ -37,6 +37,28 @@ class DictionaryMode(str, Enum):
     NONE = "none"
     SHARED = "shared"  # the dataset's root zstd_dict.bin
     SHARD = "shard"  # the shard's own zstd_dict.bin
+
+
+class Framing(str, Enum):
+    """What one version 2 codec frame holds: a whole block, or one example (spec V2-FRAME).
+
+    With ``EXAMPLE`` the block's example table is stored uncompressed and each example is
+    its own frame, so a random read decodes one example instead of its whole block.
+    """
+
+    BLOCK = "block"
+    EXAMPLE = "example"
+
+    @property
+    def index_flags(self) -> int:
+        """The bits this framing sets in the index header's ``flags`` byte."""
+        return INDEX_FLAG_EXAMPLE_FRAMES if self is Framing.EXAMPLE else 0
+
+
+#: ``flags`` bit 0 of the version 2 index header: every example is its own codec frame.
+INDEX_FLAG_EXAMPLE_FRAMES = 0x01
+#: Every flag bit this version of the format defines; readers refuse any other (V2-COMPAT-3).
+KNOWN_INDEX_FLAGS = INDEX_FLAG_EXAMPLE_FRAMES
 
 
 def strategy_to_v2(strategy: CompressionStrategy) -> tuple[Codec, DictionaryMode]:

@@ -30,7 +30,7 @@ IndexHeader = cs.Struct(
     "codec" / cs.Int8ul,                            # 14  1  Codec value
     "dictionary" / cs.Int8ul,                       # 15  1  0 none, 1 shared, 2 shard
     "checksum_algorithm" / cs.Int8ul,               # 16  1  1 = xxh3_64
-    "flags" / cs.Int8ul,                            # 17  1  0 (reserved)
+    "flags" / cs.Int8ul,                            # 17  1  bit 0: example framing; others 0
     "reserved" / cs.Int16ul,                        # 18  2  0
     "block_size" / cs.Int32ul,                      # 20  4  examples per full block
     "block_count" / cs.Int64ul,                     # 24  8
@@ -70,12 +70,13 @@ if IndexHeader.sizeof() != V2_INDEX_HEADER_SIZE or IndexEntry.sizeof() != V2_IND
 
 
 def header_value(*, codec: int, dictionary: str, checksum_algorithm: int, block_size: int, block_count: int,
-                 example_count: int, data_size: int, dict_id: int, checksum: int = 0) -> dict[str, Any]:
+                 example_count: int, data_size: int, dict_id: int, checksum: int = 0,
+                 flags: int = 0) -> dict[str, Any]:
     """A value for ``IndexHeader.build`` with the fixed fields filled in."""
     return {
         "format_version": FORMAT_VERSION_2, "header_size": V2_INDEX_HEADER_SIZE,
         "entry_size": V2_INDEX_ENTRY_SIZE, "codec": codec, "dictionary": DICTIONARY_MODE_IDS[dictionary],
-        "checksum_algorithm": checksum_algorithm, "flags": 0, "reserved": 0, "block_size": block_size,
+        "checksum_algorithm": checksum_algorithm, "flags": flags, "reserved": 0, "block_size": block_size,
         "block_count": block_count, "example_count": example_count, "data_size": data_size,
         "dict_id": dict_id, "reserved2": 0, "checksum": checksum,
     }
