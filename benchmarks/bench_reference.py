@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from torch_atlas_ds import AtlasDataset, AtlasDatasetWriter, Codec, CompressionStrategy
+from torch_atlas_ds import AtlasDataset, AtlasDatasetWriter, Codec, CompressionStrategy, Framing
 
 WORDS = ("atlas dataset block shard index offset tensor image caption token batch example the of and to in "
          "for on with as by compress dictionary checksum random access sequential reader writer").split()
@@ -37,7 +37,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "v1 zstd shared dict": {"format_version": 1,
                             "compression_strategy": CompressionStrategy.SHARED_DICTIONARY_COMPRESSION},
     "v2 zstd shared dict": {"compression_strategy": CompressionStrategy.SHARED_DICTIONARY_COMPRESSION},
+    "v2 zstd shared dict, example frames": {
+        "compression_strategy": CompressionStrategy.SHARED_DICTIONARY_COMPRESSION, "framing": Framing.EXAMPLE},
     "v2 lz4": {"codec": Codec.LZ4},
+    "v2 lz4, example frames": {"codec": Codec.LZ4, "framing": Framing.EXAMPLE},
     "v2 none": {"compression_strategy": CompressionStrategy.NO_COMPRESSION},
 }
 

@@ -9,6 +9,7 @@ request (``format_version=1``), written byte for byte as the original did.
         for example in examples:
             w.add_example(example)            # an exception inside ``with`` publishes nothing
     AtlasDatasetWriter("fast", 10_000, 64, codec=Codec.LZ4)                   # LZ4, no dictionary
+    AtlasDatasetWriter("rand", 10_000, 64, framing=Framing.EXAMPLE)          # a frame per example: random reads
     with AtlasDatasetWriter.append("root") as w:                              # new shards, atomic
         w.add_example(more)
 
@@ -26,7 +27,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from atlas_format import Codec, CompressionStrategy, DictionaryMode, Limits
+from atlas_format import Codec, CompressionStrategy, DictionaryMode, Framing, Limits
 
 from .errors import (
     AtlasError,
@@ -76,7 +77,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "AtlasDataset", "AtlasDatasetShard", "AtlasDatasetWriter", "AtlasDatasetShardWriter",
     "AtlasDatasetMetadata", "AtlasDatasetShardMetadata", "CompressionStrategy", "Codec", "DictionaryMode",
-    "Limits", "BlockShuffleSampler", "DEFAULT_BLOCK_CACHE_SIZE", "write_dataset",
+    "Framing", "Limits", "BlockShuffleSampler", "DEFAULT_BLOCK_CACHE_SIZE", "write_dataset",
     "AtlasError", "ChecksumError", "CodecError", "FormatError", "IncompleteDatasetError", "LimitError",
     "MetadataError", "MissingShardError", "UnsafePickleError", "VersionError",
 ]

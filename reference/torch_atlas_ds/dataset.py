@@ -182,7 +182,8 @@ class AtlasDataset(_Reader, torch.utils.data.Dataset):  # type: ignore[type-arg]
                                     shard=name)
             shards.append(V2Shard(folder, mmap_index=self.mmap_index, shared_dict_record=doc["shared_dictionary"],
                                   verify_checksums=self.verify_checksums, limits=self.limits, loads=loads,
-                                  cache=self._cache, expected=entry, label=name))
+                                  cache=self._cache, expected={**entry, "framing": doc.get("framing", "block")},
+                                  label=name))
         self._shards = shards
         if sum(len(s) for s in shards) != doc["num_examples"]:
             raise MetadataError("root num_examples differs from the sum of its shards", path=meta_path)

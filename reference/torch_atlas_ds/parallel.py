@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from atlas_format import DEFAULT_LIMITS, Codec, CompressionStrategy, Limits
+from atlas_format import DEFAULT_LIMITS, Codec, CompressionStrategy, Framing, Limits
 from atlas_format.layout import v2_shard_name
 
 from .writer import AtlasDatasetWriter, _V1ShardBuilder, _V2ShardBuilder
@@ -69,6 +69,7 @@ class _ShardJob:
     dict_size: float
     dictionary: bytes | None
     limits: Limits
+    framing: Framing = Framing.BLOCK
 
 
 def _build_shard(job: _ShardJob, chunk: _Chunk) -> tuple[int, Any]:
@@ -89,7 +90,7 @@ def _build_shard(job: _ShardJob, chunk: _Chunk) -> tuple[int, Any]:
         return chunk.number, v1.count
     name = v2_shard_name(chunk.number)
     v2 = _V2ShardBuilder(Path(job.folder) / name, name, job.block_size, Codec(job.codec), job.level, job.dict_size,
-                         job.mode, job.dictionary, job.limits)
+                         job.mode, job.dictionary, job.limits, framing=job.framing)
     try:
         for example in chunk:
             v2.add_example(example)
@@ -126,7 +127,8 @@ def write_dataset(examples: Iterable[Any] | Any, path: str | os.PathLike[str], *
                   compression_strategy: CompressionStrategy | int | None = None, compression_level: int = 3,
                   compression_dict_size: float = 0.01, codec: Codec | str | None = None, format_version: int = 2,
                   user_metadata: dict[str, Any] | None = None, num_workers: int | None = None,
-                  progress: bool | None = None, limits: Limits = DEFAULT_LIMITS, desc: str = "writing") -> Path:
+                  progress: bool | None = None, limits: Limits = DEFAULT_LIMITS, desc: str = "writing",
+                  framing: Framing | str = Framing.BLOCK) -> Path:
     """Write ``examples`` to a new dataset at ``path``, shards built by ``num_workers`` processes.
 
     ``examples`` may be any iterable, or an indexable dataset (``len`` and ``[i]``, e.g. an
@@ -139,7 +141,7 @@ def write_dataset(examples: Iterable[Any] | Any, path: str | os.PathLike[str], *
         raise ValueError(f"num_workers must be >= 1, got {num_workers!r}")
     writer = AtlasDatasetWriter(path, shard_size, block_size, compression_strategy, compression_level,
                                 compression_dict_size, codec=codec, format_version=format_version,
-                                user_metadata=user_metadata, limits=limits)
+                                user_metadata=user_metadata, limits=limits, framing=framing)
     by_range = hasattr(examples, "__len__") and hasattr(examples, "__getitem__") and not isinstance(examples, list)
     total = len(examples) if hasattr(examples, "__len__") else None  # type: ignore[arg-type]
     bar = _progress(total, progress, desc)
@@ -212,7 +214,8 @@ def _job(writer: AtlasDatasetWriter) -> _ShardJob:
     if mode == "shared":
         mode, dictionary = ("shared", writer._shared) if writer._shared is not None else ("none", None)
     return _ShardJob(str(writer._tmp), 2, writer.block_size, int(writer.codec), int(writer.strategy), mode,
-                     writer.compression_level, writer.compression_dict_size, dictionary, writer.limits)
+                     writer.compression_level, writer.compression_dict_size, dictionary, writer.limits,
+                     writer.framing)
 
 
 def _adopt(writer: AtlasDatasetWriter, results: list[tuple[int, Any]]) -> None:

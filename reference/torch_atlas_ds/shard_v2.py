@@ -4,7 +4,8 @@ The hot path is O(1): entry ``b`` of index.bin is a row of a numpy view over the
 (memory-mapped) file; a block is checksummed the first time this process reads it
 (a bytearray remembers which blocks were verified); one example is unpickled from
 its slice of the decoded block without touching its neighbours, and with codec
-"none" straight out of the mmap of data.bin (zero-copy).
+"none" straight out of the mmap of data.bin (zero-copy). With framing "example" the
+stored block's table is read in place and only the example's own frame is decoded.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import xxhash
 import zstandard
 
 from atlas_format.binary import parse
-from atlas_format.block_v2 import U32, U32_PAIR
+from atlas_format.block_v2 import U32, U32_PAIR, encode_block, table_size
 from atlas_format.checksum import XXH3_64
 from atlas_format.codecs import check_declared_size, codec_info
 from atlas_format.constants import (
@@ -35,8 +36,9 @@ from atlas_format.constants import (
     V2_INDEX_HEADER_SIZE,
     Limits,
 )
-from atlas_format.enums import Codec, v2_to_strategy
+from atlas_format.enums import KNOWN_INDEX_FLAGS, Codec, Framing, v2_to_strategy
 from atlas_format.index_v2 import DICTIONARY_MODE_IDS, INDEX_ENTRY_DTYPE, IndexHeader, compute_index_checksum
+from atlas_format.lz4_frame import declared_content_size as lz4_declared_size
 from atlas_format.metadata import file_checksum_text, validate_schema, verify_checksummed_json
 
 from ._util import _FORK_GENERATION, BlockCache, ProcessLocalState, fork_generation, map_file, zstd_decompressor
@@ -163,6 +165,11 @@ class V2Shard(ProcessLocalState):
         self.label = label if label is not None else doc["shard"]
         self.codec = Codec.from_label(doc["codec"])
         self.dictionary = doc["dictionary"]
+        try:
+            self.framing = Framing.from_meta(doc)
+        except ValueError:
+            raise MetadataError(f"unknown framing {doc.get('framing')!r} (this reader knows block, example)",
+                                path=meta_path, shard=self.label) from None
         self.block_size = doc["block_size"]
         self.num_examples = doc["num_examples"]
         self.num_blocks = doc["num_blocks"]
@@ -181,10 +188,13 @@ class V2Shard(ProcessLocalState):
             raise MetadataError("codec none cannot use a dictionary", **where)
         if self.codec == Codec.LZ4 and self.dictionary != "none":
             raise MetadataError("codec lz4 cannot use a zstd dictionary", **where)
+        if self.codec == Codec.NONE and self.framing is Framing.EXAMPLE:
+            raise MetadataError("framing 'example' needs a codec: codec none has no frames", **where)
         if expected is not None:
             for key, mine in (("num_examples", self.num_examples), ("num_blocks", self.num_blocks),
                               ("data_size", self.data_size), ("index_size", doc["index"]["size"]),
-                              ("meta_checksum", meta_text), ("dictionary", self.dictionary)):
+                              ("meta_checksum", meta_text), ("dictionary", self.dictionary),
+                              ("framing", self.framing.value)):
                 if expected.get(key) != mine:
                     raise MetadataError(f"root meta.json says {key} {expected.get(key)!r} for this shard, its "
                                         f"meta.json says {mine!r}", **where)
@@ -208,6 +218,7 @@ class V2Shard(ProcessLocalState):
                 self._check_dict_id(self._dict_bytes)
         elif self.dict_id != 0:
             raise MetadataError("dict_id must be 0 without a dictionary", **where)
+        self._example_frames = self.framing is Framing.EXAMPLE
         self.metadata = AtlasDatasetShardMetadata(2, self.block_size, self.num_examples,
                                                   v2_to_strategy(self.codec, _mode(self.dictionary)),
                                                   doc["compression_level"], None)
@@ -269,6 +280,12 @@ class V2Shard(ProcessLocalState):
             raise VersionError(f"index.bin format_version {header.format_version}", offset=8, **where)
         if header.header_size < V2_INDEX_HEADER_SIZE or header.entry_size < V2_INDEX_ENTRY_SIZE:
             raise FormatError("index.bin header_size < 64 or entry_size < 24", offset=10, **where)
+        if header.flags & ~KNOWN_INDEX_FLAGS:
+            raise FormatError(f"index.bin flags 0x{header.flags:02x} set bits this reader does not know", offset=17,
+                              **where)
+        if header.flags != self.framing.index_flags:
+            raise FormatError(f"index.bin flags 0x{header.flags:02x} disagree with meta.json's framing "
+                              f"{self.framing.value!r}", offset=17, **where)
         if header.checksum_algorithm != XXH3_64.id:
             raise FormatError(f"unknown checksum algorithm id {header.checksum_algorithm}", offset=16, **where)
         if size != header.header_size + header.block_count * header.entry_size:
@@ -364,10 +381,49 @@ class V2Shard(ProcessLocalState):
             self._verified[b] = 1
         return stored
 
+    def _decode_frame(self, frame: Any, b: int, pos: int) -> bytes:
+        """Example ``pos``'s pickle from its own frame (framing "example"): size checked before decoding."""
+        limit = int(self._raw[b]) - table_size(self.block_count(b))
+        declared: int | None
+        try:
+            if self.codec == Codec.ZSTD:
+                declared = zstandard.frame_content_size(frame)
+                if 0 <= declared <= limit:
+                    dctx = getattr(self._tls, "dctx", None)
+                    if dctx is None:
+                        dctx = self._tls.dctx = self._new_dctx()
+                    data: bytes = dctx.decompress(frame)
+            else:
+                declared = lz4_declared_size(frame)
+                if declared is not None and 0 <= declared <= limit:
+                    data = lz4.frame.decompress(frame)
+        except (zstandard.ZstdError, RuntimeError, ValueError) as exc:
+            raise CodecError(f"{self.codec.label} cannot decode example {pos}'s frame: {exc}", example=pos,
+                             **self._where(b)) from None
+        if declared is None or declared < 0:
+            raise CodecError(f"example {pos}'s {self.codec.label} frame does not declare its content size",
+                             example=pos, **self._where(b))
+        if declared > limit:
+            raise LimitError(f"example {pos}'s frame declares {declared} bytes, more than the block's raw_size "
+                             f"allows ({limit}); refused before allocating", example=pos, **self._where(b))
+        if len(data) != declared:
+            raise CodecError(f"example {pos}'s frame decodes to {len(data)} bytes, it declares {declared}",
+                             example=pos, **self._where(b))
+        return data
+
     def decoded_block(self, b: int) -> Any:
         """The decoded bytes of block ``b`` (for codec none a memoryview into the data.bin mmap)."""
         if self.codec == Codec.NONE:
             return self._stored_block(b)
+        if self.framing is Framing.EXAMPLE:
+            stored = self._stored_block(b)
+            table, base = self._table(stored, b), table_size(self.block_count(b))
+            block = encode_block([self._decode_frame(stored[base + x:base + y], b, p)
+                                  for p, (x, y) in enumerate(zip(table, table[1:], strict=False))])
+            if len(block) != int(self._raw[b]):
+                raise CodecError(f"block decodes to {len(block)} bytes, index.bin says {int(self._raw[b])}",
+                                 **self._where(b))
+            return block
         stored = self._stored_block(b)
         raw_size = int(self._raw[b])
         try:
@@ -447,6 +503,8 @@ class V2Shard(ProcessLocalState):
     def get(self, i: int) -> Any:
         """Example ``i`` of this shard (0 <= i < len, checked by the caller)."""
         b, pos = divmod(i, self.block_size)
+        if self._example_frames:
+            return self._load(self._decode_frame(self._slice(self._stored_block(b), b, pos), b, pos), b, pos)
         memo = self._memo
         if memo[0] == b and self._gen == _FORK_GENERATION[0]:
             # Sequential reads: the second read of a block parses its whole offset table once.
@@ -459,7 +517,14 @@ class V2Shard(ProcessLocalState):
         return self._load(self._slice(self._block(b), b, pos), b, pos)
 
     def get_many(self, b: int, positions: list[int]) -> list[Any]:
-        """Examples at ``positions`` of block ``b``, decoding the block once."""
+        """Examples at ``positions`` of block ``b``, decoding the block (or only their frames) once."""
+        if self._example_frames:
+            stored = self._stored_block(b)
+            if len(positions) <= 2:
+                return [self._load(self._decode_frame(self._slice(stored, b, p), b, p), b, p) for p in positions]
+            table, base = self._table(stored, b), table_size(self.block_count(b))
+            return [self._load(self._decode_frame(stored[base + table[p]:base + table[p + 1]], b, p), b, p)
+                    for p in positions]
         block = self._block(b)
         if len(positions) <= 2:
             return [self._load(self._slice(block, b, p), b, p) for p in positions]

@@ -28,6 +28,7 @@ from typing import Any
 
 import zstandard
 
+from atlas_format.block_v2 import decoded_size, encode_block
 from atlas_format.checksum import XXH3_64
 from atlas_format.codecs import codec_info
 from atlas_format.constants import (
@@ -43,7 +44,7 @@ from atlas_format.constants import (
     V2_PICKLE_PROTOCOL,
     Limits,
 )
-from atlas_format.enums import Codec, CompressionStrategy, DictionaryMode, strategy_to_v2
+from atlas_format.enums import Codec, CompressionStrategy, DictionaryMode, Framing, strategy_to_v2
 from atlas_format.index_v2 import build_index, header_value
 from atlas_format.layout import v1_shard_names, v2_shard_name
 from atlas_format.metadata import dump_checksummed_json, dump_v1_json, file_checksum_text
@@ -191,8 +192,10 @@ class _V2ShardBuilder:
 
     def __init__(self, folder: Path, name: str, block_size: int, codec: Codec, level: int, dict_size: float,
                  mode: str, dictionary: bytes | None = None, limits: Limits = DEFAULT_LIMITS,
-                 on_shared_dictionary: Any = None) -> None:
+                 on_shared_dictionary: Any = None, framing: Framing = Framing.BLOCK) -> None:
         """``mode``: 'none', 'shared' (use ``dictionary``), 'shard' (train its own), 'train-shared'.
+
+        ``framing``: one codec frame per block, or one per example (spec V2-FRAME).
 
         ``on_shared_dictionary(bytes)`` is called with a dictionary trained for sharing before
         any block compressed with it is written (the root dictionary precedes its users).
@@ -202,10 +205,11 @@ class _V2ShardBuilder:
         self.folder, self.name = folder, name
         self.block_size, self.codec, self.level, self.dict_size = block_size, codec, level, dict_size
         self.mode = mode
+        self.framing = framing
         self.limits = limits
         self.count = 0
         self.pending: list[bytes] = []
-        self.held: list[bytes] = []
+        self.held: list[list[bytes]] = []  # blocks of pickles waiting for the dictionary
         self.entries: list[tuple[int, int, int, int]] = []
         self.data_size = 0
         self.max_raw = 0
@@ -224,34 +228,37 @@ class _V2ShardBuilder:
     def _flush(self) -> None:
         if not self.pending:
             return
-        from atlas_format.block_v2 import encode_block
-
         total = sum(len(p) for p in self.pending)
         if total + 4 * (len(self.pending) + 2) > min(self.limits.max_block_raw_size, (1 << 32) - 1):
             raise LimitError(f"a block of {len(self.pending)} examples holds {total} bytes of pickles, above the "
                              f"limit of {self.limits.max_block_raw_size} bytes; use a smaller block_size",
                              shard=self.name, block=len(self.entries) + len(self.held))
-        raw = encode_block(self.pending)
-        self.pending = []
+        pickles, self.pending = self.pending, []
         if self._compress is None:
-            self.held.append(raw)
+            self.held.append(pickles)
         else:
-            self._write(raw)
+            self._write(pickles)
 
-    def _write(self, raw: bytes) -> None:
-        stored = self._compress(raw)
+    def _write(self, pickles: list[bytes]) -> None:
+        if self.framing is Framing.EXAMPLE:  # V2-FRAME-2: the table over one frame per example, uncompressed
+            compress = self._compress
+            stored = encode_block([compress(p) for p in pickles])
+            raw_size = decoded_size(len(pickles), [len(p) for p in pickles])
+        else:
+            raw = encode_block(pickles)
+            stored, raw_size = self._compress(raw), len(raw)
         self._data.write(stored)
-        self.entries.append((self.data_size, len(stored), len(raw), XXH3_64.of(stored)))
+        self.entries.append((self.data_size, len(stored), raw_size, XXH3_64.of(stored)))
         self.data_size += len(stored)
-        self.max_raw = max(self.max_raw, len(raw))
+        self.max_raw = max(self.max_raw, raw_size)
 
     def close(self) -> tuple[dict[str, Any], bytes | None]:
         """Finish the shard; returns (its root meta.json record, dictionary trained for sharing or None)."""
         self._flush()
         trained: bytes | None = None
         if self._compress is None:  # 'shard' or 'train-shared': the blocks waited for the dictionary
-            if len(self.held) >= MIN_BLOCKS_FOR_DICTIONARY:
-                trained = _train(self.dict_size, self.held, self.level).as_bytes()
+            if len(self.held) >= MIN_BLOCKS_FOR_DICTIONARY:  # trained on decoded blocks, whatever the framing
+                trained = _train(self.dict_size, [encode_block(p) for p in self.held], self.level).as_bytes()
                 self.dict_bytes = trained
                 self.mode = "shard" if self.mode == "shard" else "shared"
                 if self.mode == "shared" and self.on_shared_dictionary is not None:
@@ -260,8 +267,8 @@ class _V2ShardBuilder:
                 self.mode = "none"
             self._compress = codec_info(self.codec).compressor(self.level, self.dict_bytes
                                                                if self.mode != "none" else None)
-            for raw in self.held:
-                self._write(raw)
+            for pickles in self.held:
+                self._write(pickles)
             self.held = []
         self._data.flush()
         os.fsync(self._data.fileno())
@@ -276,13 +283,15 @@ class _V2ShardBuilder:
                                "checksum": file_checksum_text(self.dict_bytes or b"")}
         header = header_value(codec=int(self.codec), dictionary=self.mode, checksum_algorithm=XXH3_64.id,
                               block_size=self.block_size, block_count=len(self.entries),
-                              example_count=self.count, data_size=self.data_size, dict_id=dict_id)
+                              example_count=self.count, data_size=self.data_size, dict_id=dict_id,
+                              flags=self.framing.index_flags)
         index = build_index(header, self.entries)
         index_checksum = int.from_bytes(index[56:64], "little")
         write_file(self.folder / V2_INDEX_FILE, index)
         meta = dump_checksummed_json({
             "version": 2, "shard": self.name, "codec": self.codec.label, "dictionary": self.mode,
-            "compression_level": self.level, "block_size": self.block_size, "num_examples": self.count,
+            **self.framing.meta_member, "compression_level": self.level, "block_size": self.block_size,
+            "num_examples": self.count,
             "num_blocks": len(self.entries), "data_size": self.data_size, "max_block_raw_size": self.max_raw,
             "dict_id": dict_id,
             "index": {"file": V2_INDEX_FILE, "size": len(index), "checksum": XXH3_64.text(index_checksum)},
@@ -331,6 +340,19 @@ def _resolve_codec(codec: Any, strategy: CompressionStrategy | int | None,
     return c, mode, strat
 
 
+def _resolve_framing(framing: Framing | str, codec: Codec, format_version: int) -> Framing:
+    """The caller's framing=, checked against the codec and the version (V2-FRAME-1)."""
+    try:
+        value = Framing(framing)
+    except ValueError:
+        raise ValueError(f"framing must be 'block' or 'example', got {framing!r}") from None
+    if value is Framing.EXAMPLE and format_version == 1:
+        raise ValueError("framing='example' needs format_version=2 (version 1 frames whole blocks)")
+    if value is Framing.EXAMPLE and codec == Codec.NONE:
+        raise ValueError("framing='example' needs a codec (zstd or lz4): codec none has no frames")
+    return value
+
+
 class _Publisher:
     """Context-manager plumbing shared by the writers: close on success, abort on error."""
 
@@ -363,13 +385,16 @@ class AtlasDatasetWriter(_Publisher):
     ``compression_strategy`` defaults to SHARED_DICTIONARY_COMPRESSION (zstd); with
     ``codec=Codec.LZ4`` (or "lz4") and no explicit strategy, no dictionary is used.
     ``format_version=1`` writes the original's format; ``user_metadata`` (a JSON object)
-    is stored in a version 2 root meta.json.
+    is stored in a version 2 root meta.json. ``framing=Framing.EXAMPLE`` (or "example")
+    compresses each example in its own frame: random reads decode one example instead of
+    a block, for more bytes on disk (version 2, codec zstd or lz4; spec V2-FRAME).
     """
 
     def __init__(self, path: str | os.PathLike[str], shard_size: int, block_size: int,
                  compression_strategy: CompressionStrategy | int | None = None, compression_level: int = 3,
                  compression_dict_size: float = 0.01, *, codec: Codec | str | None = None, format_version: int = 2,
-                 user_metadata: dict[str, Any] | None = None, limits: Limits = DEFAULT_LIMITS) -> None:
+                 user_metadata: dict[str, Any] | None = None, limits: Limits = DEFAULT_LIMITS,
+                 framing: Framing | str = Framing.BLOCK) -> None:
         self._closed = True
         if format_version not in (1, 2):
             raise ValueError(f"format_version must be 1 or 2, got {format_version!r}")
@@ -379,6 +404,7 @@ class AtlasDatasetWriter(_Publisher):
         self.compression_level = _check_int("compression_level", compression_level, -(1 << 17))
         self.compression_dict_size = _check_dict_size(compression_dict_size)
         self.codec, self.mode, self.strategy = _resolve_codec(codec, compression_strategy, format_version)
+        self.framing = _resolve_framing(framing, self.codec, format_version)
         lo, hi = codec_info(self.codec).level_range
         if self.codec != Codec.NONE and not lo <= compression_level <= hi:
             raise ValueError(f"compression_level {compression_level} outside {lo}..{hi} for {self.codec.label}")
@@ -448,7 +474,7 @@ class AtlasDatasetWriter(_Publisher):
             dictionary = None
         return _V2ShardBuilder(self._stage_dir() / name, name, self.block_size, self.codec,
                                self.compression_level, self.compression_dict_size, mode, dictionary, self.limits,
-                               on_shared_dictionary=self._write_shared_dictionary)
+                               on_shared_dictionary=self._write_shared_dictionary, framing=self.framing)
 
     def _write_shared_dictionary(self, dictionary: bytes) -> None:
         write_file(self._tmp / DICT_FILE, dictionary)
@@ -529,7 +555,8 @@ class AtlasDatasetWriter(_Publisher):
                           "checksum": file_checksum_text(self._shared)}
         return {
             "version": 2, "format": "atlas", "codec": self.codec.label, "dictionary": mode,
-            "compression_level": self.compression_level, "compression_dict_size": self.compression_dict_size,
+            **self.framing.meta_member, "compression_level": self.compression_level,
+            "compression_dict_size": self.compression_dict_size,
             "block_size": self.block_size, "shard_size": self.shard_size, "checksum_algorithm": XXH3_64.name,
             "num_examples": sum(r["num_examples"] for r in self._records),
             "max_block_raw_size": max([r["max_block_raw_size"] for r in self._records], default=0),
@@ -569,7 +596,7 @@ class AtlasDatasetWriter(_Publisher):
                limits: Limits = DEFAULT_LIMITS) -> AtlasDatasetWriter:
         """A writer adding examples to an existing version 2 dataset as new shards.
 
-        Codec, level, block_size, shard_size and the shared dictionary are the dataset's.
+        Codec, framing, level, block_size, shard_size and the shared dictionary are the dataset's.
         ``user_metadata`` members, when given, are merged into the stored object.
         Use it as a context manager; an exception inside ``with`` leaves the dataset unchanged.
         """
@@ -590,6 +617,7 @@ class AtlasDatasetWriter(_Publisher):
         self.shard_size, self.block_size = doc["shard_size"], doc["block_size"]
         self.compression_level, self.compression_dict_size = doc["compression_level"], doc["compression_dict_size"]
         self.codec, self.mode = Codec.from_label(doc["codec"]), DictionaryMode(doc["dictionary"])
+        self.framing = _resolve_framing(doc.get("framing", Framing.BLOCK.value), self.codec, 2)
         self.strategy = CompressionStrategy.STANDARD_COMPRESSION
         self._shared = None
         if doc["shared_dictionary"] is not None:
@@ -660,7 +688,8 @@ class AtlasDatasetShardWriter(_Publisher):
     def __init__(self, path: str | os.PathLike[str], block_size: int,
                  compression_strategy: CompressionStrategy | int | None = CompressionStrategy.DICTIONARY_COMPRESSION,
                  compression_level: int = 3, compression_dict: Any = None, compression_dict_size: float = 0.01, *,
-                 codec: Codec | str | None = None, format_version: int = 2, limits: Limits = DEFAULT_LIMITS) -> None:
+                 codec: Codec | str | None = None, format_version: int = 2, limits: Limits = DEFAULT_LIMITS,
+                 framing: Framing | str = Framing.BLOCK) -> None:
         self._closed = True
         if format_version not in (1, 2):
             raise ValueError(f"format_version must be 1 or 2, got {format_version!r}")
@@ -669,6 +698,7 @@ class AtlasDatasetShardWriter(_Publisher):
         if codec is not None and compression_strategy == CompressionStrategy.DICTIONARY_COMPRESSION:
             compression_strategy = None
         c, mode, strategy = _resolve_codec(codec, compression_strategy, format_version)
+        framing = _resolve_framing(framing, c, format_version)
         if mode == DictionaryMode.SHARED and compression_dict is None:
             raise ValueError("SHARED_DICTIONARY_COMPRESSION needs compression_dict (the dataset's dictionary)")
         self.path = Path(path)
@@ -688,7 +718,7 @@ class AtlasDatasetShardWriter(_Publisher):
                 d = d.as_bytes()
             self._builder = _V2ShardBuilder(self._tmp, name, block_size, c, compression_level,
                                             compression_dict_size, mode.value, None if d is None else bytes(d),
-                                            limits)
+                                            limits, framing=framing)
         self._closed = False
 
     def add_example(self, example: Any) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import Enum, IntEnum
+from typing import Any
 
 
 class CompressionStrategy(IntEnum):
@@ -48,6 +50,16 @@ class Framing(str, Enum):
 
     BLOCK = "block"
     EXAMPLE = "example"
+
+    @classmethod
+    def from_meta(cls, doc: Mapping[str, Any]) -> Framing:
+        """The framing a version 2 meta.json states (absent means BLOCK); ValueError if unknown."""
+        return cls(doc.get("framing", cls.BLOCK.value))
+
+    @property
+    def meta_member(self) -> dict[str, str]:
+        """The ``framing`` member writers put in meta.json: none for BLOCK (the default, byte-stable)."""
+        return {} if self is Framing.BLOCK else {"framing": self.value}
 
     @property
     def index_flags(self) -> int:

@@ -48,6 +48,28 @@ Lz4FrameHeader = cs.Struct(
 Lz4FrameHeader.name = "lz4 frame header"
 
 
+# Fast-path offsets derived from the declaration: the descriptor follows the 4-byte magic;
+# FLG's content_size_flag is bit 3; the u64 content size follows FLG and BD.
+_MAGIC_BYTES = LZ4_FRAME_MAGIC.to_bytes(4, "little")
+_CONTENT_SIZE_BIT = 0x08
+_CONTENT_SIZE_AT = 4 + 2
+
+
+def declared_content_size(frame: bytes | bytearray | memoryview) -> int | None:
+    """The content size an LZ4 frame declares (None if absent), without parsing the rest.
+
+    A reader's hot path; ``Lz4FrameHeader`` is the full check (the decoder verifies the
+    header checksum itself). ValueError when ``frame`` does not start like an LZ4 frame.
+    """
+    if len(frame) < _CONTENT_SIZE_AT + 1 or bytes(frame[:4]) != _MAGIC_BYTES:
+        raise ValueError("not an lz4 frame (magic number)")
+    if not frame[4] & _CONTENT_SIZE_BIT:
+        return None
+    if len(frame) < _CONTENT_SIZE_AT + 8:
+        raise ValueError("lz4 frame header truncated")
+    return int.from_bytes(frame[_CONTENT_SIZE_AT:_CONTENT_SIZE_AT + 8], "little")
+
+
 def frame_header_fields(content_size: int | None, *, block_max_size: int = 4, block_independence: bool = True,
                         content_checksum: bool = False) -> dict[str, Any]:
     """A value for ``Lz4FrameHeader.build``."""
