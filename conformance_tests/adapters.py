@@ -25,6 +25,8 @@ def reference_write(path: Path, examples: list[Any], params: dict[str, Any]) -> 
     }
     if params.get("codec") == "lz4":
         kwargs["codec"] = Codec.LZ4
+    if params.get("framing", "block") != "block":
+        kwargs["framing"] = params["framing"]
     with AtlasDatasetWriter(path, **kwargs) as writer:
         for example in examples:
             writer.add_example(example)

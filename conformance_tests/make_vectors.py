@@ -100,6 +100,12 @@ def specs() -> list[Spec]:
               user_metadata={"source": "conformance", "license": "CC0", "nested": {"k": [1, 2, None]}}), None),
         ("16-level-19-shard-dicts", "zstd level 19 with per-shard dictionaries", lambda: records(120, 16),
          dict(shard_size=64, block_size=8, compression_strategy=3, compression_level=19), None),
+        ("17-example-frames-shared-dict", "framing example: one zstd frame per example with the shared "
+         "dictionary; the block tables stored uncompressed (V2-FRAME)", lambda: records(150, 17),
+         dict(shard_size=64, block_size=8, compression_strategy=2, framing="example"), None),
+        ("18-example-frames-lz4", "framing example with LZ4, then appended (the append keeps the framing)",
+         lambda: records(50, 18), dict(shard_size=32, block_size=4, codec="lz4", framing="example"),
+         [records(20, 181)]),
     ]
 
 
@@ -154,7 +160,7 @@ def build(out: Path, spec: Spec) -> None:
 def readme_row(vector: Any) -> str:
     w = vector.case.get("writer", {})
     params = ", ".join(f"{k}={w[k]}" for k in ("shard_size", "block_size", "compression_strategy", "codec",
-                                                "compression_level") if k in w)
+                                                "compression_level", "framing") if k in w)
     findings = ", ".join(vector.findings) or "—"
     return (f"| `{vector.folder.parent.name}/{vector.name}` | {vector.case.get('format_version')} | {params} | "
             f"{vector.case['verdict']} | {findings} | {vector.case.get('description', '')} |")

@@ -149,6 +149,27 @@ def test_convert_v1_to_v2_and_back_and_codec_changes(tmp_path):
     assert refused.returncode == 2 and not (tmp_path / "x").exists()
 
 
+def test_convert_to_and_from_example_framing(tmp_path):
+    expected = list(AtlasDataset(V1))
+    done = atlas_ds("convert", V1, tmp_path / "frames", "--framing", "example", "--block-size", "16")
+    assert done.returncode == 0, done.stderr
+    info = json.loads(atlas_ds("info", tmp_path / "frames", "--json").stdout)
+    jsonschema.validate(info, INFO_SCHEMA)
+    assert (info["framing"], info["codec"], info["block_size"]) == ("example", "zstd", 16)
+    assert "one codec frame per example" in atlas_ds("info", tmp_path / "frames").stdout
+    assert list(AtlasDataset(tmp_path / "frames")) == expected
+    kept = atlas_ds("convert", tmp_path / "frames", tmp_path / "lz4", "--codec", "lz4")  # framing kept
+    assert kept.returncode == 0, kept.stderr
+    assert json.loads(atlas_ds("info", tmp_path / "lz4", "--json").stdout)["framing"] == "example"
+    back = atlas_ds("convert", tmp_path / "lz4", tmp_path / "blocks", "--framing", "block")
+    assert back.returncode == 0, back.stderr
+    assert json.loads(atlas_ds("info", tmp_path / "blocks", "--json").stdout)["framing"] == "block"
+    assert list(AtlasDataset(tmp_path / "blocks")) == expected
+    for args in (("--codec", "none"), ("--format-version", "1")):
+        refused = atlas_ds("convert", tmp_path / "frames", tmp_path / "x", "--framing", "example", *args)
+        assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and not (tmp_path / "x").exists()
+
+
 def test_convert_keeps_user_metadata_and_refuses_invalid_sources(tmp_path):
     assert atlas_ds("convert", V2, tmp_path / "copy").returncode == 0
     assert json.loads(atlas_ds("info", tmp_path / "copy", "--json").stdout)["user_metadata"]["license"] == "CC0"
@@ -186,6 +207,9 @@ S = CompressionStrategy
 @pytest.mark.parametrize("version,kwargs", [(2, dict(compression_strategy=S.SHARED_DICTIONARY_COMPRESSION)),
                                             (2, dict(compression_strategy=S.DICTIONARY_COMPRESSION)),
                                             (2, dict(codec=Codec.LZ4)),
+                                            (2, dict(compression_strategy=S.SHARED_DICTIONARY_COMPRESSION,
+                                                     framing="example")),
+                                            (2, dict(codec=Codec.LZ4, framing="example")),
                                             (1, dict(compression_strategy=S.SHARED_DICTIONARY_COMPRESSION)),
                                             (1, dict(compression_strategy=S.NO_COMPRESSION))])
 def test_write_dataset_two_workers_equals_one_and_the_sequential_writer(tmp_path, version, kwargs):

@@ -37,7 +37,7 @@ def write(path: Path, examples: list, config: strategies.WriterConfig) -> None:
         kwargs["codec"] = Codec.LZ4
     else:
         kwargs["compression_strategy"] = config.compression_strategy
-    with AtlasDatasetWriter(path, **kwargs) as writer:
+    with AtlasDatasetWriter(path, framing=config.framing, **kwargs) as writer:
         for example in examples:
             writer.add_example(example)
 

@@ -25,13 +25,16 @@ from torch_atlas_ds import (
     AtlasDatasetShardMetadata,
     AtlasDatasetShardWriter,
     AtlasDatasetWriter,
+    AtlasError,
     ChecksumError,
     Codec,
     CodecError,
     CompressionStrategy,
     FormatError,
+    Framing,
     IncompleteDatasetError,
     LimitError,
+    MetadataError,
     MissingShardError,
     VersionError,
 )
@@ -45,6 +48,11 @@ VARIANTS = {
     "default": {},
     "lz4": {"codec": Codec.LZ4},
     "lz4-label": {"codec": "lz4", "compression_level": 0},
+    "shared-frames": {"compression_strategy": CompressionStrategy.SHARED_DICTIONARY_COMPRESSION,
+                      "framing": Framing.EXAMPLE},
+    "shard-frames": {"compression_strategy": CompressionStrategy.DICTIONARY_COMPRESSION, "framing": "example"},
+    "zstd-frames": {"compression_strategy": CompressionStrategy.STANDARD_COMPRESSION, "framing": "example"},
+    "lz4-frames": {"codec": Codec.LZ4, "framing": Framing.EXAMPLE},
 }
 
 
@@ -205,7 +213,7 @@ def _explode():
     raise RuntimeError("neighbour was unpickled")
 
 
-@pytest.mark.parametrize("variant", ["none", "shared", "lz4"])
+@pytest.mark.parametrize("variant", ["none", "shared", "lz4", "shared-frames", "lz4-frames"])
 def test_one_example_is_decoded_without_its_neighbours(tmp_path, variant):
     root = tmp_path / "d"
     with AtlasDatasetWriter(root, 100, 4, **VARIANTS[variant]) as w:
@@ -236,7 +244,7 @@ def test_codec_none_reads_only_the_example_bytes(tmp_path):
 # -- integrity -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("variant", ["none", "shared", "lz4"])
+@pytest.mark.parametrize("variant", ["none", "shared", "lz4", "shared-frames", "lz4-frames"])
 def test_flipped_byte_raises_checksum_error_naming_the_place(tmp_path, variant):
     root = tmp_path / "d"
     write(root, 64, shard_size=32, block_size=4, **VARIANTS[variant])
@@ -382,7 +390,7 @@ def test_folder_is_absent_until_close(tmp_path):
 # -- append --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("variant", ["shared", "shard", "lz4", "none"])
+@pytest.mark.parametrize("variant", ["shared", "shard", "lz4", "none", "shared-frames", "lz4-frames"])
 def test_append_adds_shards_and_old_readers_keep_reading(tmp_path, variant):
     root = tmp_path / "d"
     examples = write(root, 130, **VARIANTS[variant])
@@ -397,6 +405,7 @@ def test_append_adds_shards_and_old_readers_keep_reading(tmp_path, variant):
     assert all(same(new[i], ex) for i, ex in enumerate(examples + more))
     assert new.v2_metadata["generation"] == 2 and new.v2_metadata["user_metadata"] == {"appended": True}
     assert new.v2_metadata["codec"] == old.v2_metadata["codec"]
+    assert all(s.framing == old.shards[0].framing for s in new.shards)
     if old_dict is not None:
         assert (root / "zstd_dict.bin").read_bytes() == old_dict
     assert len(old) == 130 and all(same(old[i], ex) for i, ex in enumerate(examples))
@@ -512,6 +521,7 @@ def test_incomplete_and_interrupted_states(tmp_path):
 MUTATION_SOURCES = {
     "v2-shared": {}, "v2-shard": {"compression_strategy": 3}, "v2-none": {"compression_strategy": 0},
     "v2-lz4": {"codec": "lz4"}, "v1-shared": {"format_version": 1},
+    "v2-shared-frames": {"framing": "example"}, "v2-lz4-frames": {"codec": "lz4", "framing": "example"},
     "v1-shard": {"format_version": 1, "compression_strategy": 3}, "v1-none": {"format_version": 1,
                                                                              "compression_strategy": 0},
 }
@@ -652,3 +662,125 @@ def test_large_shard_index_path_uses_numpy_views(tmp_path, monkeypatch, mmap_ind
         AtlasDataset(root, mmap_index=mmap_index)[30]
     assert info.value.offset == 0 and "xxh3_64:" in str(info.value)
     ds.close()
+
+
+# -- framing "example" (V2-FRAME) ----------------------------------------------------------
+
+
+def _stored_blocks(folder: Path) -> tuple[bytes, np.ndarray]:
+    entries = np.frombuffer((folder / "index.bin").read_bytes(), dtype=INDEX_ENTRY_DTYPE, offset=64)
+    return (folder / "data.bin").read_bytes(), entries
+
+
+@pytest.mark.parametrize("variant", ["shared-frames", "zstd-frames", "lz4-frames"])
+def test_example_frames_layout_matches_block_framing(tmp_path, variant):
+    """Each stored frame decodes to the same pickle, and raw_size to the same size, as block framing writes."""
+    import lz4.frame
+    import zstandard
+
+    from atlas_format.block_v2 import parse_block
+
+    kw = VARIANTS[variant]
+    block_kw = {k: v for k, v in kw.items() if k != "framing"}
+    write(tmp_path / "frames", 100, shard_size=100, block_size=8, **kw)
+    write(tmp_path / "blocks", 100, shard_size=100, block_size=8, **block_kw)
+    f_data, f_entries = _stored_blocks(tmp_path / "frames" / "000000")
+    b_ds = AtlasDataset(tmp_path / "blocks")
+    b_shard = b_ds.shards[0]
+    f_shard = AtlasDataset(tmp_path / "frames").shards[0]
+    assert f_shard.framing is Framing.EXAMPLE and b_shard.framing is Framing.BLOCK
+    header = (tmp_path / "frames" / "000000" / "index.bin").read_bytes()[17]
+    assert header == 0x01 and (tmp_path / "blocks" / "000000" / "index.bin").read_bytes()[17] == 0
+    dictionary = (tmp_path / "frames" / "zstd_dict.bin").read_bytes() if kw.get("compression_strategy") == 2 else None
+    if kw.get("compression_strategy") == 2:
+        same_dict = (tmp_path / "blocks" / "zstd_dict.bin").read_bytes()
+        assert (tmp_path / "frames" / "zstd_dict.bin").read_bytes() == same_dict
+    dctx = zstandard.ZstdDecompressor(dict_data=zstandard.ZstdCompressionDict(dictionary)) if dictionary else \
+        zstandard.ZstdDecompressor()
+    for b, entry in enumerate(f_entries):
+        stored = f_data[int(entry["offset"]):int(entry["offset"]) + int(entry["stored_size"])]
+        table = parse_block(stored)  # the stored block has the decoded block's layout, over frames
+        frames = table.examples
+        pickles = [dctx.decompress(fr) if kw.get("codec") is None else lz4.frame.decompress(fr) for fr in frames]
+        decoded = parse_block(bytes(b_shard.decoded_block(b)))
+        assert pickles == list(decoded.examples)
+        assert int(entry["raw_size"]) == len(b_shard.decoded_block(b)) == len(f_shard.decoded_block(b))
+        assert bytes(f_shard.decoded_block(b)) == bytes(b_shard.decoded_block(b))
+    f_meta = parse_json((tmp_path / "frames" / "meta.json").read_bytes())
+    b_meta = parse_json((tmp_path / "blocks" / "meta.json").read_bytes())
+    assert f_meta["framing"] == "example" and "framing" not in b_meta  # absent means block: byte-stable
+
+
+def test_example_frames_are_refused_where_they_cannot_apply(tmp_path):
+    with pytest.raises(ValueError, match="codec"):
+        AtlasDatasetWriter(tmp_path / "a", 10, 4, CompressionStrategy.NO_COMPRESSION, framing="example")
+    with pytest.raises(ValueError, match="format_version=2"):
+        AtlasDatasetWriter(tmp_path / "b", 10, 4, format_version=1, framing="example")
+    with pytest.raises(ValueError, match="framing must be"):
+        AtlasDatasetWriter(tmp_path / "c", 10, 4, framing="frame")
+    assert not list(tmp_path.iterdir())
+
+
+def test_framing_disagreements_are_refused_at_open(tmp_path):
+    root = tmp_path / "d"
+    write(root, 40, shard_size=20, block_size=4, framing="example")
+    rewrite_meta(root / "000001" / "meta.json", framing="block")  # index flags still say example
+    reseal(root)
+    with pytest.raises(MetadataError, match="framing") as meta_info:
+        AtlasDataset(root)
+    assert meta_info.value.shard == "000001"
+    with pytest.raises(FormatError, match="flags") as info:
+        AtlasDatasetShard(root / "000001")
+    assert info.value.offset == 17 and info.value.path.endswith("index.bin")
+    write(tmp_path / "e", 40, shard_size=20, block_size=4, framing="example")
+    rewrite_meta(tmp_path / "e" / "meta.json", framing="block")  # root disagrees with its shards
+    with pytest.raises(MetadataError, match="framing"):
+        AtlasDataset(tmp_path / "e")
+    write(tmp_path / "f", 40, shard_size=20, block_size=4, framing="example")
+    rewrite_meta(tmp_path / "f" / "000000" / "meta.json", framing="sentence")
+    reseal(tmp_path / "f")
+    with pytest.raises(AtlasError, match="framing"):
+        AtlasDataset(tmp_path / "f")
+    write(tmp_path / "g", 40, shard_size=20, block_size=4)
+    index = bytearray((tmp_path / "g" / "000000" / "index.bin").read_bytes())
+    index[17] = 0x80  # a flag bit this reader does not know
+    (tmp_path / "g" / "000000" / "index.bin").write_bytes(bytes(index))
+    reseal(tmp_path / "g")
+    with pytest.raises(FormatError, match="does not know"):
+        AtlasDataset(tmp_path / "g")
+
+
+def test_example_frame_declaring_a_huge_size_is_refused_before_allocating(tmp_path):
+    root = tmp_path / "d"
+    with AtlasDatasetWriter(root, 100, 4, CompressionStrategy.STANDARD_COMPRESSION, framing="example") as w:
+        for i in range(16):
+            w.add_example({"i": i})
+    data, entries = _stored_blocks(root / "000000")
+    first = 8 + 4 * 4  # block 0 (4 examples): its first frame follows the count and 5 offsets
+    assert data[first:first + 4] == bytes([0x28, 0xB5, 0x2F, 0xFD])
+    assert data[first + 4] & 0x20 and not data[first + 4] & 0xC3  # single segment, 1-byte content size, no dict id
+    patched = bytearray(data)
+    patched[first + 5] = 0xFF  # declares 255 bytes, more than the whole block decodes to
+    (root / "000000" / "data.bin").write_bytes(bytes(patched))
+    reseal(root)
+    ds = AtlasDataset(root)
+    assert ds[1] == {"i": 1}
+    with pytest.raises(LimitError) as info:
+        ds[0]
+    assert (info.value.block, info.value.example) == (0, 0) and "before allocating" in str(info.value)
+
+
+def test_example_frames_random_reads_decode_one_frame(tmp_path, monkeypatch):
+    """A random read decodes exactly one frame; a batch decodes one frame per requested example."""
+    root = tmp_path / "d"
+    examples = write(root, 64, shard_size=64, block_size=16, framing="example")
+    ds = AtlasDataset(root)
+    shard = ds.shards[0]
+    calls = []
+    original = shard._decode_frame
+    monkeypatch.setattr(shard, "_decode_frame", lambda frame, b, pos: calls.append((b, pos)) or original(frame, b, pos))
+    assert same(ds[17], examples[17]) and calls == [(1, 1)]
+    calls.clear()
+    got = ds.__getitems__([3, 5, 7, 40])
+    assert all(same(g, examples[i]) for g, i in zip(got, [3, 5, 7, 40], strict=True))
+    assert sorted(calls) == [(0, 3), (0, 5), (0, 7), (2, 8)]

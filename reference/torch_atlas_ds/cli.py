@@ -113,7 +113,8 @@ def dataset_info(root: Path) -> dict[str, Any]:
             "shard_sizes": [s["num_examples"] for s in doc["shards"]],
             "compression_strategy": None if strategy is None else int(strategy),
             "strategy_name": None if strategy is None else strategy.name,
-            "codec": doc["codec"], "dictionary": doc["dictionary"], "compression_level": doc["compression_level"],
+            "codec": doc["codec"], "dictionary": doc["dictionary"], "framing": doc.get("framing", "block"),
+            "compression_level": doc["compression_level"],
             "block_size": doc["block_size"], "shard_size": doc["shard_size"], "data_bytes": data_bytes,
             "decoded_bytes": decoded, "dictionary_ids": dict_ids, "user_metadata": doc["user_metadata"],
             "generation": doc["generation"], "writer": doc["writer"],
@@ -152,7 +153,8 @@ def dataset_info(root: Path) -> dict[str, Any]:
         info.update({
             "num_shards": len(names), "num_examples": sum(sizes), "shard_sizes": sizes,
             "compression_strategy": int(strategy), "strategy_name": strategy.name, "codec": codec_label,
-            "dictionary": mode_label, "compression_level": levels.pop() if len(levels) == 1 else None,
+            "dictionary": mode_label, "framing": "block",
+            "compression_level": levels.pop() if len(levels) == 1 else None,
             "block_size": blocks.pop() if len(blocks) == 1 else sorted(blocks),
             "shard_size": max(sizes, default=0), "data_bytes": data_bytes, "decoded_bytes": decoded,
             "dictionary_ids": dict_ids, "user_metadata": None, "generation": None, "writer": None,
@@ -181,6 +183,7 @@ def render_info(info: dict[str, Any]) -> str:
         f"format version     {info['format_version']}",
         f"examples           {info['num_examples']:,} in {info['num_shards']} shard(s)",
         f"codec              {info['codec']} (dictionary: {info['dictionary']}; strategy {strategy})",
+        f"framing            one codec frame per {info['framing']}",
         f"compression level  {info['compression_level']}",
         f"block size         {info['block_size']} examples; shard size {info['shard_size']}",
         f"bytes on disk      {_human_size(info['bytes_on_disk'])} ({info['bytes_on_disk']:,} bytes)",
@@ -260,6 +263,8 @@ def _writer_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
                        default="shared-dictionary" if defaults else None, help="zstd dictionary use")
     group.add_argument("--codec", choices=("none", "zstd", "lz4"), default=None,
                        help="block codec (lz4: version 2, no dictionary)")
+    group.add_argument("--framing", choices=("block", "example"), default=None,
+                       help="one codec frame per block (default) or per example (fast random reads, more bytes)")
     group.add_argument("--level", type=int, default=3 if defaults else None, help="compression level")
     group.add_argument("--block-size", type=int, default=64 if defaults else None, help="examples per block")
     group.add_argument("--shard-size", type=int, default=10_000 if defaults else None, help="examples per shard")
@@ -302,6 +307,15 @@ def _resolved_writer_args(args: argparse.Namespace, source: dict[str, Any] | Non
             out.pop("compression_strategy", None)
         else:
             raise UsageError("LZ4 has no dictionary: use --strategy standard (or leave it out) with --codec lz4")
+    uncompressed = out.get("compression_strategy") == CompressionStrategy.NO_COMPRESSION
+    if args.framing == "example":
+        if out["format_version"] == 1:
+            raise UsageError("version 1 has no per-example framing")
+        if uncompressed:
+            raise UsageError("--framing example needs a codec (zstd or lz4): codec none has no frames")
+        out["framing"] = "example"
+    elif args.framing is None and src.get("framing") == "example" and out["format_version"] == 2 and not uncompressed:
+        out["framing"] = "example"  # keep the source's framing
     if out["block_size"] < 1 or out["shard_size"] < 1:
         raise UsageError("--block-size and --shard-size must be >= 1")
     return out

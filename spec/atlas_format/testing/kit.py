@@ -123,7 +123,7 @@ class WriterConformance(_VectorKit):
         tmp = Path(tempfile.mkdtemp(prefix="atlas-kit-"))
         try:
             params = {**asdict(config), "compression_strategy": int(config.compression_strategy),
-                      "codec": config.codec.label}
+                      "codec": config.codec.label, "framing": config.framing.value}
             self.write_dataset(tmp / "ds", examples, params)
             ds = self.open_dataset(tmp / "ds")
             if len(ds) != len(examples):

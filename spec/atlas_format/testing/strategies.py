@@ -12,7 +12,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from ..enums import Codec, CompressionStrategy
+from ..enums import Codec, CompressionStrategy, Framing
 
 NUMPY_DTYPES = ("uint8", "int16", "int32", "int64", "float16", "float32", "float64", "bool", "complex64")
 TORCH_DTYPES = ("float32", "float64", "float16", "bfloat16", "int64", "int32", "uint8", "bool")
@@ -80,7 +80,7 @@ def examples(*, numpy: bool = True, torch: bool = False, large: bool = True,
 
 @dataclass(frozen=True)
 class WriterConfig:
-    """One way to write a dataset: version, strategy, codec, level, layout."""
+    """One way to write a dataset: version, strategy, codec, level, layout, framing."""
 
     format_version: int
     compression_strategy: CompressionStrategy
@@ -89,10 +89,11 @@ class WriterConfig:
     shard_size: int
     block_size: int
     compression_dict_size: float = 0.01
+    framing: Framing = Framing.BLOCK
 
     def label(self) -> str:
         return (f"v{self.format_version}-{self.compression_strategy.name.lower()}-{self.codec.label}"
-                f"-l{self.compression_level}-s{self.shard_size}-b{self.block_size}")
+                f"-l{self.compression_level}-s{self.shard_size}-b{self.block_size}-{self.framing.value}")
 
 
 def layouts(max_shard: int = 40, max_block: int = 16) -> st.SearchStrategy[tuple[int, int]]:
@@ -102,13 +103,14 @@ def layouts(max_shard: int = 40, max_block: int = 16) -> st.SearchStrategy[tuple
 
 def writer_configs(*, versions: tuple[int, ...] = (1, 2), max_shard: int = 40,
                    max_block: int = 16) -> st.SearchStrategy[WriterConfig]:
-    """Every strategy x codec (LZ4 in version 2 only) x version x layout x level."""
-    def build(args: tuple[int, CompressionStrategy, bool, int, tuple[int, int]]) -> WriterConfig:
-        version, strategy, use_lz4, level, (shard_size, block_size) = args
+    """Every strategy x codec (LZ4 in version 2 only) x version x layout x level x framing (v2 codecs)."""
+    def build(args: tuple[int, CompressionStrategy, bool, int, tuple[int, int], bool]) -> WriterConfig:
+        version, strategy, use_lz4, level, (shard_size, block_size), frames = args
         codec = Codec.NONE if strategy == CompressionStrategy.NO_COMPRESSION else Codec.ZSTD
         if use_lz4 and version == 2:
             strategy, codec = CompressionStrategy.STANDARD_COMPRESSION, Codec.LZ4
-        return WriterConfig(version, strategy, codec, level, shard_size, block_size)
+        framing = Framing.EXAMPLE if frames and version == 2 and codec != Codec.NONE else Framing.BLOCK
+        return WriterConfig(version, strategy, codec, level, shard_size, block_size, framing=framing)
 
     return st.tuples(st.sampled_from(versions), st.sampled_from(list(CompressionStrategy)), st.booleans(),
-                     st.sampled_from([1, 3, 9]), layouts(max_shard, max_block)).map(build)
+                     st.sampled_from([1, 3, 9]), layouts(max_shard, max_block), st.booleans()).map(build)
