@@ -784,3 +784,19 @@ def test_example_frames_random_reads_decode_one_frame(tmp_path, monkeypatch):
     got = ds.__getitems__([3, 5, 7, 40])
     assert all(same(g, examples[i]) for g, i in zip(got, [3, 5, 7, 40], strict=True))
     assert sorted(calls) == [(0, 3), (0, 5), (0, 7), (2, 8)]
+
+
+@pytest.mark.parametrize("variant", ["shared", "none", "shared-frames"])
+def test_batched_and_iterated_reads_name_the_example_that_fails(tmp_path, variant):
+    root = tmp_path / "d"
+    with AtlasDatasetWriter(root, 100, 8, **VARIANTS[variant]) as w:
+        for i in range(40):
+            w.add_example(Bomb() if i == 21 else {"i": i})
+    ds = AtlasDataset(root)
+    assert ds.__getitems__([16, 17, 18, 19, 20, 22, 3]) == [{"i": i} for i in (16, 17, 18, 19, 20, 22, 3)]
+    with pytest.raises(FormatError) as batch:
+        ds.__getitems__([16, 17, 18, 19, 20, 21, 22])
+    with pytest.raises(FormatError) as iterated:
+        list(ds)
+    for err in (batch.value, iterated.value):
+        assert (err.block, err.example) == (2, 5) and "neighbour was unpickled" in str(err)

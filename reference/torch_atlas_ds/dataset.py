@@ -78,17 +78,34 @@ class _Reader:
         return self._shards[k].get(i - starts[k])
 
     def __getitems__(self, indices: Sequence[int]) -> list[Any]:
-        """Examples at ``indices``, reading and decoding each block once (torch's batched fetch)."""
+        """Examples at ``indices``, reading and decoding each block once (torch's batched fetch).
+
+        Indices in shards that decode no block (codec none, framing "example") are read one by
+        one, as ``ds[i]`` does; the others are grouped per block and each block decoded once.
+        """
         n = self._len
-        groups: dict[tuple[int, int], list[tuple[int, int]]] = {}
-        for slot, i in enumerate(indices):
-            k, j = self._locate(_normalize(i, n))
-            bs = self._shards[k].block_size
-            groups.setdefault((k, j // bs), []).append((slot, j % bs))
+        starts, shards = self._starts, self._shards
         out: list[Any] = [None] * len(indices)
-        for (k, b), members in groups.items():
-            values = self._shards[k].get_many(b, [p for _, p in members])
-            for (slot, _), value in zip(members, values, strict=True):
+        groups: dict[tuple[int, int], tuple[list[int], list[int]]] = {}
+        for slot, i in enumerate(indices):
+            if type(i) is not int or not 0 <= i < n:
+                i = _normalize(i, n)
+            k = bisect.bisect_right(starts, i) - 1
+            shard = shards[k]
+            j = i - starts[k]
+            if not shard.decodes_blocks:
+                out[slot] = shard.get(j)
+                continue
+            b, pos = divmod(j, shard.block_size)
+            group = groups.get((k, b))
+            if group is None:
+                groups[k, b] = ([slot], [pos])
+            else:
+                group[0].append(slot)
+                group[1].append(pos)
+        for (k, b), (slots, positions) in groups.items():
+            values = shards[k].get_many(b, positions)
+            for slot, value in zip(slots, values, strict=True):
                 out[slot] = value
         return out
 

@@ -84,6 +84,7 @@ class V1Shard(ProcessLocalState):
     _PROCESS_LOCAL = ("_mm", "_data", "_index", "_tls", "_memo")
 
     version = 1
+    decodes_blocks = True  # every read decodes (and unpickles) its whole block
 
     def __init__(self, path: str | Path, *, mmap_index: bool = True, compression_dict_bytes: Any = None,
                  limits: Limits = DEFAULT_LIMITS, loads: Loads = pickle.loads, cache: BlockCache | None = None,

@@ -219,6 +219,10 @@ class V2Shard(ProcessLocalState):
         elif self.dict_id != 0:
             raise MetadataError("dict_id must be 0 without a dictionary", **where)
         self._example_frames = self.framing is Framing.EXAMPLE
+        self._last_block = self.num_blocks - 1
+        self._last_count = self.block_count(self._last_block) if self.num_blocks else 0
+        #: whether a read decodes a whole block (worth grouping a batch's indices per block)
+        self.decodes_blocks = self.codec != Codec.NONE and not self._example_frames
         self.metadata = AtlasDatasetShardMetadata(2, self.block_size, self.num_examples,
                                                   v2_to_strategy(self.codec, _mode(self.dictionary)),
                                                   doc["compression_level"], None)
@@ -381,9 +385,25 @@ class V2Shard(ProcessLocalState):
             self._verified[b] = 1
         return stored
 
+    def _frame_example(self, b: int, pos: int) -> Any:
+        """Example ``pos`` of block ``b`` with framing "example": two offsets read from the stored
+        table in place, one frame decoded, one unpickle (the random-read hot path, few calls)."""
+        stored = self._stored_block(b)
+        count = self.block_size if b != self._last_block else self._last_count
+        base = 8 + 4 * count
+        if len(stored) >= base and U32.unpack_from(stored, 0)[0] == count:
+            start, end = U32_PAIR.unpack_from(stored, 4 + 4 * pos)
+            if start < end <= len(stored) - base:
+                data = self._decode_frame(stored[base + start:base + end], b, pos)
+                try:
+                    return self.loads(data)
+                except Exception as exc:  # noqa: BLE001 - any unpickling failure is corrupt data
+                    raise self._load_error(exc, b, pos) from None
+        return self._slice(stored, b, pos)  # raises the error that names what is wrong with the table
+
     def _decode_frame(self, frame: Any, b: int, pos: int) -> bytes:
         """Example ``pos``'s pickle from its own frame (framing "example"): size checked before decoding."""
-        limit = int(self._raw[b]) - table_size(self.block_count(b))
+        limit = int(self._raw[b]) - table_size(self.block_size if b != self._last_block else self._last_count)
         declared: int | None
         try:
             if self.codec == Codec.ZSTD:
@@ -493,18 +513,34 @@ class V2Shard(ProcessLocalState):
     def _load(self, data: Any, b: int, pos: int) -> Any:
         try:
             return self.loads(data)
-        except UnsafePickleError as exc:
-            raise UnsafePickleError(exc.message, module=exc.module, name=exc.name, example=pos,
-                                    **self._where(b)) from None
         except Exception as exc:  # noqa: BLE001 - any unpickling failure is corrupt data
-            raise FormatError(f"example {pos} does not unpickle: {type(exc).__name__}: {exc}",
-                              **self._where(b)) from None
+            raise self._load_error(exc, b, pos) from None
+
+    def _load_error(self, exc: Exception, b: int, pos: int) -> AtlasError:
+        """The error for example ``pos`` of block ``b`` failing to unpickle, located."""
+        if isinstance(exc, UnsafePickleError):
+            return UnsafePickleError(exc.message, module=exc.module, name=exc.name, example=pos, **self._where(b))
+        return FormatError(f"example {pos} does not unpickle: {type(exc).__name__}: {exc}", example=pos,
+                           **self._where(b))
+
+    def _load_spans(self, data: Any, base: int, spans: Any, positions: Any, b: int) -> list[Any]:
+        """Unpickle ``data[base + start:base + end]`` for each (start, end) of ``spans`` (one loop, no calls
+        per example but the unpickler's); ``positions`` name the examples in errors."""
+        loads = self.loads
+        out: list[Any] = []
+        append = out.append
+        try:
+            for start, end in spans:
+                append(loads(data[base + start:base + end]))
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure is corrupt data
+            raise self._load_error(exc, b, positions[len(out)]) from None
+        return out
 
     def get(self, i: int) -> Any:
         """Example ``i`` of this shard (0 <= i < len, checked by the caller)."""
         b, pos = divmod(i, self.block_size)
         if self._example_frames:
-            return self._load(self._decode_frame(self._slice(self._stored_block(b), b, pos), b, pos), b, pos)
+            return self._frame_example(b, pos)
         memo = self._memo
         if memo[0] == b and self._gen == _FORK_GENERATION[0]:
             # Sequential reads: the second read of a block parses its whole offset table once.
@@ -529,11 +565,17 @@ class V2Shard(ProcessLocalState):
         if len(positions) <= 2:
             return [self._load(self._slice(block, b, p), b, p) for p in positions]
         table = self._table(block, b)
-        base = 8 + 4 * self.block_count(b)
-        return [self._load(block[base + table[p]:base + table[p + 1]], b, p) for p in positions]
+        return self._load_spans(block, table_size(len(table) - 1), [(table[p], table[p + 1]) for p in positions],
+                                positions, b)
 
     def iter_block(self, b: int) -> list[Any]:
-        return self.get_many(b, list(range(self.block_count(b))))
+        """Every example of block ``b`` in order (the block decoded once, its table parsed once)."""
+        if self._example_frames:
+            return self.get_many(b, list(range(self.block_count(b))))
+        block = self._block(b)
+        table = self._table(block, b)
+        spans = zip(table, table[1:], strict=False)
+        return self._load_spans(block, table_size(len(table) - 1), spans, range(len(table) - 1), b)
 
 
 def _mode(label: str) -> Any:
