@@ -131,3 +131,18 @@ def test_allowed_globals_exist_in_installed_libraries():
     torch_optional = {("torch", "float8_e4m3fnuz"), ("torch", "float8_e5m2fnuz"), ("torch", "complex32"),
                       ("torch", "quint4x2"), ("torch._utils", "_rebuild_tensor_v3")}
     assert set(missing) <= spelled_other_way | torch_optional, missing
+
+
+@given(data=st.binary(max_size=3000), store_size=st.booleans(), level=st.sampled_from([0, 9]))
+def test_lz4_fast_declared_size_agrees_with_the_declaration(data, store_size, level):
+    """The hot-path reader of the LZ4 content size reads what Lz4FrameHeader declares."""
+    from atlas_format.lz4_frame import Lz4FrameHeader, declared_content_size
+
+    frame = lz4.frame.compress(data, compression_level=level, store_size=store_size)
+    parsed = Lz4FrameHeader.parse(frame).descriptor.value.content_size
+    assert declared_content_size(frame) == parsed
+    assert parsed == (len(data) if store_size and data else None)  # lz4 omits the size of empty content
+    assert declared_content_size(memoryview(frame)) == parsed
+    for bad in (b"", frame[:3], b"\x00" * 20, zstandard.ZstdCompressor().compress(data)):
+        with pytest.raises(ValueError):
+            declared_content_size(bad)

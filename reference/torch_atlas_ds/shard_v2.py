@@ -447,7 +447,15 @@ class V2Shard(ProcessLocalState):
         stored = self._stored_block(b)
         raw_size = int(self._raw[b])
         try:
-            check_declared_size(self._info, stored, raw_size, self.limits)
+            # The size the frame declares, read without a parse (C for zstd, two fields for LZ4);
+            # any other value than raw_size (itself within the limits) gets the full check's error.
+            if self.codec == Codec.ZSTD:
+                declared: int | None = zstandard.frame_content_size(stored)
+            else:
+                declared = lz4_declared_size(stored)
+            if declared != raw_size:
+                check_declared_size(self._info, stored, raw_size, self.limits)
+                raise CodecError(f"frame declares {declared} bytes, the index says {raw_size}")
             if self.codec == Codec.ZSTD:
                 dctx = getattr(self._tls, "dctx", None)
                 if dctx is None:
@@ -457,7 +465,7 @@ class V2Shard(ProcessLocalState):
                 block = lz4.frame.decompress(stored)
         except AtlasError as exc:
             raise type(exc)(exc.message, **self._where(b)) from None
-        except (zstandard.ZstdError, RuntimeError) as exc:
+        except (zstandard.ZstdError, RuntimeError, ValueError) as exc:
             raise CodecError(f"{self.codec.label} cannot decode the block: {exc}", **self._where(b)) from None
         if len(block) != raw_size:
             raise CodecError(f"block decodes to {len(block)} bytes, index.bin says {raw_size}", **self._where(b))
@@ -549,8 +557,22 @@ class V2Shard(ProcessLocalState):
                 table = self._table(block, b)
                 self._memo = (b, block, table)
             base = 8 + 4 * (len(table) - 1)
-            return self._load(block[base + table[pos]:base + table[pos + 1]], b, pos)
-        return self._load(self._slice(self._block(b), b, pos), b, pos)
+            try:
+                return self.loads(block[base + table[pos]:base + table[pos + 1]])
+            except Exception as exc:  # noqa: BLE001 - any unpickling failure is corrupt data
+                raise self._load_error(exc, b, pos) from None
+        # Random reads: two offsets read from the decoded block's table, bounds checked, one unpickle.
+        block = self._block(b)
+        count = self.block_size if b != self._last_block else self._last_count
+        base = 8 + 4 * count
+        if len(block) >= base and U32.unpack_from(block, 0)[0] == count:
+            start, end = U32_PAIR.unpack_from(block, 4 + 4 * pos)
+            if start < end <= len(block) - base:
+                try:
+                    return self.loads(block[base + start:base + end])
+                except Exception as exc:  # noqa: BLE001 - any unpickling failure is corrupt data
+                    raise self._load_error(exc, b, pos) from None
+        return self._slice(block, b, pos)  # raises the error that names what is wrong with the table
 
     def get_many(self, b: int, positions: list[int]) -> list[Any]:
         """Examples at ``positions`` of block ``b``, decoding the block (or only their frames) once."""

@@ -6,6 +6,7 @@ size so that a reader checks the size against the limits before decompressing.
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import construct as cs
@@ -48,11 +49,10 @@ Lz4FrameHeader = cs.Struct(
 Lz4FrameHeader.name = "lz4 frame header"
 
 
-# Fast-path offsets derived from the declaration: the descriptor follows the 4-byte magic;
-# FLG's content_size_flag is bit 3; the u64 content size follows FLG and BD.
-_MAGIC_BYTES = LZ4_FRAME_MAGIC.to_bytes(4, "little")
+# Fast-path layout derived from the declaration: the 4-byte magic, FLG (content_size_flag is
+# bit 3), BD, then the u64 content size when FLG says it is present.
+_HEAD = struct.Struct("<IBBQ")
 _CONTENT_SIZE_BIT = 0x08
-_CONTENT_SIZE_AT = 4 + 2
 
 
 def declared_content_size(frame: bytes | bytearray | memoryview) -> int | None:
@@ -61,13 +61,15 @@ def declared_content_size(frame: bytes | bytearray | memoryview) -> int | None:
     A reader's hot path; ``Lz4FrameHeader`` is the full check (the decoder verifies the
     header checksum itself). ValueError when ``frame`` does not start like an LZ4 frame.
     """
-    if len(frame) < _CONTENT_SIZE_AT + 1 or bytes(frame[:4]) != _MAGIC_BYTES:
+    if len(frame) < _HEAD.size:
+        if len(frame) >= 5 and int.from_bytes(frame[:4], "little") == LZ4_FRAME_MAGIC and \
+                not frame[4] & _CONTENT_SIZE_BIT:
+            return None
+        raise ValueError("not an lz4 frame (too short)")
+    magic, flg, _, size = _HEAD.unpack_from(frame)
+    if magic != LZ4_FRAME_MAGIC:
         raise ValueError("not an lz4 frame (magic number)")
-    if not frame[4] & _CONTENT_SIZE_BIT:
-        return None
-    if len(frame) < _CONTENT_SIZE_AT + 8:
-        raise ValueError("lz4 frame header truncated")
-    return int.from_bytes(frame[_CONTENT_SIZE_AT:_CONTENT_SIZE_AT + 8], "little")
+    return int(size) if flg & _CONTENT_SIZE_BIT else None
 
 
 def frame_header_fields(content_size: int | None, *, block_max_size: int = 4, block_independence: bool = True,
