@@ -22,7 +22,7 @@ import zstandard
 from atlas_format.block_v2 import encode_block
 from atlas_format.checksum import XXH3_64
 from atlas_format.codecs import codec_info
-from atlas_format.enums import Codec
+from atlas_format.enums import Codec, Framing
 from atlas_format.index_v2 import build_index, entries_array, header_value
 from atlas_format.layout import v1_shard_names, v2_shard_name
 from atlas_format.metadata import dump_checksummed_json, dump_v1_json, file_checksum_text
@@ -53,15 +53,27 @@ def _dict_id(dictionary: bytes | None) -> int:
 
 def write_v2(root: Path, items: list[Any], *, codec: str = "zstd", dictionary: str = "none", block_size: int = 4,
              shard_size: int = 16, level: int = 3, dict_size: float = 0.01, protocol: int = 5,
-             pickle_hook: Hook = None, raw_hook: Hook = None, stored_hook: Hook = None, index_hook: Hook = None,
-             shard_meta_hook: Hook = None, root_meta_hook: Hook = None, index_bytes_hook: Hook = None) -> Path:
+             framing: str = "block", pickle_hook: Hook = None, raw_hook: Hook = None, frame_hook: Hook = None,
+             stored_hook: Hook = None, index_hook: Hook = None, shard_meta_hook: Hook = None,
+             root_meta_hook: Hook = None, index_bytes_hook: Hook = None) -> Path:
     """A version 2 dataset at ``root``; hooks may alter each stage before checksums are computed.
 
-    pickle_hook(shard, block, position, bytes) -> bytes; raw_hook(shard, block, raw) -> raw;
-    stored_hook(shard, block, stored) -> stored; index_hook(shard, header dict, entries list) -> None;
+    pickle_hook(shard, block, position, bytes) -> bytes; raw_hook(shard, block, raw) -> raw (framing "block"
+    only); frame_hook(shard, block, position, frame) -> frame (framing "example" only: one example's codec
+    frame); stored_hook(shard, block, stored) -> stored; index_hook(shard, header dict, entries list) -> None;
     index_bytes_hook(shard, index bytes) -> index bytes (the metadata then records the new size and checksum);
     shard_meta_hook(shard, doc) -> None; root_meta_hook(doc) -> None.
+
+    ``framing="example"`` (spec V2-FRAME) stores each block as the uncompressed table of V2-BLOCK-3 over one
+    codec frame per example; raw_size stays the size of the decoded block, the index flags get bit 0 and both
+    meta.json say ``"framing": "example"``. The default writes no ``framing`` member (absent means block).
     """
+    frames_per_example = Framing(framing) is Framing.EXAMPLE
+    if frames_per_example and raw_hook:
+        raise ValueError("raw_hook is for framing 'block'; use pickle_hook, frame_hook or stored_hook")
+    if not frames_per_example and frame_hook:
+        raise ValueError("frame_hook is for framing 'example'")
+    framing_member = {"framing": framing} if frames_per_example else {}
     root.mkdir(parents=True)
     info = codec_info(codec)
     shard_items = [items[i:i + shard_size] for i in range(0, len(items), shard_size)] or [[]]
@@ -74,6 +86,7 @@ def write_v2(root: Path, items: list[Any], *, codec: str = "zstd", dictionary: s
         folder = root / name
         folder.mkdir()
         raws = []
+        block_pickles = []
         for b, start in enumerate(range(0, len(chunk), block_size)):
             pickles = []
             for j, ex in enumerate(chunk[start:start + block_size]):
@@ -81,6 +94,7 @@ def write_v2(root: Path, items: list[Any], *, codec: str = "zstd", dictionary: s
                 pickles.append(pickle_hook(k, b, j, p) if pickle_hook else p)
             raw = encode_block(pickles)
             raws.append(raw_hook(k, b, raw) if raw_hook else raw)
+            block_pickles.append(pickles)
         own: bytes | None = None
         mode = "none"
         if dictionary == "shared":
@@ -99,7 +113,11 @@ def write_v2(root: Path, items: list[Any], *, codec: str = "zstd", dictionary: s
         entries = []
         data = bytearray()
         for b, raw in enumerate(raws):
-            stored = compress(raw)
+            if frames_per_example:
+                frames = [compress(p) for p in block_pickles[b]]
+                stored = encode_block([frame_hook(k, b, j, f) if frame_hook else f for j, f in enumerate(frames)])
+            else:
+                stored = compress(raw)
             stored = stored_hook(k, b, stored) if stored_hook else stored
             entries.append((len(data), len(stored), len(raw), XXH3_64.of(stored)))
             data += stored
@@ -110,7 +128,7 @@ def write_v2(root: Path, items: list[Any], *, codec: str = "zstd", dictionary: s
         max_raw_all = max(max_raw_all, max_raw)
         header = header_value(codec=int(info.codec), dictionary=mode, checksum_algorithm=1, block_size=block_size,
                               block_count=len(raws), example_count=len(chunk), data_size=len(data),
-                              dict_id=_dict_id(used))
+                              dict_id=_dict_id(used), flags=Framing(framing).index_flags)
         if index_hook:
             index_hook(k, header, entries)
         index = build_index(header, entries_array(entries))
@@ -118,7 +136,8 @@ def write_v2(root: Path, items: list[Any], *, codec: str = "zstd", dictionary: s
             index = index_bytes_hook(k, index)
         (folder / "index.bin").write_bytes(index)
         doc = {
-            "version": 2, "shard": name, "codec": info.label, "dictionary": mode, "compression_level": level,
+            "version": 2, "shard": name, "codec": info.label, "dictionary": mode, **framing_member,
+            "compression_level": level,
             "block_size": block_size, "num_examples": len(chunk), "num_blocks": len(raws), "data_size": len(data),
             "max_block_raw_size": max_raw, "dict_id": _dict_id(used),
             "index": {"file": "index.bin", "size": len(index), "checksum": XXH3_64.text(
@@ -136,7 +155,8 @@ def write_v2(root: Path, items: list[Any], *, codec: str = "zstd", dictionary: s
                         "data_size": doc["data_size"], "index_size": len(index),
                         "meta_checksum": meta[17:17 + 24].decode("ascii"), "dictionary": mode})
     root_doc = {
-        "version": 2, "format": "atlas", "codec": info.label, "dictionary": mode_root, "compression_level": level,
+        "version": 2, "format": "atlas", "codec": info.label, "dictionary": mode_root, **framing_member,
+        "compression_level": level,
         "compression_dict_size": dict_size, "block_size": block_size, "shard_size": shard_size,
         "checksum_algorithm": "xxh3_64", "num_examples": len(items), "max_block_raw_size": max_raw_all,
         "shards": records,
