@@ -269,6 +269,11 @@ def _no_checksum_line(tmp):
     return root
 
 
+@vector("ATL214")
+def _framing_example_codec_none(tmp):
+    return v2(tmp, codec="none", framing="example")
+
+
 # -- index ----------------------------------------------------------------------------
 
 
@@ -347,6 +352,11 @@ def _header_vs_meta(tmp):
     return v2(tmp, index_hook=lambda k, header, entries: header.update(example_count=99) if k == 0 else None)
 
 
+@vector("ATL307")
+def _flags_vs_framing(tmp):
+    return v2(tmp, framing="example", index_hook=lambda k, header, entries: header.update(flags=0) if k == 0 else None)
+
+
 def _with_extension(index: bytes, header_ext: int = 0, entry_ext: int = 0, extra: bytes = b"") -> bytes:
     header = dict(IndexHeader.parse(index[:64]))
     header.pop("_io", None)
@@ -364,8 +374,8 @@ def _index_extra_bytes(tmp):
 
 
 @vector("ATL309")
-def _header_flags(tmp):
-    return v2(tmp, index_hook=lambda k, header, entries: header.update(flags=1))
+def _header_flags(tmp):  # bit 1 is not defined (bit 0 is example framing: see test_validator_framing.py)
+    return v2(tmp, index_hook=lambda k, header, entries: header.update(flags=2))
 
 
 @vector("ATL310")
@@ -409,6 +419,14 @@ def _declared_differs(tmp):
         raw = zstandard.ZstdDecompressor().decompress(s)
         return zstandard.ZstdCompressor().compress(raw + b"!") if (k, b) == (0, 0) else s
     return v2(tmp, stored_hook=hook)
+
+
+@vector("ATL403")
+def _example_frame_declared_differs(tmp):
+    def hook(k, b, j, frame):
+        raw = zstandard.ZstdDecompressor().decompress(frame)
+        return zstandard.ZstdCompressor().compress(raw + b"!") if (k, b, j) == (0, 1, 2) else frame
+    return v2(tmp, framing="example", frame_hook=hook)
 
 
 @vector("ATL404")
@@ -464,6 +482,13 @@ def _table_offsets(tmp):
         struct.pack_into("<I", raw, 4, 1)
         return bytes(raw)
     return v2(tmp, raw_hook=_raw_edit(edit))
+
+
+@vector("ATL410")
+def _frame_table_offsets(tmp):
+    def hook(k, b, stored):
+        return stored[:-1] if (k, b) == (0, 1) else stored  # 8 + 4n + offsets[n] != stored_size
+    return v2(tmp, framing="example", stored_hook=hook)
 
 
 @vector("ATL411")

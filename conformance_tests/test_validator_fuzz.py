@@ -33,6 +33,10 @@ def bases(tmp_path_factory) -> dict[str, Path]:
     out["v2-shard"] = write_v2(base / "v2-shard", examples(72), dictionary="shard", shard_size=32, block_size=4)
     out["v2-lz4"] = write_v2(base / "v2-lz4", examples(30), codec="lz4", shard_size=12, block_size=4)
     out["v2-none"] = write_v2(base / "v2-none", examples(30), codec="none", shard_size=12, block_size=4)
+    out["v2-example-shard"] = write_v2(base / "v2-example-shard", examples(72), dictionary="shard", shard_size=32,
+                                       block_size=4, framing="example")
+    out["v2-example-lz4"] = write_v2(base / "v2-example-lz4", examples(30), codec="lz4", shard_size=12,
+                                     block_size=4, framing="example")
     ref = base / "v2-reference"
     with AtlasDatasetWriter(ref, shard_size=20, block_size=4, compression_strategy=2) as writer:
         for ex in examples(50):
@@ -112,7 +116,8 @@ def _check(bases: dict[str, Path], name: str, data: st.DataObject, *, quick: boo
 
 @given(data=st.data())
 def test_fuzz_v2_mutations_are_detected(bases, data):
-    name = data.draw(st.sampled_from(["v2-shared", "v2-shard", "v2-lz4", "v2-none", "v2-reference"]), label="base")
+    name = data.draw(st.sampled_from(["v2-shared", "v2-shard", "v2-lz4", "v2-none", "v2-reference", "v2-example-shard",
+                                      "v2-example-lz4"]), label="base")
     _check(bases, name, data)
 
 

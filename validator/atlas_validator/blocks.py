@@ -1,9 +1,9 @@
-"""Decoding one stored block safely, shared by both versions.
+"""Decoding one stored block, or one example frame (version 2 framing "example"), safely.
 
 The order is the one LIM-2 requires: look at the frame header (dictionary id, content
 checksum flag), compare the declared size with the expected size and the limits, and
 only then decompress with ``strict_decompress``, which streams and never produces more
-than the limit, and reports bytes after the frame. The C helper
+than the declared size, and reports bytes after the frame. The C helper
 ``zstandard.get_frame_parameters`` reads the header on the hot path; the construct
 declaration is used only to explain a header that does not parse.
 """
@@ -15,7 +15,7 @@ from typing import Any
 import zstandard
 
 from atlas_format.binary import parse
-from atlas_format.codecs import CodecInfo, check_declared_size, zstd_decompressor
+from atlas_format.codecs import CodecInfo, zstd_decompressor
 from atlas_format.constants import Limits
 from atlas_format.enums import Codec
 from atlas_format.errors import AtlasError, CodecError, LimitError
@@ -33,54 +33,86 @@ def decode_block(info: CodecInfo, data: bytes, *, expected_raw: int | None, dict
     the limit bounds the frame). ``dict_id`` is the id the frame must carry (0: none).
     """
     where = {"path": path, "block": block, "offset": offset}
-    codec = info.codec
-    if codec == Codec.NONE:
+    if info.codec == Codec.NONE:
         return data
-    if not data:
-        sink.add("ATL400", f"{info.label} block is empty", **where)
+    declared = frame_declared_size(info, data, dict_id=dict_id, limits=limits, sink=sink, where=where)
+    if declared is None:
         return None
-    if codec == Codec.ZSTD:
+    if expected_raw is not None and declared != expected_raw:
+        sink.add("ATL403", f"{info.label} frame declares {declared} bytes, the index says {expected_raw}", **where)
+        return None
+    raw = decode_frame(info, data, declared, dctx, sink=sink, where=where)
+    if raw is not None and expected_raw is not None and len(raw) != expected_raw:
+        sink.add("ATL400", f"block decodes to {len(raw)} bytes, the index says {expected_raw}", **where)
+    return raw
+
+
+def frame_declared_size(info: CodecInfo, data: bytes, *, dict_id: int, limits: Limits, sink: Sink,
+                        where: dict[str, Any], frame: str = "frame", clause: str | None = None) -> int | None:
+    """The content size one compressed frame declares, read from its header alone; None after reporting why not.
+
+    Everything LIM-2 asks before decompressing: the header parses, a zstd frame carries
+    ``dict_id`` (and should carry no content checksum), the size is declared and is not
+    above the limit. ``frame`` names the frame in messages, ``clause`` overrides the
+    catalog's clause of the frame-rule findings (a block frame and an example frame
+    follow different clauses).
+    """
+    rule = {"clause": clause} if clause else {}
+    if not data:
+        sink.add("ATL400", f"{info.label} {frame} is empty", **where, **rule)
+        return None
+    if info.codec == Codec.ZSTD:
         try:
             params = zstandard.get_frame_parameters(data)
         except zstandard.ZstdError as exc:
-            _explain_header(ZstdFrameHeader, data, sink, where, f"not a zstd frame ({exc})")
+            prefix = "" if frame == "frame" else f"{frame}: "
+            _explain_header(ZstdFrameHeader, data, sink, where, f"{prefix}not a zstd frame ({exc})", frame)
             return None
         if params.has_checksum:
-            sink.add("ATL406", "zstd frame carries a content checksum", **where)
+            sink.add("ATL406", f"zstd {frame} carries a content checksum", **where)
         if params.dict_id != dict_id:
             expected = f"dictionary id {dict_id}" if dict_id else "no dictionary id"
-            sink.add("ATL407", f"zstd frame carries dictionary id {params.dict_id}, expected {expected}", **where)
+            sink.add("ATL407", f"zstd {frame} carries dictionary id {params.dict_id}, expected {expected}", **where)
             return None
     try:
         declared = info.declared_size(data)
     except CodecError as exc:
-        header = Lz4FrameHeader if codec == Codec.LZ4 else ZstdFrameHeader
-        _explain_header(header, data, sink, where, exc.message)
+        header = Lz4FrameHeader if info.codec == Codec.LZ4 else ZstdFrameHeader
+        _explain_header(header, data, sink, where, exc.message if frame == "frame" else f"{frame}: {exc.message}",
+                        frame)
         return None
     if declared is None:
-        sink.add("ATL401", f"{info.label} frame does not declare its content size (refused)", **where)
+        sink.add("ATL401", f"{info.label} {frame} does not declare its content size (refused)", **where, **rule)
         return None
-    try:
-        check_declared_size(info, data, expected_raw, limits)
-    except LimitError as exc:
-        sink.add("ATL901", exc.message, **where)
+    if declared > limits.max_block_raw_size:
+        sink.add("ATL901", f"{info.label} {frame} declares {declared} bytes, above the limit of "
+                           f"{limits.max_block_raw_size} bytes (refused before allocating)", **where)
         return None
-    except CodecError as exc:
-        sink.add("ATL403", exc.message, **where)
-        return None
+    return declared
+
+
+def decode_frame(info: CodecInfo, data: bytes, declared: int, dctx: Any, *, sink: Sink, where: dict[str, Any],
+                 frame: str = "frame", clause: str | None = None) -> bytes | None:
+    """Decompress one frame whose declared size was checked: streamed, never more than ``declared`` bytes.
+
+    Reports bytes after the frame (ATL404, at their offset in the file) and a frame that
+    decodes to less than it declares (ATL400; more is refused while decoding).
+    """
+    rule = {"clause": clause} if clause else {}
     try:
         raw, trailing = info.strict_decompress(data, declared, dctx)
     except LimitError as exc:
-        sink.add("ATL901", exc.message, **where)
+        sink.add("ATL901", exc.message if frame == "frame" else f"{frame}: {exc.message}", **where)
         return None
     except CodecError as exc:
-        sink.add("ATL400", exc.message, **where)
+        sink.add("ATL400", exc.message if frame == "frame" else f"{frame}: {exc.message}", **where, **rule)
         return None
     if trailing:
-        sink.add("ATL404", f"{trailing} bytes follow the {info.label} frame inside the block", path=path, block=block,
-                 offset=offset + len(data) - trailing)
-    if expected_raw is not None and len(raw) != expected_raw:
-        sink.add("ATL400", f"block decodes to {len(raw)} bytes, the index says {expected_raw}", **where)
+        inside = "inside the block" if frame == "frame" else "inside its slice of the frame table"
+        sink.add("ATL404", f"{trailing} bytes follow the {info.label} {frame} {inside}",
+                 **{**where, "offset": where["offset"] + len(data) - trailing}, **rule)
+    if frame != "frame" and len(raw) != declared:
+        sink.add("ATL400", f"{frame} decodes to {len(raw)} bytes, it declares {declared}", **where, **rule)
     return raw
 
 
@@ -93,11 +125,15 @@ def make_dctx(dictionary: bytes | None, sink: Sink, *, path: str) -> Any:
         return None
 
 
-def _explain_header(struct: Any, data: bytes, sink: Sink, where: dict[str, Any], fallback: str) -> None:
-    """Report a frame header that libzstd refused, with the construct declaration's reason when it has one."""
+def _explain_header(struct: Any, data: bytes, sink: Sink, where: dict[str, Any], fallback: str,
+                    frame: str = "frame") -> None:
+    """Report a frame header that the codec library refused, with the construct declaration's reason (and the
+    offset of the bad header byte) when it has one."""
     try:
         parse(struct, data[:32], path=where["path"], offset=where["offset"])
     except AtlasError as exc:
-        sink.from_error("ATL400", exc, block=where["block"])
+        prefix = "" if frame == "frame" else f"{frame}: "
+        sink.add("ATL400", prefix + exc.message, **{**where, "offset": where["offset"] if exc.offset is None
+                                                    else exc.offset})
         return
     sink.add("ATL400", fallback, **where)

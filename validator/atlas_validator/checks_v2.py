@@ -27,12 +27,12 @@ from atlas_format.constants import (
     V2_INDEX_HEADER_SIZE,
     V2_PICKLE_PROTOCOL,
 )
-from atlas_format.enums import Codec
+from atlas_format.enums import INDEX_FLAG_EXAMPLE_FRAMES, KNOWN_INDEX_FLAGS, Codec, Framing
 from atlas_format.errors import AtlasError
 from atlas_format.index_v2 import DICTIONARY_MODE_NAMES, INDEX_ENTRY_DTYPE, IndexHeader, compute_index_checksum
 from atlas_format.zstd_frame import ZstdDictionaryHeader
 
-from .blocks import decode_block, make_dctx
+from .blocks import decode_block, decode_frame, frame_declared_size, make_dctx
 from .common import ShardResult, Sink, file_size, guarded_shard_check, is_int, read_limited
 from .findings import Finding, Stats
 from .layout import unexpected_in_shard
@@ -40,6 +40,20 @@ from .pickle_scan import NEEDS_FULL_SCAN, plain_examples, scan_pickle
 from .tasks import ShardTask
 
 SHARD_FILES = {META_FILE, DATA_FILE, V2_INDEX_FILE, DICT_FILE}
+FRAMINGS = tuple(f.value for f in Framing)
+
+
+def framing_of(doc: dict[str, Any]) -> str | None:
+    """A version 2 meta.json's framing (absent means 'block', V2-FRAME-1); None when it is not a known one."""
+    value = doc.get("framing", Framing.BLOCK.value)
+    return value if isinstance(value, str) and value in FRAMINGS else None
+
+
+def check_framing_codec(framing: str | None, codec: str | None, sink: Sink, *, shown: str) -> None:
+    """ATL214 for framing 'example' with codec 'none': there is no frame (V2-FRAME-1)."""
+    if framing == Framing.EXAMPLE.value and codec == "none":
+        sink.add("ATL214", "framing is 'example' but the codec is 'none' (there is no frame to hold an example)",
+                 path=shown)
 
 
 def _schema_members(name: str) -> dict[str, set[str]]:
@@ -176,6 +190,7 @@ def _check_shard(task: ShardTask, sink: Sink, stats: Stats, summary: dict[str, A
     max_raw = _int(doc, "max_block_raw_size")
     mode = doc.get("dictionary") if doc.get("dictionary") in ("none", "shared", "shard") else None
     codec_label = doc.get("codec") if doc.get("codec") in ("none", "zstd", "lz4") else None
+    framing = framing_of(doc)
     summary.update(num_examples=num_examples, max_block_raw_size=max_raw)
 
     # -- root <-> shard ----------------------------------------------------------------
@@ -190,6 +205,10 @@ def _check_shard(task: ShardTask, sink: Sink, stats: Stats, summary: dict[str, A
     for key in ("codec", "compression_level", "block_size"):
         if key in doc and exp.get(key) is not None and doc[key] != exp[key]:
             sink.add("ATL206", f"shard {key} is {doc[key]!r}, the root says {exp[key]!r}", path=meta_shown)
+    if framing is not None and exp.get("framing") is not None and framing != exp["framing"]:
+        sink.add("ATL206", f"shard framing is {framing!r}, the root says {exp['framing']!r} (absent means 'block')",
+                 path=meta_shown, clause="V2-FRAME-1, V2-META-5")
+    check_framing_codec(framing, codec_label, sink, shown=meta_shown)
     root_mode = exp.get("dictionary")
     allowed_modes = {"none": {"none"}, "shared": {"shared"}, "shard": {"shard", "none"}}.get(root_mode or "", set())
     if mode is not None and root_mode is not None and mode not in allowed_modes:
@@ -259,8 +278,11 @@ def _check_shard(task: ShardTask, sink: Sink, stats: Stats, summary: dict[str, A
         if dctx is None:
             return
     frame_dict_id = dictionary[1] if dictionary is not None else 0
+    # The index flags agree with meta.json here (else the index is not usable). With codec none a
+    # frame is the pickle itself, so an example-framed block has the layout of a block-framed one.
+    per_example = bool(header.flags & INDEX_FLAG_EXAMPLE_FRAMES) and info.codec != Codec.NONE
     _check_blocks(task, sink, stats, entries, data_path, data_len, info, dctx, frame_dict_id, block_size,
-                  num_examples, progress)
+                  num_examples, progress, per_example)
 
 
 def _check_index(task: ShardTask, sink: Sink, doc: dict[str, Any], data_len: int | None, max_raw: int | None,
@@ -300,9 +322,20 @@ def _check_index(task: ShardTask, sink: Sink, doc: dict[str, Any], data_len: int
     if header_mode is None:
         sink.add("ATL309", f"unknown dictionary mode id {header.dictionary}", path=shown, offset=15,
                  clause="V2-COMPAT-3")
-    for field, off in (("flags", 17), ("reserved", 18), ("reserved2", 52)):
+    for field, off in (("reserved", 18), ("reserved2", 52)):
         if header[field] != 0:
             sink.add("ATL309", f"{field} is {header[field]}, must be 0", path=shown, offset=off)
+    unknown_flags = header.flags & ~KNOWN_INDEX_FLAGS
+    if unknown_flags:
+        sink.add("ATL309", f"flags is {header.flags:#04x}: bits {unknown_flags:#04x} are not defined (only bit 0, "
+                           "example framing, is)", path=shown, offset=17, clause="V2-INDEX-1, V2-COMPAT-3")
+    framing = framing_of(doc)
+    example_bit = bool(header.flags & INDEX_FLAG_EXAMPLE_FRAMES)
+    if framing is not None and example_bit != (framing == Framing.EXAMPLE.value):
+        sink.add("ATL307", f"index header flags bit 0 (example framing) is {int(example_bit)}, meta.json framing is "
+                           f"{framing!r}{'' if 'framing' in doc else ' (absent)'}", path=shown, offset=17,
+                 clause="V2-INDEX-2, V2-FRAME-1")
+        usable = False
     algorithm = None
     try:
         from atlas_format.checksum import checksum_algorithm
@@ -420,7 +453,7 @@ def _check_index(task: ShardTask, sink: Sink, doc: dict[str, Any], data_len: int
 
 def _check_blocks(task: ShardTask, sink: Sink, stats: Stats, entries: np.ndarray, data_path: Path, data_len: int,
                   info: Any, dctx: Any, dict_id: int, block_size: int | None, num_examples: int | None,
-                  progress: Any) -> None:
+                  progress: Any, per_example: bool = False) -> None:
     shown = f"{task.name}/{DATA_FILE}"
     fields = entries[["offset", "stored_size", "raw_size", "checksum"]]
     from atlas_format.checksum import XXH3_64
@@ -446,7 +479,7 @@ def _check_blocks(task: ShardTask, sink: Sink, stats: Stats, entries: np.ndarray
                                            f"{digest(data):016x})", path=shown, block=b, offset=offset)
                     else:
                         _check_block(task, sink, stats, data, b, offset, raw_size, info, dctx, dict_id, block_size,
-                                     num_examples, shown)
+                                     num_examples, shown, per_example)
                 except Exception as exc:  # noqa: BLE001 - one block's surprise must not hide the others
                     sink.add("ATL990", f"internal error: {type(exc).__name__}: {exc}", path=shown, block=b,
                              offset=offset)
@@ -470,7 +503,11 @@ def _rows(fields: np.ndarray, chunk: int = 1 << 16) -> Any:
 
 def _check_block(task: ShardTask, sink: Sink, stats: Stats, data: bytes, b: int, offset: int, raw_size: int,
                  info: Any, dctx: Any, dict_id: int, block_size: int | None, num_examples: int | None,
-                 shown: str) -> None:
+                 shown: str, per_example: bool = False) -> None:
+    if per_example:
+        _check_example_frames(task, sink, stats, data, b, offset, raw_size, info, dctx, dict_id, block_size,
+                              num_examples, shown)
+        return
     raw = decode_block(info, data, expected_raw=raw_size, dict_id=dict_id, dctx=dctx, limits=task.limits, sink=sink,
                        path=shown, block=b, offset=offset)
     if raw is None:
@@ -478,65 +515,161 @@ def _check_block(task: ShardTask, sink: Sink, stats: Stats, data: bytes, b: int,
     stats.decoded_bytes += len(raw)
     compressed = info.codec != Codec.NONE
     where = {"path": shown, "block": b, "offset": offset}
-    if len(raw) < 8:
-        sink.add("ATL410", f"decoded block is {len(raw)} bytes, too short for an example table", **where)
+    table = _parse_table(task, sink, raw, b, block_size, num_examples, where, stored=False)
+    if table is None:
         return
-    (n,) = U32.unpack_from(raw, 0)
+    base, offs = table
+
+    def locate(k: int, at: int | None) -> tuple[int, str]:
+        if compressed:
+            return offset, f"position {k} of the block" + ("" if at is None else f", decoded offset "
+                                                                                    f"{base + offs[k] + at}")
+        return offset if at is None else offset + base + offs[k] + at, f"position {k} of the block"
+
+    _scan_examples(task, sink, raw, [(k, base + offs[k], base + offs[k + 1]) for k in range(len(offs) - 1)],
+                   shown=shown, b=b, block_size=block_size, locate=locate)
+
+
+def _parse_table(task: ShardTask, sink: Sink, buf: bytes, b: int, block_size: int | None,
+                 num_examples: int | None, where: dict[str, Any], *, stored: bool) -> tuple[int, list[int]] | None:
+    """(table size, offsets) of a block's table (V2-BLOCK-3): the decoded block's example table, or with
+    ``stored`` the frame table a block of framing 'example' stores uncompressed (V2-FRAME-2); None if unusable."""
+    if stored:
+        block, table, items, rule = "stored block", "frame table", "frames", {"clause": "V2-FRAME-2, V2-BLOCK-3"}
+    else:
+        block, table, items, rule = "decoded block", "example table", "examples", {}
+    if len(buf) < 8:
+        sink.add("ATL410", f"{block} is {len(buf)} bytes, too short for its {table}", **where, **rule)
+        return None
+    (n,) = U32.unpack_from(buf, 0)
     expected = None
     if block_size and num_examples is not None:
         expected = min(block_size, num_examples - b * block_size)
     if expected is not None and n != expected:
-        sink.add("ATL411", f"block table counts {n} examples, expected {expected}", **where, clause="V2-BLOCK-1")
+        sink.add("ATL411", f"block {table} counts {n} {items}, expected {expected}", **where, clause="V2-BLOCK-1")
     if n > task.limits.max_examples_per_block:
-        sink.add("ATL900", f"block table counts {n} examples, above max_examples_per_block", **where)
-        return
+        sink.add("ATL900", f"block {table} counts {n} {items}, above max_examples_per_block", **where)
+        return None
     base = table_size(n)
-    if base > len(raw):
-        sink.add("ATL410", f"example table of {n} examples needs {base} bytes, the block has {len(raw)}", **where)
-        return
-    offs = np.frombuffer(raw, dtype="<u4", count=n + 1, offset=4).tolist()
+    if base > len(buf):
+        sink.add("ATL410", f"{table} of {n} {items} needs {base} bytes, the {block} has {len(buf)}", **where,
+                 **rule)
+        return None
+    offs: list[int] = np.frombuffer(buf, dtype="<u4", count=n + 1, offset=4).tolist()
     if offs[0] != 0:
-        sink.add("ATL410", f"offsets[0] is {offs[0]}, must be 0", **where)
-        return
+        sink.add("ATL410", f"{table} offsets[0] is {offs[0]}, must be 0", **where, **rule)
+        return None
     for k in range(n):
         if offs[k + 1] <= offs[k]:
-            sink.add("ATL410", f"offsets[{k + 1}] ({offs[k + 1]}) is not greater than offsets[{k}] ({offs[k]})",
-                     **where)
-            return
-    if base + offs[n] != len(raw):
-        sink.add("ATL410", f"table header + payload = {base + offs[n]} bytes, the block is {len(raw)}", **where)
+            sink.add("ATL410", f"{table} offsets[{k + 1}] ({offs[k + 1]}) is not greater than offsets[{k}] "
+                               f"({offs[k]})", **where, **rule)
+            return None
+    if base + offs[n] != len(buf):
+        sink.add("ATL410", f"{table} header + payload = {base + offs[n]} bytes, the {block} is {len(buf)}", **where,
+                 **rule)
+        return None
+    return base, offs
+
+
+def _check_example_frames(task: ShardTask, sink: Sink, stats: Stats, data: bytes, b: int, offset: int,
+                          raw_size: int, info: Any, dctx: Any, dict_id: int, block_size: int | None,
+                          num_examples: int | None, shown: str) -> None:
+    """A stored block of framing 'example' (V2-FRAME-2, V2-FRAME-3): its frame table; every frame's header
+    (dictionary id, declared size) before anything is decompressed; the declared sizes against raw_size; then
+    each frame decoded within that budget and its example pickle scanned as in a block-framed block."""
+    limits = task.limits
+    where = {"path": shown, "block": b, "offset": offset}
+    table = _parse_table(task, sink, data, b, block_size, num_examples, where, stored=True)
+    if table is None:
         return
+    base, offs = table
+    n = len(offs) - 1
     first = b * (block_size or 0)
-    protocols = plain_examples(raw, [(base + offs[k], base + offs[k + 1]) for k in range(n)], task.scan_limits)
-    for k in range(n):
+    stats.decoded_bytes += base  # the table is part of the decoded block too (raw_size counts it)
+
+    def frame_where(k: int) -> dict[str, Any]:
+        return {"path": shown, "block": b, "example": first + k if block_size else None,
+                "offset": offset + base + offs[k]}
+
+    def frame_name(k: int) -> str:
+        return f"example frame (position {k} of the block)"
+
+    frames = [data[base + offs[k]:base + offs[k + 1]] for k in range(n)]
+    # 1. headers only: nothing is allocated for a frame before its declared size is known and bounded
+    declared = [frame_declared_size(info, frames[k], dict_id=dict_id, limits=limits, sink=sink,
+                                    where=frame_where(k), frame=frame_name(k), clause="V2-FRAME-2")
+                for k in range(n)]
+    known = [d for d in declared if d is not None]
+    if base + sum(known) > raw_size or (len(known) == n and base + sum(known) != raw_size):
+        sink.add("ATL403", f"the frame table ({base} bytes) and the sizes its {len(known)} readable frames declare "
+                           f"({sum(known)} bytes) make {base + sum(known)} bytes, the index raw_size is {raw_size}",
+                 **where, clause="V2-FRAME-3")
+    # 2. decode within the budget raw_size (and the limit) grant: a frame that does not fit is not decoded
+    budget = raw_size - base
+    cap = limits.max_block_raw_size - base
+    spent = pos = 0
+    pieces: list[bytes] = []
+    slices: list[tuple[int, int, int]] = []
+    for k, size in enumerate(declared):
+        if size is None or spent + size > budget:
+            continue  # reported: the frame's own finding, or ATL403 above (the declared sizes exceed raw_size)
+        if spent + size > cap:
+            sink.add("ATL901", f"the example frames declare more than the limit of {limits.max_block_raw_size} "
+                               "bytes in total (the rest refused before allocating)", **frame_where(k))
+            break
+        piece = decode_frame(info, frames[k], size, dctx, sink=sink, where=frame_where(k), frame=frame_name(k),
+                             clause="V2-FRAME-2")
+        spent += size
+        if piece is None:
+            continue
+        stats.decoded_bytes += len(piece)
+        slices.append((k, pos, pos + len(piece)))
+        pieces.append(piece)
+        pos += len(piece)
+    if not pieces:
+        return
+
+    def locate(k: int, at: int | None) -> tuple[int, str]:
+        return offset + base + offs[k], f"position {k} of the block" + (
+            "" if at is None else f", decoded offset {at} of its frame")
+
+    _scan_examples(task, sink, b"".join(pieces), slices, shown=shown, b=b, block_size=block_size, locate=locate)
+
+
+def _scan_examples(task: ShardTask, sink: Sink, buf: bytes, slices: list[tuple[int, int, int]], *, shown: str,
+                   b: int, block_size: int | None, locate: Any) -> None:
+    """Scan the example pickles ``buf[start:end]`` of block ``b`` for every (position, start, end) of ``slices``.
+
+    ``locate(position, at)`` gives the data.bin offset to report and the message's location suffix, for an
+    offset ``at`` inside the pickle (None: the example as a whole).
+    """
+    first = b * (block_size or 0)
+    protocols = plain_examples(buf, [(start, end) for _k, start, end in slices], task.scan_limits)
+    for (k, start, end), protocol in zip(slices, protocols, strict=True):
         example = first + k if block_size else None
-        protocol = protocols[k]
+        at_example, suffix = locate(k, None)
         if protocol != NEEDS_FULL_SCAN:  # one clean plain-data pickle filling its slice
             if protocol != V2_PICKLE_PROTOCOL:
                 sink.add("ATL415", f"example pickle uses protocol {_protocol(protocol)}, writers must use "
-                                   f"{V2_PICKLE_PROTOCOL} (position {k})", path=shown, block=b, example=example,
-                         offset=offset)
+                                   f"{V2_PICKLE_PROTOCOL} ({suffix})", path=shown, block=b, example=example,
+                         offset=at_example)
             continue
-        piece = raw[base + offs[k]:base + offs[k + 1]]
+        piece = buf[start:end]
         result = scan_pickle(piece, limits=task.scan_limits, fast=False)
         if result.allowed:
-            sink.note_allowed(result.allowed, path=shown, block=b, example=example, offset=offset)
+            sink.note_allowed(result.allowed, path=shown, block=b, example=example, offset=at_example)
         for issue in result.issues:
-            if compressed:
-                sink.add(issue.id, f"{issue.message} (position {k} of the block, decoded offset "
-                                   f"{base + offs[k] + (issue.offset or 0)})", path=shown, block=b, example=example,
-                         offset=offset)
-            else:
-                sink.add(issue.id, f"{issue.message} (position {k} of the block)", path=shown, block=b,
-                         example=example, offset=offset + base + offs[k] + (issue.offset or 0))
+            at, where_text = locate(k, issue.offset or 0)
+            sink.add(issue.id, f"{issue.message} ({where_text})", path=shown, block=b, example=example, offset=at)
         if result.end is not None and result.end != len(piece):
+            at, where_text = locate(k, result.end)
             sink.add("ATL414", f"example pickle ends at STOP {len(piece) - result.end} bytes before the end of its "
-                               f"slice (position {k})", path=shown, block=b, example=example,
-                     offset=offset if compressed else offset + base + offs[k] + result.end, clause="V2-BLOCK-4")
+                               f"slice ({where_text})", path=shown, block=b, example=example, offset=at,
+                     clause="V2-BLOCK-4")
         if result.end is not None and result.protocol != V2_PICKLE_PROTOCOL:
             sink.add("ATL415", f"example pickle uses protocol {_protocol(result.protocol)}, writers must use "
-                               f"{V2_PICKLE_PROTOCOL} (position {k})", path=shown, block=b, example=example,
-                     offset=offset)
+                               f"{V2_PICKLE_PROTOCOL} ({suffix})", path=shown, block=b, example=example,
+                     offset=at_example)
 
 
 def check_root(root: Path, sink: Sink, limits: Any) -> tuple[dict[str, Any], list[str], dict[str, Any]]:
@@ -559,7 +692,9 @@ def check_root(root: Path, sink: Sink, limits: Any) -> tuple[dict[str, Any], lis
         "compression_level": doc.get("compression_level") if is_int(doc.get("compression_level")) else None,
         "block_size": doc.get("block_size") if is_int(doc.get("block_size")) else None,
         "dictionary": mode,
+        "framing": framing_of(doc),
     }
+    check_framing_codec(expect["framing"], expect["codec"], sink, shown=META_FILE)
     shared = doc.get("shared_dictionary")
     if mode == "shared":
         if not isinstance(shared, dict):
