@@ -116,6 +116,8 @@ V2_SHARED = "v2/03-zstd-shared-dict"
 V2_NONE = "v2/01-none-multishard"
 V2_ZSTD = "v2/02-zstd-multishard"
 V2_LZ4 = "v2/05-lz4"
+V2_FRAMES_SHARED = "v2/17-example-frames-shared-dict"
+V2_FRAMES_LZ4 = "v2/18-example-frames-lz4"
 V1_NONE = "seed-v1/01-s0-multishard"
 V1_SHARED = "seed-v1/03-s2-shared-dict"
 V1_OWN = "seed-v1/04-s3-own-dicts-7-block-boundary"
@@ -157,6 +159,42 @@ def _zip_bomb(root: Path) -> None:
     data = bytearray((root / "000000" / "data.bin").read_bytes())
     data[offset:offset + size] = bomb
     (root / "000000" / "data.bin").write_bytes(bytes(data))
+    seal_v2(root)
+
+
+def _frame_table(root: Path, shard: str, block: int) -> tuple[int, list[int]]:
+    """(offset in data.bin of the payload, frame offsets) of a block of framing example (V2-FRAME-2)."""
+    offset, _size = v2_block(root, shard, block)
+    data = (root / shard / "data.bin").read_bytes()
+    n = int.from_bytes(data[offset:offset + 4], "little")
+    offsets = [int.from_bytes(data[offset + 4 + 4 * i:offset + 8 + 4 * i], "little") for i in range(n + 1)]
+    return offset + 8 + 4 * n, offsets
+
+
+def _frame_offsets_not_increasing(root: Path) -> None:
+    offset, _size = v2_block(root, "000000", 1)
+    data = bytearray((root / "000000" / "data.bin").read_bytes())
+    data[offset + 8:offset + 12] = data[offset + 12:offset + 16]  # offsets[1] = offsets[2]
+    (root / "000000" / "data.bin").write_bytes(bytes(data))
+    seal_v2(root)
+
+
+def _frame_bomb(root: Path) -> None:
+    """Frame 2 of block 0 replaced in place by a frame (with the right dictionary id) declaring 1 TiB."""
+    payload, offsets = _frame_table(root, "000000", 0)
+    size = offsets[3] - offsets[2]
+    dict_id = json.loads((root / "000000" / "meta.json").read_bytes())["dict_id"]
+    header = zstd_frame.ZstdFrameHeader.build(zstd_frame.frame_header_fields(1 << 40, dict_id))
+    data = bytearray((root / "000000" / "data.bin").read_bytes())
+    data[payload + offsets[2]:payload + offsets[3]] = (header + b"\x01\x00\x00" + b"\x00" * size)[:size]
+    (root / "000000" / "data.bin").write_bytes(bytes(data))
+    seal_v2(root)
+
+
+def _index_flags_cleared(root: Path) -> None:
+    index = bytearray((root / "000001" / "index.bin").read_bytes())
+    index[17] = 0  # flags: bit 0 (framing example) cleared, meta.json still says example
+    (root / "000001" / "index.bin").write_bytes(bytes(index))
     seal_v2(root)
 
 
@@ -228,6 +266,16 @@ def cases() -> list[Case]:
          lambda r: edit_json(r / "meta.json", lambda d: d.update(codec="brotli"), v2_checksum=True), False),
         ("v2-zip-bomb-sealed", V2_ZSTD, "block 0 replaced by a zstd frame declaring 1 TiB, checksums resealed",
          ["ATL901"], _zip_bomb, False),
+        # version 2, framing example (V2-FRAME): the defects are sealed, so the frame rules must catch them
+        ("v2-frames-offsets-not-increasing-sealed", V2_FRAMES_LZ4, "framing example: offsets[1] of the stored "
+         "frame table of block 1 set to offsets[2], checksums resealed", ["ATL410"], _frame_offsets_not_increasing,
+         False),
+        ("v2-frames-zip-bomb-sealed", V2_FRAMES_SHARED, "framing example: the frame of example 2 replaced in place "
+         "by a zstd frame (with the shared dictionary's id) declaring 1 TiB, checksums resealed", ["ATL901"],
+         _frame_bomb, False),
+        ("v2-frames-index-flags-cleared-sealed", V2_FRAMES_LZ4, "framing example: index.bin flags bit 0 cleared in "
+         "shard 000001 while its meta.json says example, checksums resealed", ["ATL307"], _index_flags_cleared,
+         False),
         ("v2-malicious-os-system", V2_NONE, "a complete, checksummed dataset whose example 3 calls os.system",
          ["ATL601"], lambda r: _malicious_v2(r, "os", os.system, "touch atlas-pwned-v2-malicious-os-system"),
          True),
