@@ -58,6 +58,7 @@ from .safe_pickle import Loads
 from .shard_v1 import check_version, read_json_file
 
 _xxh3 = xxhash.xxh3_64_intdigest
+_TAKEN = object()  # an example of the memoized block already handed out
 
 #: Shards with at most this many blocks copy their index columns into Python lists (fast
 #: lookups, ~150 bytes per block); larger shards index numpy views of the mmap directly.
@@ -259,8 +260,9 @@ class V2Shard(ProcessLocalState):
         self._checksums: Any = None
         self._verified = bytearray()
         self._tls = threading.local()  # one zstd decompressor per thread (they are not thread-safe)
-        # (block number, decoded block, offset table or None): rebound as a whole, so threads never mix blocks
-        self._memo: tuple[int, Any, tuple[int, ...] | None] = (-1, None, None)
+        # (block number, decoded block, offset table or None, the block's examples unpickled in one pass
+        # or None): rebound as a whole, so threads never mix blocks
+        self._memo: tuple[int, Any, tuple[int, ...] | None, list[Any] | None] = (-1, None, None, None)
         self._info = codec_info(self.codec)
 
     def _open(self) -> None:
@@ -484,7 +486,7 @@ class V2Shard(ProcessLocalState):
             if block is None or self._gen != fork_generation():
                 block = self.decoded_block(b)
                 self.cache.put(key, block)
-        self._memo = (b, block, None)
+        self._memo = (b, block, None, None)
         return block
 
     def _slice(self, block: Any, b: int, pos: int) -> Any:
@@ -551,11 +553,26 @@ class V2Shard(ProcessLocalState):
             return self._frame_example(b, pos)
         memo = self._memo
         if memo[0] == b and self._gen == _FORK_GENERATION[0]:
-            # Sequential reads: the second read of a block parses its whole offset table once.
-            _, block, table = memo
+            # Reads within one block (in order, as `for i in range(len(ds))` does): the second read
+            # unpickles the whole block in one pass, as version 1 does; each unpickled example is
+            # handed out once, so a repeated ds[i] still returns a fresh object.
+            _, block, table, values = memo
+            if values is not None:
+                value = values[pos]
+                if value is not _TAKEN:
+                    values[pos] = _TAKEN
+                    return value
             if table is None:
                 table = self._table(block, b)
-                self._memo = (b, block, table)
+                try:
+                    values = self._load_spans(block, table_size(len(table) - 1), zip(table, table[1:], strict=False),
+                                              range(len(table) - 1), b)
+                except AtlasError:  # one bad example: read one by one, so only its own read raises
+                    values = None
+                self._memo = (b, block, table, values)
+                if values is not None:
+                    value, values[pos] = values[pos], _TAKEN
+                    return value
             base = 8 + 4 * (len(table) - 1)
             try:
                 return self.loads(block[base + table[pos]:base + table[pos + 1]])
