@@ -800,3 +800,23 @@ def test_batched_and_iterated_reads_name_the_example_that_fails(tmp_path, varian
         list(ds)
     for err in (batch.value, iterated.value):
         assert (err.block, err.example) == (2, 5) and "neighbour was unpickled" in str(err)
+
+
+@pytest.mark.parametrize("variant", ["shared", "lz4", "none"])
+def test_in_order_reads_hand_out_fresh_objects_and_fail_only_on_the_bad_example(tmp_path, variant):
+    root = tmp_path / "d"
+    with AtlasDatasetWriter(root, 100, 8, **VARIANTS[variant]) as w:
+        for i in range(24):
+            w.add_example(Bomb() if i == 13 else {"i": i})
+    ds = AtlasDataset(root)
+    first = [ds[i] for i in range(8)]  # block 0 read in order: served from one unpickling pass
+    again = [ds[i] for i in range(8)]
+    assert first == again == [{"i": i} for i in range(8)]
+    assert all(a is not b for a, b in zip(first, again, strict=True))
+    first[3]["i"] = -1
+    assert ds[3] == {"i": 3}  # a caller mutating what it got never changes what the dataset returns
+    assert [ds[i] for i in range(8, 13)] == [{"i": i} for i in range(8, 13)]  # block 1 holds the bomb at 13
+    with pytest.raises(FormatError) as info:
+        ds[13]
+    assert (info.value.block, info.value.example) == (1, 5)
+    assert [ds[i] for i in range(14, 24)] == [{"i": i} for i in range(14, 24)]
