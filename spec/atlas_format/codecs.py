@@ -93,8 +93,25 @@ def _zstd_decompress(data: Buffer, limit: int, dctx: zstandard.ZstdDecompressor 
 
 
 def _zstd_strict(data: Buffer, limit: int, dctx: zstandard.ZstdDecompressor | None) -> tuple[bytes, int]:
-    """Decode one frame, streaming, never more than ``limit`` bytes; return (bytes, trailing bytes)."""
-    obj = (dctx or zstandard.ZstdDecompressor()).decompressobj(write_size=min(limit, 1 << 20) or 1)
+    """Decode one frame, never more than ``limit`` bytes; return (bytes, trailing bytes).
+
+    A frame that declares a size within ``limit`` is decoded in one call (libzstd writes
+    exactly the declared size, and refuses extra input); anything else, and any error,
+    goes through the streaming decoder, which bounds its output and counts trailing bytes.
+    """
+    dctx = dctx or zstandard.ZstdDecompressor()
+    try:
+        declared = zstandard.frame_content_size(data)
+    except zstandard.ZstdError:
+        declared = -1
+    if 0 <= declared <= limit:
+        try:
+            whole: bytes = dctx.decompress(data, allow_extra_data=False)
+            if len(whole) == declared:
+                return whole, 0
+        except zstandard.ZstdError:
+            pass  # the streaming decoder below names the problem
+    obj = dctx.decompressobj(write_size=min(limit, 1 << 20) or 1)
     out = bytearray()
     view = memoryview(data)
     step = 1 << 16
