@@ -235,8 +235,11 @@ def render(rows: list[dict[str, Any]], args: argparse.Namespace, n_text: int, n_
         "unpickling the whole list, for v2 only decompressing (v2 then unpickles the one example it needs; codec "
         "none decodes nothing). A v2 random read costs about one block decompression plus one example, a v1 read "
         "one decompression plus the whole list: where decompression dominates (zstd on text, ~1 GB/s) the "
-        "ratio is bounded by (decompress + unpickle all) / decompress, below 2x; LZ4, no compression or "
-        "larger examples (images) leave the unpickling of the neighbours as the dominant v1 cost.",
+        "ratio is bounded by (decompress + unpickle all) / decompress, about 1.5-2x; LZ4, no compression or "
+        "larger examples (images) leave the unpickling of the neighbours as the dominant v1 cost. With a frame "
+        "per example (framing \"example\", spec V2-FRAME) a random read decodes only its own example's frame, so "
+        "the block's decompression leaves the random path: its decode us/block column is the cost of decoding "
+        "every frame of a block one by one (what iteration pays), not what a random read pays.",
         "",
         "Checksum cost = how much faster random access is with `verify_checksums=False` (each block is hashed "
         "with XXH3-64 only the first time a process reads it, so the cost fades as blocks are revisited).",
