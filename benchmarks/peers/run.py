@@ -48,6 +48,11 @@ def atlas_systems(blocks: tuple[int, ...]) -> list[dict[str, Any]]:
             out.append({"id": f"atlas-v2-{codec}-b{b}", "group": "atlas", "adapter": "atlas",
                         "label": f"this project v2, {what}, block {b}",
                         "params": {"version": 2, "codec": codec, "block": b}})
+    for codec, what in (("zstd", "zstd shared dict"), ("lz4", "LZ4")):
+        for b in blocks:
+            out.append({"id": f"atlas-v2-{codec}-frames-b{b}", "group": "atlas", "adapter": "atlas",
+                        "label": f"this project v2, {what}, a frame per example, block {b}",
+                        "params": {"version": 2, "codec": codec, "block": b, "framing": "example"}})
     return out
 
 

@@ -146,6 +146,8 @@ class Atlas(Adapter):
             kw["codec"] = Codec.LZ4
         else:
             kw["compression_strategy"] = CompressionStrategy.NO_COMPRESSION
+        if p.get("framing"):
+            kw["framing"] = p["framing"]
         return kw
 
     def write(self, examples: list[Any], path: str) -> None:
