@@ -11,6 +11,7 @@ stored block's table is read in place and only the example's own frame is decode
 from __future__ import annotations
 
 import math
+import operator
 import pickle
 import struct
 import threading
@@ -515,7 +516,7 @@ class V2Shard(ProcessLocalState):
                               **self._where(b))
         table = struct.unpack_from(f"<{count + 1}I", block, 4)
         payload = len(block) - 8 - 4 * count
-        if table[0] != 0 or table[-1] != payload or any(x >= y for x, y in zip(table, table[1:], strict=False)):
+        if table[0] != 0 or table[-1] != payload or not all(map(operator.lt, table, table[1:])):
             raise FormatError("block example offsets must start at 0, increase strictly and end at the payload size "
                               f"({payload})", **self._where(b))
         return table
