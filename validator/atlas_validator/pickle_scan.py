@@ -1,12 +1,16 @@
-"""Static pickle scanning: opcodes only (``pickletools.genops``), never unpickling.
+"""Static pickle scanning: opcodes only, never unpickling.
 
-A small stack machine follows the opcodes far enough to (1) name every global a pickle
-references, including STACK_GLOBAL's module and name taken from earlier string pushes
-or the memo, (2) count the items of a top-level list (version 1 blocks), (3) find the
+A small stack machine follows the opcodes (``pickletools.genops``) far enough to (1) name
+every global a pickle references, including STACK_GLOBAL's module and name taken from earlier
+string pushes or the memo, (2) count the items of a top-level list (version 1 blocks), (3) find the
 bytes handed to ``torch.storage._load_from_bytes`` and scan the torch archive inside
 (size-limited ``zipfile``), and (4) stop at resource bounds (opcodes, memo, stack
 depth), as fickling's interpreter limits do, so a hostile pickle cannot make the
 validator run long or allocate much (spec PICKLE-4, LIM-3).
+
+Before that full scan, a pickle is walked by a fast path that reads the opcode bytes itself
+(_plain_pickle, _plain_list_pickle): it can only answer "clean plain data", and sends anything
+else, or anything unusual, to the full scan.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import _compat_pickle
 import io
 import pickletools
+import struct
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -163,65 +168,6 @@ def _genops(data: bytes | bytearray | io.BytesIO) -> _Ops:
     return cast(_Ops, pickletools.genops(data))
 
 
-def _plain_pickle(data: bytes | bytearray | io.BytesIO, limits: ScanLimits) -> tuple[int, int | None] | None:
-    """(end, protocol) when ``data`` (bytes, or a stream at the pickle's start) is a well-formed
-    pickle of plain data only, else None. ``end`` is a position in ``data``.
-
-    The fast path of the scan: it tracks only stack heights, marks and memo keys, and gives up
-    (None) at the first opcode that names or calls code (``_NOT_PLAIN``), at any structural
-    problem or bound, and on any parse error. A None sends the pickle to the full scan, which
-    alone reports issues, so this path can only say "clean", never hide an issue.
-    """
-    depth = 0
-    marks: list[int] = []
-    memo: set[int] = set()
-    protocol = None
-    count = 0
-    max_opcodes, max_stack, max_memo = limits.max_opcodes, limits.max_stack, limits.max_memo
-    table = _PLAIN
-    try:
-        for op, arg, pos in _genops(data):
-            not_plain, below, pops, pushes, memo_kind, is_mark, is_proto = table[op]
-            count += 1
-            if not_plain or count > max_opcodes:
-                return None
-            if memo_kind:
-                if memo_kind == _MEMO_PUT:
-                    if depth <= (marks[-1] if marks else 0):
-                        return None
-                    memo.add(len(memo) if arg is None else arg)
-                    if len(memo) > max_memo:
-                        return None
-                    continue
-                if arg not in memo:
-                    return None
-            elif is_mark:
-                marks.append(depth)
-                if depth + len(marks) > max_stack:
-                    return None
-                continue
-            elif is_proto:
-                protocol = int(arg)
-                continue
-            if below >= 0:
-                if not marks:
-                    return None
-                depth = marks.pop()
-                pops = below
-            if pops:
-                if depth - pops < (marks[-1] if marks else 0):
-                    return None
-                depth -= pops
-            depth += pushes
-            if depth + len(marks) > max_stack:
-                return None
-            if op.code == ".":
-                return (pos + 1, protocol) if depth == 0 and not marks else None
-    except Exception:  # noqa: BLE001 - any parse error: let the full scan report it
-        return None
-    return None
-
-
 # Opcodes that change the object below them in place and push it back (the top-level list stays).
 _IN_PLACE = frozenset({"APPEND", "APPENDS", "SETITEM", "SETITEMS", "ADDITEMS"})
 _LIST_OPS: dict[Any, int] = {}  # 1 EMPTY_LIST, 2 LIST, 3 APPEND, 4 APPENDS, 5 other in-place op
@@ -229,83 +175,372 @@ for _op in pickletools.opcodes:
     _LIST_OPS[_op] = {"EMPTY_LIST": 1, "LIST": 2, "APPEND": 3, "APPENDS": 4}.get(
         _op.name, 5 if _op.name in _IN_PLACE else 0)
 
+# The clean-pickle fast path (_plain_pickle, _plain_list_pickle) walks the opcode bytes itself:
+# ``data[pos]`` indexes a 256-entry table that says how the opcode's argument is laid out, derived
+# from its ArgumentDescriptor (``n``: a fixed size, or a length field of 1, 4 (signed or unsigned)
+# or 8 bytes), and holds the stack effect of _PLAIN. Arguments are skipped, not decoded, except for
+# the checks pickletools' readers make (UTF-8 of unicode strings, no negative signed length), so
+# the walk accepts a pickle only where a walk over ``pickletools.genops`` with the same stack rules
+# would, at a fraction of genops' cost per opcode.
+(_W_PUSH, _W_UTF8_1, _W_MEMOIZE, _W_OTHER, _W_MARK, _W_BINGET, _W_UTF8_4, _W_STOP, _W_PROTO, _W_BYTES1, _W_BYTES4,
+ _W_BINPUT, _W_LONG_BINPUT, _W_LONG_BINGET, _W_UTF8_8, _W_BYTES8, _W_BYTES4S, _W_REJECT) = range(18)
+# _W_PUSH: a fixed-size argument, pushes one value; _W_OTHER: a fixed-size argument, any other stack
+# effect; the length-prefixed kinds (_W_UTF8_*, _W_BYTES*) and the memo gets push one value.
+_U4 = struct.Struct("<I").unpack_from
+_I4 = struct.Struct("<i").unpack_from
+_U8 = struct.Struct("<Q").unpack_from
+# The argument readers whose only checks are the length (and, for unicode strings, UTF-8). An opcode
+# with any other reader makes the walk give up: the newline-terminated arguments of protocols 0
+# and 1 (INT, LONG, FLOAT, STRING, UNICODE, GET, PUT, GLOBAL, INST, PERSID) or a reader a later
+# Python adds; those pickles take the full scan.
+_READERS = {getattr(pickletools, name, None): name for name in (
+    "read_uint1", "read_uint2", "read_int4", "read_uint4", "read_uint8", "read_float8", "read_long1", "read_long4",
+    "read_string1", "read_string4", "read_bytes1", "read_bytes4", "read_bytes8", "read_bytearray8",
+    "read_unicodestring1", "read_unicodestring4", "read_unicodestring8")}
+_LENGTH_KINDS = {  # (the length field, UTF-8 checked) -> kind
+    (pickletools.TAKEN_FROM_ARGUMENT1, False): _W_BYTES1, (pickletools.TAKEN_FROM_ARGUMENT1, True): _W_UTF8_1,
+    (pickletools.TAKEN_FROM_ARGUMENT4, False): _W_BYTES4S,
+    (pickletools.TAKEN_FROM_ARGUMENT4U, False): _W_BYTES4, (pickletools.TAKEN_FROM_ARGUMENT4U, True): _W_UTF8_4,
+    (pickletools.TAKEN_FROM_ARGUMENT8U, False): _W_BYTES8, (pickletools.TAKEN_FROM_ARGUMENT8U, True): _W_UTF8_8,
+}
+_MEMO_KEYS = {  # (put or get, the key's reader) -> kind
+    (_MEMO_PUT, None): _W_MEMOIZE, (_MEMO_PUT, "read_uint1"): _W_BINPUT, (_MEMO_PUT, "read_uint4"): _W_LONG_BINPUT,
+    (_MEMO_GET, "read_uint1"): _W_BINGET, (_MEMO_GET, "read_uint4"): _W_LONG_BINGET,
+}
+_REJECTED = (_W_REJECT, 1, -1, 0, 0)
+
+
+def _walk_entry(op: pickletools.OpcodeInfo) -> tuple[int, int, int, int, int]:
+    """(kind, size, items popped below a mark or -1, plain pops, pushes) of one opcode for the walkers.
+
+    ``size`` is the opcode byte plus its fixed-size argument; for the length-prefixed kinds the
+    walker reads the length field itself."""
+    not_plain, below, pops, pushes, memo_kind, is_mark, is_proto = _PLAIN[op]
+    arg = op.arg
+    reader = None if arg is None else _READERS.get(arg.reader)
+    if not_plain or (arg is not None and reader is None):
+        return _REJECTED
+    n = 0 if arg is None else arg.n
+    push_one = below < 0 and pops == 0 and pushes == 1
+    kind: int | None
+    if n < 0:  # a length field, then that many bytes: the walker handles these as pushes of one value
+        kind = _LENGTH_KINDS.get((n, str(reader).startswith("read_unicodestring")))
+        return _REJECTED if kind is None or memo_kind or is_mark or is_proto or not push_one else (kind, 1, -1, 0, 1)
+    if memo_kind:
+        kind = _MEMO_KEYS.get((memo_kind, reader))
+        if kind is None or (memo_kind == _MEMO_GET and not push_one):
+            return _REJECTED
+    elif is_proto:
+        kind = _W_PROTO if reader == "read_uint1" else _W_REJECT
+    elif is_mark:
+        kind = _W_MARK
+    elif op.code == ".":
+        kind = _W_STOP
+    else:
+        kind = _W_PUSH if push_one else _W_OTHER
+    return (kind, 1 + n, below, pops, pushes)
+
+
+_WALK: list[tuple[int, int, int, int, int]] = [_REJECTED] * 256
+_WALK_LIST: list[tuple[int, int, int, int, int, int]] = [(*_REJECTED, 0)] * 256
+for _op in pickletools.opcodes:
+    _WALK[ord(_op.code)] = _walk_entry(_op)
+    _WALK_LIST[ord(_op.code)] = (*_walk_entry(_op), _LIST_OPS[_op])
+
+
+def _plain_pickle(data: bytes | bytearray, limits: ScanLimits, start: int = 0) -> tuple[int, int | None] | None:
+    """(end, protocol) when ``data`` from offset ``start`` is a well-formed pickle of plain data
+    only, else None. ``end`` is the offset in ``data`` just after STOP.
+
+    The fast path of the scan: a walk over the opcode bytes (see _WALK) that tracks only stack
+    heights, marks and memo keys, and gives up (None) at the first opcode that names or calls code
+    (``_NOT_PLAIN``), has a newline-terminated argument or is unknown, at any structural problem,
+    bound or truncation. A None sends the pickle to the full scan, which alone reports issues, so
+    this path can only say "clean", never hide an issue.
+    """
+    max_memo = limits.max_memo
+    limit = limits.max_stack  # max_stack less the open marks: the bound is depth <= limit
+    table = _WALK
+    depth = floor = 0  # the stack height; the height at the innermost mark
+    marks: list[int] = []
+    memo: set[int] | None = None  # the memo keys; None while they are exactly range(n_memo)
+    n_memo = 0
+    protocol = None
+    pos = start
+    total = len(data)
+    try:
+        for _ in range(limits.max_opcodes):
+            kind, size, below, pops, pushes = table[data[pos]]
+            if kind == _W_MEMOIZE:  # the key is the memo's size
+                if depth <= floor:
+                    return None
+                if memo is None:
+                    n_memo += 1
+                else:
+                    memo.add(n_memo)
+                    n_memo = len(memo)
+                if n_memo > max_memo:
+                    return None
+                pos += 1
+                continue
+            if kind == _W_UTF8_1:
+                end = pos + 2 + data[pos + 1]
+                if end > total:
+                    return None
+                text = data[pos + 2:end]
+                if not text.isascii():
+                    text.decode("utf-8", "surrogatepass")  # raises where genops' reader does
+                pos = end
+            elif kind == _W_PUSH:
+                pos += size
+            elif kind == _W_OTHER:
+                pos += size
+                if below >= 0:
+                    if not marks:
+                        return None
+                    depth = marks.pop()
+                    floor = marks[-1] if marks else 0
+                    limit += 1
+                    if below:
+                        depth -= below
+                        if depth < floor:
+                            return None
+                elif pops:
+                    depth -= pops
+                    if depth < floor:
+                        return None
+                depth += pushes
+                if depth > limit:
+                    return None
+                continue
+            elif kind == _W_MARK:
+                marks.append(depth)
+                floor = depth
+                limit -= 1
+                if depth > limit:
+                    return None
+                pos += 1
+                continue
+            elif kind == _W_BINGET or kind == _W_LONG_BINGET:
+                key = data[pos + 1] if kind == _W_BINGET else _U4(data, pos + 1)[0]
+                if key >= n_memo if memo is None else key not in memo:
+                    return None
+                pos += size
+            elif kind == _W_UTF8_4:
+                end = pos + 5 + _U4(data, pos + 1)[0]
+                if end > total:
+                    return None
+                text = data[pos + 5:end]
+                if not text.isascii():
+                    text.decode("utf-8", "surrogatepass")
+                pos = end
+            elif kind == _W_STOP:  # pops the value: the stack must hold exactly it
+                return (pos + 1, protocol) if depth == 1 and not marks else None
+            elif kind == _W_PROTO:
+                protocol = data[pos + 1]
+                pos += 2
+                continue
+            elif kind == _W_BYTES1:
+                pos += 2 + data[pos + 1]
+            elif kind == _W_BYTES4:
+                pos += 5 + _U4(data, pos + 1)[0]
+            elif kind == _W_BINPUT or kind == _W_LONG_BINPUT:
+                if depth <= floor:
+                    return None
+                key = data[pos + 1] if kind == _W_BINPUT else _U4(data, pos + 1)[0]
+                if memo is None and key > n_memo:  # a gap in the keys: a set from now on
+                    memo = set(range(n_memo))
+                if memo is not None:
+                    memo.add(key)
+                    n_memo = len(memo)
+                elif key == n_memo:
+                    n_memo += 1
+                if n_memo > max_memo:
+                    return None
+                pos += size
+                continue
+            elif kind == _W_UTF8_8:
+                end = pos + 9 + _U8(data, pos + 1)[0]
+                if end > total:
+                    return None
+                text = data[pos + 9:end]
+                if not text.isascii():
+                    text.decode("utf-8", "surrogatepass")
+                pos = end
+            elif kind == _W_BYTES8:
+                pos += 9 + _U8(data, pos + 1)[0]
+            elif kind == _W_BYTES4S:
+                length = _I4(data, pos + 1)[0]
+                if length < 0:
+                    return None
+                pos += 5 + length
+            else:
+                return None
+            # the kinds that get here push one value (a truncated argument leaves pos past the end:
+            # the next data[pos] raises IndexError)
+            depth += 1
+            if depth > limit:
+                return None
+    except (IndexError, ValueError, struct.error):  # truncated, or an argument genops' readers reject
+        return None
+    return None
+
 
 def _plain_list_pickle(data: bytes | bytearray, limits: ScanLimits) -> tuple[int, int | None, int] | None:
     """(end, protocol, items) when ``data`` is a well-formed plain-data pickle whose value is a list
     (a version 1 block) and the items appended to it can be counted from stack heights alone; else None.
 
-    Same rules as _plain_pickle, plus: the list is the object at stack position 0, created by
-    EMPTY_LIST (or MARK ... LIST) on an empty stack; APPEND on a two-deep base frame and APPENDS on
-    a mark right above it add to it; any other opcode that consumes or replaces position 0 makes
+    Same walk and rules as _plain_pickle, plus: the list is the object at stack position 0, created
+    by EMPTY_LIST (or MARK ... LIST) on an empty stack; APPEND on a two-deep base frame and APPENDS
+    on a mark right above it add to it; any other opcode that consumes or replaces position 0 makes
     the count unknown (None: the full scan counts).
     """
-    depth = 0
+    max_memo = limits.max_memo
+    limit = limits.max_stack
+    table = _WALK_LIST
+    depth = floor = 0
     marks: list[int] = []
-    memo: set[int] = set()
+    memo: set[int] | None = None
+    n_memo = 0
     protocol = None
-    count = 0
     items = 0
     is_list = False
-    max_opcodes, max_stack, max_memo = limits.max_opcodes, limits.max_stack, limits.max_memo
-    table = _PLAIN
-    list_ops = _LIST_OPS
+    pos = 0
+    total = len(data)
     try:
-        for op, arg, pos in _genops(data):
-            not_plain, below, pops, pushes, memo_kind, is_mark, is_proto = table[op]
-            count += 1
-            if not_plain or count > max_opcodes:
-                return None
-            if memo_kind:
-                if memo_kind == _MEMO_PUT:
-                    if depth <= (marks[-1] if marks else 0):
-                        return None
-                    memo.add(len(memo) if arg is None else arg)
-                    if len(memo) > max_memo:
-                        return None
-                    continue
-                if arg not in memo:
+        for _ in range(limits.max_opcodes):
+            kind, size, below, pops, pushes, list_op = table[data[pos]]
+            if kind == _W_MEMOIZE:
+                if depth <= floor:
                     return None
-            elif is_mark:
+                if memo is None:
+                    n_memo += 1
+                else:
+                    memo.add(n_memo)
+                    n_memo = len(memo)
+                if n_memo > max_memo:
+                    return None
+                pos += 1
+                continue
+            if kind == _W_BINGET or kind == _W_LONG_BINGET:
+                key = data[pos + 1] if kind == _W_BINGET else _U4(data, pos + 1)[0]
+                if key >= n_memo if memo is None else key not in memo:
+                    return None
+                pos += size
+            elif kind == _W_PUSH:
+                pos += size
+            elif kind == _W_UTF8_1:
+                end = pos + 2 + data[pos + 1]
+                if end > total:
+                    return None
+                text = data[pos + 2:end]
+                if not text.isascii():
+                    text.decode("utf-8", "surrogatepass")
+                pos = end
+            elif kind == _W_OTHER:
+                pos += size
+                if list_op == 3:  # APPEND: an item for the list when it is the base frame's second value
+                    if depth == 2 and not marks:
+                        items += 1
+                elif list_op == 4:  # APPENDS: the items above a mark right above the list
+                    if len(marks) == 1 and marks[0] == 1:
+                        items += depth - 1
+                depth_before = depth
+                height = 0
+                if below >= 0:
+                    if not marks:
+                        return None
+                    depth = height = marks.pop()
+                    floor = marks[-1] if marks else 0
+                    limit += 1
+                    if below:
+                        depth -= below
+                        if depth < floor:
+                            return None
+                elif pops:
+                    depth -= pops
+                    if depth < floor:
+                        return None
+                if depth == 0 and list_op < 3:  # position 0 is consumed or (re)created
+                    if list_op == 2 and not marks:
+                        is_list, items = True, depth_before - height
+                    else:
+                        is_list = False
+                depth += pushes
+                if depth > limit:
+                    return None
+                continue
+            elif kind == _W_MARK:
                 marks.append(depth)
-                if depth + len(marks) > max_stack:
+                floor = depth
+                limit -= 1
+                if depth > limit:
                     return None
+                pos += 1
                 continue
-            elif is_proto:
-                protocol = int(arg)
-                continue
-            list_op = list_ops[op]
-            if list_op == 3 and not marks and depth == 2:
-                items += 1
-            elif list_op == 4 and len(marks) == 1 and marks[0] == 1:
-                items += depth - 1
-            if below >= 0:
-                if not marks:
+            elif kind == _W_UTF8_4:
+                end = pos + 5 + _U4(data, pos + 1)[0]
+                if end > total:
                     return None
-                height = marks.pop()
-                depth_before = depth
-                depth = height
-                pops = below
+                text = data[pos + 5:end]
+                if not text.isascii():
+                    text.decode("utf-8", "surrogatepass")
+                pos = end
+            elif kind == _W_STOP:
+                return (pos + 1, protocol, items) if depth == 1 and not marks and is_list else None
+            elif kind == _W_PROTO:
+                protocol = data[pos + 1]
+                pos += 2
+                continue
+            elif kind == _W_BYTES1:
+                pos += 2 + data[pos + 1]
+            elif kind == _W_BYTES4:
+                pos += 5 + _U4(data, pos + 1)[0]
+            elif kind == _W_BINPUT or kind == _W_LONG_BINPUT:
+                if depth <= floor:
+                    return None
+                key = data[pos + 1] if kind == _W_BINPUT else _U4(data, pos + 1)[0]
+                if memo is None and key > n_memo:  # a gap in the keys: a set from now on
+                    memo = set(range(n_memo))
+                if memo is not None:
+                    memo.add(key)
+                    n_memo = len(memo)
+                elif key == n_memo:
+                    n_memo += 1
+                if n_memo > max_memo:
+                    return None
+                pos += size
+                continue
+            elif kind == _W_UTF8_8:
+                end = pos + 9 + _U8(data, pos + 1)[0]
+                if end > total:
+                    return None
+                text = data[pos + 9:end]
+                if not text.isascii():
+                    text.decode("utf-8", "surrogatepass")
+                pos = end
+            elif kind == _W_BYTES8:
+                pos += 9 + _U8(data, pos + 1)[0]
+            elif kind == _W_BYTES4S:
+                length = _I4(data, pos + 1)[0]
+                if length < 0:
+                    return None
+                pos += 5 + length
             else:
-                depth_before = depth
-            if pops:
-                if depth - pops < (marks[-1] if marks else 0):
-                    return None
-                depth -= pops
-            if op.code == ".":
-                return (pos + 1, protocol, items) if depth == 0 and not marks and is_list else None
-            if depth == 0 and list_op < 3:  # position 0 is consumed or (re)created
+                return None
+            # one value pushed: on an empty stack it is the new position 0 (a list only from EMPTY_LIST)
+            if depth == 0:
                 if list_op == 1 and not marks:
                     is_list, items = True, 0
-                elif list_op == 2 and not marks:
-                    is_list, items = True, depth_before - height
                 else:
                     is_list = False
-            depth += pushes
-            if depth + len(marks) > max_stack:
+            depth += 1
+            if depth > limit:
                 return None
-    except Exception:  # noqa: BLE001 - any parse error: let the full scan report it
+    except (IndexError, ValueError, struct.error):
         return None
     return None
+
 
 LOAD_FROM_BYTES = ("torch.storage", "_load_from_bytes")
 
@@ -368,13 +603,11 @@ def plain_examples(block: bytes, bounds: list[tuple[int, int]],
     """For each example slice [start, end) of a decoded block: its pickle protocol when it is one
     clean plain-data pickle ending exactly at ``end``, else NEEDS_FULL_SCAN (scan it with scan_pickle).
 
-    One stream over the block serves every example: no copy of the slices on the common path.
+    The fast path walks each example in place in the block: no copy of the slices on the common path.
     """
-    stream = io.BytesIO(block)
     out: list[int | None] = []
     for start, end in bounds:
-        stream.seek(start)
-        plain = _plain_pickle(stream, limits)
+        plain = _plain_pickle(block, limits, start)
         out.append(plain[1] if plain is not None and plain[0] == end else NEEDS_FULL_SCAN)
     return out
 
