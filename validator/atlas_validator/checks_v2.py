@@ -646,8 +646,10 @@ def _scan_examples(task: ShardTask, sink: Sink, buf: bytes, slices: list[tuple[i
     first = b * (block_size or 0)
     protocols = plain_examples(buf, [(start, end) for _k, start, end in slices], task.scan_limits)
     for (k, start, end), protocol in zip(slices, protocols, strict=True):
+        if protocol == V2_PICKLE_PROTOCOL:  # the common case: a clean protocol-5 pickle filling its slice
+            continue
         example = first + k if block_size else None
-        at_example, suffix = locate(k, None)
+        at_example, suffix = locate(k, None)  # only when something is reported (it formats a message)
         if protocol != NEEDS_FULL_SCAN:  # one clean plain-data pickle filling its slice
             if protocol != V2_PICKLE_PROTOCOL:
                 sink.add("ATL415", f"example pickle uses protocol {_protocol(protocol)}, writers must use "
