@@ -820,3 +820,23 @@ def test_in_order_reads_hand_out_fresh_objects_and_fail_only_on_the_bad_example(
         ds[13]
     assert (info.value.block, info.value.example) == (1, 5)
     assert [ds[i] for i in range(14, 24)] == [{"i": i} for i in range(14, 24)]
+
+
+@pytest.mark.parametrize("variant", ["none", "shared-frames", "lz4-frames"])
+def test_batched_reads_of_undecoded_blocks_verify_checksums_and_read_exactly(tmp_path, variant):
+    """__getitems__ reads codec none and frame-per-example shards index by index from the map:
+    same values as ds[i], any order and repeats, and a corrupt block is still refused."""
+    root = tmp_path / "d"
+    examples = write(root, 150, shard_size=64, block_size=8, **VARIANTS[variant])
+    ds = AtlasDataset(root)
+    idx = [149, 0, 63, 64, 64, 5, -1, 100, 7, 6]
+    assert all(same(g, examples[i]) for g, i in zip(ds.__getitems__(idx), idx, strict=True))
+    entries = np.frombuffer((root / "000001" / "index.bin").read_bytes(), dtype=INDEX_ENTRY_DTYPE, offset=64)
+    data = bytearray((root / "000001" / "data.bin").read_bytes())
+    data[int(entries[3]["offset"]) + int(entries[3]["stored_size"]) - 1] ^= 0x10
+    (root / "000001" / "data.bin").write_bytes(bytes(data))
+    ds = AtlasDataset(root)
+    assert all(same(g, examples[i]) for g, i in zip(ds.__getitems__([64, 65, 0]), [64, 65, 0], strict=True))
+    with pytest.raises(ChecksumError) as info:
+        ds.__getitems__([64, 64 + 3 * 8 + 2])
+    assert (info.value.shard, info.value.block) == ("000001", 3)

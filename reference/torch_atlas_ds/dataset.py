@@ -87,6 +87,7 @@ class _Reader:
         starts, shards = self._starts, self._shards
         out: list[Any] = [None] * len(indices)
         groups: dict[tuple[int, int], tuple[list[int], list[int]]] = {}
+        each: dict[int, tuple[list[int], list[int]]] = {}  # per shard that decodes no block: (slots, indices)
         for slot, i in enumerate(indices):
             if type(i) is not int or not 0 <= i < n:
                 i = _normalize(i, n)
@@ -94,7 +95,12 @@ class _Reader:
             shard = shards[k]
             j = i - starts[k]
             if not shard.decodes_blocks:
-                out[slot] = shard.get(j)
+                mine = each.get(k)
+                if mine is None:
+                    each[k] = ([slot], [j])
+                else:
+                    mine[0].append(slot)
+                    mine[1].append(j)
                 continue
             b, pos = divmod(j, shard.block_size)
             group = groups.get((k, b))
@@ -103,6 +109,9 @@ class _Reader:
             else:
                 group[0].append(slot)
                 group[1].append(pos)
+        for k, (slots, js) in each.items():
+            for slot, value in zip(slots, shards[k].get_each(js), strict=True):
+                out[slot] = value
         for (k, b), (slots, positions) in groups.items():
             values = shards[k].get_many(b, positions)
             for slot, value in zip(slots, values, strict=True):

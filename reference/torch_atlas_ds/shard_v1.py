@@ -252,6 +252,9 @@ class V1Shard(ProcessLocalState):
         b, pos = divmod(i, self.block_size)
         return self.read_block(b)[pos]
 
+    def get_each(self, indices: list[int]) -> list[Any]:
+        return [self.get(j) for j in indices]
+
     def get_many(self, b: int, positions: list[int]) -> list[Any]:
         block = self.read_block(b)
         return [block[p] for p in positions]

@@ -146,7 +146,7 @@ class V2Shard(ProcessLocalState):
     """One version 2 shard folder. Files are opened lazily and reopened after fork or unpickling."""
 
     _PROCESS_LOCAL = ("_mms", "_data", "_offsets", "_stored", "_raw", "_checksums", "_verified", "_tls", "_memo",
-                      "_info")
+                      "_last_pos", "_info")
 
     version = 2
 
@@ -264,6 +264,7 @@ class V2Shard(ProcessLocalState):
         # (block number, decoded block, offset table or None, the block's examples unpickled in one pass
         # or None): rebound as a whole, so threads never mix blocks
         self._memo: tuple[int, Any, tuple[int, ...] | None, list[Any] | None] = (-1, None, None, None)
+        self._last_pos = -2  # the position of the last example get() returned (sequential detection)
         self._info = codec_info(self.codec)
 
     def _open(self) -> None:
@@ -554,32 +555,40 @@ class V2Shard(ProcessLocalState):
             return self._frame_example(b, pos)
         memo = self._memo
         if memo[0] == b and self._gen == _FORK_GENERATION[0]:
-            # Reads within one block (in order, as `for i in range(len(ds))` does): the second read
-            # unpickles the whole block in one pass, as version 1 does; each unpickled example is
-            # handed out once, so a repeated ds[i] still returns a fresh object.
+            # Reads within one block. A sequential step (example pos right after the last one read,
+            # as `for i in range(len(ds))` does) unpickles the rest of the block in one pass, as
+            # version 1 does; each example unpickled so is handed out once, so a repeated ds[i]
+            # still gets a fresh object. Reads in any other order never trigger it.
             _, block, table, values = memo
             if values is not None:
                 value = values[pos]
                 if value is not _TAKEN:
                     values[pos] = _TAKEN
+                    self._last_pos = pos
                     return value
             if table is None:
                 table = self._table(block, b)
-                try:
-                    values = self._load_spans(block, table_size(len(table) - 1), zip(table, table[1:], strict=False),
-                                              range(len(table) - 1), b)
-                except AtlasError:  # one bad example: read one by one, so only its own read raises
-                    values = None
                 self._memo = (b, block, table, values)
-                if values is not None:
-                    value, values[pos] = values[pos], _TAKEN
-                    return value
+            count = len(table) - 1
+            if values is None and pos == self._last_pos + 1 and pos + 1 < count:
+                try:
+                    rest = self._load_spans(block, table_size(count), zip(table[pos:], table[pos + 1:], strict=False),
+                                            range(pos, count), b)
+                except AtlasError:  # one bad example: read one by one, so only its own read raises
+                    rest = None
+                if rest is not None:
+                    values = [_TAKEN] * (pos + 1) + rest[1:]
+                    self._memo = (b, block, table, values)
+                    self._last_pos = pos
+                    return rest[0]
+            self._last_pos = pos
             base = 8 + 4 * (len(table) - 1)
             try:
                 return self.loads(block[base + table[pos]:base + table[pos + 1]])
             except Exception as exc:  # noqa: BLE001 - any unpickling failure is corrupt data
                 raise self._load_error(exc, b, pos) from None
         # Random reads: two offsets read from the decoded block's table, bounds checked, one unpickle.
+        self._last_pos = pos
         block = self._block(b)
         count = self.block_size if b != self._last_block else self._last_count
         base = 8 + 4 * count
@@ -591,6 +600,40 @@ class V2Shard(ProcessLocalState):
                 except Exception as exc:  # noqa: BLE001 - any unpickling failure is corrupt data
                     raise self._load_error(exc, b, pos) from None
         return self._slice(block, b, pos)  # raises the error that names what is wrong with the table
+
+    def get_each(self, indices: list[int]) -> list[Any]:
+        """Examples at shard ``indices`` (any order), for shards that decode no block (codec none,
+        framing "example"): each example's offsets read from the mapped table in place, no per-block
+        slice, no memo; anything unusual goes through get(), which raises the located error."""
+        if self.decodes_blocks:
+            return [self.get(j) for j in indices]
+        if self._gen != _FORK_GENERATION[0]:
+            self._open()
+        bs, last, last_count = self.block_size, self._last_block, self._last_count
+        data, offsets, sizes, verified = self._data, self._offsets, self._stored, self._verified
+        verify, frames, loads = self.verify_checksums, self._example_frames, self.loads
+        out: list[Any] = []
+        append = out.append
+        for j in indices:
+            b, pos = divmod(j, bs)
+            if verify and not verified[b]:
+                self._stored_block(b)  # checksums the block once (raises ChecksumError)
+            off = offsets[b]
+            count = bs if b != last else last_count
+            base = 8 + 4 * count
+            if U32.unpack_from(data, off)[0] == count:
+                start, end = U32_PAIR.unpack_from(data, off + 4 + 4 * pos)
+                if start < end <= sizes[b] - base:
+                    piece: Any = data[off + base + start:off + base + end]
+                    if frames:
+                        piece = self._decode_frame(piece, b, pos)
+                    try:
+                        append(loads(piece))
+                    except Exception as exc:  # noqa: BLE001 - any unpickling failure is corrupt data
+                        raise self._load_error(exc, b, pos) from None
+                    continue
+            append(self.get(j))  # raises the error that names what is wrong with the table
+        return out
 
     def get_many(self, b: int, positions: list[int]) -> list[Any]:
         """Examples at ``positions`` of block ``b``, decoding the block (or only their frames) once."""
