@@ -42,14 +42,19 @@ class DictionaryMode(str, Enum):
 
 
 class Framing(str, Enum):
-    """What one version 2 codec frame holds: a whole block, or one example (spec V2-FRAME).
+    """How a version 2 block holds its examples (spec V2-FRAME).
 
-    With ``EXAMPLE`` the block's example table is stored uncompressed and each example is
-    its own frame, so a random read decodes one example instead of its whole block.
+    ``BLOCK``: one codec frame per block over the example table (per-example pickles).
+    ``EXAMPLE``: the table stored uncompressed, each example its own frame, so a random
+    read decodes one example instead of its whole block.
+    ``LIST``: one codec frame per block over one pickle of the list of its examples
+    (version 1's block content): the fastest in-order reads and the smallest blocks, but
+    a read of one example unpickles its whole block.
     """
 
     BLOCK = "block"
     EXAMPLE = "example"
+    LIST = "list"
 
     @classmethod
     def from_meta(cls, doc: Mapping[str, Any]) -> Framing:
@@ -64,13 +69,21 @@ class Framing(str, Enum):
     @property
     def index_flags(self) -> int:
         """The bits this framing sets in the index header's ``flags`` byte."""
-        return INDEX_FLAG_EXAMPLE_FRAMES if self is Framing.EXAMPLE else 0
+        return {Framing.EXAMPLE: INDEX_FLAG_EXAMPLE_FRAMES, Framing.LIST: INDEX_FLAG_LIST_BLOCKS}.get(self, 0)
+
+    @property
+    def per_example_pickles(self) -> bool:
+        """Whether the decoded block is V2-BLOCK-3's table of per-example pickles (not LIST)."""
+        return self is not Framing.LIST
 
 
 #: ``flags`` bit 0 of the version 2 index header: every example is its own codec frame.
 INDEX_FLAG_EXAMPLE_FRAMES = 0x01
+#: ``flags`` bit 1: every decoded block is one pickle of the list of its examples (framing "list").
+INDEX_FLAG_LIST_BLOCKS = 0x02
 #: Every flag bit this version of the format defines; readers refuse any other (V2-COMPAT-3).
-KNOWN_INDEX_FLAGS = INDEX_FLAG_EXAMPLE_FRAMES
+#: At most one framing bit is set.
+KNOWN_INDEX_FLAGS = INDEX_FLAG_EXAMPLE_FRAMES | INDEX_FLAG_LIST_BLOCKS
 
 
 def strategy_to_v2(strategy: CompressionStrategy) -> tuple[Codec, DictionaryMode]:

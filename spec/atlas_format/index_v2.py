@@ -30,7 +30,7 @@ IndexHeader = cs.Struct(
     "codec" / cs.Int8ul,                            # 14  1  Codec value
     "dictionary" / cs.Int8ul,                       # 15  1  0 none, 1 shared, 2 shard
     "checksum_algorithm" / cs.Int8ul,               # 16  1  1 = xxh3_64
-    "flags" / cs.Int8ul,                            # 17  1  bit 0: example framing; others 0
+    "flags" / cs.Int8ul,                            # 17  1  bit 0: example framing, bit 1: list
     "reserved" / cs.Int16ul,                        # 18  2  0
     "block_size" / cs.Int32ul,                      # 20  4  examples per full block
     "block_count" / cs.Int64ul,                     # 24  8

@@ -103,14 +103,15 @@ def layouts(max_shard: int = 40, max_block: int = 16) -> st.SearchStrategy[tuple
 
 def writer_configs(*, versions: tuple[int, ...] = (1, 2), max_shard: int = 40,
                    max_block: int = 16) -> st.SearchStrategy[WriterConfig]:
-    """Every strategy x codec (LZ4 in version 2 only) x version x layout x level x framing (v2 codecs)."""
-    def build(args: tuple[int, CompressionStrategy, bool, int, tuple[int, int], bool]) -> WriterConfig:
-        version, strategy, use_lz4, level, (shard_size, block_size), frames = args
+    """Every strategy x codec (LZ4 in version 2 only) x version x layout x level x framing (v2)."""
+    def build(args: tuple[int, CompressionStrategy, bool, int, tuple[int, int], Framing]) -> WriterConfig:
+        version, strategy, use_lz4, level, (shard_size, block_size), framing = args
         codec = Codec.NONE if strategy == CompressionStrategy.NO_COMPRESSION else Codec.ZSTD
         if use_lz4 and version == 2:
             strategy, codec = CompressionStrategy.STANDARD_COMPRESSION, Codec.LZ4
-        framing = Framing.EXAMPLE if frames and version == 2 and codec != Codec.NONE else Framing.BLOCK
+        if version == 1 or (framing is Framing.EXAMPLE and codec == Codec.NONE):
+            framing = Framing.BLOCK  # version 1 has no framing; codec none has no frames to split
         return WriterConfig(version, strategy, codec, level, shard_size, block_size, framing=framing)
 
     return st.tuples(st.sampled_from(versions), st.sampled_from(list(CompressionStrategy)), st.booleans(),
-                     st.sampled_from([1, 3, 9]), layouts(max_shard, max_block), st.booleans()).map(build)
+                     st.sampled_from([1, 3, 9]), layouts(max_shard, max_block), st.sampled_from(list(Framing))).map(build)
