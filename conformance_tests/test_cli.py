@@ -170,6 +170,23 @@ def test_convert_to_and_from_example_framing(tmp_path):
         assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and not (tmp_path / "x").exists()
 
 
+def test_convert_to_and_from_list_framing(tmp_path):
+    expected = list(AtlasDataset(V1))
+    done = atlas_ds("convert", V1, tmp_path / "list", "--framing", "list", "--block-size", "16")
+    assert done.returncode == 0, done.stderr
+    info = json.loads(atlas_ds("info", tmp_path / "list", "--json").stdout)
+    jsonschema.validate(info, INFO_SCHEMA)
+    assert (info["framing"], info["codec"], info["block_size"]) == ("list", "zstd", 16)
+    assert "pickled list" in atlas_ds("info", tmp_path / "list").stdout
+    assert list(AtlasDataset(tmp_path / "list")) == expected
+    kept = atlas_ds("convert", tmp_path / "list", tmp_path / "none", "--codec", "none")  # framing kept, any codec
+    assert kept.returncode == 0, kept.stderr
+    assert json.loads(atlas_ds("info", tmp_path / "none", "--json").stdout)["framing"] == "list"
+    assert list(AtlasDataset(tmp_path / "none")) == expected
+    refused = atlas_ds("convert", tmp_path / "list", tmp_path / "x", "--framing", "list", "--format-version", "1")
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and not (tmp_path / "x").exists()
+
+
 def test_convert_keeps_user_metadata_and_refuses_invalid_sources(tmp_path):
     assert atlas_ds("convert", V2, tmp_path / "copy").returncode == 0
     assert json.loads(atlas_ds("info", tmp_path / "copy", "--json").stdout)["user_metadata"]["license"] == "CC0"
@@ -210,6 +227,8 @@ S = CompressionStrategy
                                             (2, dict(compression_strategy=S.SHARED_DICTIONARY_COMPRESSION,
                                                      framing="example")),
                                             (2, dict(codec=Codec.LZ4, framing="example")),
+                                            (2, dict(compression_strategy=S.SHARED_DICTIONARY_COMPRESSION,
+                                                     framing="list")),
                                             (1, dict(compression_strategy=S.SHARED_DICTIONARY_COMPRESSION)),
                                             (1, dict(compression_strategy=S.NO_COMPRESSION))])
 def test_write_dataset_two_workers_equals_one_and_the_sequential_writer(tmp_path, version, kwargs):

@@ -53,6 +53,11 @@ VARIANTS = {
     "shard-frames": {"compression_strategy": CompressionStrategy.DICTIONARY_COMPRESSION, "framing": "example"},
     "zstd-frames": {"compression_strategy": CompressionStrategy.STANDARD_COMPRESSION, "framing": "example"},
     "lz4-frames": {"codec": Codec.LZ4, "framing": Framing.EXAMPLE},
+    "shared-list": {"compression_strategy": CompressionStrategy.SHARED_DICTIONARY_COMPRESSION,
+                    "framing": Framing.LIST},
+    "shard-list": {"compression_strategy": CompressionStrategy.DICTIONARY_COMPRESSION, "framing": "list"},
+    "lz4-list": {"codec": Codec.LZ4, "framing": Framing.LIST},
+    "none-list": {"compression_strategy": CompressionStrategy.NO_COMPRESSION, "framing": "list"},
 }
 
 
@@ -244,7 +249,8 @@ def test_codec_none_reads_only_the_example_bytes(tmp_path):
 # -- integrity -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("variant", ["none", "shared", "lz4", "shared-frames", "lz4-frames"])
+@pytest.mark.parametrize("variant", ["none", "shared", "lz4", "shared-frames", "lz4-frames", "shared-list",
+                                     "none-list"])
 def test_flipped_byte_raises_checksum_error_naming_the_place(tmp_path, variant):
     root = tmp_path / "d"
     write(root, 64, shard_size=32, block_size=4, **VARIANTS[variant])
@@ -390,7 +396,8 @@ def test_folder_is_absent_until_close(tmp_path):
 # -- append --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("variant", ["shared", "shard", "lz4", "none", "shared-frames", "lz4-frames"])
+@pytest.mark.parametrize("variant", ["shared", "shard", "lz4", "none", "shared-frames", "lz4-frames", "shared-list",
+                                     "none-list"])
 def test_append_adds_shards_and_old_readers_keep_reading(tmp_path, variant):
     root = tmp_path / "d"
     examples = write(root, 130, **VARIANTS[variant])
@@ -840,3 +847,120 @@ def test_batched_reads_of_undecoded_blocks_verify_checksums_and_read_exactly(tmp
     with pytest.raises(ChecksumError) as info:
         ds.__getitems__([64, 64 + 3 * 8 + 2])
     assert (info.value.shard, info.value.block) == ("000001", 3)
+
+
+# -- framing "list" (V2-FRAME-5) -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", ["shared-list", "lz4-list", "none-list"])
+def test_list_blocks_hold_version_1s_block_content(tmp_path, variant):
+    """The decoded block is one protocol-4 pickle of the block's list: byte for byte what version 1
+    stores for the same examples; raw_size is its size; flags bit 1 and meta.json say list."""
+    from atlas_format.constants import V2_LIST_PICKLE_PROTOCOL
+
+    examples = write(tmp_path / "list", 100, shard_size=100, block_size=8, **VARIANTS[variant])
+    write(tmp_path / "v1", 100, shard_size=100, block_size=8, format_version=1,
+          compression_strategy=CompressionStrategy.SHARED_DICTIONARY_COMPRESSION)
+    shard = AtlasDataset(tmp_path / "list").shards[0]
+    v1 = AtlasDataset(tmp_path / "v1").shards[0]
+    assert shard.framing is Framing.LIST and V2_LIST_PICKLE_PROTOCOL == 4
+    assert (tmp_path / "list" / "000000" / "index.bin").read_bytes()[17] == 0x02
+    assert parse_json((tmp_path / "list" / "meta.json").read_bytes())["framing"] == "list"
+    _, entries = _stored_blocks(tmp_path / "list" / "000000")
+    v1.read_block(0)  # maps the version 1 files
+    for b, entry in enumerate(entries):
+        decoded = bytes(shard.decoded_block(b))
+        v1_block = v1._new_dctx().decompress(bytes(v1._data[int(v1._index[b]):int(v1._index[b + 1])]))
+        assert decoded == pickle.dumps(examples[8 * b:8 * b + 8], protocol=4) == v1_block
+        assert int(entry["raw_size"]) == len(decoded)
+    if variant == "shared-list":  # trained on the same decoded blocks by the same rule: version 1's dictionary
+        assert (tmp_path / "list" / "zstd_dict.bin").read_bytes() == (tmp_path / "v1" / "zstd_dict.bin").read_bytes()
+
+
+@pytest.mark.parametrize("variant", ["shared-list", "none-list"])
+def test_list_blocks_are_unpickled_once_and_hand_out_fresh_objects(tmp_path, variant, monkeypatch):
+    root = tmp_path / "d"
+    examples = write(root, 40, shard_size=40, block_size=8, **VARIANTS[variant])
+    ds = AtlasDataset(root)
+    shard = ds.shards[0]
+    calls = []
+    original = shard.loads
+    monkeypatch.setattr(shard, "loads", lambda data: calls.append(len(data)) or original(data))
+    first = [ds[i] for i in range(40)]  # in order: one unpickle per block
+    assert len(calls) == 5 and all(same(a, b) for a, b in zip(first, examples, strict=True))
+    calls.clear()
+    order = [13, 9, 15, 8, 10, 11, 14, 12]  # every example of block 1, any order: one unpickle
+    assert all(same(ds[i], examples[i]) for i in order) and len(calls) == 1
+    again = ds[3]
+    assert again is not first[3] and same(again, examples[3])
+    again["id"] = -1
+    assert ds[3]["id"] == 3  # a caller mutating what it got never changes what the dataset returns
+    batch = ds.__getitems__([17, 17, 16, 33, 17])  # repeats within a batch are distinct objects
+    assert [x["id"] for x in batch] == [17, 17, 16, 33, 17]
+    assert batch[0] is not batch[1] and batch[1] is not batch[4]
+    assert [x["id"] for x in ds] == list(range(40))
+
+
+def test_list_block_that_is_not_the_right_list_is_refused_with_its_place(tmp_path, monkeypatch):
+    class ShortLists:  # the writer's pickle module: full blocks lose their last example, the last is a dict
+        @staticmethod
+        def dumps(obj, protocol):
+            return pickle.dumps(obj[:-1] if len(obj) == 8 else {"not": "a list"}, protocol=protocol)
+
+    monkeypatch.setattr(writer_module, "pickle", ShortLists)
+    write(tmp_path / "d", 20, shard_size=20, block_size=8, framing="list", codec="lz4")
+    monkeypatch.undo()
+    ds = AtlasDataset(tmp_path / "d")
+    with pytest.raises(FormatError) as info:
+        ds[9]
+    assert info.value.block == 1 and "a list of 7, expected a list of 8" in str(info.value)
+    with pytest.raises(FormatError) as last:
+        list(ds.__getitems__([19]))
+    assert last.value.block == 2 and "dict, expected a list of 4" in str(last.value)
+    with pytest.raises(FormatError):
+        list(ds)
+
+
+def test_a_bad_example_fails_its_whole_list_block_and_only_it(tmp_path):
+    root = tmp_path / "d"
+    with AtlasDatasetWriter(root, 100, 8, framing="list") as w:
+        for i in range(24):
+            w.add_example(Bomb() if i == 13 else {"i": i})
+    ds = AtlasDataset(root)
+    assert [ds[i] for i in (0, 7, 16, 23)] == [{"i": i} for i in (0, 7, 16, 23)]
+    for read in (lambda: ds[9], lambda: ds.__getitems__([2, 10]), lambda: list(ds)):
+        with pytest.raises(FormatError) as info:
+            read()
+        assert info.value.block == 1 and "neighbour was unpickled" in str(info.value)
+
+
+def test_list_framing_in_safe_mode_refuses_code_running_pickles_with_the_block(tmp_path):
+    root = tmp_path / "d"
+    with AtlasDatasetWriter(root, 100, 4, framing="list", codec="lz4") as w:
+        for i in range(8):
+            w.add_example(Bomb() if i == 6 else {"i": i})
+    ds = AtlasDataset(root, safe=True)
+    assert ds[1] == {"i": 1}
+    with pytest.raises(torch_atlas_ds.UnsafePickleError) as info:
+        ds[5]
+    assert info.value.block == 1 and info.value.name == "_explode"
+
+
+def test_list_framing_is_refused_in_version_1(tmp_path):
+    with pytest.raises(ValueError, match="format_version=2"):
+        AtlasDatasetWriter(tmp_path / "a", 10, 4, format_version=1, framing="list")
+    with pytest.raises(ValueError, match="'block', 'example' or 'list'"):
+        AtlasDatasetWriter(tmp_path / "b", 10, 4, framing="lists")
+    assert not list(tmp_path.iterdir())
+
+
+def test_list_and_example_flag_bits_together_are_refused(tmp_path):
+    root = tmp_path / "d"
+    write(root, 16, shard_size=16, block_size=4, framing="list")
+    index = bytearray((root / "000000" / "index.bin").read_bytes())
+    index[17] = 0x03
+    (root / "000000" / "index.bin").write_bytes(bytes(index))
+    reseal(root)
+    with pytest.raises(FormatError, match="flags 0x03") as info:
+        AtlasDataset(root)
+    assert info.value.offset == 17

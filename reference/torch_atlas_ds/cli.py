@@ -167,6 +167,9 @@ def dataset_info(root: Path) -> dict[str, Any]:
     return info
 
 
+_FRAMING_TEXT = {"block": "block (one codec frame per block)", "example": "example (one codec frame per example)",
+                 "list": "list (one codec frame per block over a pickled list)"}
+
 def _human_size(n: int) -> str:
     size = float(n)
     for unit in ("B", "KB", "MB", "GB", "TB"):
@@ -183,7 +186,7 @@ def render_info(info: dict[str, Any]) -> str:
         f"format version     {info['format_version']}",
         f"examples           {info['num_examples']:,} in {info['num_shards']} shard(s)",
         f"codec              {info['codec']} (dictionary: {info['dictionary']}; strategy {strategy})",
-        f"framing            one codec frame per {info['framing']}",
+        f"framing            {_FRAMING_TEXT.get(info['framing'], info['framing'])}",
         f"compression level  {info['compression_level']}",
         f"block size         {info['block_size']} examples; shard size {info['shard_size']}",
         f"bytes on disk      {_human_size(info['bytes_on_disk'])} ({info['bytes_on_disk']:,} bytes)",
@@ -263,8 +266,9 @@ def _writer_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
                        default="shared-dictionary" if defaults else None, help="zstd dictionary use")
     group.add_argument("--codec", choices=("none", "zstd", "lz4"), default=None,
                        help="block codec (lz4: version 2, no dictionary)")
-    group.add_argument("--framing", choices=("block", "example"), default=None,
-                       help="one codec frame per block (default) or per example (fast random reads, more bytes)")
+    group.add_argument("--framing", choices=("block", "example", "list"), default=None,
+                       help="one codec frame per block (default), per example (fast random reads, more bytes), "
+                            "or per block over a pickled list (fast in-order reads, fewest bytes)")
     group.add_argument("--level", type=int, default=3 if defaults else None, help="compression level")
     group.add_argument("--block-size", type=int, default=64 if defaults else None, help="examples per block")
     group.add_argument("--shard-size", type=int, default=10_000 if defaults else None, help="examples per shard")
@@ -308,14 +312,15 @@ def _resolved_writer_args(args: argparse.Namespace, source: dict[str, Any] | Non
         else:
             raise UsageError("LZ4 has no dictionary: use --strategy standard (or leave it out) with --codec lz4")
     uncompressed = out.get("compression_strategy") == CompressionStrategy.NO_COMPRESSION
-    if args.framing == "example":
+    if args.framing in ("example", "list"):
         if out["format_version"] == 1:
-            raise UsageError("version 1 has no per-example framing")
-        if uncompressed:
+            raise UsageError(f"version 1 has no framing {args.framing!r}")
+        if uncompressed and args.framing == "example":
             raise UsageError("--framing example needs a codec (zstd or lz4): codec none has no frames")
-        out["framing"] = "example"
-    elif args.framing is None and src.get("framing") == "example" and out["format_version"] == 2 and not uncompressed:
-        out["framing"] = "example"  # keep the source's framing
+        out["framing"] = args.framing
+    elif args.framing is None and out["format_version"] == 2 and (
+            src.get("framing") == "list" or (src.get("framing") == "example" and not uncompressed)):
+        out["framing"] = src["framing"]  # keep the source's framing
     if out["block_size"] < 1 or out["shard_size"] < 1:
         raise UsageError("--block-size and --shard-size must be >= 1")
     return out

@@ -6,6 +6,8 @@ The hot path is O(1): entry ``b`` of index.bin is a row of a numpy view over the
 its slice of the decoded block without touching its neighbours, and with codec
 "none" straight out of the mmap of data.bin (zero-copy). With framing "example" the
 stored block's table is read in place and only the example's own frame is decoded.
+With framing "list" a block is one pickled list, unpickled whole and handed out one
+example at a time (each example object once).
 """
 
 from __future__ import annotations
@@ -170,7 +172,7 @@ class V2Shard(ProcessLocalState):
         try:
             self.framing = Framing.from_meta(doc)
         except ValueError:
-            raise MetadataError(f"unknown framing {doc.get('framing')!r} (this reader knows block, example)",
+            raise MetadataError(f"unknown framing {doc.get('framing')!r} (this reader knows block, example, list)",
                                 path=meta_path, shard=self.label) from None
         self.block_size = doc["block_size"]
         self.num_examples = doc["num_examples"]
@@ -221,10 +223,11 @@ class V2Shard(ProcessLocalState):
         elif self.dict_id != 0:
             raise MetadataError("dict_id must be 0 without a dictionary", **where)
         self._example_frames = self.framing is Framing.EXAMPLE
+        self._list_blocks = self.framing is Framing.LIST
         self._last_block = self.num_blocks - 1
         self._last_count = self.block_count(self._last_block) if self.num_blocks else 0
         #: whether a read decodes a whole block (worth grouping a batch's indices per block)
-        self.decodes_blocks = self.codec != Codec.NONE and not self._example_frames
+        self.decodes_blocks = (self.codec != Codec.NONE and not self._example_frames) or self._list_blocks
         self.metadata = AtlasDatasetShardMetadata(2, self.block_size, self.num_examples,
                                                   v2_to_strategy(self.codec, _mode(self.dictionary)),
                                                   doc["compression_level"], None)
@@ -535,6 +538,41 @@ class V2Shard(ProcessLocalState):
         return FormatError(f"example {pos} does not unpickle: {type(exc).__name__}: {exc}", example=pos,
                            **self._where(b))
 
+    def _unpickle_list(self, block: Any, b: int) -> list[Any]:
+        """Framing "list": every example of block ``b``, one unpickle of the decoded block (V2-FRAME-5)."""
+        try:
+            values = self.loads(block)
+        except UnsafePickleError as exc:
+            raise UnsafePickleError(exc.message, module=exc.module, name=exc.name, **self._where(b)) from None
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure is corrupt data
+            raise FormatError(f"block does not unpickle: {type(exc).__name__}: {exc}", **self._where(b)) from None
+        count = self.block_size if b != self._last_block else self._last_count
+        if type(values) is not list or len(values) != count:
+            got = f"a list of {len(values)}" if isinstance(values, list) else type(values).__name__
+            raise FormatError(f"block holds {got}, expected a list of {count} examples", **self._where(b))
+        return values
+
+    def _take(self, b: int, positions: Any) -> list[Any]:
+        """Framing "list": examples at ``positions`` of block ``b``, each object handed out once.
+
+        The unpickled block stays in the memo, so reading a block's examples in any order
+        unpickles it once; an example asked for again gets a fresh unpickle of the block.
+        """
+        memo = self._memo
+        block, values = (memo[1], memo[3]) if memo[0] == b and self._gen == _FORK_GENERATION[0] else (None, None)
+        out: list[Any] = []
+        for pos in positions:
+            value = _TAKEN if values is None else values[pos]
+            if value is _TAKEN:
+                if block is None:
+                    block = self._block(b)
+                values = self._unpickle_list(block, b)
+                value = values[pos]
+            values[pos] = _TAKEN  # type: ignore[index]
+            out.append(value)
+        self._memo = (b, block, None, values)
+        return out
+
     def _load_spans(self, data: Any, base: int, spans: Any, positions: Any, b: int) -> list[Any]:
         """Unpickle ``data[base + start:base + end]`` for each (start, end) of ``spans`` (one loop, no calls
         per example but the unpickler's); ``positions`` name the examples in errors."""
@@ -554,6 +592,14 @@ class V2Shard(ProcessLocalState):
         if self._example_frames:
             return self._frame_example(b, pos)
         memo = self._memo
+        if self._list_blocks:
+            taken = memo[3]
+            if memo[0] == b and taken is not None and self._gen == _FORK_GENERATION[0]:
+                value = taken[pos]
+                if value is not _TAKEN:
+                    taken[pos] = _TAKEN
+                    return value
+            return self._take(b, (pos,))[0]
         if memo[0] == b and self._gen == _FORK_GENERATION[0]:
             # Reads within one block. A sequential step (example pos right after the last one read,
             # as `for i in range(len(ds))` does) unpickles the rest of the block in one pass, as
@@ -637,6 +683,8 @@ class V2Shard(ProcessLocalState):
 
     def get_many(self, b: int, positions: list[int]) -> list[Any]:
         """Examples at ``positions`` of block ``b``, decoding the block (or only their frames) once."""
+        if self._list_blocks:
+            return self._take(b, positions)
         if self._example_frames:
             stored = self._stored_block(b)
             if len(positions) <= 2:
@@ -655,6 +703,8 @@ class V2Shard(ProcessLocalState):
         """Every example of block ``b`` in order (the block decoded once, its table parsed once)."""
         if self._example_frames:
             return self.get_many(b, list(range(self.block_count(b))))
+        if self._list_blocks:
+            return self._unpickle_list(self._block(b), b)
         block = self._block(b)
         table = self._table(block, b)
         spans = zip(table, table[1:], strict=False)

@@ -41,6 +41,7 @@ from atlas_format.constants import (
     TEMP_PREFIX,
     V1_INDEX_FILE,
     V2_INDEX_FILE,
+    V2_LIST_PICKLE_PROTOCOL,
     V2_PICKLE_PROTOCOL,
     Limits,
 )
@@ -188,14 +189,15 @@ class _V1ShardBuilder:
 
 
 class _V2ShardBuilder:
-    """One version 2 shard: blocks of per-example pickles, checksummed index, checksummed meta."""
+    """One version 2 shard: blocks of per-example pickles (or pickled lists), checksummed index and meta."""
 
     def __init__(self, folder: Path, name: str, block_size: int, codec: Codec, level: int, dict_size: float,
                  mode: str, dictionary: bytes | None = None, limits: Limits = DEFAULT_LIMITS,
                  on_shared_dictionary: Any = None, framing: Framing = Framing.BLOCK) -> None:
         """``mode``: 'none', 'shared' (use ``dictionary``), 'shard' (train its own), 'train-shared'.
 
-        ``framing``: one codec frame per block, or one per example (spec V2-FRAME).
+        ``framing``: one codec frame per block, one per example, or one per block over a pickled
+        list (spec V2-FRAME). With LIST a block is pickled when it is full, as version 1 does.
 
         ``on_shared_dictionary(bytes)`` is called with a dictionary trained for sharing before
         any block compressed with it is written (the root dictionary precedes its users).
@@ -208,8 +210,9 @@ class _V2ShardBuilder:
         self.framing = framing
         self.limits = limits
         self.count = 0
-        self.pending: list[bytes] = []
-        self.held: list[list[bytes]] = []  # blocks of pickles waiting for the dictionary
+        self._list = framing is Framing.LIST
+        self.pending: list[Any] = []  # the block being filled: example pickles, or examples (LIST)
+        self.held: list[Any] = []  # blocks waiting for the dictionary: lists of pickles, or list pickles
         self.entries: list[tuple[int, int, int, int]] = []
         self.data_size = 0
         self.max_raw = 0
@@ -220,7 +223,7 @@ class _V2ShardBuilder:
             self._compress = codec_info(codec).compressor(level, dictionary if mode == "shared" else None)
 
     def add_example(self, example: Any) -> None:
-        self.pending.append(pickle.dumps(example, protocol=V2_PICKLE_PROTOCOL))
+        self.pending.append(example if self._list else pickle.dumps(example, protocol=V2_PICKLE_PROTOCOL))
         self.count += 1
         if len(self.pending) >= self.block_size:
             self._flush()
@@ -228,24 +231,34 @@ class _V2ShardBuilder:
     def _flush(self) -> None:
         if not self.pending:
             return
-        total = sum(len(p) for p in self.pending)
-        if total + 4 * (len(self.pending) + 2) > min(self.limits.max_block_raw_size, (1 << 32) - 1):
-            raise LimitError(f"a block of {len(self.pending)} examples holds {total} bytes of pickles, above the "
+        block: Any
+        if self._list:  # V2-FRAME-5: one pickle of the block's list
+            block = pickle.dumps(self.pending, protocol=V2_LIST_PICKLE_PROTOCOL)
+            total = len(block)
+        else:
+            block = self.pending
+            total = sum(len(p) for p in block) + 4 * (len(block) + 2)
+        if total > min(self.limits.max_block_raw_size, (1 << 32) - 1):
+            raise LimitError(f"a block of {len(self.pending)} examples takes {total} bytes decoded, above the "
                              f"limit of {self.limits.max_block_raw_size} bytes; use a smaller block_size",
                              shard=self.name, block=len(self.entries) + len(self.held))
-        pickles, self.pending = self.pending, []
+        self.pending = []
         if self._compress is None:
-            self.held.append(pickles)
+            self.held.append(block)
         else:
-            self._write(pickles)
+            self._write(block)
 
-    def _write(self, pickles: list[bytes]) -> None:
+    def _decoded(self, block: Any) -> bytes:
+        """The decoded block of what _flush produced (V2-BLOCK-3's table, or V2-FRAME-5's list pickle)."""
+        return block if self._list else encode_block(block)
+
+    def _write(self, block: Any) -> None:
         if self.framing is Framing.EXAMPLE:  # V2-FRAME-2: the table over one frame per example, uncompressed
             compress = self._compress
-            stored = encode_block([compress(p) for p in pickles])
-            raw_size = decoded_size(len(pickles), [len(p) for p in pickles])
+            stored = encode_block([compress(p) for p in block])
+            raw_size = decoded_size(len(block), [len(p) for p in block])
         else:
-            raw = encode_block(pickles)
+            raw = self._decoded(block)
             stored, raw_size = self._compress(raw), len(raw)
         self._data.write(stored)
         self.entries.append((self.data_size, len(stored), raw_size, XXH3_64.of(stored)))
@@ -258,7 +271,7 @@ class _V2ShardBuilder:
         trained: bytes | None = None
         if self._compress is None:  # 'shard' or 'train-shared': the blocks waited for the dictionary
             if len(self.held) >= MIN_BLOCKS_FOR_DICTIONARY:  # trained on decoded blocks, whatever the framing
-                trained = _train(self.dict_size, [encode_block(p) for p in self.held], self.level).as_bytes()
+                trained = _train(self.dict_size, [self._decoded(p) for p in self.held], self.level).as_bytes()
                 self.dict_bytes = trained
                 self.mode = "shard" if self.mode == "shard" else "shared"
                 if self.mode == "shared" and self.on_shared_dictionary is not None:
@@ -267,8 +280,8 @@ class _V2ShardBuilder:
                 self.mode = "none"
             self._compress = codec_info(self.codec).compressor(self.level, self.dict_bytes
                                                                if self.mode != "none" else None)
-            for pickles in self.held:
-                self._write(pickles)
+            for block in self.held:
+                self._write(block)
             self.held = []
         self._data.flush()
         os.fsync(self._data.fileno())
@@ -345,9 +358,10 @@ def _resolve_framing(framing: Framing | str, codec: Codec, format_version: int) 
     try:
         value = Framing(framing)
     except ValueError:
-        raise ValueError(f"framing must be 'block' or 'example', got {framing!r}") from None
-    if value is Framing.EXAMPLE and format_version == 1:
-        raise ValueError("framing='example' needs format_version=2 (version 1 frames whole blocks)")
+        raise ValueError(f"framing must be 'block', 'example' or 'list', got {framing!r}") from None
+    if value is not Framing.BLOCK and format_version == 1:
+        raise ValueError(f"framing={value.value!r} needs format_version=2 (version 1 has no framing: its blocks "
+                         "are always pickled lists in one frame)")
     if value is Framing.EXAMPLE and codec == Codec.NONE:
         raise ValueError("framing='example' needs a codec (zstd or lz4): codec none has no frames")
     return value
@@ -388,6 +402,9 @@ class AtlasDatasetWriter(_Publisher):
     is stored in a version 2 root meta.json. ``framing=Framing.EXAMPLE`` (or "example")
     compresses each example in its own frame: random reads decode one example instead of
     a block, for more bytes on disk (version 2, codec zstd or lz4; spec V2-FRAME).
+    ``framing=Framing.LIST`` (or "list") pickles each block as one list, as version 1 does:
+    the fastest in-order reads and the fewest bytes, a whole block unpickled per random
+    read; a block is pickled when it is full, so do not mutate an example after adding it.
     """
 
     def __init__(self, path: str | os.PathLike[str], shard_size: int, block_size: int,

@@ -114,4 +114,5 @@ def writer_configs(*, versions: tuple[int, ...] = (1, 2), max_shard: int = 40,
         return WriterConfig(version, strategy, codec, level, shard_size, block_size, framing=framing)
 
     return st.tuples(st.sampled_from(versions), st.sampled_from(list(CompressionStrategy)), st.booleans(),
-                     st.sampled_from([1, 3, 9]), layouts(max_shard, max_block), st.sampled_from(list(Framing))).map(build)
+                     st.sampled_from([1, 3, 9]), layouts(max_shard, max_block),
+                     st.sampled_from(list(Framing))).map(build)
