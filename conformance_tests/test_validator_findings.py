@@ -374,8 +374,8 @@ def _index_extra_bytes(tmp):
 
 
 @vector("ATL309")
-def _header_flags(tmp):  # bit 1 is not defined (bit 0 is example framing: see test_validator_framing.py)
-    return v2(tmp, index_hook=lambda k, header, entries: header.update(flags=2))
+def _header_flags(tmp):  # bit 2 is not defined (bits 0 and 1 are the framings: test_validator_*framing.py)
+    return v2(tmp, index_hook=lambda k, header, entries: header.update(flags=4))
 
 
 @vector("ATL310")

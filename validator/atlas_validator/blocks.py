@@ -1,4 +1,5 @@
-"""Decoding one stored block, or one example frame (version 2 framing "example"), safely.
+"""Decoding one stored block, or one example frame (version 2 framing "example"), safely; and
+checking a decoded block that is one pickle of a list (version 1, version 2 framing "list").
 
 The order is the one LIM-2 requires: look at the frame header (dictionary id, content
 checksum flag), compare the declared size with the expected size and the limits, and
@@ -23,6 +24,7 @@ from atlas_format.lz4_frame import Lz4FrameHeader
 from atlas_format.zstd_frame import ZstdFrameHeader
 
 from .common import Sink
+from .pickle_scan import ScanLimits, scan_pickle
 
 
 def decode_block(info: CodecInfo, data: bytes, *, expected_raw: int | None, dict_id: int, dctx: Any,
@@ -137,3 +139,42 @@ def _explain_header(struct: Any, data: bytes, sink: Sink, where: dict[str, Any],
                                                     else exc.offset})
         return
     sink.add("ATL400", fallback, **where)
+
+
+def check_list_pickle(raw: bytes, *, scan_limits: ScanLimits, sink: Sink, path: str, block: int, offset: int,
+                      compressed: bool, expected: int | None, clauses: dict[str, str],
+                      protocol: int | None = None) -> None:
+    """Scan a decoded block that must be one pickle of a list of ``expected`` examples (None: not known),
+    ending with STOP at the end of the block: version 1 blocks (V1-BLOCK-2) and version 2 blocks of
+    framing "list" (V2-FRAME-5). Never unpickles: the opcode scan counts the list's items.
+
+    ``offset`` is the block's offset in data.bin; an issue inside an uncompressed block is located at its
+    byte, inside a compressed one at the block with the decoded offset in the message. ``clauses`` gives
+    the clause of the shape findings by id (ATL411, ATL412, ATL414, and ATL415 with ``protocol``);
+    ``protocol``, when given, is the protocol writers must use (ATL415, a warning, otherwise).
+    """
+    where = {"path": path, "block": block}
+    result = scan_pickle(raw, limits=scan_limits, shape=True)
+    sink.note_allowed(result.allowed, **where, offset=offset)
+    for issue in result.issues:
+        if compressed:
+            sink.add(issue.id, f"{issue.message} (decoded offset {issue.offset})", **where, offset=offset)
+        else:
+            sink.add(issue.id, issue.message, **where, offset=offset + (issue.offset or 0))
+    if result.end is None:
+        return
+    if result.end != len(raw):
+        extra = len(raw) - result.end
+        sink.add("ATL414", f"{extra} bytes follow the pickle's STOP opcode" + (
+            f" (decoded offset {result.end})" if compressed else ""), **where,
+            offset=offset if compressed else offset + result.end, clause=clauses["ATL414"])
+    if not result.top_is_list:
+        sink.add("ATL412", "the block's pickle does not produce a list", **where, offset=offset,
+                 clause=clauses["ATL412"])
+    elif expected is not None and result.top_count != expected:
+        sink.add("ATL411", f"block holds {result.top_count} examples, expected {expected}", **where, offset=offset,
+                 clause=clauses["ATL411"])
+    if protocol is not None and result.protocol != protocol:
+        shown = "0 or 1 (no PROTO opcode)" if result.protocol is None else str(result.protocol)
+        sink.add("ATL415", f"the block's pickle uses protocol {shown}, writers must use {protocol}", **where,
+                 offset=offset, clause=clauses.get("ATL415"))

@@ -76,8 +76,8 @@ _ENTRIES: tuple[CatalogEntry, ...] = (
     CatalogEntry("ATL304", ERROR, "first block offset is not 0", "V1-INDEX-3, V2-INDEX-4"),
     CatalogEntry("ATL305", ERROR, "block offsets are not strictly increasing / contiguous", "V1-INDEX-3, V2-INDEX-4"),
     CatalogEntry("ATL306", ERROR, "the blocks do not end at the size of data.bin", "V1-INDEX-3, V2-INDEX-4, V2-META-5"),
-    CatalogEntry("ATL307", ERROR, "index header disagrees with the shard meta.json (fields, flags bit 0 vs framing)",
-                 "V2-INDEX-2, V2-FRAME-1"),
+    CatalogEntry("ATL307", ERROR, "index header disagrees with the shard meta.json (fields, flags framing bits vs "
+                 "framing, both framing bits set)", "V2-INDEX-2, V2-FRAME-1"),
     CatalogEntry("ATL308", ERROR, "index file size is not header_size + block_count * entry_size", "V2-INDEX-2"),
     CatalogEntry("ATL309", ERROR, "index header field invalid (version, sizes, unknown codec/dictionary/checksum id, "
                  "undefined flag bits, reserved bits)", "V2-INDEX-1, V2-COMPAT-3"),
@@ -103,11 +103,14 @@ _ENTRIES: tuple[CatalogEntry, ...] = (
                  "V2-DICT-1"),
     CatalogEntry("ATL410", ERROR, "version 2 block table invalid (offsets, sizes): the decoded block's example "
                  "table, or the stored frame table of framing example", "V2-BLOCK-3, V2-FRAME-2"),
-    CatalogEntry("ATL411", ERROR, "block holds the wrong number of examples", "V1-BLOCK-1, V1-BLOCK-2, V2-BLOCK-1"),
-    CatalogEntry("ATL412", ERROR, "version 1 block pickle's value is not a list", "V1-BLOCK-2, PICKLE-4"),
-    CatalogEntry("ATL413", ERROR, "malformed or truncated pickle", "V1-BLOCK-2, V2-BLOCK-4, PICKLE-4"),
-    CatalogEntry("ATL414", ERROR, "bytes after the pickle's STOP opcode", "V1-BLOCK-4, V2-BLOCK-4"),
-    CatalogEntry("ATL415", WARNING, "version 2 example pickle does not use protocol 5", "V2-BLOCK-4"),
+    CatalogEntry("ATL411", ERROR, "block holds the wrong number of examples",
+                 "V1-BLOCK-1, V1-BLOCK-2, V2-BLOCK-1, V2-FRAME-5"),
+    CatalogEntry("ATL412", ERROR, "block pickle's value is not a list (version 1, version 2 framing list)",
+                 "V1-BLOCK-2, V2-FRAME-5, PICKLE-4"),
+    CatalogEntry("ATL413", ERROR, "malformed or truncated pickle", "V1-BLOCK-2, V2-BLOCK-4, V2-FRAME-5, PICKLE-4"),
+    CatalogEntry("ATL414", ERROR, "bytes after the pickle's STOP opcode", "V1-BLOCK-4, V2-BLOCK-4, V2-FRAME-5"),
+    CatalogEntry("ATL415", WARNING, "version 2 example pickle (framing list: block pickle) does not use protocol 5",
+                 "V2-BLOCK-4, V2-FRAME-5"),
     # -- checksums ------------------------------------------------------------------------
     CatalogEntry("ATL500", ERROR, "root meta.json checksum mismatch", "V2-META-2, V2-CHK-2"),
     CatalogEntry("ATL501", ERROR, "shard meta.json checksum mismatch", "V2-META-2, V2-CHK-2"),

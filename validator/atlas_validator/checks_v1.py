@@ -20,11 +20,10 @@ from atlas_format.enums import Codec
 from atlas_format.errors import AtlasError
 from atlas_format.zstd_frame import ZstdDictionaryHeader
 
-from .blocks import decode_block, make_dctx
+from .blocks import check_list_pickle, decode_block, make_dctx
 from .common import ShardResult, Sink, file_size, guarded_shard_check, is_int, read_limited
 from .findings import Finding, Stats
 from .layout import unexpected_in_shard
-from .pickle_scan import scan_pickle
 from .tasks import ShardTask
 
 NOT_VERIFIABLE_V1 = (
@@ -36,6 +35,8 @@ NOT_VERIFIABLE_V1 = (
 )
 
 SHARD_FILES = {META_FILE, DATA_FILE, V1_INDEX_FILE, DICT_FILE}
+# The clauses of a version 1 block's shape findings (one pickle of a list, V1-BLOCK-2, V1-BLOCK-4).
+V1_LIST_CLAUSES = {"ATL411": "V1-BLOCK-2", "ATL412": "V1-BLOCK-2, PICKLE-4", "ATL414": "V1-BLOCK-4"}
 
 
 def load_json(path: Path, sink: Sink, *, shown: str, limits: Any, schema: str, schema_id: str) -> Any:
@@ -262,26 +263,8 @@ def _check_block(task: ShardTask, sink: Sink, stats: Stats, data: bytes, b: int,
     expected = None
     if block_size is not None and stored is not None:
         expected = min(block_size, stored - b * block_size)
-    compressed = info.codec != Codec.NONE
-    result = scan_pickle(raw, limits=task.scan_limits, shape=True)
-    sink.note_allowed(result.allowed, path=shown, block=b, offset=start)
-    for issue in result.issues:
-        if compressed:
-            sink.add(issue.id, f"{issue.message} (decoded offset {issue.offset})", path=shown, block=b, offset=start)
-        else:
-            sink.add(issue.id, issue.message, path=shown, block=b,
-                     offset=start + (issue.offset or 0))
-    if result.end is None:
-        return
-    if result.end != len(raw):
-        extra = len(raw) - result.end
-        sink.add("ATL414", f"{extra} bytes follow the pickle's STOP opcode", path=shown, block=b,
-                 offset=start if compressed else start + result.end, clause="V1-BLOCK-4")
-    if not result.top_is_list:
-        sink.add("ATL412", "the block's pickle does not produce a list", path=shown, block=b, offset=start)
-    elif expected is not None and result.top_count != expected:
-        sink.add("ATL411", f"block holds {result.top_count} examples, expected {expected}", path=shown, block=b,
-                 offset=start, clause="V1-BLOCK-2")
+    check_list_pickle(raw, scan_limits=task.scan_limits, sink=sink, path=shown, block=b, offset=start,
+                      compressed=info.codec != Codec.NONE, expected=expected, clauses=V1_LIST_CLAUSES)
 
 
 def check_root_dictionary(root: Path, sink: Sink, limits: Any) -> tuple[bytes, int] | None:

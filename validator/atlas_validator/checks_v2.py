@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from atlas_format import metadata
+from atlas_format import constants, metadata
 from atlas_format.binary import parse
 from atlas_format.block_v2 import U32, table_size
 from atlas_format.checksum import ChecksumAlgorithm, parse_checksum_text
@@ -27,12 +27,12 @@ from atlas_format.constants import (
     V2_INDEX_HEADER_SIZE,
     V2_PICKLE_PROTOCOL,
 )
-from atlas_format.enums import INDEX_FLAG_EXAMPLE_FRAMES, KNOWN_INDEX_FLAGS, Codec, Framing
+from atlas_format.enums import INDEX_FLAG_EXAMPLE_FRAMES, INDEX_FLAG_LIST_BLOCKS, KNOWN_INDEX_FLAGS, Codec, Framing
 from atlas_format.errors import AtlasError
 from atlas_format.index_v2 import DICTIONARY_MODE_NAMES, INDEX_ENTRY_DTYPE, IndexHeader, compute_index_checksum
 from atlas_format.zstd_frame import ZstdDictionaryHeader
 
-from .blocks import decode_block, decode_frame, frame_declared_size, make_dctx
+from .blocks import check_list_pickle, decode_block, decode_frame, frame_declared_size, make_dctx
 from .common import ShardResult, Sink, file_size, guarded_shard_check, is_int, read_limited
 from .findings import Finding, Stats
 from .layout import unexpected_in_shard
@@ -41,6 +41,20 @@ from .tasks import ShardTask
 
 SHARD_FILES = {META_FILE, DATA_FILE, V2_INDEX_FILE, DICT_FILE}
 FRAMINGS = tuple(f.value for f in Framing)
+# The index header's framing bits (V2-FRAME-1): at most one is set.
+FRAMING_FLAGS = INDEX_FLAG_EXAMPLE_FRAMES | INDEX_FLAG_LIST_BLOCKS
+# The protocol writers use for the pickle of a block of framing 'list' (V2-FRAME-5): the one atlas_format
+# declares (V2_LIST_PICKLE_PROTOCOL), else the per-example pickles' protocol (V2-BLOCK-4).
+LIST_PICKLE_PROTOCOL: int = getattr(constants, "V2_LIST_PICKLE_PROTOCOL", V2_PICKLE_PROTOCOL)
+# The clauses of the shape findings of a block of framing 'list' (one pickle of a list, V2-FRAME-5).
+LIST_CLAUSES = {"ATL411": "V2-FRAME-5, V2-BLOCK-1", "ATL412": "V2-FRAME-5", "ATL414": "V2-FRAME-5",
+                "ATL415": "V2-FRAME-5, V2-BLOCK-4"}
+
+
+def framing_of_flags(flags: int) -> Framing | None:
+    """The framing an index header's flags say (V2-FRAME-1); None when both framing bits are set."""
+    bits = flags & FRAMING_FLAGS
+    return next((f for f in Framing if f.index_flags == bits), None)
 
 
 def framing_of(doc: dict[str, Any]) -> str | None:
@@ -280,9 +294,11 @@ def _check_shard(task: ShardTask, sink: Sink, stats: Stats, summary: dict[str, A
     frame_dict_id = dictionary[1] if dictionary is not None else 0
     # The index flags agree with meta.json here (else the index is not usable). With codec none a
     # frame is the pickle itself, so an example-framed block has the layout of a block-framed one.
-    per_example = bool(header.flags & INDEX_FLAG_EXAMPLE_FRAMES) and info.codec != Codec.NONE
+    layout = framing_of_flags(header.flags) or Framing.BLOCK
+    if layout is Framing.EXAMPLE and info.codec == Codec.NONE:
+        layout = Framing.BLOCK
     _check_blocks(task, sink, stats, entries, data_path, data_len, info, dctx, frame_dict_id, block_size,
-                  num_examples, progress, per_example)
+                  num_examples, progress, layout)
 
 
 def _check_index(task: ShardTask, sink: Sink, doc: dict[str, Any], data_len: int | None, max_raw: int | None,
@@ -327,14 +343,21 @@ def _check_index(task: ShardTask, sink: Sink, doc: dict[str, Any], data_len: int
             sink.add("ATL309", f"{field} is {header[field]}, must be 0", path=shown, offset=off)
     unknown_flags = header.flags & ~KNOWN_INDEX_FLAGS
     if unknown_flags:
-        sink.add("ATL309", f"flags is {header.flags:#04x}: bits {unknown_flags:#04x} are not defined (only bit 0, "
-                           "example framing, is)", path=shown, offset=17, clause="V2-INDEX-1, V2-COMPAT-3")
+        sink.add("ATL309", f"flags is {header.flags:#04x}: bits {unknown_flags:#04x} are not defined (only bits 0 "
+                           "and 1, the framings 'example' and 'list', are)", path=shown, offset=17,
+                 clause="V2-INDEX-1, V2-COMPAT-3")
     framing = framing_of(doc)
-    example_bit = bool(header.flags & INDEX_FLAG_EXAMPLE_FRAMES)
-    if framing is not None and example_bit != (framing == Framing.EXAMPLE.value):
-        sink.add("ATL307", f"index header flags bit 0 (example framing) is {int(example_bit)}, meta.json framing is "
-                           f"{framing!r}{'' if 'framing' in doc else ' (absent)'}", path=shown, offset=17,
+    meta_framing = f"meta.json framing is {framing!r}{'' if 'framing' in doc else ' (absent)'}"
+    flags_framing = framing_of_flags(header.flags)
+    if flags_framing is None:
+        sink.add("ATL307", f"index header flags {header.flags:#04x} set both framing bits (bit 0 'example' and bit "
+                           f"1 'list'), which is invalid; {meta_framing}", path=shown, offset=17,
                  clause="V2-INDEX-2, V2-FRAME-1")
+        usable = False
+    elif framing is not None and flags_framing.value != framing:
+        bits = header.flags & FRAMING_FLAGS
+        sink.add("ATL307", f"index header flags framing bits are {bits:#04x} (framing {flags_framing.value!r}), "
+                           f"{meta_framing}", path=shown, offset=17, clause="V2-INDEX-2, V2-FRAME-1")
         usable = False
     algorithm = None
     try:
@@ -453,7 +476,7 @@ def _check_index(task: ShardTask, sink: Sink, doc: dict[str, Any], data_len: int
 
 def _check_blocks(task: ShardTask, sink: Sink, stats: Stats, entries: np.ndarray, data_path: Path, data_len: int,
                   info: Any, dctx: Any, dict_id: int, block_size: int | None, num_examples: int | None,
-                  progress: Any, per_example: bool = False) -> None:
+                  progress: Any, layout: Framing = Framing.BLOCK) -> None:
     shown = f"{task.name}/{DATA_FILE}"
     fields = entries[["offset", "stored_size", "raw_size", "checksum"]]
     from atlas_format.checksum import XXH3_64
@@ -479,7 +502,7 @@ def _check_blocks(task: ShardTask, sink: Sink, stats: Stats, entries: np.ndarray
                                            f"{digest(data):016x})", path=shown, block=b, offset=offset)
                     else:
                         _check_block(task, sink, stats, data, b, offset, raw_size, info, dctx, dict_id, block_size,
-                                     num_examples, shown, per_example)
+                                     num_examples, shown, layout)
                 except Exception as exc:  # noqa: BLE001 - one block's surprise must not hide the others
                     sink.add("ATL990", f"internal error: {type(exc).__name__}: {exc}", path=shown, block=b,
                              offset=offset)
@@ -503,8 +526,10 @@ def _rows(fields: np.ndarray, chunk: int = 1 << 16) -> Any:
 
 def _check_block(task: ShardTask, sink: Sink, stats: Stats, data: bytes, b: int, offset: int, raw_size: int,
                  info: Any, dctx: Any, dict_id: int, block_size: int | None, num_examples: int | None,
-                 shown: str, per_example: bool = False) -> None:
-    if per_example:
+                 shown: str, layout: Framing = Framing.BLOCK) -> None:
+    """One stored block whose checksum matched, as ``layout`` (the framing of its index flags) says:
+    example frames (V2-FRAME-2), one frame over a list pickle (V2-FRAME-5) or over per-example pickles."""
+    if layout is Framing.EXAMPLE:
         _check_example_frames(task, sink, stats, data, b, offset, raw_size, info, dctx, dict_id, block_size,
                               num_examples, shown)
         return
@@ -514,6 +539,14 @@ def _check_block(task: ShardTask, sink: Sink, stats: Stats, data: bytes, b: int,
         return
     stats.decoded_bytes += len(raw)
     compressed = info.codec != Codec.NONE
+    if layout is Framing.LIST:
+        expected = None
+        if block_size and num_examples is not None:
+            expected = min(block_size, num_examples - b * block_size)
+        check_list_pickle(raw, scan_limits=task.scan_limits, sink=sink, path=shown, block=b, offset=offset,
+                          compressed=compressed, expected=expected, clauses=LIST_CLAUSES,
+                          protocol=LIST_PICKLE_PROTOCOL)
+        return
     where = {"path": shown, "block": b, "offset": offset}
     table = _parse_table(task, sink, raw, b, block_size, num_examples, where, stored=False)
     if table is None:
