@@ -19,6 +19,7 @@ from typing import Any
 
 import zstandard
 
+from atlas_format import constants
 from atlas_format.block_v2 import encode_block
 from atlas_format.checksum import XXH3_64
 from atlas_format.codecs import codec_info
@@ -29,6 +30,8 @@ from atlas_format.metadata import dump_checksummed_json, dump_v1_json, file_chec
 from atlas_format.npy import build_v1_index
 
 Hook = Callable[..., Any] | None
+#: The protocol of a block's list pickle with framing "list" (V2-FRAME-5), as atlas_format declares it.
+LIST_PROTOCOL: int = getattr(constants, "V2_LIST_PICKLE_PROTOCOL", constants.V2_PICKLE_PROTOCOL)
 
 
 def examples(n: int, seed: int = 0) -> list[dict[str, Any]]:
@@ -52,28 +55,43 @@ def _dict_id(dictionary: bytes | None) -> int:
 
 
 def write_v2(root: Path, items: list[Any], *, codec: str = "zstd", dictionary: str = "none", block_size: int = 4,
-             shard_size: int = 16, level: int = 3, dict_size: float = 0.01, protocol: int = 5,
+             shard_size: int = 16, level: int = 3, dict_size: float = 0.01, protocol: int | None = None,
              framing: str = "block", pickle_hook: Hook = None, raw_hook: Hook = None, frame_hook: Hook = None,
-             stored_hook: Hook = None, index_hook: Hook = None, shard_meta_hook: Hook = None,
-             root_meta_hook: Hook = None, index_bytes_hook: Hook = None) -> Path:
+             list_hook: Hook = None, stored_hook: Hook = None, index_hook: Hook = None,
+             shard_meta_hook: Hook = None, root_meta_hook: Hook = None, index_bytes_hook: Hook = None) -> Path:
     """A version 2 dataset at ``root``; hooks may alter each stage before checksums are computed.
 
-    pickle_hook(shard, block, position, bytes) -> bytes; raw_hook(shard, block, raw) -> raw (framing "block"
-    only); frame_hook(shard, block, position, frame) -> frame (framing "example" only: one example's codec
-    frame); stored_hook(shard, block, stored) -> stored; index_hook(shard, header dict, entries list) -> None;
-    index_bytes_hook(shard, index bytes) -> index bytes (the metadata then records the new size and checksum);
-    shard_meta_hook(shard, doc) -> None; root_meta_hook(doc) -> None.
+    pickle_hook(shard, block, position, bytes) -> bytes (framings "block" and "example"); raw_hook(shard, block,
+    raw) -> raw (framings "block" and "list": the decoded block); frame_hook(shard, block, position, frame) ->
+    frame (framing "example" only: one example's codec frame); list_hook(shard, block, examples) -> the value
+    pickled as the block (framing "list" only); stored_hook(shard, block, stored) -> stored;
+    index_hook(shard, header dict, entries list) -> None; index_bytes_hook(shard, index bytes) -> index bytes
+    (the metadata then records the new size and checksum); shard_meta_hook(shard, doc) -> None;
+    root_meta_hook(doc) -> None.
 
     ``framing="example"`` (spec V2-FRAME) stores each block as the uncompressed table of V2-BLOCK-3 over one
     codec frame per example; raw_size stays the size of the decoded block, the index flags get bit 0 and both
     meta.json say ``"framing": "example"``. The default writes no ``framing`` member (absent means block).
+
+    ``framing="list"`` (V2-FRAME-5) pickles each block's examples as one list (``protocol``, by default the
+    list protocol atlas_format declares) and stores that pickle encoded by the codec, as version 1 does;
+    raw_size is the pickle's size, the index flags get bit 1 and both meta.json say ``"framing": "list"``.
+    For the per-example pickles of the other framings ``protocol`` defaults to 5 (V2-BLOCK-4).
     """
-    frames_per_example = Framing(framing) is Framing.EXAMPLE
+    layout = Framing(framing)
+    frames_per_example = layout is Framing.EXAMPLE
+    list_blocks = layout is Framing.LIST
     if frames_per_example and raw_hook:
-        raise ValueError("raw_hook is for framing 'block'; use pickle_hook, frame_hook or stored_hook")
+        raise ValueError("raw_hook is for framings 'block' and 'list'; use pickle_hook, frame_hook or stored_hook")
     if not frames_per_example and frame_hook:
         raise ValueError("frame_hook is for framing 'example'")
-    framing_member = {"framing": framing} if frames_per_example else {}
+    if list_blocks and pickle_hook:
+        raise ValueError("framing 'list' has no per-example pickles; use list_hook or raw_hook")
+    if not list_blocks and list_hook:
+        raise ValueError("list_hook is for framing 'list'")
+    if protocol is None:
+        protocol = LIST_PROTOCOL if list_blocks else constants.V2_PICKLE_PROTOCOL
+    framing_member = {"framing": framing} if layout is not Framing.BLOCK else {}
     root.mkdir(parents=True)
     info = codec_info(codec)
     shard_items = [items[i:i + shard_size] for i in range(0, len(items), shard_size)] or [[]]
@@ -89,6 +107,12 @@ def write_v2(root: Path, items: list[Any], *, codec: str = "zstd", dictionary: s
         block_pickles = []
         for b, start in enumerate(range(0, len(chunk), block_size)):
             pickles = []
+            if list_blocks:  # one pickle of the block's list: the decoded block itself
+                value = list(chunk[start:start + block_size])
+                raw = pickle.dumps(list_hook(k, b, value) if list_hook else value, protocol=protocol)
+                raws.append(raw_hook(k, b, raw) if raw_hook else raw)
+                block_pickles.append(pickles)
+                continue
             for j, ex in enumerate(chunk[start:start + block_size]):
                 p = pickle.dumps(ex, protocol=protocol)
                 pickles.append(pickle_hook(k, b, j, p) if pickle_hook else p)
@@ -128,7 +152,7 @@ def write_v2(root: Path, items: list[Any], *, codec: str = "zstd", dictionary: s
         max_raw_all = max(max_raw_all, max_raw)
         header = header_value(codec=int(info.codec), dictionary=mode, checksum_algorithm=1, block_size=block_size,
                               block_count=len(raws), example_count=len(chunk), data_size=len(data),
-                              dict_id=_dict_id(used), flags=Framing(framing).index_flags)
+                              dict_id=_dict_id(used), flags=layout.index_flags)
         if index_hook:
             index_hook(k, header, entries)
         index = build_index(header, entries_array(entries))
