@@ -116,13 +116,16 @@ class BlockCache:
         self._items: OrderedDict[tuple[Any, int], Any] = OrderedDict()
 
     def get(self, key: tuple[Any, int]) -> Any:
-        # Each OrderedDict call is atomic under the GIL; a key evicted by another thread in
-        # between is simply a miss (the caller decodes again).
-        try:
-            self._items.move_to_end(key)
-            return self._items[key]
-        except KeyError:
-            return None
+        # A miss (most random reads) raises nothing. Each OrderedDict call is atomic under the
+        # GIL; a key evicted by another thread in between is still a hit for this caller.
+        items = self._items
+        value = items.get(key)
+        if value is not None:
+            try:
+                items.move_to_end(key)
+            except KeyError:
+                pass
+        return value
 
     def put(self, key: tuple[Any, int], value: Any) -> None:
         if self.capacity == 0:

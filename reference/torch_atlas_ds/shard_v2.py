@@ -481,14 +481,14 @@ class V2Shard(ProcessLocalState):
     def _block(self, b: int) -> Any:
         """Decoded block ``b``: the last block read, the LRU, or a decode (codec none: the verified stored view)."""
         memo = self._memo
-        if memo[0] == b and self._gen == fork_generation():
+        if memo[0] == b and self._gen == _FORK_GENERATION[0]:
             return memo[1]
         if self.codec == Codec.NONE:
             block = self._stored_block(b)
         else:
             key = (self.label, b)
             block = self.cache.get(key)
-            if block is None or self._gen != fork_generation():
+            if block is None or self._gen != _FORK_GENERATION[0]:
                 block = self.decoded_block(b)
                 self.cache.put(key, block)
         self._memo = (b, block, None, None)
