@@ -106,6 +106,12 @@ def specs() -> list[Spec]:
         ("18-example-frames-lz4", "framing example with LZ4, then appended (the append keeps the framing)",
          lambda: records(50, 18), dict(shard_size=32, block_size=4, codec="lz4", framing="example"),
          [records(20, 181)]),
+        ("19-list-shared-dict", "framing list: each block one protocol-4 pickle of its list (version 1's block "
+         "bytes) in one zstd frame with the shared dictionary (V2-FRAME-5)", lambda: records(150, 19),
+         dict(shard_size=64, block_size=8, compression_strategy=2, framing="list"), None),
+        ("20-list-none-appended", "framing list without compression, partial last blocks, then appended (the "
+         "append keeps the framing)", lambda: records(45, 20),
+         dict(shard_size=20, block_size=6, compression_strategy=0, framing="list"), [records(13, 201)]),
     ]
 
 
