@@ -30,6 +30,8 @@ CONFIGS = {
     "v2-lz4": (2, dict(codec=Codec.LZ4)),
     "v2-shared-frames": (2, dict(compression_strategy=S.SHARED_DICTIONARY_COMPRESSION, framing="example")),
     "v2-lz4-frames": (2, dict(codec=Codec.LZ4, framing="example")),
+    "v2-shared-list": (2, dict(compression_strategy=S.SHARED_DICTIONARY_COMPRESSION, framing="list")),
+    "v2-none-list": (2, dict(compression_strategy=S.NO_COMPRESSION, framing="list")),
     "v1-none": (1, dict(compression_strategy=S.NO_COMPRESSION)),
     "v1-zstd": (1, dict(compression_strategy=S.STANDARD_COMPRESSION)),
     "v1-shared": (1, dict(compression_strategy=S.SHARED_DICTIONARY_COMPRESSION)),
