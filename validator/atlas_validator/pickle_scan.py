@@ -2,11 +2,11 @@
 
 A small stack machine follows the opcodes (``pickletools.genops``) far enough to (1) name
 every global a pickle references, including STACK_GLOBAL's module and name taken from earlier
-string pushes or the memo, (2) count the items of a top-level list (version 1 blocks), (3) find the
-bytes handed to ``torch.storage._load_from_bytes`` and scan the torch archive inside
-(size-limited ``zipfile``), and (4) stop at resource bounds (opcodes, memo, stack
-depth), as fickling's interpreter limits do, so a hostile pickle cannot make the
-validator run long or allocate much (spec PICKLE-4, LIM-3).
+string pushes or the memo, (2) count the items of a top-level list (version 1 blocks, version 2
+blocks of framing "list"), (3) find the bytes handed to ``torch.storage._load_from_bytes`` and
+scan the torch archive inside (size-limited ``zipfile``), and (4) stop at resource bounds
+(opcodes, memo, stack depth), as fickling's interpreter limits do, so a hostile pickle cannot
+make the validator run long or allocate much (spec PICKLE-4, LIM-3).
 
 Before that full scan, a pickle is walked by a fast path that reads the opcode bytes itself
 (_plain_pickle, _plain_list_pickle): it can only answer "clean plain data", and sends anything
@@ -388,7 +388,8 @@ def _plain_pickle(data: bytes | bytearray, limits: ScanLimits, start: int = 0) -
 
 def _plain_list_pickle(data: bytes | bytearray, limits: ScanLimits) -> tuple[int, int | None, int] | None:
     """(end, protocol, items) when ``data`` is a well-formed plain-data pickle whose value is a list
-    (a version 1 block) and the items appended to it can be counted from stack heights alone; else None.
+    (a version 1 block, or a version 2 block of framing "list") and the items appended to it can be
+    counted from stack heights alone; else None.
 
     Same walk and rules as _plain_pickle, plus: the list is the object at stack position 0, created
     by EMPTY_LIST (or MARK ... LIST) on an empty stack; APPEND on a two-deep base frame and APPENDS
