@@ -30,8 +30,8 @@ from atlas_format.metadata import dump_checksummed_json, dump_v1_json, file_chec
 from atlas_format.npy import build_v1_index
 
 Hook = Callable[..., Any] | None
-#: The protocol of a block's list pickle with framing "list" (V2-FRAME-5), as atlas_format declares it.
-LIST_PROTOCOL: int = getattr(constants, "V2_LIST_PICKLE_PROTOCOL", constants.V2_PICKLE_PROTOCOL)
+#: The protocol of a block's list pickle with framing "list" (V2-FRAME-5).
+LIST_PROTOCOL = constants.V2_LIST_PICKLE_PROTOCOL
 
 
 def examples(n: int, seed: int = 0) -> list[dict[str, Any]]:
@@ -74,7 +74,7 @@ def write_v2(root: Path, items: list[Any], *, codec: str = "zstd", dictionary: s
     meta.json say ``"framing": "example"``. The default writes no ``framing`` member (absent means block).
 
     ``framing="list"`` (V2-FRAME-5) pickles each block's examples as one list (``protocol``, by default the
-    list protocol atlas_format declares) and stores that pickle encoded by the codec, as version 1 does;
+    list protocol of V2-FRAME-5, 4) and stores that pickle encoded by the codec, as version 1 does;
     raw_size is the pickle's size, the index flags get bit 1 and both meta.json say ``"framing": "list"``.
     For the per-example pickles of the other framings ``protocol`` defaults to 5 (V2-BLOCK-4).
     """

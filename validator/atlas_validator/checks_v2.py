@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from atlas_format import constants, metadata
+from atlas_format import metadata
 from atlas_format.binary import parse
 from atlas_format.block_v2 import U32, table_size
 from atlas_format.checksum import ChecksumAlgorithm, parse_checksum_text
@@ -25,6 +25,7 @@ from atlas_format.constants import (
     V2_INDEX_ENTRY_SIZE,
     V2_INDEX_FILE,
     V2_INDEX_HEADER_SIZE,
+    V2_LIST_PICKLE_PROTOCOL,
     V2_PICKLE_PROTOCOL,
 )
 from atlas_format.enums import INDEX_FLAG_EXAMPLE_FRAMES, INDEX_FLAG_LIST_BLOCKS, KNOWN_INDEX_FLAGS, Codec, Framing
@@ -43,9 +44,6 @@ SHARD_FILES = {META_FILE, DATA_FILE, V2_INDEX_FILE, DICT_FILE}
 FRAMINGS = tuple(f.value for f in Framing)
 # The index header's framing bits (V2-FRAME-1): at most one is set.
 FRAMING_FLAGS = INDEX_FLAG_EXAMPLE_FRAMES | INDEX_FLAG_LIST_BLOCKS
-# The protocol writers use for the pickle of a block of framing 'list' (V2-FRAME-5): the one atlas_format
-# declares (V2_LIST_PICKLE_PROTOCOL), else the per-example pickles' protocol (V2-BLOCK-4).
-LIST_PICKLE_PROTOCOL: int = getattr(constants, "V2_LIST_PICKLE_PROTOCOL", V2_PICKLE_PROTOCOL)
 # The clauses of the shape findings of a block of framing 'list' (one pickle of a list, V2-FRAME-5).
 LIST_CLAUSES = {"ATL411": "V2-FRAME-5, V2-BLOCK-1", "ATL412": "V2-FRAME-5", "ATL414": "V2-FRAME-5",
                 "ATL415": "V2-FRAME-5, V2-BLOCK-4"}
@@ -545,7 +543,7 @@ def _check_block(task: ShardTask, sink: Sink, stats: Stats, data: bytes, b: int,
             expected = min(block_size, num_examples - b * block_size)
         check_list_pickle(raw, scan_limits=task.scan_limits, sink=sink, path=shown, block=b, offset=offset,
                           compressed=compressed, expected=expected, clauses=LIST_CLAUSES,
-                          protocol=LIST_PICKLE_PROTOCOL)
+                          protocol=V2_LIST_PICKLE_PROTOCOL)
         return
     where = {"path": shown, "block": b, "offset": offset}
     table = _parse_table(task, sink, raw, b, block_size, num_examples, where, stored=False)
