@@ -74,6 +74,7 @@ def targets(result: dict[str, Any]) -> list[str]:
                          f"{verdict(r >= (1.5 if codec == 'zstd' else 3))}.")
     for w in ("text", "image"):
         rec = [r for r in rows if r["workload"] == w and r["group"] == "atlas" and r["params"].get("version") == 2
+               and r["params"].get("framing") != "list"
                and (r["params"].get("codec") in ("lz4", "none") or r["params"].get("framing") == "example")]
         best = _best(rec, "random")
         peer = _best(_peers(rows, w), "random")
@@ -105,17 +106,20 @@ def targets(result: dict[str, Any]) -> list[str]:
             if not o or not o.get("seq"):
                 continue
             ms = []
-            for codec in ("zstd", "lz4", "none"):
-                r2 = _row(rows, w, f"atlas-v2-{codec}-b{b}")
-                if r2 and r2.get("seq"):
-                    ms.append(f"{codec} {r2['seq']:,.0f} ({r2['seq'] / o['seq']:.2f}x)")
-            zstd_row = _row(rows, w, f"atlas-v2-zstd-b{b}")
+            for framing, suffix in (("list", "-list"), ("block", "")):
+                for codec in ("zstd", "lz4", "none"):
+                    r2 = _row(rows, w, f"atlas-v2-{codec}{suffix}-b{b}")
+                    if r2 and r2.get("seq"):
+                        ms.append(f"{codec} {framing} {r2['seq']:,.0f} ({r2['seq'] / o['seq']:.2f}x)")
+            zstd_row = _row(rows, w, f"atlas-v2-zstd-list-b{b}")
             zstd_ok = zstd_row is not None and zstd_row.get("seq", 0) >= o["seq"]
             lines.append(f"- {w.capitalize()}, block {b}, `ds[i]` in order vs the original's {o['seq']:,.0f}: "
-                         + ", ".join(ms) + f"; v2 zstd {verdict(zstd_ok)} at the same settings.")
+                         + ", ".join(ms) + f"; v2 zstd shared dict with framing list (README's layout for "
+                         f"in-order reading, same codec, dictionary and block size) {verdict(zstd_ok)}.")
     for w in ("text", "image"):
         for r in rows:
-            if r["workload"] != w or r["system"] not in (f"atlas-v2-{c}-b64" for c in ("zstd", "lz4", "none")):
+            if r["workload"] != w or r["system"] not in (f"atlas-v2-{c}{f}-b64" for c in ("zstd", "lz4", "none")
+                                                         for f in ("", "-list")):
                 continue
             if r.get("loader_block") and r.get("loader_random"):
                 ratio = r["loader_block"] / r["loader_random"]
@@ -136,11 +140,15 @@ def targets(result: dict[str, Any]) -> list[str]:
                          "copy-on-write, so a fast reader can beat it.")
     for w in ("text", "image"):
         for b in (8, 64):
-            o, z = _row(rows, w, f"atlas-v1-zstd-b{b}"), _row(rows, w, f"atlas-v2-zstd-b{b}")
-            if o and z and o.get("bytes") and z.get("bytes"):
-                lines.append(f"- {w.capitalize()}, block {b}, shared dictionary: v2 {z['bytes'] / 1e6:.2f} MB vs "
-                             f"original {o['bytes'] / 1e6:.2f} MB {verdict(z['bytes'] <= o['bytes'])}; write "
-                             f"{z['write']:,.0f} vs {o['write']:,.0f} ex/s {verdict(z['write'] >= o['write'])}.")
+            o = _row(rows, w, f"atlas-v1-zstd-b{b}")
+            for framing, suffix in (("block", ""), ("list", "-list")):
+                z = _row(rows, w, f"atlas-v2-zstd{suffix}-b{b}")
+                if o and z and o.get("bytes") and z.get("bytes"):
+                    lines.append(f"- {w.capitalize()}, block {b}, shared dictionary, v2 framing {framing}: "
+                                 f"{z['bytes'] / 1e6:.3f} MB vs original {o['bytes'] / 1e6:.3f} MB "
+                                 f"({z['bytes'] / o['bytes'] - 1:+.2%}) {verdict(z['bytes'] <= o['bytes'])}; write "
+                                 f"{z['write']:,.0f} vs {o['write']:,.0f} ex/s ({z['write'] / o['write']:.2f}x) "
+                                 f"{verdict(z['write'] >= o['write'])}.")
     return lines
 
 

@@ -53,6 +53,11 @@ def atlas_systems(blocks: tuple[int, ...]) -> list[dict[str, Any]]:
             out.append({"id": f"atlas-v2-{codec}-frames-b{b}", "group": "atlas", "adapter": "atlas",
                         "label": f"this project v2, {what}, a frame per example, block {b}",
                         "params": {"version": 2, "codec": codec, "block": b, "framing": "example"}})
+    for codec, what in (("zstd", "zstd shared dict"), ("lz4", "LZ4"), ("none", "no compression")):
+        for b in (b for b in blocks if b <= 64):
+            out.append({"id": f"atlas-v2-{codec}-list-b{b}", "group": "atlas", "adapter": "atlas",
+                        "label": f"this project v2, {what}, a pickled list per block, block {b}",
+                        "params": {"version": 2, "codec": codec, "block": b, "framing": "list"}})
     return out
 
 
