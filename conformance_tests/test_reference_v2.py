@@ -893,6 +893,9 @@ def test_list_blocks_are_unpickled_once_and_hand_out_fresh_objects(tmp_path, var
     assert all(same(ds[i], examples[i]) for i in order) and len(calls) == 1
     again = ds[3]
     assert again is not first[3] and same(again, examples[3])
+    ds[8]  # block 1 unpickled into the memo; the next reads of block 1 are served from it
+    nine = ds[9]
+    assert ds[9] is not nine and ds[10] is not ds[10]  # served once each, then a fresh unpickle
     again["id"] = -1
     assert ds[3]["id"] == 3  # a caller mutating what it got never changes what the dataset returns
     batch = ds.__getitems__([17, 17, 16, 33, 17])  # repeats within a batch are distinct objects
