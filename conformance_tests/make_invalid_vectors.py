@@ -118,6 +118,7 @@ V2_ZSTD = "v2/02-zstd-multishard"
 V2_LZ4 = "v2/05-lz4"
 V2_FRAMES_SHARED = "v2/17-example-frames-shared-dict"
 V2_FRAMES_LZ4 = "v2/18-example-frames-lz4"
+V2_LIST_NONE = "v2/20-list-none-appended"
 V1_NONE = "seed-v1/01-s0-multishard"
 V1_SHARED = "seed-v1/03-s2-shared-dict"
 V1_OWN = "seed-v1/04-s3-own-dicts-7-block-boundary"
@@ -194,6 +195,40 @@ def _frame_bomb(root: Path) -> None:
 def _index_flags_cleared(root: Path) -> None:
     index = bytearray((root / "000001" / "index.bin").read_bytes())
     index[17] = 0  # flags: bit 0 (framing example) cleared, meta.json still says example
+    (root / "000001" / "index.bin").write_bytes(bytes(index))
+    seal_v2(root)
+
+
+def _v2_list_block_rewritten(root: Path, shard: str, block: int, transform: Callable[[bytes], bytes]) -> None:
+    """Replace one block of a codec-none shard and re-lay data.bin, its index entries and sizes (then sealed)."""
+    folder = root / shard
+    index = (folder / "index.bin").read_bytes()
+    header = index_v2.IndexHeader.parse(index)
+    entries = np.frombuffer(index, dtype=index_v2.INDEX_ENTRY_DTYPE, offset=V2_INDEX_HEADER_SIZE).copy()
+    data = (folder / "data.bin").read_bytes()
+    blocks = [data[int(e["offset"]):int(e["offset"]) + int(e["stored_size"])] for e in entries]
+    blocks[block] = transform(blocks[block])
+    offset = 0
+    for row, raw in zip(entries, blocks, strict=True):
+        row["offset"], row["stored_size"], row["raw_size"] = offset, len(raw), len(raw)
+        offset += len(raw)
+    (folder / "data.bin").write_bytes(b"".join(blocks))
+    fields = {k: v for k, v in header.items() if not k.startswith("_") and k != "magic"}
+    fields["data_size"] = offset
+    (folder / "index.bin").write_bytes(index_v2.build_index(fields, entries))
+    edit_json(folder / "meta.json", lambda d: d.update(data_size=offset, max_block_raw_size=max(map(len, blocks))),
+              v2_checksum=True)
+    root_doc = json.loads((root / "meta.json").read_bytes())
+    for entry in root_doc["shards"]:
+        if entry["name"] == shard:
+            entry["data_size"] = offset
+    (root / "meta.json").write_bytes(metadata.dump_checksummed_json(root_doc))
+    seal_v2(root)
+
+
+def _list_flags_cleared(root: Path) -> None:
+    index = bytearray((root / "000001" / "index.bin").read_bytes())
+    index[17] = 0  # flags: bit 1 (framing list) cleared, meta.json still says list
     (root / "000001" / "index.bin").write_bytes(bytes(index))
     seal_v2(root)
 
@@ -276,6 +311,13 @@ def cases() -> list[Case]:
         ("v2-frames-index-flags-cleared-sealed", V2_FRAMES_LZ4, "framing example: index.bin flags bit 0 cleared in "
          "shard 000001 while its meta.json says example, checksums resealed", ["ATL307"], _index_flags_cleared,
          False),
+        # version 2, framing list (V2-FRAME-5): sealed, so the list rules must catch them
+        ("v2-list-wrong-count-sealed", V2_LIST_NONE, "framing list: block 1 of shard 000000 re-pickled with 5 of its "
+         "6 examples, data.bin re-laid, sizes and checksums resealed", ["ATL411"],
+         lambda r: _v2_list_block_rewritten(r, "000000", 1, lambda b: pickle.dumps(pickle.loads(b)[:-1], protocol=4)),
+         False),
+        ("v2-list-index-flags-cleared-sealed", V2_LIST_NONE, "framing list: index.bin flags bit 1 cleared in shard "
+         "000001 while its meta.json says list, checksums resealed", ["ATL307"], _list_flags_cleared, False),
         ("v2-malicious-os-system", V2_NONE, "a complete, checksummed dataset whose example 3 calls os.system",
          ["ATL601"], lambda r: _malicious_v2(r, "os", os.system, "touch atlas-pwned-v2-malicious-os-system"),
          True),
