@@ -856,6 +856,8 @@ def test_batched_reads_of_undecoded_blocks_verify_checksums_and_read_exactly(tmp
 def test_list_blocks_hold_version_1s_block_content(tmp_path, variant):
     """The decoded block is one protocol-4 pickle of the block's list: byte for byte what version 1
     stores for the same examples; raw_size is its size; flags bit 1 and meta.json say list."""
+    import zstandard
+
     from atlas_format.constants import V2_LIST_PICKLE_PROTOCOL
 
     examples = write(tmp_path / "list", 100, shard_size=100, block_size=8, **VARIANTS[variant])
@@ -873,8 +875,13 @@ def test_list_blocks_hold_version_1s_block_content(tmp_path, variant):
         v1_block = v1._new_dctx().decompress(bytes(v1._data[int(v1._index[b]):int(v1._index[b + 1])]))
         assert decoded == pickle.dumps(examples[8 * b:8 * b + 8], protocol=4) == v1_block
         assert int(entry["raw_size"]) == len(decoded)
-    if variant == "shared-list":  # trained on the same decoded blocks by the same rule: version 1's dictionary
-        assert (tmp_path / "list" / "zstd_dict.bin").read_bytes() == (tmp_path / "v1" / "zstd_dict.bin").read_bytes()
+    if variant == "shared-list":  # the same samples and size rule; version 2's fixed fastCover parameters
+        v2_dict = zstandard.ZstdCompressionDict((tmp_path / "list" / "zstd_dict.bin").read_bytes())
+        v1_dict = (tmp_path / "v1" / "zstd_dict.bin").read_bytes()
+        assert len(v2_dict.as_bytes()) == len(v1_dict)
+        samples = [pickle.dumps(examples[i:i + 8], protocol=4) for i in range(0, 100, 8)]
+        retrained = zstandard.train_dictionary(len(v1_dict), samples, level=3, **writer_module.V2_DICTIONARY_TRAINING)
+        assert retrained.as_bytes() == v2_dict.as_bytes()
 
 
 @pytest.mark.parametrize("variant", ["shared-list", "none-list"])

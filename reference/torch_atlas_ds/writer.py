@@ -69,9 +69,17 @@ def _dict_target_size(dict_size: float, blocks: list[bytes]) -> int:
     return max(int(dict_size * sum(len(b) for b in blocks)) + 1, MIN_DICTIONARY_SIZE)
 
 
-def _train(dict_size: float, blocks: list[bytes], level: int) -> zstandard.ZstdCompressionDict:
+#: fastCover parameters of version 2 dictionary training. Version 1 keeps zstd's default, which
+#: searches four values of k (what the original wrote); fixing k=400, d=8 trains 4-6x faster
+#: (0.36 -> 0.08 s on 7 MB of text blocks, about half of a dataset's write time) and compressed
+#: the benchmark datasets 0.0-0.2% smaller (FORMAT.md section 9).
+V2_DICTIONARY_TRAINING: dict[str, int] = {"k": 400, "d": 8}
+
+
+def _train(dict_size: float, blocks: list[bytes], level: int, version: int = 1) -> zstandard.ZstdCompressionDict:
     samples: list[bytes | bytearray | memoryview] = list(blocks)
-    return zstandard.train_dictionary(_dict_target_size(dict_size, blocks), samples, level=level)
+    params = V2_DICTIONARY_TRAINING if version == 2 else {}
+    return zstandard.train_dictionary(_dict_target_size(dict_size, blocks), samples, level=level, **params)
 
 
 def _zstd(level: int, dictionary: zstandard.ZstdCompressionDict | None) -> Any:
@@ -271,7 +279,7 @@ class _V2ShardBuilder:
         trained: bytes | None = None
         if self._compress is None:  # 'shard' or 'train-shared': the blocks waited for the dictionary
             if len(self.held) >= MIN_BLOCKS_FOR_DICTIONARY:  # trained on decoded blocks, whatever the framing
-                trained = _train(self.dict_size, [self._decoded(p) for p in self.held], self.level).as_bytes()
+                trained = _train(self.dict_size, [self._decoded(p) for p in self.held], self.level, 2).as_bytes()
                 self.dict_bytes = trained
                 self.mode = "shard" if self.mode == "shard" else "shared"
                 if self.mode == "shared" and self.on_shared_dictionary is not None:
