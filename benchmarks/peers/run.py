@@ -171,7 +171,8 @@ def measure(system: dict[str, Any], wname: str, wl: dict[str, Any], args: argpar
         if t.startswith("loader"):
             task["sampler"] = {"loader_block": "block", "loader_native": "native"}.get(t, "random")
         values, last = [], {}
-        for _ in range(args.repeat if t not in ("open",) else 1):
+        repeat = 1 if t == "open" else max(args.repeat, args.repeat_random if t in ("random", "batched") else 1)
+        for _ in range(repeat):
             last = run_worker(system["group"], task, args.timeout)
             if not last.get("ok"):
                 break
@@ -284,6 +285,8 @@ def main() -> None:
     parser.add_argument("--only", default=None, help="comma separated system ids or prefixes (e.g. atlas-v2,hf)")
     parser.add_argument("--workloads", default="text,image")
     parser.add_argument("--repeat", type=int, default=1, help="fresh processes per measurement (median)")
+    parser.add_argument("--repeat-random", type=int, default=3,
+                        help="fresh processes for random and batched reads (median; they decide most targets)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per measurement process")
     parser.add_argument("--time-cap", type=float, default=None, help="seconds per sequential/iteration pass")
     parser.add_argument("--keep", action="store_true", help="keep the written datasets")
@@ -323,7 +326,8 @@ def main() -> None:
         "elapsed_s": time.time() - started, "workloads": {k: {"n": v["n"], "pickled_bytes": v["pickled_bytes"]}
                                                         for k, v in wls.items()},
         "n_random": n_rand, "batch": 256, "time_cap_s": float(os.environ.get("PEERS_TIME_CAP", "15")),
-        "repeat": args.repeat, "versions": vers, "caching": CACHING, "limits": lims, "rows": rows,
+        "repeat": args.repeat, "repeat_random": max(args.repeat, args.repeat_random), "versions": vers,
+        "caching": CACHING, "limits": lims, "rows": rows,
         "complete": final,
         }
         Path(args.json).write_text(json.dumps(result, indent=1))
