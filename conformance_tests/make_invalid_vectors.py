@@ -193,8 +193,9 @@ def _frame_bomb(root: Path) -> None:
 
 
 def _index_flags_cleared(root: Path) -> None:
+    """Shard 000001's index flags cleared (framing block) while its meta.json keeps its framing."""
     index = bytearray((root / "000001" / "index.bin").read_bytes())
-    index[17] = 0  # flags: bit 0 (framing example) cleared, meta.json still says example
+    index[17] = 0
     (root / "000001" / "index.bin").write_bytes(bytes(index))
     seal_v2(root)
 
@@ -223,13 +224,6 @@ def _v2_list_block_rewritten(root: Path, shard: str, block: int, transform: Call
         if entry["name"] == shard:
             entry["data_size"] = offset
     (root / "meta.json").write_bytes(metadata.dump_checksummed_json(root_doc))
-    seal_v2(root)
-
-
-def _list_flags_cleared(root: Path) -> None:
-    index = bytearray((root / "000001" / "index.bin").read_bytes())
-    index[17] = 0  # flags: bit 1 (framing list) cleared, meta.json still says list
-    (root / "000001" / "index.bin").write_bytes(bytes(index))
     seal_v2(root)
 
 
@@ -317,7 +311,7 @@ def cases() -> list[Case]:
          lambda r: _v2_list_block_rewritten(r, "000000", 1, lambda b: pickle.dumps(pickle.loads(b)[:-1], protocol=4)),
          False),
         ("v2-list-index-flags-cleared-sealed", V2_LIST_NONE, "framing list: index.bin flags bit 1 cleared in shard "
-         "000001 while its meta.json says list, checksums resealed", ["ATL307"], _list_flags_cleared, False),
+         "000001 while its meta.json says list, checksums resealed", ["ATL307"], _index_flags_cleared, False),
         ("v2-malicious-os-system", V2_NONE, "a complete, checksummed dataset whose example 3 calls os.system",
          ["ATL601"], lambda r: _malicious_v2(r, "os", os.system, "touch atlas-pwned-v2-malicious-os-system"),
          True),
