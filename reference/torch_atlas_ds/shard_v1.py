@@ -53,6 +53,21 @@ def read_json_file(path: Path, limits: Limits, *, missing: type[AtlasError] = Mi
     return data, parse_json(data, path=path, limits=limits)
 
 
+def unpickle_list_block(loads: Loads, raw: Any, count: int, where: dict[str, Any]) -> list[Any]:
+    """A decoded block that is one pickle of a list of ``count`` examples (version 1; version 2
+    framing "list", V2-FRAME-5), unpickled and checked; failures are located at ``where``."""
+    try:
+        examples = loads(raw)
+    except UnsafePickleError as exc:
+        raise UnsafePickleError(exc.message, module=exc.module, name=exc.name, **where) from None
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is corrupt data
+        raise FormatError(f"block does not unpickle: {type(exc).__name__}: {exc}", **where) from None
+    if not isinstance(examples, list) or len(examples) != count:
+        got = f"a list of {len(examples)}" if isinstance(examples, list) else type(examples).__name__
+        raise FormatError(f"block holds {got}, expected a list of {count} examples", **where)
+    return examples
+
+
 def check_version(doc: Any, path: Path) -> int:
     """The format version of a parsed meta.json: exactly the integer 1 or 2, else VersionError."""
     if not isinstance(doc, dict):
@@ -234,15 +249,7 @@ class V1Shard(ProcessLocalState):
                 raise type(exc)(exc.message, **where) from None
             except zstandard.ZstdError as exc:
                 raise CodecError(f"zstd cannot decode the block: {exc}", **where) from None
-        try:
-            examples = self.loads(raw)
-        except UnsafePickleError as exc:
-            raise UnsafePickleError(exc.message, module=exc.module, name=exc.name, **where) from None
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure is corrupt data
-            raise FormatError(f"block does not unpickle: {type(exc).__name__}: {exc}", **where) from None
-        if not isinstance(examples, list) or len(examples) != self.block_count(b):
-            got = len(examples) if isinstance(examples, list) else type(examples).__name__
-            raise FormatError(f"block holds {got} examples, expected a list of {self.block_count(b)}", **where)
+        examples = unpickle_list_block(self.loads, raw, self.block_count(b), where)
         self.cache.put(key, examples)
         self._memo = (b, examples)
         return examples

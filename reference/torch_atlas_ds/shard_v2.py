@@ -58,7 +58,7 @@ from .errors import (
 )
 from .metadata import AtlasDatasetShardMetadata
 from .safe_pickle import Loads
-from .shard_v1 import check_version, read_json_file
+from .shard_v1 import check_version, read_json_file, unpickle_list_block
 
 _xxh3 = xxhash.xxh3_64_intdigest
 _TAKEN = object()  # an example of the memoized block already handed out
@@ -540,17 +540,7 @@ class V2Shard(ProcessLocalState):
 
     def _unpickle_list(self, block: Any, b: int) -> list[Any]:
         """Framing "list": every example of block ``b``, one unpickle of the decoded block (V2-FRAME-5)."""
-        try:
-            values = self.loads(block)
-        except UnsafePickleError as exc:
-            raise UnsafePickleError(exc.message, module=exc.module, name=exc.name, **self._where(b)) from None
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure is corrupt data
-            raise FormatError(f"block does not unpickle: {type(exc).__name__}: {exc}", **self._where(b)) from None
-        count = self.block_size if b != self._last_block else self._last_count
-        if type(values) is not list or len(values) != count:
-            got = f"a list of {len(values)}" if isinstance(values, list) else type(values).__name__
-            raise FormatError(f"block holds {got}, expected a list of {count} examples", **self._where(b))
-        return values
+        return unpickle_list_block(self.loads, block, self.block_count(b), self._where(b))
 
     def _take(self, b: int, positions: Any) -> list[Any]:
         """Framing "list": examples at ``positions`` of block ``b``, each object handed out once.

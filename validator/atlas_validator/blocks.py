@@ -141,6 +141,11 @@ def _explain_header(struct: Any, data: bytes, sink: Sink, where: dict[str, Any],
     sink.add("ATL400", fallback, **where)
 
 
+def protocol_text(protocol: int | None) -> str:
+    """A pickle's protocol as findings name it (no PROTO opcode means protocol 0 or 1)."""
+    return "0 or 1 (no PROTO opcode)" if protocol is None else str(protocol)
+
+
 def check_list_pickle(raw: bytes, *, scan_limits: ScanLimits, sink: Sink, path: str, block: int, offset: int,
                       compressed: bool, expected: int | None, clauses: dict[str, str],
                       protocol: int | None = None) -> None:
@@ -175,6 +180,6 @@ def check_list_pickle(raw: bytes, *, scan_limits: ScanLimits, sink: Sink, path: 
         sink.add("ATL411", f"block holds {result.top_count} examples, expected {expected}", **where, offset=offset,
                  clause=clauses["ATL411"])
     if protocol is not None and result.protocol != protocol:
-        shown = "0 or 1 (no PROTO opcode)" if result.protocol is None else str(result.protocol)
-        sink.add("ATL415", f"the block's pickle uses protocol {shown}, writers must use {protocol}", **where,
+        sink.add("ATL415", f"the block's pickle uses protocol {protocol_text(result.protocol)}, writers must use "
+                           f"{protocol}", **where,
                  offset=offset, clause=clauses.get("ATL415"))

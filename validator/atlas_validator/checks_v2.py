@@ -28,12 +28,12 @@ from atlas_format.constants import (
     V2_LIST_PICKLE_PROTOCOL,
     V2_PICKLE_PROTOCOL,
 )
-from atlas_format.enums import INDEX_FLAG_EXAMPLE_FRAMES, INDEX_FLAG_LIST_BLOCKS, KNOWN_INDEX_FLAGS, Codec, Framing
+from atlas_format.enums import KNOWN_INDEX_FLAGS, Codec, Framing
 from atlas_format.errors import AtlasError
 from atlas_format.index_v2 import DICTIONARY_MODE_NAMES, INDEX_ENTRY_DTYPE, IndexHeader, compute_index_checksum
 from atlas_format.zstd_frame import ZstdDictionaryHeader
 
-from .blocks import check_list_pickle, decode_block, decode_frame, frame_declared_size, make_dctx
+from .blocks import check_list_pickle, decode_block, decode_frame, frame_declared_size, make_dctx, protocol_text
 from .common import ShardResult, Sink, file_size, guarded_shard_check, is_int, read_limited
 from .findings import Finding, Stats
 from .layout import unexpected_in_shard
@@ -42,8 +42,8 @@ from .tasks import ShardTask
 
 SHARD_FILES = {META_FILE, DATA_FILE, V2_INDEX_FILE, DICT_FILE}
 FRAMINGS = tuple(f.value for f in Framing)
-# The index header's framing bits (V2-FRAME-1): at most one is set.
-FRAMING_FLAGS = INDEX_FLAG_EXAMPLE_FRAMES | INDEX_FLAG_LIST_BLOCKS
+# The index header's framing bits (V2-FRAME-1), from the framings themselves: at most one is set.
+FRAMING_FLAGS = sum(f.index_flags for f in Framing)
 # The clauses of the shape findings of a block of framing 'list' (one pickle of a list, V2-FRAME-5).
 LIST_CLAUSES = {"ATL411": "V2-FRAME-5, V2-BLOCK-1", "ATL412": "V2-FRAME-5", "ATL414": "V2-FRAME-5",
                 "ATL415": "V2-FRAME-5, V2-BLOCK-4"}
@@ -511,10 +511,6 @@ def _check_blocks(task: ShardTask, sink: Sink, stats: Stats, entries: np.ndarray
                 view.close()
 
 
-def _protocol(protocol: int | None) -> str:
-    return "0 or 1 (no PROTO opcode)" if protocol is None else str(protocol)
-
-
 def _rows(fields: np.ndarray, chunk: int = 1 << 16) -> Any:
     """(block, entry tuple) for every entry, converted to Python ints a chunk at a time (bounded memory)."""
     for first in range(0, len(fields), chunk):
@@ -683,7 +679,7 @@ def _scan_examples(task: ShardTask, sink: Sink, buf: bytes, slices: list[tuple[i
         at_example, suffix = locate(k, None)  # only when something is reported (it formats a message)
         if protocol != NEEDS_FULL_SCAN:  # one clean plain-data pickle filling its slice
             if protocol != V2_PICKLE_PROTOCOL:
-                sink.add("ATL415", f"example pickle uses protocol {_protocol(protocol)}, writers must use "
+                sink.add("ATL415", f"example pickle uses protocol {protocol_text(protocol)}, writers must use "
                                    f"{V2_PICKLE_PROTOCOL} ({suffix})", path=shown, block=b, example=example,
                          offset=at_example)
             continue
@@ -700,7 +696,7 @@ def _scan_examples(task: ShardTask, sink: Sink, buf: bytes, slices: list[tuple[i
                                f"slice ({where_text})", path=shown, block=b, example=example, offset=at,
                      clause="V2-BLOCK-4")
         if result.end is not None and result.protocol != V2_PICKLE_PROTOCOL:
-            sink.add("ATL415", f"example pickle uses protocol {_protocol(result.protocol)}, writers must use "
+            sink.add("ATL415", f"example pickle uses protocol {protocol_text(result.protocol)}, writers must use "
                                f"{V2_PICKLE_PROTOCOL} ({suffix})", path=shown, block=b, example=example,
                      offset=at_example)
 
