@@ -911,6 +911,25 @@ def test_list_blocks_are_unpickled_once_and_hand_out_fresh_objects(tmp_path, var
     assert [x["id"] for x in ds] == list(range(40))
 
 
+def test_in_order_reads_of_list_blocks_keep_the_index_rules_across_shards(tmp_path):
+    """ds[i] serves in-order reads of a framing-list block from the dataset's own run of it;
+    shard boundaries, negative, out-of-range and non-integer indices still go the full way."""
+    root = tmp_path / "d"
+    examples = write(root, 45, shard_size=20, block_size=8, framing="list", codec="lz4")
+    ds = AtlasDataset(root)
+    assert [ds[i]["id"] for i in range(45)] == list(range(45))  # runs of 8, 8, 4 per shard
+    assert ds._run[:2] == (40, 45)
+    assert same(ds[-1], examples[44]) and same(ds[-45], examples[0]) and same(ds[np.int64(41)], examples[41])
+    for bad, error in ((45, IndexError), (-46, IndexError), ("1", TypeError), (1.0, TypeError)):
+        with pytest.raises(error):
+            ds[bad]
+    assert [ds[i]["id"] for i in (18, 19, 20, 21)] == [18, 19, 20, 21]  # across shards 0 and 1
+    clone = pickle.loads(pickle.dumps(ds))
+    assert "_run" not in clone.__dict__ and [clone[i]["id"] for i in (21, 22)] == [21, 22]
+    ds.close()
+    assert ds._run[:2] == (0, 0) and ds[23]["id"] == 23
+
+
 def test_list_block_that_is_not_the_right_list_is_refused_with_its_place(tmp_path, monkeypatch):
     class ShortLists:  # the writer's pickle module: full blocks lose their last example, the last is a dict
         @staticmethod

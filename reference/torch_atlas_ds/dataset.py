@@ -26,7 +26,7 @@ from .errors import IncompleteDatasetError, MetadataError, MissingShardError
 from .metadata import AtlasDatasetMetadata, AtlasDatasetShardMetadata
 from .safe_pickle import make_loads
 from .shard_v1 import V1Shard, check_version, read_json_file
-from .shard_v2 import V2Shard, read_dictionary, read_v2_meta
+from .shard_v2 import _TAKEN, V2Shard, read_dictionary, read_v2_meta
 
 #: Decoded blocks kept per dataset (per process). Small on purpose: a random-access
 #: workload gains nothing from a big cache; sequential and block-shuffled reads need
@@ -54,6 +54,9 @@ class _Reader:
     _shards: list[Shard]
     _starts: list[int]
     _len: int
+    #: (first, stop, examples) of the framing-list block last unpickled through ds[i]: an in-order
+    #: ds[i] inside it is one range test and one list slot, not a bisect and two calls.
+    _run: tuple[int, int, list[Any]] = (0, 0, [])
 
     def _locate(self, i: int) -> tuple[int, int]:
         k = bisect.bisect_right(self._starts, i) - 1
@@ -63,6 +66,12 @@ class _Reader:
         return self._len
 
     def __getitem__(self, i: Any) -> Any:
+        first, stop, values = self._run
+        if type(i) is int and first <= i < stop:
+            value = values[i - first]
+            if value is not _TAKEN:
+                values[i - first] = _TAKEN
+                return value
         n = self._len
         if type(i) is not int:
             try:
@@ -75,7 +84,13 @@ class _Reader:
             raise IndexError(f"index out of range for a dataset of {n} examples")
         starts = self._starts
         k = bisect.bisect_right(starts, i) - 1
-        return self._shards[k].get(i - starts[k])
+        shard = self._shards[k]
+        value = shard.get(i - starts[k])
+        block = shard.unpickled_block()
+        if block is not None:
+            first = starts[k] + block[0]
+            self._run = (first, first + len(block[1]), block[1])
+        return value
 
     def __getitems__(self, indices: Sequence[int]) -> list[Any]:
         """Examples at ``indices``, reading and decoding each block once (torch's batched fetch).
@@ -124,7 +139,8 @@ class _Reader:
                 yield from shard.iter_block(b)
 
     def close(self) -> None:
-        """Release memory maps now (they reopen on the next read)."""
+        """Release memory maps and unpickled blocks now (maps reopen on the next read)."""
+        self._run = _Reader._run
         for shard in self._shards:
             shard.close()
 
@@ -222,6 +238,7 @@ class AtlasDataset(_Reader, torch.utils.data.Dataset):  # type: ignore[type-arg]
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("_cache", None)
+        state.pop("_run", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -291,6 +308,7 @@ class AtlasDatasetShard(_Reader):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("_cache", None)
+        state.pop("_run", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:

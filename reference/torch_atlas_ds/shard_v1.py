@@ -262,6 +262,10 @@ class V1Shard(ProcessLocalState):
     def get_each(self, indices: list[int]) -> list[Any]:
         return [self.get(j) for j in indices]
 
+    def unpickled_block(self) -> None:
+        """Version 1 reads its cached block list in place (the original's behaviour): no hand-out list."""
+        return None
+
     def get_many(self, b: int, positions: list[int]) -> list[Any]:
         block = self.read_block(b)
         return [block[p] for p in positions]

@@ -637,6 +637,14 @@ class V2Shard(ProcessLocalState):
                     raise self._load_error(exc, b, pos) from None
         return self._slice(block, b, pos)  # raises the error that names what is wrong with the table
 
+    def unpickled_block(self) -> tuple[int, list[Any]] | None:
+        """Framing "list": (first shard example, examples) of the block last unpickled, handed-out
+        slots holding ``_TAKEN``, for the dataset's in-order fast path; None otherwise."""
+        memo = self._memo
+        if memo[3] is None or self._gen != _FORK_GENERATION[0]:
+            return None
+        return memo[0] * self.block_size, memo[3]
+
     def get_each(self, indices: list[int]) -> list[Any]:
         """Examples at shard ``indices`` (any order), for shards that decode no block (codec none,
         framing "example"): each example's offsets read from the mapped table in place, no per-block
