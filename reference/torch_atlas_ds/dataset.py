@@ -86,10 +86,11 @@ class _Reader:
         k = bisect.bisect_right(starts, i) - 1
         shard = self._shards[k]
         value = shard.get(i - starts[k])
-        block = shard.unpickled_block()
-        if block is not None:
-            first = starts[k] + block[0]
-            self._run = (first, first + len(block[1]), block[1])
+        if shard.unpickles_lists:
+            block = shard.unpickled_block()
+            if block is not None:
+                first = starts[k] + block[0]
+                self._run = (first, first + len(block[1]), block[1])
         return value
 
     def __getitems__(self, indices: Sequence[int]) -> list[Any]:

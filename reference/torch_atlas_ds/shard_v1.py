@@ -100,6 +100,7 @@ class V1Shard(ProcessLocalState):
 
     version = 1
     decodes_blocks = True  # every read decodes (and unpickles) its whole block
+    unpickles_lists = False  # its cached block list is read in place, as the original does
 
     def __init__(self, path: str | Path, *, mmap_index: bool = True, compression_dict_bytes: Any = None,
                  limits: Limits = DEFAULT_LIMITS, loads: Loads = pickle.loads, cache: BlockCache | None = None,
@@ -263,7 +264,7 @@ class V1Shard(ProcessLocalState):
         return [self.get(j) for j in indices]
 
     def unpickled_block(self) -> None:
-        """Version 1 reads its cached block list in place (the original's behaviour): no hand-out list."""
+        """No hand-out list (``unpickles_lists`` is False): the cached block list is read in place."""
         return None
 
     def get_many(self, b: int, positions: list[int]) -> list[Any]:

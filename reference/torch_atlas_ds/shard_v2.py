@@ -224,6 +224,8 @@ class V2Shard(ProcessLocalState):
             raise MetadataError("dict_id must be 0 without a dictionary", **where)
         self._example_frames = self.framing is Framing.EXAMPLE
         self._list_blocks = self.framing is Framing.LIST
+        #: whether reads unpickle whole blocks into lists handed out once (framing "list")
+        self.unpickles_lists = self._list_blocks
         self._last_block = self.num_blocks - 1
         self._last_count = self.block_count(self._last_block) if self.num_blocks else 0
         #: whether a read decodes a whole block (worth grouping a batch's indices per block)
