@@ -169,7 +169,8 @@ def render(result: dict[str, Any]) -> str:
         f"({wl['image']['pickled_bytes'] / 1e6:.1f} MB pickled)",
         f"- Every number is examples/s from a fresh process (one process per measurement, median of "
         f"{result['repeat']}; random and batched reads: median of {result.get('repeat_random', result['repeat'])} "
-        f"fresh processes); page cache warm (the data was just written; 'cold' open = fresh process, not "
+        f"fresh processes, in-order `ds[i]` and iteration: median of {result.get('repeat_seq', result['repeat'])}); "
+        f"page cache warm (the data was just written; 'cold' open = fresh process, not "
         f"dropped caches). Random: the same {result['n_random']:,} random indices for every system; batched: those "
         f"indices in batches of {result['batch']}; sequential `ds[i]` and native iteration stop after "
         f"{result['time_cap_s']:.0f} s (then the rate is over the examples read); DataLoader: one epoch, 2 workers "

@@ -171,7 +171,9 @@ def measure(system: dict[str, Any], wname: str, wl: dict[str, Any], args: argpar
         if t.startswith("loader"):
             task["sampler"] = {"loader_block": "block", "loader_native": "native"}.get(t, "random")
         values, last = [], {}
-        repeat = 1 if t == "open" else max(args.repeat, args.repeat_random if t in ("random", "batched") else 1)
+        more = {"random": args.repeat_random, "batched": args.repeat_random, "seq": args.repeat_seq,
+                "iter": args.repeat_seq}.get(t, 1)
+        repeat = 1 if t == "open" else max(args.repeat, more)
         for _ in range(repeat):
             last = run_worker(system["group"], task, args.timeout)
             if not last.get("ok"):
@@ -287,6 +289,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="fresh processes per measurement (median)")
     parser.add_argument("--repeat-random", type=int, default=3,
                         help="fresh processes for random and batched reads (median; they decide most targets)")
+    parser.add_argument("--repeat-seq", type=int, default=3,
+                        help="fresh processes for in-order ds[i] and iteration (median; the sequential targets)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per measurement process")
     parser.add_argument("--time-cap", type=float, default=None, help="seconds per sequential/iteration pass")
     parser.add_argument("--keep", action="store_true", help="keep the written datasets")
@@ -326,7 +330,8 @@ def main() -> None:
         "elapsed_s": time.time() - started, "workloads": {k: {"n": v["n"], "pickled_bytes": v["pickled_bytes"]}
                                                         for k, v in wls.items()},
         "n_random": n_rand, "batch": 256, "time_cap_s": float(os.environ.get("PEERS_TIME_CAP", "15")),
-        "repeat": args.repeat, "repeat_random": max(args.repeat, args.repeat_random), "versions": vers,
+        "repeat": args.repeat, "repeat_random": max(args.repeat, args.repeat_random),
+        "repeat_seq": max(args.repeat, args.repeat_seq), "versions": vers,
         "caching": CACHING, "limits": lims, "rows": rows,
         "complete": final,
         }
