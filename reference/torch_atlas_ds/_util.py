@@ -128,14 +128,14 @@ class BlockCache:
         return value
 
     def put(self, key: tuple[Any, int], value: Any) -> None:
-        if self.capacity == 0:
-            return
+        items = self._items
+        if key in items:
+            items.move_to_end(key)
+        items[key] = value  # a new key goes to the end
         try:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
-        except KeyError:  # another thread evicted concurrently: the bound still holds
+            while len(items) > self.capacity:
+                items.popitem(last=False)
+        except KeyError:  # another thread emptied it concurrently: the bound still holds
             pass
 
     def clear(self) -> None:

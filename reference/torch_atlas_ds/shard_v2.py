@@ -223,6 +223,7 @@ class V2Shard(ProcessLocalState):
         elif self.dict_id != 0:
             raise MetadataError("dict_id must be 0 without a dictionary", **where)
         self._example_frames = self.framing is Framing.EXAMPLE
+        self._zstd = self.codec == Codec.ZSTD
         self._list_blocks = self.framing is Framing.LIST
         #: whether reads unpickle whole blocks into lists handed out once (framing "list")
         self.unpickles_lists = self._list_blocks
@@ -381,7 +382,7 @@ class V2Shard(ProcessLocalState):
         return {"path": self.path / DATA_FILE, "shard": self.label, "block": b, "offset": int(self._offsets[b])}
 
     def _stored_block(self, b: int) -> memoryview:
-        if self._gen != fork_generation():
+        if self._gen != _FORK_GENERATION[0]:
             self._open()
         off = self._offsets[b]
         stored = self._data[off:off + self._stored[b]]
@@ -458,20 +459,20 @@ class V2Shard(ProcessLocalState):
         try:
             # The size the frame declares, read without a parse (C for zstd, two fields for LZ4);
             # any other value than raw_size (itself within the limits) gets the full check's error.
-            if self.codec == Codec.ZSTD:
+            if self._zstd:
                 declared: int | None = zstandard.frame_content_size(stored)
+                if declared == raw_size:
+                    dctx = getattr(self._tls, "dctx", None)
+                    if dctx is None:
+                        dctx = self._tls.dctx = self._new_dctx()
+                    block = dctx.decompress(stored)
             else:
                 declared = lz4_declared_size(stored)
+                if declared == raw_size:
+                    block = lz4.frame.decompress(stored)
             if declared != raw_size:
                 check_declared_size(self._info, stored, raw_size, self.limits)
                 raise CodecError(f"frame declares {declared} bytes, the index says {raw_size}")
-            if self.codec == Codec.ZSTD:
-                dctx = getattr(self._tls, "dctx", None)
-                if dctx is None:
-                    dctx = self._tls.dctx = self._new_dctx()
-                block = dctx.decompress(stored)
-            else:
-                block = lz4.frame.decompress(stored)
         except AtlasError as exc:
             raise type(exc)(exc.message, **self._where(b)) from None
         except (zstandard.ZstdError, RuntimeError, ValueError) as exc:
