@@ -674,6 +674,35 @@ def test_large_shard_index_path_uses_numpy_views(tmp_path, monkeypatch, mmap_ind
 # -- framing "example" (V2-FRAME) ----------------------------------------------------------
 
 
+@pytest.mark.parametrize("variant", ["shared", "zstd", "lz4", "shared-list", "lz4-list"])
+def test_a_block_read_again_after_its_checksum_decodes_in_one_step_or_fails_located(tmp_path, variant):
+    """Blocks whose checksum was verified are decoded in one step when read again (cache of 0 blocks):
+    the same examples; a frame whose declared size changed under the mapping still gets the located
+    error of the full path, never a wrong answer."""
+    import random
+
+    root = tmp_path / "d"
+    examples = write(root, 96, shard_size=48, block_size=4, **VARIANTS[variant])
+    ds = AtlasDataset(root, block_cache_size=0)
+    order = random.Random(5).sample(range(96), 96)
+    for _ in range(2):  # the first pass verifies every block, the second decodes them in one step
+        assert all(same(ds[i], examples[i]) for i in order)
+        assert all(same(a, examples[i]) for a, i in zip(ds.__getitems__(order), order, strict=True))
+    _, entries = _stored_blocks(root / "000001")
+    offset = int(entries[3]["offset"])
+    with open(root / "000001" / "data.bin", "r+b") as f:  # the mapped file changes under the reader
+        if variant.startswith("lz4"):
+            f.seek(offset + 6)  # the LZ4 frame's 8-byte content size
+            f.write((int(entries[3]["raw_size"]) + 1).to_bytes(8, "little"))
+        else:
+            f.seek(offset + 4)  # zstd frame header descriptor: declare no content size
+            f.write(bytes([0x00]))
+    with pytest.raises(AtlasError) as info:
+        ds[48 + 13]
+    assert info.value.block == 3 and info.value.shard == "000001"
+    assert same(ds[48 + 17], examples[48 + 17])  # its neighbours still read
+
+
 def _stored_blocks(folder: Path) -> tuple[bytes, np.ndarray]:
     entries = np.frombuffer((folder / "index.bin").read_bytes(), dtype=INDEX_ENTRY_DTYPE, offset=64)
     return (folder / "data.bin").read_bytes(), entries

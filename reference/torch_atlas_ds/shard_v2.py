@@ -484,18 +484,47 @@ class V2Shard(ProcessLocalState):
     def _block(self, b: int) -> Any:
         """Decoded block ``b``: the last block read, the LRU, or a decode (codec none: the verified stored view)."""
         memo = self._memo
-        if memo[0] == b and self._gen == _FORK_GENERATION[0]:
+        if self._gen != _FORK_GENERATION[0]:
+            self._open()
+        elif memo[0] == b:
             return memo[1]
+        block: Any
         if self.codec == Codec.NONE:
             block = self._stored_block(b)
         else:
             key = (self.label, b)
             block = self.cache.get(key)
-            if block is None or self._gen != _FORK_GENERATION[0]:
-                block = self.decoded_block(b)
+            if block is None:
+                block = self._decode_verified(b) if self._verified[b] or not self.verify_checksums else None
+                if block is None:
+                    block = self.decoded_block(b)
                 self.cache.put(key, block)
         self._memo = (b, block, None, None)
         return block
+
+    def _decode_verified(self, b: int) -> Any:
+        """Block ``b`` of framing block decoded in one step once its checksum is verified (the random-read
+        hot path); None when anything is unusual, so that decoded_block raises the located error."""
+        if self._example_frames:
+            return None
+        off = self._offsets[b]
+        stored = self._data[off:off + self._stored[b]]
+        raw_size = self._raw[b]
+        try:
+            if self._zstd:
+                if zstandard.frame_content_size(stored) != raw_size:
+                    return None
+                dctx = getattr(self._tls, "dctx", None)
+                if dctx is None:
+                    return None
+                block = dctx.decompress(stored)
+            else:
+                if lz4_declared_size(stored) != raw_size:
+                    return None
+                block = lz4.frame.decompress(stored)
+        except (zstandard.ZstdError, RuntimeError, ValueError):
+            return None
+        return block if len(block) == raw_size else None
 
     def _slice(self, block: Any, b: int, pos: int) -> Any:
         """The pickle bytes of example ``pos``: two offsets read from the table, bounds checked (O(1))."""
