@@ -456,30 +456,45 @@ class V2Shard(ProcessLocalState):
             return block
         stored = self._stored_block(b)
         raw_size = int(self._raw[b])
+        decoded = self._decode_block_frame(stored, raw_size)
+        if decoded is None:
+            raise self._frame_error(stored, raw_size, b)
+        return decoded
+
+    def _decode_block_frame(self, stored: Any, raw_size: int) -> bytes | None:
+        """The block one codec frame decodes to (framing block or list), or None when the frame is not
+        what the index says: the declared size (read without a parse: C for zstd, two fields for LZ4)
+        is checked against raw_size, itself within the limits, before anything is allocated."""
         try:
-            # The size the frame declares, read without a parse (C for zstd, two fields for LZ4);
-            # any other value than raw_size (itself within the limits) gets the full check's error.
             if self._zstd:
-                declared: int | None = zstandard.frame_content_size(stored)
-                if declared == raw_size:
-                    dctx = getattr(self._tls, "dctx", None)
-                    if dctx is None:
-                        dctx = self._tls.dctx = self._new_dctx()
-                    block = dctx.decompress(stored)
+                if zstandard.frame_content_size(stored) != raw_size:
+                    return None
+                dctx = getattr(self._tls, "dctx", None)
+                if dctx is None:
+                    dctx = self._tls.dctx = self._new_dctx()
+                block: bytes = dctx.decompress(stored)
             else:
-                declared = lz4_declared_size(stored)
-                if declared == raw_size:
-                    block = lz4.frame.decompress(stored)
+                if lz4_declared_size(stored) != raw_size:
+                    return None
+                block = lz4.frame.decompress(stored)
+        except (zstandard.ZstdError, RuntimeError, ValueError):
+            return None
+        return block if len(block) == raw_size else None
+
+    def _frame_error(self, stored: Any, raw_size: int, b: int) -> AtlasError:
+        """The located error for a frame _decode_block_frame refused (the slow path: it decodes again)."""
+        where = self._where(b)
+        try:
+            declared = zstandard.frame_content_size(stored) if self._zstd else lz4_declared_size(stored)
             if declared != raw_size:
                 check_declared_size(self._info, stored, raw_size, self.limits)
-                raise CodecError(f"frame declares {declared} bytes, the index says {raw_size}")
+                return CodecError(f"frame declares {declared} bytes, the index says {raw_size}", **where)
+            size = len(self._tls.dctx.decompress(stored) if self._zstd else lz4.frame.decompress(stored))
         except AtlasError as exc:
-            raise type(exc)(exc.message, **self._where(b)) from None
+            return type(exc)(exc.message, **where)
         except (zstandard.ZstdError, RuntimeError, ValueError) as exc:
-            raise CodecError(f"{self.codec.label} cannot decode the block: {exc}", **self._where(b)) from None
-        if len(block) != raw_size:
-            raise CodecError(f"block decodes to {len(block)} bytes, index.bin says {raw_size}", **self._where(b))
-        return block
+            return CodecError(f"{self.codec.label} cannot decode the block: {exc}", **where)
+        return CodecError(f"block decodes to {size} bytes, index.bin says {raw_size}", **where)
 
     def _block(self, b: int) -> Any:
         """Decoded block ``b``: the last block read, the LRU, or a decode (codec none: the verified stored view)."""
@@ -495,36 +510,15 @@ class V2Shard(ProcessLocalState):
             key = (self.label, b)
             block = self.cache.get(key)
             if block is None:
-                block = self._decode_verified(b) if self._verified[b] or not self.verify_checksums else None
+                if not self._example_frames and (self._verified[b] or not self.verify_checksums):
+                    # checksum already verified in this process: decode in one step, the full path on refusal
+                    off = self._offsets[b]
+                    block = self._decode_block_frame(self._data[off:off + self._stored[b]], self._raw[b])
                 if block is None:
                     block = self.decoded_block(b)
                 self.cache.put(key, block)
         self._memo = (b, block, None, None)
         return block
-
-    def _decode_verified(self, b: int) -> Any:
-        """Block ``b`` of framing block decoded in one step once its checksum is verified (the random-read
-        hot path); None when anything is unusual, so that decoded_block raises the located error."""
-        if self._example_frames:
-            return None
-        off = self._offsets[b]
-        stored = self._data[off:off + self._stored[b]]
-        raw_size = self._raw[b]
-        try:
-            if self._zstd:
-                if zstandard.frame_content_size(stored) != raw_size:
-                    return None
-                dctx = getattr(self._tls, "dctx", None)
-                if dctx is None:
-                    return None
-                block = dctx.decompress(stored)
-            else:
-                if lz4_declared_size(stored) != raw_size:
-                    return None
-                block = lz4.frame.decompress(stored)
-        except (zstandard.ZstdError, RuntimeError, ValueError):
-            return None
-        return block if len(block) == raw_size else None
 
     def _slice(self, block: Any, b: int, pos: int) -> Any:
         """The pickle bytes of example ``pos``: two offsets read from the table, bounds checked (O(1))."""
@@ -613,15 +607,9 @@ class V2Shard(ProcessLocalState):
         b, pos = divmod(i, self.block_size)
         if self._example_frames:
             return self._frame_example(b, pos)
-        memo = self._memo
-        if self._list_blocks:
-            taken = memo[3]
-            if memo[0] == b and taken is not None and self._gen == _FORK_GENERATION[0]:
-                value = taken[pos]
-                if value is not _TAKEN:
-                    taken[pos] = _TAKEN
-                    return value
+        if self._list_blocks:  # in-order reads are served by the dataset's run of the block (dataset.py)
             return self._take(b, (pos,))[0]
+        memo = self._memo
         if memo[0] == b and self._gen == _FORK_GENERATION[0]:
             # Reads within one block. A sequential step (example pos right after the last one read,
             # as `for i in range(len(ds))` does) unpickles the rest of the block in one pass, as
