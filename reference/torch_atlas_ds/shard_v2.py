@@ -224,13 +224,12 @@ class V2Shard(ProcessLocalState):
             raise MetadataError("dict_id must be 0 without a dictionary", **where)
         self._example_frames = self.framing is Framing.EXAMPLE
         self._zstd = self.codec == Codec.ZSTD
-        self._list_blocks = self.framing is Framing.LIST
         #: whether reads unpickle whole blocks into lists handed out once (framing "list")
-        self.unpickles_lists = self._list_blocks
+        self.unpickles_lists = self.framing is Framing.LIST
         self._last_block = self.num_blocks - 1
         self._last_count = self.block_count(self._last_block) if self.num_blocks else 0
         #: whether a read decodes a whole block (worth grouping a batch's indices per block)
-        self.decodes_blocks = (self.codec != Codec.NONE and not self._example_frames) or self._list_blocks
+        self.decodes_blocks = (self.codec != Codec.NONE and not self._example_frames) or self.unpickles_lists
         self.metadata = AtlasDatasetShardMetadata(2, self.block_size, self.num_examples,
                                                   v2_to_strategy(self.codec, _mode(self.dictionary)),
                                                   doc["compression_level"], None)
@@ -489,7 +488,8 @@ class V2Shard(ProcessLocalState):
             if declared != raw_size:
                 check_declared_size(self._info, stored, raw_size, self.limits)
                 return CodecError(f"frame declares {declared} bytes, the index says {raw_size}", **where)
-            size = len(self._tls.dctx.decompress(stored) if self._zstd else lz4.frame.decompress(stored))
+            dctx = getattr(self._tls, "dctx", None) or self._new_dctx() if self._zstd else None
+            size = len(dctx.decompress(stored) if dctx is not None else lz4.frame.decompress(stored))
         except AtlasError as exc:
             return type(exc)(exc.message, **where)
         except (zstandard.ZstdError, RuntimeError, ValueError) as exc:
@@ -607,7 +607,7 @@ class V2Shard(ProcessLocalState):
         b, pos = divmod(i, self.block_size)
         if self._example_frames:
             return self._frame_example(b, pos)
-        if self._list_blocks:  # in-order reads are served by the dataset's run of the block (dataset.py)
+        if self.unpickles_lists:  # in-order reads are served by the dataset's run of the block (dataset.py)
             return self._take(b, (pos,))[0]
         memo = self._memo
         if memo[0] == b and self._gen == _FORK_GENERATION[0]:
@@ -701,7 +701,7 @@ class V2Shard(ProcessLocalState):
 
     def get_many(self, b: int, positions: list[int]) -> list[Any]:
         """Examples at ``positions`` of block ``b``, decoding the block (or only their frames) once."""
-        if self._list_blocks:
+        if self.unpickles_lists:
             return self._take(b, positions)
         if self._example_frames:
             stored = self._stored_block(b)
@@ -721,7 +721,7 @@ class V2Shard(ProcessLocalState):
         """Every example of block ``b`` in order (the block decoded once, its table parsed once)."""
         if self._example_frames:
             return self.get_many(b, list(range(self.block_count(b))))
-        if self._list_blocks:
+        if self.unpickles_lists:
             return self._unpickle_list(self._block(b), b)
         block = self._block(b)
         table = self._table(block, b)
