@@ -609,7 +609,7 @@ def _any_v1(tmp):
 def _unlisted_global(tmp):
     import pathlib
 
-    return v2(tmp, pickle_hook=_pickle_hook(pickle.dumps(pathlib.PurePosixPath("x"), protocol=5)))
+    return v2(tmp, pickle_hook=_pickle_hook(pickle.dumps(pathlib.PosixPath("x"), protocol=5)))
 
 
 @vector("ATL601")
@@ -631,13 +631,33 @@ def _persistent_id(tmp):
 
 # PROTO 5, BININT1 1, SHORT_BINUNICODE 'abc', STACK_GLOBAL, STOP: the module is an integer.
 UNRESOLVED_STACK_GLOBAL = b"\x80\x05K\x01\x8c\x03abc\x93."
-# torch.storage._load_from_bytes(b"not a zip"): the nested archive is not a zip file.
-LOAD_FROM_BYTES_NOT_ZIP = (b"\x80\x05\x8c\x0dtorch.storage\x8c\x10_load_from_bytes\x93C\x09not a zip\x85R.")
+# torch.storage._load_from_bytes(b"not a stream"): not the legacy torch stream of PICKLE-12.
+LOAD_FROM_BYTES_NOT_ZIP = (b"\x80\x05\x8c\x0dtorch.storage\x8c\x10_load_from_bytes\x93C\x0cnot a stream\x85R.")
+# Hand-made pickles, one per rule of the pickle policy (PICKLE-2, PICKLE-6 to PICKLE-10).
+POLICY_PICKLES = {
+    "ATL606": b"I1\n.",  # protocol 0 INT
+    "ATL607": b"\x80\x04\x8c\x08builtins\x8c\tbytearray\x93J\x00\xca\x9a;\x85R.",  # bytearray(10**9)
+    "ATL608": b"\x80\x04\x8c\x08builtins\x8c\x04list\x93}b.",  # BUILD on the list type itself
+    "ATL609": b"\x80\x04}K\x01a.",  # APPEND to a dict
+    "ATL610": b"\x80\x04}]K\x01s.",  # a list as a dict key
+    "ATL611": b"\x80\x04K\x01r\x00\x00\x00\x10.",  # LONG_BINPUT 2**28
+}
 
 
 @vector("ATL603")
 def _unresolved_stack_global(tmp):
     return v2(tmp, pickle_hook=_pickle_hook(UNRESOLVED_STACK_GLOBAL))
+
+
+def _policy_vector(finding_id: str) -> Any:
+    def build(tmp):
+        return v2(tmp, pickle_hook=_pickle_hook(POLICY_PICKLES[finding_id]))
+    build.__name__ = f"_policy_{finding_id.lower()}"
+    return vector(finding_id)(build)
+
+
+for _finding_id in POLICY_PICKLES:
+    _policy_vector(_finding_id)
 
 
 @vector("ATL604")
@@ -678,7 +698,7 @@ def _limit_raw(tmp):
 
 @vector("ATL902")
 def _scan_limit(tmp):
-    return v2(tmp), {"scan_limits": ScanLimits(max_opcodes=5)}
+    return v2(tmp), {"scan_limits": ScanLimits(max_items=1)}
 
 
 @vector("ATL990")

@@ -328,7 +328,7 @@ def test_truncated_block_pickle(tmp_path, codec):
     no_internal_error(report)
 
 
-@pytest.mark.parametrize("protocol", [0, 2, 3, 4, 5])
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
 def test_protocol_other_than_the_writers_is_a_warning(tmp_path, protocol):
     root = listed(tmp_path, protocol=protocol)
     report = validate(root)
@@ -339,6 +339,12 @@ def test_protocol_other_than_the_writers_is_a_warning(tmp_path, protocol):
     assert {(f.shard, f.block) for f in found} == {(s, b) for s in (S0, S1, S2) for b in range(4 if s != S2 else 3)}
     assert all(f"writers must use {LIST_PROTOCOL}" in f.message and "V2-FRAME-5" in f.clause for f in found)
     assert report.ok and not errors(report) and not validate(root, strict=True).ok
+
+
+def test_protocol_0_is_outside_the_pickle_policy(tmp_path):
+    """Protocol 0 and 1 text opcodes are refused by the pickle policy (PICKLE-2): an error, not a warning."""
+    report = validate(listed(tmp_path, protocol=0))
+    assert not report.ok and "ATL606" in report.ids() and "PICKLE-2" in only(report, "ATL606")[0].clause
 
 
 @pytest.mark.parametrize("codec", ["zstd", "lz4", "none"])

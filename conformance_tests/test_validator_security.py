@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from validator_vectors import BuiltinsEval, OsSystem, examples, write_v1, write_v2
 
 from atlas_validator import validate
-from atlas_validator.pickle_scan import ScanLimits, scan_pickle
+from atlas_validator.pickle_scan import scan_pickle
 
 
 def _malicious_v1(tmp_path: Path, marker: Path, marker2: Path, strategy: int) -> Path:
@@ -36,8 +36,7 @@ def test_malicious_v1_block_is_flagged_and_not_run(tmp_path, strategy):
     report = validate(root)
     dangerous = [f for f in report.findings if f.id == "ATL601"]
     names = " ".join(f.message for f in dangerous)
-    assert "posix.system" in names or "os.system" in names
-    assert "builtins.eval" in names
+    assert "posix.system" in names or "os.system" in names  # the first rule the block's pickle breaks
     assert all(f.shard == "0" and f.block == 1 and f.path == "0/data.bin" for f in dangerous)
     assert not report.ok
     # the CLI, as a user would run it, in a fresh process
@@ -62,7 +61,7 @@ def test_malicious_v2_example_is_flagged_and_not_run(tmp_path):
 
 def test_scanner_counts_list_items_through_memo_and_appends():
     value = ["a", "b", "a", {"x": 1}, [1, 2], "a"]
-    for protocol in range(0, 6):
+    for protocol in range(2, 6):
         result = scan_pickle(pickle.dumps(value, protocol=protocol), shape=True)
         assert result.top_is_list and result.top_count == 6, protocol
         assert not result.issues
@@ -85,15 +84,19 @@ def test_scanner_resolves_stack_global_from_memo():
     assert [i.id for i in scan_pickle(crafted).issues] == ["ATL601"]
 
 
-def test_scanner_allows_allow_listed_globals():
+def test_scanner_allows_policy_globals():
     import collections
     import datetime
     import decimal
+    import fractions
+    import pathlib
+    import uuid
 
-    data = pickle.dumps([collections.OrderedDict(a=1), datetime.date(2020, 1, 1), decimal.Decimal("1.5"),
-                         {1, 2}, frozenset([3]), complex(1, 2), bytearray(b"xy")], protocol=4)
-    result = scan_pickle(data, shape=True)
-    assert not result.issues and result.top_count == 7
+    values = [collections.OrderedDict(a=1), datetime.date(2020, 1, 1), decimal.Decimal("1.5"), {1, 2}, frozenset([3]),
+              complex(1, 2), bytearray(b"xy"), fractions.Fraction(3, 7), uuid.UUID(int=5), range(3), slice(1, None),
+              ..., pathlib.PurePosixPath("a/b"), collections.defaultdict(list, a=[1]), collections.deque([1], 4)]
+    result = scan_pickle(pickle.dumps(values, protocol=4), shape=True)
+    assert not result.issues and result.top_count == len(values)
     # protocol 2 spells builtins as __builtin__: resolved as the unpickler does (fix_imports)
     result = scan_pickle(pickle.dumps([{1, 2}, frozenset([3])], protocol=2), shape=True)
     assert not result.issues and result.top_count == 2
@@ -107,19 +110,20 @@ def test_scanner_reports_malformed_pickles(data):
 
 
 def test_scanner_limits():
-    deep = b"\x80\x05" + b"(" * 50 + b"."
-    assert [i.id for i in scan_pickle(deep, limits=ScanLimits(max_stack=10)).issues] == ["ATL902"]
-    memo = pickle.dumps([str(i) for i in range(100)], protocol=4)
-    assert "ATL902" in {i.id for i in scan_pickle(memo, limits=ScanLimits(max_memo=10)).issues}
+    from atlas_format.pickle_values import PickleLimits
 
-
-def _torch_like_archive(inner: bytes) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as archive:
-        archive.writestr("archive/data.pkl", inner)
-        archive.writestr("archive/data/0", b"\0" * 16)
-        archive.writestr("archive/version", b"3\n")
-    return buf.getvalue()
+    nested = pickle.dumps([[[[1]]]], protocol=4)
+    assert [i.id for i in scan_pickle(nested, limits=PickleLimits(max_depth=3)).issues] == ["ATL902"]
+    assert not scan_pickle(nested, limits=PickleLimits(max_depth=4)).issues
+    many = pickle.dumps([str(i) for i in range(100)], protocol=4)
+    assert [i.id for i in scan_pickle(many, limits=PickleLimits(max_items=99)).issues] == ["ATL902"]
+    assert not scan_pickle(many, limits=PickleLimits(max_items=100)).issues
+    shared = [1, 2, 3]
+    dag = pickle.dumps([shared] * 10, protocol=4)  # 10 references to one list: 10 + 30 items
+    assert [i.id for i in scan_pickle(dag, limits=PickleLimits(max_items=39)).issues] == ["ATL902"]
+    assert not scan_pickle(dag, limits=PickleLimits(max_items=40)).issues
+    assert [i.id for i in scan_pickle(pickle.dumps(2 ** 100, protocol=4),
+                                      limits=PickleLimits(max_int_bytes=8)).issues] == ["ATL902"]
 
 
 def _load_from_bytes_pickle(blob: bytes) -> bytes:
@@ -128,23 +132,12 @@ def _load_from_bytes_pickle(blob: bytes) -> bytes:
     return head + b"B" + len(blob).to_bytes(4, "little") + blob + b"\x85Ra."
 
 
-def test_nested_torch_archive_is_scanned():
-    # torch.save's inner pickle: a rebuild call with a persistent id for the storage (normal inside the archive)
-    inner = (b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\nq\x00((X\x07\x00\x00\x00storageq\x01ctorch\n"
-             b"FloatStorage\nq\x02X\x01\x00\x00\x000q\x03X\x03\x00\x00\x00cpuq\x04K\x04tq\x05QK\x00K\x04\x85K"
-             b"\x01\x85\x89ccollections\nOrderedDict\nq\x06)Rq\x07tq\x08Rq\x09.")
-    result = scan_pickle(_load_from_bytes_pickle(_torch_like_archive(inner)), shape=True)
-    assert result.top_count == 1
-    ids = [i.id for i in result.issues]
-    assert ids == []  # persistent ids are how torch archives name storages; the rest is allow-listed
-    evil = pickle.dumps(OsSystem("true"), protocol=2)
-    result = scan_pickle(_load_from_bytes_pickle(_torch_like_archive(evil)))
-    assert [i.id for i in result.issues] == ["ATL601"] and "archive/data.pkl" in result.issues[0].message
-
-
-def test_nested_archive_bounds():
-    huge = _torch_like_archive(b"\x80\x02N.")
-    result = scan_pickle(_load_from_bytes_pickle(huge), limits=ScanLimits(max_archive_size=8))
+def test_a_zip_archive_is_not_the_stream_of_load_from_bytes():
+    """Plain pickle stores storages as legacy torch streams (PICKLE-12); a torch.save zip archive is refused."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        archive.writestr("archive/data.pkl", b"\x80\x02N.")
+    result = scan_pickle(_load_from_bytes_pickle(buf.getvalue()))
     assert [i.id for i in result.issues] == ["ATL604"]
 
 
@@ -157,13 +150,13 @@ _values = st.recursive(
 )
 
 
-@given(items=st.lists(_values, max_size=12), protocol=st.integers(0, 5))
+@given(items=st.lists(_values, max_size=12), protocol=st.integers(2, 5))
 def test_scanner_counts_any_list_of_plain_values(items, protocol):
     shared = ["shared"]  # the same object twice: memo GET inside the list
     value = items + [shared, shared]
     result = scan_pickle(pickle.dumps(value, protocol=protocol), shape=True)
     assert result.top_is_list and result.top_count == len(value)
-    assert result.end is not None and not [i for i in result.issues if i.id != "ATL600"]
+    assert result.end is not None and not result.issues
 
 
 def _legacy_blob(pickled: bytes) -> bytes:
@@ -190,12 +183,12 @@ def test_pickled_tensors_scan_clean_and_validate(tmp_path):
     root = write_v2(tmp_path / "ds", items, shard_size=16)
     report = validate(root)
     assert report.ok and not report.errors and not report.warnings, [f.to_dict() for f in report.findings]
-    assert "ATL605" in report.ids()  # the allow-listed torch globals are noted, with the substitute
+    assert "ATL605" in report.ids()  # the policy's torch globals are noted
 
 
 def test_legacy_torch_stream_defects():
     torch = pytest.importorskip("torch")
-    pickled = pickle.dumps(torch.arange(6, dtype=torch.float32), protocol=5)
+    pickled = pickle.dumps(torch.arange(6, dtype=torch.float32), protocol=3)  # no FRAME to keep in step
     blob = _legacy_blob(pickled)
 
     def ids(new_blob: bytes) -> list[str]:
@@ -203,9 +196,10 @@ def test_legacy_torch_stream_defects():
 
     assert ids(blob[:-3]) == ["ATL604"]  # storage bytes missing
     assert ids(blob + b"\0") == ["ATL604"]  # bytes after the storages
-    assert ids(blob[:100]) and set(ids(blob[:100])) <= {"ATL413", "ATL604"}  # a pickle cut short
+    assert ids(blob[:100]) == ["ATL604"]  # a pickle cut short
     evil = blob.replace(b"ctorch\nFloatStorage\n", b"cposix\nsystem\n")
-    assert "ATL601" in ids(evil)
+    assert ids(evil) == ["ATL604"] and "posix.system" in scan_pickle(
+        _replace_blob(pickled, blob, evil)).issues[0].message
     count = (6).to_bytes(8, "little")
     assert count in blob
     assert "ATL604" in ids(blob.replace(count, (5).to_bytes(8, "little"))[:-4])  # count differs from numel
@@ -213,64 +207,5 @@ def test_legacy_torch_stream_defects():
 
 def test_out_of_band_buffers_cannot_be_loaded_from_a_dataset():
     data = pickle.dumps(pickle.PickleBuffer(b"abc"), protocol=5, buffer_callback=lambda b: False)
-    assert "ATL413" in {i.id for i in scan_pickle(data).issues}
+    assert "ATL606" in {i.id for i in scan_pickle(data).issues}
     assert not scan_pickle(pickle.dumps(pickle.PickleBuffer(b"abc"), protocol=5)).issues  # in-band: fine
-
-
-def _comparable(result):
-    return (sorted((i.id, i.offset) for i in result.issues), result.end, result.protocol)
-
-
-_mutation = st.tuples(st.integers(0, 10_000), st.integers(0, 255), st.sampled_from(["flip", "cut", "insert"]))
-
-
-@given(value=_values | st.lists(_values, max_size=8), protocol=st.integers(0, 5),
-       mutations=st.lists(_mutation, max_size=3), evil=st.booleans())
-def test_fast_path_agrees_with_the_full_scan(value, protocol, mutations, evil):
-    """The plain-data fast path may only ever say "clean" where the full scan finds nothing."""
-    data = bytearray(pickle.dumps([value, OsSystem("true")] if evil else value, protocol=protocol))
-    for at, byte, kind in mutations:
-        at %= len(data) + 1
-        if kind == "flip" and at < len(data):
-            data[at] = byte
-        elif kind == "cut":
-            del data[at:]
-        else:
-            data[at:at] = bytes([byte])
-    data = bytes(data)
-    fast = scan_pickle(data)
-    full = scan_pickle(data, fast=False)
-    assert _comparable(fast) == _comparable(full)
-    fast_list = scan_pickle(data, shape=True)  # the version 1 fast path also counts the list's items
-    full_list = scan_pickle(data, shape=True, fast=False)
-    assert _comparable(fast_list) == _comparable(full_list)
-    assert (fast_list.top_is_list, fast_list.top_count) == (full_list.top_is_list, full_list.top_count)
-
-
-@given(values=st.lists(_values, min_size=1, max_size=6), protocol=st.integers(0, 5),
-       mutations=st.lists(_mutation, max_size=3), evil_at=st.integers(-1, 5))
-def test_block_fast_path_agrees_with_scanning_each_slice(values, protocol, mutations, evil_at):
-    from atlas_validator.pickle_scan import NEEDS_FULL_SCAN, plain_examples
-
-    pickles = [pickle.dumps(OsSystem("true") if i == evil_at else v, protocol=protocol) for i, v in enumerate(values)]
-    payload = bytearray(b"".join(pickles))
-    for at, byte, kind in mutations:  # may move bytes across example boundaries: slices stay where they were
-        at %= len(payload)
-        if kind == "flip":
-            payload[at] = byte
-        elif kind == "cut":
-            del payload[at]
-            payload.append(0)
-        else:
-            payload.insert(at, byte)
-            payload.pop()
-    payload = b"\x00" * 7 + bytes(payload)  # examples need not start at 0
-    bounds, pos = [], 7
-    for p in pickles:
-        bounds.append((pos, pos + len(p)))
-        pos += len(p)
-    for (start, end), protocol_found in zip(bounds, plain_examples(payload, bounds), strict=True):
-        if protocol_found == NEEDS_FULL_SCAN:
-            continue
-        full = scan_pickle(payload[start:end], shape=True)
-        assert not full.issues and full.end == end - start and full.protocol == protocol_found

@@ -32,7 +32,6 @@ from .errors import (
     LimitError,
     MetadataError,
     MissingShardError,
-    UnsafePickleError,
     VersionError,
 )
 from .metadata import AtlasDatasetShardMetadata
@@ -58,8 +57,8 @@ def unpickle_list_block(loads: Loads, raw: Any, count: int, where: dict[str, Any
     framing "list", V2-FRAME-5), unpickled and checked; failures are located at ``where``."""
     try:
         examples = loads(raw)
-    except UnsafePickleError as exc:
-        raise UnsafePickleError(exc.message, module=exc.module, name=exc.name, **where) from None
+    except AtlasError as exc:  # a refusal of safe loading: same type and rule, located here
+        raise exc.relocated(**where) from None
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is corrupt data
         raise FormatError(f"block does not unpickle: {type(exc).__name__}: {exc}", **where) from None
     if not isinstance(examples, list) or len(examples) != count:

@@ -53,7 +53,6 @@ from .errors import (
     LimitError,
     MetadataError,
     MissingShardError,
-    UnsafePickleError,
     VersionError,
 )
 from .metadata import AtlasDatasetShardMetadata
@@ -559,8 +558,8 @@ class V2Shard(ProcessLocalState):
 
     def _load_error(self, exc: Exception, b: int, pos: int) -> AtlasError:
         """The error for example ``pos`` of block ``b`` failing to unpickle, located."""
-        if isinstance(exc, UnsafePickleError):
-            return UnsafePickleError(exc.message, module=exc.module, name=exc.name, example=pos, **self._where(b))
+        if isinstance(exc, AtlasError):  # a refusal of safe loading: same type and rule, located here
+            return exc.relocated(example=pos, **self._where(b))
         return FormatError(f"example {pos} does not unpickle: {type(exc).__name__}: {exc}", example=pos,
                            **self._where(b))
 

@@ -40,6 +40,8 @@ class AtlasError(Exception):
         shard: int | str | None = None,
         block: int | None = None,
         example: int | None = None,
+        rule: str | None = None,
+        pickle_offset: int | None = None,
     ) -> None:
         self.message = message
         self.path = None if path is None else str(path)
@@ -47,6 +49,8 @@ class AtlasError(Exception):
         self.shard = shard
         self.block = block
         self.example = example
+        self.rule = rule
+        self.pickle_offset = pickle_offset
         super().__init__(self._render())
 
     def location(self) -> str:
@@ -55,7 +59,26 @@ class AtlasError(Exception):
 
     def _render(self) -> str:
         where = self.location()
-        return f"{where}: {self.message}" if where else self.message
+        text = self.message
+        if self.pickle_offset is not None:
+            text += f" (byte {self.pickle_offset} of the pickle)"
+        if self.rule is not None:
+            text += f" [pickle policy rule: {self.rule}]"
+        return f"{where}: {text}" if where else text
+
+    def relocated(self, **where: Any) -> AtlasError:
+        """The same error (same type, rule, pickle offset) located at ``where`` (file, shard, block, example,
+        offset); the fields already known are kept. Engines raise errors knowing the pickle, readers add
+        where that pickle is."""
+        err = type(self).__new__(type(self))
+        state = self.__dict__.copy()
+        for key, value in where.items():
+            if state.get(key) is None:
+                state[key] = None if key == "path" and value is None else (str(value) if key == "path" else value)
+        Exception.__init__(err, self.message)
+        err.__dict__.update(state)
+        err.args = (err._render(),)
+        return err
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Keep the keyword-only location when errors cross DataLoader worker processes.
@@ -103,7 +126,8 @@ class IncompleteDatasetError(AtlasError):
 
 
 class UnsafePickleError(AtlasError):
-    """A pickle refers to a global outside the allow-list (safe loading refused it)."""
+    """Safe loading refused a pickle: a global outside the pickle policy, or a call, BUILD, key or
+    nested stream the policy does not admit (``rule`` names which, spec/FORMAT.md section 5)."""
 
     def __init__(self, message: str, *, module: str | None = None, name: str | None = None, **where: Any) -> None:
         self.module = module

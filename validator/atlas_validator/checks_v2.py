@@ -37,7 +37,7 @@ from .blocks import check_list_pickle, decode_block, decode_frame, frame_declare
 from .common import ShardResult, Sink, file_size, guarded_shard_check, is_int, read_limited
 from .findings import Finding, Stats
 from .layout import unexpected_in_shard
-from .pickle_scan import NEEDS_FULL_SCAN, plain_examples, scan_pickle
+from .pickle_scan import scan_pickle
 from .tasks import ShardTask
 
 SHARD_FILES = {META_FILE, DATA_FILE, V2_INDEX_FILE, DICT_FILE}
@@ -671,20 +671,17 @@ def _scan_examples(task: ShardTask, sink: Sink, buf: bytes, slices: list[tuple[i
     offset ``at`` inside the pickle (None: the example as a whole).
     """
     first = b * (block_size or 0)
-    protocols = plain_examples(buf, [(start, end) for _k, start, end in slices], task.scan_limits)
-    for (k, start, end), protocol in zip(slices, protocols, strict=True):
-        if protocol == V2_PICKLE_PROTOCOL:  # the common case: a clean protocol-5 pickle filling its slice
-            continue
+    limits = task.scan_limits
+    for k, start, end in slices:
+        piece = buf[start:end]
+        result = scan_pickle(piece, limits=limits)
+        if not result.issues and result.end == len(piece) and result.protocol == V2_PICKLE_PROTOCOL:
+            if result.allowed:
+                example = first + k if block_size else None
+                sink.note_allowed(result.allowed, path=shown, block=b, example=example, offset=locate(k, None)[0])
+            continue  # the common case: a clean protocol-5 pickle filling its slice
         example = first + k if block_size else None
         at_example, suffix = locate(k, None)  # only when something is reported (it formats a message)
-        if protocol != NEEDS_FULL_SCAN:  # one clean plain-data pickle filling its slice
-            if protocol != V2_PICKLE_PROTOCOL:
-                sink.add("ATL415", f"example pickle uses protocol {protocol_text(protocol)}, writers must use "
-                                   f"{V2_PICKLE_PROTOCOL} ({suffix})", path=shown, block=b, example=example,
-                         offset=at_example)
-            continue
-        piece = buf[start:end]
-        result = scan_pickle(piece, limits=task.scan_limits, fast=False)
         if result.allowed:
             sink.note_allowed(result.allowed, path=shown, block=b, example=example, offset=at_example)
         for issue in result.issues:

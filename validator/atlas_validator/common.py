@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from atlas_format.allowlist import ALLOWED
 from atlas_format.errors import AtlasError
 
 from .findings import Finding, Stats, make
@@ -65,12 +64,10 @@ class Sink:
 
     def close(self) -> list[Finding]:
         for key, n in sorted(self.allowed.items()):
-            entry = ALLOWED.get(key)
-            extra = f"; safe loaders must substitute it ({entry.substitute})" if entry and entry.substitute else ""
             where = dict(self.allowed_first[key])
             where.setdefault("shard", self.shard)
-            self.findings.append(make("ATL605", f"{n} pickles reference the allow-listed global {key[0]}.{key[1]} "
-                                                f"(first location given){extra}", **where))
+            self.findings.append(make("ATL605", f"{n} pickles reference {key[0]}.{key[1]}, a global of the pickle "
+                                                "policy (first location given)", **where))
         self.allowed.clear()
         for finding_id, n in sorted(self.dropped.items()):
             self.findings.append(make(finding_id, f"{n} more findings of this kind not listed", shard=self.shard))

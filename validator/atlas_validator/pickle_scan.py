@@ -1,45 +1,66 @@
-"""Static pickle scanning: opcodes only, never unpickling.
+"""Static pickle scanning: the pickle policy (spec/FORMAT.md section 5) enforced without running anything.
 
-A small stack machine follows the opcodes (``pickletools.genops``) far enough to (1) name
-every global a pickle references, including STACK_GLOBAL's module and name taken from earlier
-string pushes or the memo, (2) count the items of a top-level list (version 1 blocks, version 2
-blocks of framing "list"), (3) find the bytes handed to ``torch.storage._load_from_bytes`` and
-scan the torch archive inside (size-limited ``zipfile``), and (4) stop at resource bounds
-(opcodes, memo, stack depth), as fickling's interpreter limits do, so a hostile pickle cannot
-make the validator run long or allocate much (spec PICKLE-4, LIM-3).
+The scanner follows the opcodes with a stack machine of its own. Plain data it keeps as plain
+data (the strings, numbers and containers a pickle spells out); every object an allowed
+constructor would make is an inert ``Made`` record of the facts the policy's checks need
+(``atlas_format.pickle_checks``): no global is imported, no constructor called, no key hashed
+except plain values. It stops at the first rule a pickle breaks and says which, where; a pickle
+it passes is one the safe loader (``torch_atlas_ds.safe_pickle``, the other engine of the same
+policy) loads, and one that the standard unpickler loads without running anything else.
 
-Before that full scan, a pickle is walked by a fast path that reads the opcode bytes itself
-(_plain_pickle, _plain_list_pickle): it can only answer "clean plain data", and sends anything
-else, or anything unusual, to the full scan.
+Never raises for any input: every problem becomes a ``ScanIssue``.
 """
 
 from __future__ import annotations
 
-import _compat_pickle
-import io
 import pickletools
 import struct
-import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, NoReturn, cast
+from typing import Any
 
-from atlas_format.allowlist import is_allowed, is_known_dangerous
+from atlas_format.pickle_checks import (
+    LEGACY_PICKLES,
+    check_legacy_header,
+    check_legacy_keys,
+    check_legacy_storage,
+    legacy_storage,
+)
+from atlas_format.pickle_policy import (
+    ALIASES,
+    HIGHEST_PROTOCOL,
+    KINDS,
+    OPCODES,
+    PLAIN_KINDS,
+    POLICY,
+    REFUSED_OPCODES,
+    PolicyEntry,
+    is_known_dangerous,
+    key_of,
+    refuse_global,
+    resolve_name,
+)
+from atlas_format.pickle_values import (
+    DEFAULT_PICKLE_LIMITS,
+    Made,
+    Mapping,
+    PickleLimits,
+    PolicyViolation,
+    Ref,
+    Rule,
+    Seq,
+)
 
+#: The scan's bounds are the policy's limits (one set for both engines).
+ScanLimits = PickleLimits
+DEFAULT_SCAN_LIMITS = DEFAULT_PICKLE_LIMITS
 
-@dataclass(frozen=True)
-class ScanLimits:
-    """Bounds on the work of one scan (LIM-3); exceeding one yields ATL902 and stops that scan."""
-
-    max_opcodes: int = 50_000_000
-    max_memo: int = 1_000_000
-    max_stack: int = 100_000
-    max_archive_size: int = 1 << 30
-    max_archive_members: int = 10_000
-    max_archive_depth: int = 2
-
-
-DEFAULT_SCAN_LIMITS = ScanLimits()
+#: Finding id of each rule (refused opcodes and globals are refined in _finding_id).
+RULE_IDS = {
+    Rule.STRUCTURE: "ATL413", Rule.OPCODE: "ATL606", Rule.GLOBAL: "ATL600", Rule.CALL: "ATL607",
+    Rule.BUILD: "ATL608", Rule.TARGET: "ATL609", Rule.KEY: "ATL610", Rule.MEMO: "ATL611", Rule.DEPTH: "ATL902",
+    Rule.ITEMS: "ATL902", Rule.SIZE: "ATL902", Rule.NESTED: "ATL604",
+}
 
 
 @dataclass
@@ -49,852 +70,689 @@ class ScanIssue:
     id: str
     message: str
     offset: int | None = None
+    rule: str | None = None
 
 
 @dataclass
 class ScanResult:
-    """What a scan learned. ``end`` is the offset just after STOP (None when the pickle is malformed)."""
+    """What a scan learned. ``end`` is the offset just after STOP (None when the scan stopped before it)."""
 
     issues: list[ScanIssue] = field(default_factory=list)
     end: int | None = None
     protocol: int | None = None
     top_is_list: bool = False
     top_count: int | None = None
-    opcodes: int = 0
-    allowed: set[tuple[str, str]] | None = None  # allow-listed globals referenced (None: none)
-    persistent_ids: list[object] | None = None  # with allow_persistent: the ids, as scanned tokens
+    allowed: set[tuple[str, str]] | None = None  # policy globals referenced (None: none)
 
 
-class _Mark:
-    __slots__ = ()
+# -- the scanner's values: plain data as itself, everything else a record -------------------------
+
+_ATOMS = (type(None), bool, int, float, str, bytes)
 
 
-class _Any:
-    __slots__ = ()
+class SList:
+    """A list (or a deque's items): its items."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[Any] | None = None) -> None:
+        self.items = items if items is not None else []
 
 
-class _List:
-    __slots__ = ("count",)
+class SDict:
+    """A dict: its entries, by the plain value each key equals (what a real dict would collide on)."""
 
-    def __init__(self, count: int) -> None:
-        self.count = count
+    __slots__ = ("entries",)
 
-
-class _Global:
-    __slots__ = ("module", "name")
-
-    def __init__(self, module: str, name: str) -> None:
-        self.module = module
-        self.name = name
+    def __init__(self) -> None:
+        self.entries: dict[Any, tuple[Any, Any]] = {}
 
 
-class _Bytes:
-    __slots__ = ("value", "offset")
+class SSet:
+    """A set or frozenset: its members, by the plain value each equals."""
 
-    def __init__(self, value: bytes | bytearray, offset: int) -> None:
-        self.value = value
-        self.offset = offset
+    __slots__ = ("kind", "members")
 
-
-MARK = _Mark()
-ANY = _Any()
-
-# Opcode kinds handled specially; everything else uses its declared stack effect.
-(K_GENERIC, K_PROTO, K_STOP, K_MARK, K_STR, K_BYTES, K_EMPTY_LIST, K_LIST, K_APPEND, K_APPENDS, K_TUPLE_N,
- K_TUPLE_MARK, K_PUT, K_MEMOIZE, K_GET, K_GLOBAL, K_INST, K_STACK_GLOBAL, K_PERSID, K_BINPERSID, K_REDUCE,
- K_EXT, K_INT, K_OOB) = range(24)
-_KINDS = tuple(range(24))  # unpacked into locals by scan_pickle (same order as above)
-
-_SPECIAL = {
-    "PROTO": K_PROTO, "STOP": K_STOP, "MARK": K_MARK,
-    "INT": K_INT, "BININT": K_INT, "BININT1": K_INT, "BININT2": K_INT, "LONG": K_INT, "LONG1": K_INT, "LONG4": K_INT,
-    "STRING": K_STR, "BINSTRING": K_STR, "SHORT_BINSTRING": K_STR, "UNICODE": K_STR, "BINUNICODE": K_STR,
-    "SHORT_BINUNICODE": K_STR, "BINUNICODE8": K_STR,
-    "BINBYTES": K_BYTES, "SHORT_BINBYTES": K_BYTES, "BINBYTES8": K_BYTES, "BYTEARRAY8": K_BYTES,
-    "EMPTY_LIST": K_EMPTY_LIST, "LIST": K_LIST, "APPEND": K_APPEND, "APPENDS": K_APPENDS,
-    "TUPLE1": K_TUPLE_N, "TUPLE2": K_TUPLE_N, "TUPLE3": K_TUPLE_N, "EMPTY_TUPLE": K_TUPLE_N, "TUPLE": K_TUPLE_MARK,
-    "PUT": K_PUT, "BINPUT": K_PUT, "LONG_BINPUT": K_PUT, "MEMOIZE": K_MEMOIZE,
-    "GET": K_GET, "BINGET": K_GET, "LONG_BINGET": K_GET,
-    "GLOBAL": K_GLOBAL, "INST": K_INST, "STACK_GLOBAL": K_STACK_GLOBAL,
-    "PERSID": K_PERSID, "BINPERSID": K_BINPERSID, "REDUCE": K_REDUCE,
-    "EXT1": K_EXT, "EXT2": K_EXT, "EXT4": K_EXT, "NEXT_BUFFER": K_OOB,
-}
-_TUPLE_SIZE = {"EMPTY_TUPLE": 0, "TUPLE1": 1, "TUPLE2": 2, "TUPLE3": 3}
-
-# Per opcode (keyed by the opcode object's code): kind, items popped below a mark (or -1
-# when the op takes no mark), plain items popped, items pushed.
-_TABLE: dict[str, tuple[int, int, int, int]] = {}
-for _op in pickletools.opcodes:
-    _before, _after = _op.stack_before, _op.stack_after
-    if pickletools.markobject in _before:
-        _below = _before.index(pickletools.markobject)
-        _pops = 0
-    else:
-        _below = -1
-        _pops = len(_before)
-    _kind = _SPECIAL.get(_op.name, K_GENERIC)
-    if _kind == K_TUPLE_N:
-        _pops = _TUPLE_SIZE[_op.name]
-    _TABLE[_op.code] = (_kind, _below, _pops, len(_after))
-# The same table keyed by the opcode objects genops yields (a dict lookup by identity).
-_BY_OP = {_op: _TABLE[_op.code] for _op in pickletools.opcodes}
-
-# The clean-pickle fast path (see _plain_pickle): opcodes that send a pickle to the full scan,
-# because they name or call code, or carry data the full scan inspects.
-_NOT_PLAIN = frozenset({"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "BUILD", "NEWOBJ", "NEWOBJ_EX",
-                        "PERSID", "BINPERSID", "EXT1", "EXT2", "EXT4", "NEXT_BUFFER"})
-# Per opcode: (not plain, items popped below a mark or -1, plain pops, pushes, memo kind, is MARK, is PROTO).
-_MEMO_PUT, _MEMO_GET = 1, 2
-_PLAIN: dict[Any, tuple[bool, int, int, int, int, bool, bool]] = {}
-for _op in pickletools.opcodes:
-    _kind, _below, _pops, _pushes = _TABLE[_op.code]
-    _memo = {"MEMOIZE": _MEMO_PUT, "PUT": _MEMO_PUT, "BINPUT": _MEMO_PUT, "LONG_BINPUT": _MEMO_PUT,
-             "GET": _MEMO_GET, "BINGET": _MEMO_GET, "LONG_BINGET": _MEMO_GET}.get(_op.name, 0)
-    if _kind == K_TUPLE_N:
-        _pops = _TUPLE_SIZE[_op.name]
-    _PLAIN[_op] = (_op.name in _NOT_PLAIN, _below, _pops, _pushes, _memo, _op.name == "MARK", _op.name == "PROTO")
-
-_Ops = Iterator[tuple[pickletools.OpcodeInfo, Any, int]]
+    def __init__(self, kind: str, members: dict[Any, Any] | None = None) -> None:
+        self.kind = kind
+        self.members = members if members is not None else {}
 
 
-def _genops(data: bytes | bytearray | io.BytesIO) -> _Ops:
-    """``pickletools.genops`` over an in-memory pickle, typed as the scans use it.
+class SContainer:
+    """A container an allowed constructor made (OrderedDict, defaultdict, Counter, deque): its record, its
+    content, and the instance attributes BUILD gave it."""
 
-    typeshed types each position as ``int | None`` because genops reports None for a stream
-    without ``tell()``; bytes (which genops wraps in a BytesIO) and BytesIO always report an int.
-    The argument is whatever the opcode's reader decoded (None exactly for opcodes that take
-    no argument, ``op.arg is None``); the scans read it only for opcodes that take one.
-    """
-    return cast(_Ops, pickletools.genops(data))
+    __slots__ = ("made", "content", "attrs", "maxlen")
+
+    def __init__(self, made: Made, content: SDict | SList, maxlen: int | None = None) -> None:
+        self.made, self.content, self.maxlen = made, content, maxlen
+        self.attrs: dict[str, Any] = {}
 
 
-# Opcodes that change the object below them in place and push it back (the top-level list stays).
-_IN_PLACE = frozenset({"APPEND", "APPENDS", "SETITEM", "SETITEMS", "ADDITEMS"})
-_LIST_OPS: dict[Any, int] = {}  # 1 EMPTY_LIST, 2 LIST, 3 APPEND, 4 APPENDS, 5 other in-place op
-for _op in pickletools.opcodes:
-    _LIST_OPS[_op] = {"EMPTY_LIST": 1, "LIST": 2, "APPEND": 3, "APPENDS": 4}.get(
-        _op.name, 5 if _op.name in _IN_PLACE else 0)
+class Marker:
+    """A call-only global (POLICY-3): only the callable of REDUCE."""
 
-# The clean-pickle fast path (_plain_pickle, _plain_list_pickle) walks the opcode bytes itself:
-# ``data[pos]`` indexes a 256-entry table that says how the opcode's argument is laid out, derived
-# from its ArgumentDescriptor (``n``: a fixed size, or a length field of 1, 4 (signed or unsigned)
-# or 8 bytes), and holds the stack effect of _PLAIN. Arguments are skipped, not decoded, except for
-# the checks pickletools' readers make (UTF-8 of unicode strings, no negative signed length), so
-# the walk accepts a pickle only where a walk over ``pickletools.genops`` with the same stack rules
-# would, at a fraction of genops' cost per opcode.
-(_W_PUSH, _W_UTF8_1, _W_MEMOIZE, _W_OTHER, _W_MARK, _W_BINGET, _W_UTF8_4, _W_STOP, _W_PROTO, _W_BYTES1, _W_BYTES4,
- _W_BINPUT, _W_LONG_BINPUT, _W_LONG_BINGET, _W_UTF8_8, _W_BYTES8, _W_BYTES4S, _W_REJECT) = range(18)
-# _W_PUSH: a fixed-size argument, pushes one value; _W_OTHER: a fixed-size argument, any other stack
-# effect; the length-prefixed kinds (_W_UTF8_*, _W_BYTES*) and the memo gets push one value.
-_U4 = struct.Struct("<I").unpack_from
+    __slots__ = ("entry",)
+
+    def __init__(self, entry: PolicyEntry) -> None:
+        self.entry = entry
+
+
+class Pending:
+    """What the storage pickle of a torch stream loads: its persistent id, before the bytes are read."""
+
+    __slots__ = ("key", "dtype", "numel")
+
+    def __init__(self, key: str, dtype: str | None, numel: int) -> None:
+        self.key, self.dtype, self.numel = key, dtype, numel
+
+
+class _Opaque:
+    """The view of a value no check accepts."""
+
+    def __repr__(self) -> str:
+        return "<pending storage>"
+
+
+_OPAQUE = _Opaque()
+_U2 = struct.Struct("<H").unpack_from
 _I4 = struct.Struct("<i").unpack_from
+_U4 = struct.Struct("<I").unpack_from
 _U8 = struct.Struct("<Q").unpack_from
-# The argument readers whose only checks are the length (and, for unicode strings, UTF-8). An opcode
-# with any other reader makes the walk give up: the newline-terminated arguments of protocols 0
-# and 1 (INT, LONG, FLOAT, STRING, UNICODE, GET, PUT, GLOBAL, INST, PERSID) or a reader a later
-# Python adds; those pickles take the full scan.
-_READERS = {getattr(pickletools, name, None): name for name in (
-    "read_uint1", "read_uint2", "read_int4", "read_uint4", "read_uint8", "read_float8", "read_long1", "read_long4",
-    "read_string1", "read_string4", "read_bytes1", "read_bytes4", "read_bytes8", "read_bytearray8",
-    "read_unicodestring1", "read_unicodestring4", "read_unicodestring8")}
-_LENGTH_KINDS = {  # (the length field, UTF-8 checked) -> kind
-    (pickletools.TAKEN_FROM_ARGUMENT1, False): _W_BYTES1, (pickletools.TAKEN_FROM_ARGUMENT1, True): _W_UTF8_1,
-    (pickletools.TAKEN_FROM_ARGUMENT4, False): _W_BYTES4S,
-    (pickletools.TAKEN_FROM_ARGUMENT4U, False): _W_BYTES4, (pickletools.TAKEN_FROM_ARGUMENT4U, True): _W_UTF8_4,
-    (pickletools.TAKEN_FROM_ARGUMENT8U, False): _W_BYTES8, (pickletools.TAKEN_FROM_ARGUMENT8U, True): _W_UTF8_8,
-}
-_MEMO_KEYS = {  # (put or get, the key's reader) -> kind
-    (_MEMO_PUT, None): _W_MEMOIZE, (_MEMO_PUT, "read_uint1"): _W_BINPUT, (_MEMO_PUT, "read_uint4"): _W_LONG_BINPUT,
-    (_MEMO_GET, "read_uint1"): _W_BINGET, (_MEMO_GET, "read_uint4"): _W_LONG_BINGET,
-}
-_REJECTED = (_W_REJECT, 1, -1, 0, 0)
+_F8 = struct.Struct(">d").unpack_from
+_NAMES = {op.code.encode("latin-1")[0]: op.name for op in pickletools.opcodes}
 
 
-def _walk_entry(op: pickletools.OpcodeInfo) -> tuple[int, int, int, int, int]:
-    """(kind, size, items popped below a mark or -1, plain pops, pushes) of one opcode for the walkers.
+class _Scanner:
+    """One pickle's scan. ``persistent``: the storage pickle of a torch stream (BINPERSID allowed)."""
 
-    ``size`` is the opcode byte plus its fixed-size argument; for the length-prefixed kinds the
-    walker reads the length field itself."""
-    not_plain, below, pops, pushes, memo_kind, is_mark, is_proto = _PLAIN[op]
-    arg = op.arg
-    reader = None if arg is None else _READERS.get(arg.reader)
-    if not_plain or (arg is not None and reader is None):
-        return _REJECTED
-    n = 0 if arg is None else arg.n
-    push_one = below < 0 and pops == 0 and pushes == 1
-    kind: int | None
-    if n < 0:  # a length field, then that many bytes: the walker handles these as pushes of one value
-        kind = _LENGTH_KINDS.get((n, str(reader).startswith("read_unicodestring")))
-        return _REJECTED if kind is None or memo_kind or is_mark or is_proto or not push_one else (kind, 1, -1, 0, 1)
-    if memo_kind:
-        kind = _MEMO_KEYS.get((memo_kind, reader))
-        if kind is None or (memo_kind == _MEMO_GET and not push_one):
-            return _REJECTED
-    elif is_proto:
-        kind = _W_PROTO if reader == "read_uint1" else _W_REJECT
-    elif is_mark:
-        kind = _W_MARK
-    elif op.code == ".":
-        kind = _W_STOP
-    else:
-        kind = _W_PUSH if push_one else _W_OTHER
-    return (kind, 1 + n, below, pops, pushes)
+    def __init__(self, data: bytes, limits: PickleLimits, persistent: bool, globals_seen: set[tuple[str, str]]) -> None:
+        self.data = data
+        self.limits = limits
+        self.persistent = persistent
+        self.globals_seen = globals_seen
+        self.stack: list[Any] = []
+        self.frames: list[list[Any]] = []  # the stacks below the open marks
+        self.memo: dict[int, Any] = {}
+        self.protocol: int | None = None
+        self.pos = 0
 
+    def fail(self, rule: Rule, message: str) -> PolicyViolation:
+        return PolicyViolation(rule, message)
 
-_WALK: list[tuple[int, int, int, int, int]] = [_REJECTED] * 256
-_WALK_LIST: list[tuple[int, int, int, int, int, int]] = [(*_REJECTED, 0)] * 256
-for _op in pickletools.opcodes:
-    _WALK[ord(_op.code)] = _walk_entry(_op)
-    _WALK_LIST[ord(_op.code)] = (*_walk_entry(_op), _LIST_OPS[_op])
+    def pop(self, n: int, what: str) -> list[Any]:
+        if len(self.stack) < n:
+            raise self.fail(Rule.STRUCTURE, f"{what}: stack underflow")
+        items = self.stack[len(self.stack) - n:]
+        del self.stack[len(self.stack) - n:]
+        return items
 
+    def pop_mark(self, what: str) -> list[Any]:
+        if not self.frames:
+            raise self.fail(Rule.STRUCTURE, f"{what} without a MARK")
+        items = self.stack
+        self.stack = self.frames.pop()
+        return items
 
-def _plain_pickle(data: bytes | bytearray, limits: ScanLimits, start: int = 0) -> tuple[int, int | None] | None:
-    """(end, protocol) when ``data`` from offset ``start`` is a well-formed pickle of plain data
-    only, else None. ``end`` is the offset in ``data`` just after STOP.
+    def top(self, what: str) -> Any:
+        if not self.stack:
+            raise self.fail(Rule.STRUCTURE, f"{what} on an empty stack")
+        return self.stack[-1]
 
-    The fast path of the scan: a walk over the opcode bytes (see _WALK) that tracks only stack
-    heights, marks and memo keys, and gives up (None) at the first opcode that names or calls code
-    (``_NOT_PLAIN``), has a newline-terminated argument or is unknown, at any structural problem,
-    bound or truncation. A None sends the pickle to the full scan, which alone reports issues, so
-    this path can only say "clean", never hide an issue.
-    """
-    max_memo = limits.max_memo
-    limit = limits.max_stack  # max_stack less the open marks: the bound is depth <= limit
-    table = _WALK
-    depth = floor = 0  # the stack height; the height at the innermost mark
-    marks: list[int] = []
-    memo: set[int] | None = None  # the memo keys; None while they are exactly range(n_memo)
-    n_memo = 0
-    protocol = None
-    pos = start
-    total = len(data)
-    try:
-        for _ in range(limits.max_opcodes):
-            kind, size, below, pops, pushes = table[data[pos]]
-            if kind == _W_MEMOIZE:  # the key is the memo's size
-                if depth <= floor:
-                    return None
-                if memo is None:
-                    n_memo += 1
-                else:
-                    memo.add(n_memo)
-                    n_memo = len(memo)
-                if n_memo > max_memo:
-                    return None
-                pos += 1
+    def scan(self, pos: int) -> tuple[Any, int]:
+        """Follow the opcodes from ``pos`` to STOP: (the scanned value, the offset after STOP)."""
+        data = self.data
+        while True:
+            self.pos = pos
+            if pos >= len(data):
+                raise self.fail(Rule.STRUCTURE, "the pickle ends before STOP")
+            name = _NAMES.get(data[pos])
+            if name is None:
+                raise self.fail(Rule.STRUCTURE, f"unknown opcode {data[pos]:#04x}")
+            if name not in OPCODES:
+                raise self.fail(Rule.OPCODE, f"opcode {name} is refused: {REFUSED_OPCODES[name]}")
+            if name == "STOP":
+                if len(self.stack) != 1 or self.frames:
+                    raise self.fail(Rule.STRUCTURE, f"{len(self.stack)} values and {len(self.frames)} marks on the "
+                                                    "stack at STOP (expected exactly the result)")
+                return self.stack[0], pos + 1
+            pos = _OPS[name](self, pos)
+
+    # -- reading arguments -----------------------------------------------------------------------
+
+    def need(self, start: int, size: int) -> bytes:
+        end = start + size
+        if size < 0 or end > len(self.data):
+            raise self.fail(Rule.STRUCTURE, "the pickle is truncated")
+        return self.data[start:end]
+
+    def fixed(self, unpack: Callable[[bytes, int], tuple[Any, ...]], pos: int, size: int) -> Any:
+        self.need(pos + 1, size)
+        return unpack(self.data, pos + 1)[0]
+
+    # -- globals, calls, BUILD -----------------------------------------------------------------
+
+    def push_global(self, module: str, name: str) -> None:
+        module, name = resolve_name(module, name, self.protocol)
+        entry = POLICY.get((module, name))
+        if entry is None:
+            raise refuse_global(module, name)
+        self.globals_seen.add(entry.key)
+        self.stack.append(ALIASES.get(entry.ref, entry.ref) if entry.value else Marker(entry))
+
+    def call(self, func: Any, args: Any, how: str) -> Any:
+        entry = POLICY.get((func.module, func.name)) if isinstance(func, Ref) else \
+            func.entry if isinstance(func, Marker) else None
+        check = None if entry is None else entry.call if how == "call" else entry.new
+        if entry is None or check is None:
+            verb = "call" if how == "call" else "instantiate"
+            raise self.fail(Rule.CALL, f"{'REDUCE' if how == 'call' else 'NEWOBJ'} on {_describe_value(func)}, which "
+                                       f"the policy does not let a pickle {verb}")
+        if type(args) is not tuple:
+            raise self.fail(Rule.STRUCTURE, f"{entry.module}.{entry.name}: arguments must be a tuple")
+        result = check(self.view(args), self.limits)
+        if entry.nested:
+            return scan_legacy_stream(result, self.limits, self.globals_seen)
+        if not isinstance(result, Made):
+            return result  # plain data the check computed (bytes, bytearray)
+        if result.kind in PLAIN_KINDS:
+            members = SSet(result.kind)
+            for member in (args[0].items if args and isinstance(args[0], SList) else args[0] if args else ()):
+                self.add_member(members, member)
+            return members
+        if not KINDS[result.kind].container:
+            return result
+        if result.kind == "deque":
+            first = args[0] if args else ()
+            items = list(first.items if isinstance(first, SList) else first)
+            maxlen = result["maxlen"]
+            return SContainer(result, SList(items[len(items) - maxlen:] if maxlen is not None else items), maxlen)
+        content = SDict()
+        if result.kind == "Counter" and args:
+            content.entries.update(args[0].entries)
+        return SContainer(result, content)
+
+    def build(self, target: Any, state: Any) -> None:
+        made = target.made if isinstance(target, SContainer) else target if isinstance(target, Made) else None
+        kind = KINDS.get(made.kind) if made is not None else None
+        if made is None or kind is None or kind.build is None:
+            raise self.fail(Rule.BUILD, f"BUILD on {_describe_value(target)}: BUILD may only set the state of an "
+                                        "object an allowed constructor made, of a kind whose state the policy "
+                                        "declares")
+        kind.build(made, self.view(state), self.limits)
+        if kind.apply == "dict" and isinstance(target, SContainer) and isinstance(state, SDict):
+            target.attrs.update(state.entries.values())
+
+    # -- keys, views -----------------------------------------------------------------------------
+
+    def key(self, value: Any) -> Any:
+        """The plain value a dict key or set member equals (POLICY-7), after its depth and size are bounded."""
+        budget = [self.limits.max_hashed_items]
+        return self._key(value, 0, budget)
+
+    def _key(self, value: Any, depth: int, budget: list[int]) -> Any:
+        if type(value) in _ATOMS:
+            return value
+        budget[0] -= 1
+        if budget[0] < 0 or depth > self.limits.max_depth:
+            raise self.fail(Rule.KEY, f"a dict key or set member larger than {self.limits.max_hashed_items} items "
+                                      f"or deeper than {self.limits.max_depth}")
+        if type(value) is tuple:
+            return tuple(self._key(item, depth + 1, budget) for item in value)
+        if isinstance(value, SSet) and value.kind == "frozenset":
+            for member in value.members.values():
+                self._key(member, depth + 1, budget)
+            return frozenset(value.members)
+        if isinstance(value, Ref):
+            return value
+        if isinstance(value, Made):
+            return key_of(value)
+        kind = value.made.kind if isinstance(value, SContainer) else type(value).__name__.lstrip("S").lower()
+        raise self.fail(Rule.KEY, f"a {kind} cannot be a dict key or set member (unhashable)")
+
+    def add_member(self, target: SSet, member: Any) -> None:
+        target.members.setdefault(self.key(member), member)
+
+    def set_item(self, target: SDict, key: Any, value: Any) -> None:
+        canonical = self.key(key)
+        old = target.entries.get(canonical)
+        target.entries[canonical] = (key if old is None else old[0], value)
+
+    def view(self, value: Any, depth: int = 0) -> Any:
+        """The policy's view of a scanned value (atlas_format.pickle_values)."""
+        if type(value) in _ATOMS or type(value) is bytearray or isinstance(value, (Made, Ref)):
+            return value
+        if depth > self.limits.max_depth:
+            raise self.fail(Rule.DEPTH, f"arguments nested deeper than {self.limits.max_depth}")
+        if type(value) is tuple:
+            return tuple(self.view(item, depth + 1) for item in value)
+        if isinstance(value, SList):
+            return Seq("list", len(value.items))
+        if isinstance(value, SSet):
+            return Seq(value.kind, len(value.members))
+        if isinstance(value, SDict):
+            return Mapping(tuple((self.view(k, depth + 1), self.view(v, depth + 1))
+                                 for k, v in value.entries.values()))
+        if isinstance(value, SContainer):
+            content = value.content
+            value.made.facts["length"] = len(content.items if isinstance(content, SList) else content.entries)
+            return value.made
+        if isinstance(value, Marker):
+            return value.entry.ref
+        return _OPAQUE
+
+    # -- the whole result (POLICY-9) -----------------------------------------------------------
+
+    def measure(self, value: Any) -> None:
+        """Depth and items of the result, every reference counted; recursion and call-only globals refused."""
+        limits = self.limits
+        items = 0
+        on_path: set[int] = set()
+        todo: list[tuple[Any, int, bool]] = [(value, 0, False)]
+        while todo:
+            node, depth, leaving = todo.pop()
+            if leaving:
+                on_path.discard(id(node))
                 continue
-            if kind == _W_UTF8_1:
-                end = pos + 2 + data[pos + 1]
-                if end > total:
-                    return None
-                text = data[pos + 2:end]
-                if not text.isascii():
-                    text.decode("utf-8", "surrogatepass")  # raises where genops' reader does
-                pos = end
-            elif kind == _W_PUSH:
-                pos += size
-            elif kind == _W_OTHER:
-                pos += size
-                if below >= 0:
-                    if not marks:
-                        return None
-                    depth = marks.pop()
-                    floor = marks[-1] if marks else 0
-                    limit += 1
-                    if below:
-                        depth -= below
-                        if depth < floor:
-                            return None
-                elif pops:
-                    depth -= pops
-                    if depth < floor:
-                        return None
-                depth += pushes
-                if depth > limit:
-                    return None
+            if isinstance(node, Marker):
+                raise self.fail(Rule.GLOBAL, f"{node.entry.module}.{node.entry.name} may only be called, not used as "
+                                             "a value")
+            children = _children(node)
+            if children is None:
                 continue
-            elif kind == _W_MARK:
-                marks.append(depth)
-                floor = depth
-                limit -= 1
-                if depth > limit:
-                    return None
-                pos += 1
-                continue
-            elif kind == _W_BINGET or kind == _W_LONG_BINGET:
-                key = data[pos + 1] if kind == _W_BINGET else _U4(data, pos + 1)[0]
-                if key >= n_memo if memo is None else key not in memo:
-                    return None
-                pos += size
-            elif kind == _W_UTF8_4:
-                end = pos + 5 + _U4(data, pos + 1)[0]
-                if end > total:
-                    return None
-                text = data[pos + 5:end]
-                if not text.isascii():
-                    text.decode("utf-8", "surrogatepass")
-                pos = end
-            elif kind == _W_STOP:  # pops the value: the stack must hold exactly it
-                return (pos + 1, protocol) if depth == 1 and not marks else None
-            elif kind == _W_PROTO:
-                protocol = data[pos + 1]
-                pos += 2
-                continue
-            elif kind == _W_BYTES1:
-                pos += 2 + data[pos + 1]
-            elif kind == _W_BYTES4:
-                pos += 5 + _U4(data, pos + 1)[0]
-            elif kind == _W_BINPUT or kind == _W_LONG_BINPUT:
-                if depth <= floor:
-                    return None
-                key = data[pos + 1] if kind == _W_BINPUT else _U4(data, pos + 1)[0]
-                if memo is None and key > n_memo:  # a gap in the keys: a set from now on
-                    memo = set(range(n_memo))
-                if memo is not None:
-                    memo.add(key)
-                    n_memo = len(memo)
-                elif key == n_memo:
-                    n_memo += 1
-                if n_memo > max_memo:
-                    return None
-                pos += size
-                continue
-            elif kind == _W_UTF8_8:
-                end = pos + 9 + _U8(data, pos + 1)[0]
-                if end > total:
-                    return None
-                text = data[pos + 9:end]
-                if not text.isascii():
-                    text.decode("utf-8", "surrogatepass")
-                pos = end
-            elif kind == _W_BYTES8:
-                pos += 9 + _U8(data, pos + 1)[0]
-            elif kind == _W_BYTES4S:
-                length = _I4(data, pos + 1)[0]
-                if length < 0:
-                    return None
-                pos += 5 + length
-            else:
-                return None
-            # the kinds that get here push one value (a truncated argument leaves pos past the end:
-            # the next data[pos] raises IndexError)
-            depth += 1
-            if depth > limit:
-                return None
-    except (IndexError, ValueError, struct.error):  # truncated, or an argument genops' readers reject
-        return None
+            if id(node) in on_path:
+                raise self.fail(Rule.DEPTH, "a recursive structure (a container inside itself)")
+            if depth + 1 > limits.max_depth:
+                raise self.fail(Rule.DEPTH, f"nesting deeper than {limits.max_depth}")
+            on_path.add(id(node))
+            todo.append((node, depth, True))
+            for child in children:
+                items += 1
+                if items > limits.max_items:
+                    raise self.fail(Rule.ITEMS, f"more than {limits.max_items} container items (every reference "
+                                                "counted)")
+                todo.append((child, depth + 1, False))
+
+
+def _children(node: Any) -> Iterable[Any] | None:
+    if type(node) is tuple:
+        return node
+    if isinstance(node, SList):
+        return node.items
+    if isinstance(node, SDict):
+        return [x for pair in node.entries.values() for x in pair]
+    if isinstance(node, SSet):
+        return list(node.members.values())
+    if isinstance(node, SContainer):
+        children = _children(node.content)
+        return [*(children or ()), *node.attrs.values()]
     return None
 
 
-def _plain_list_pickle(data: bytes | bytearray, limits: ScanLimits) -> tuple[int, int | None, int] | None:
-    """(end, protocol, items) when ``data`` is a well-formed plain-data pickle whose value is a list
-    (a version 1 block, or a version 2 block of framing "list") and the items appended to it can be
-    counted from stack heights alone; else None.
+def _describe_value(value: Any) -> str:
+    if isinstance(value, Ref):
+        return str(value)
+    if isinstance(value, Marker):
+        return f"{value.entry.module}.{value.entry.name}"
+    if isinstance(value, Made):
+        return f"a {value.kind}"
+    if isinstance(value, SContainer):
+        return f"a {value.made.kind}"
+    return f"a {type(value).__name__.lstrip('S').lower()}"
 
-    Same walk and rules as _plain_pickle, plus: the list is the object at stack position 0, created
-    by EMPTY_LIST (or MARK ... LIST) on an empty stack; APPEND on a two-deep base frame and APPENDS
-    on a mark right above it add to it; any other opcode that consumes or replaces position 0 makes
-    the count unknown (None: the full scan counts).
-    """
-    max_memo = limits.max_memo
-    limit = limits.max_stack
-    table = _WALK_LIST
-    depth = floor = 0
-    marks: list[int] = []
-    memo: set[int] | None = None
-    n_memo = 0
-    protocol = None
-    items = 0
-    is_list = False
+
+# -- opcode handlers: each takes the scanner and the opcode's offset, returns the next offset ----------
+
+
+def _push(value: Callable[[], Any]) -> Callable[[_Scanner, int], int]:
+    def handler(s: _Scanner, pos: int) -> int:
+        s.stack.append(value())
+        return pos + 1
+    return handler
+
+
+def _counted(width: int, unpack: Callable[[bytes, int], tuple[int]] | None,
+             convert: Callable[[bytes], Any]) -> Callable[[_Scanner, int], int]:
+    """Opcodes with a length field (1, 4 or 8 bytes) followed by that many bytes."""
+    def handler(s: _Scanner, pos: int) -> int:
+        length = s.need(pos + 1, 1)[0] if unpack is None else s.fixed(unpack, pos, width)
+        s.stack.append(convert(s.need(pos + 1 + width, length)))
+        return pos + 1 + width + length
+    return handler
+
+
+def _utf8(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogatepass")
+
+
+def _int_op(unpack: Callable[[bytes, int], tuple[int]], width: int) -> Callable[[_Scanner, int], int]:
+    def handler(s: _Scanner, pos: int) -> int:
+        s.stack.append(s.fixed(unpack, pos, width))
+        return pos + 1 + width
+    return handler
+
+
+def _long(width: int) -> Callable[[_Scanner, int], int]:
+    def handler(s: _Scanner, pos: int) -> int:
+        size = s.need(pos + 1, 1)[0] if width == 1 else s.fixed(_I4, pos, 4)
+        if size < 0 or size > s.limits.max_int_bytes:
+            raise s.fail(Rule.SIZE, f"an integer of {size} bytes (limit {s.limits.max_int_bytes})")
+        s.stack.append(int.from_bytes(s.need(pos + 1 + width, size), "little", signed=True))
+        return pos + 1 + width + size
+    return handler
+
+
+def _binint1(s: _Scanner, pos: int) -> int:
+    s.stack.append(s.need(pos + 1, 1)[0])
+    return pos + 2
+
+
+def _proto(s: _Scanner, pos: int) -> int:
+    s.protocol = s.need(pos + 1, 1)[0]
+    if s.protocol > HIGHEST_PROTOCOL:
+        raise s.fail(Rule.STRUCTURE, f"pickle protocol {s.protocol} is above {HIGHEST_PROTOCOL}")
+    return pos + 2
+
+
+def _frame(s: _Scanner, pos: int) -> int:
+    s.need(pos + 9, s.fixed(_U8, pos, 8))
+    return pos + 9
+
+
+def _tuple_n(n: int) -> Callable[[_Scanner, int], int]:
+    def handler(s: _Scanner, pos: int) -> int:
+        s.stack.append(tuple(s.pop(n, f"TUPLE{n}")))
+        return pos + 1
+    return handler
+
+
+def _tuple(s: _Scanner, pos: int) -> int:
+    items = s.pop_mark("TUPLE")  # first: it changes s.stack to the frame below the mark
+    s.stack.append(tuple(items))
+    return pos + 1
+
+
+def _mark(s: _Scanner, pos: int) -> int:
+    s.frames.append(s.stack)
+    s.stack = []
+    return pos + 1
+
+
+def _pop(s: _Scanner, pos: int) -> int:
+    if s.stack:
+        s.stack.pop()
+    else:
+        s.pop_mark("POP")  # as CPython: POP on an empty frame discards the MARK
+    return pos + 1
+
+
+def _pop_mark(s: _Scanner, pos: int) -> int:
+    s.pop_mark("POP_MARK")
+    return pos + 1
+
+
+def _dup(s: _Scanner, pos: int) -> int:
+    s.stack.append(s.top("DUP"))
+    return pos + 1
+
+
+def _memoize(s: _Scanner, pos: int) -> int:
+    s.memo[len(s.memo)] = s.top("MEMOIZE")
+    return pos + 1
+
+
+def _put(unpack: Callable[[bytes, int], tuple[int]] | None, width: int) -> Callable[[_Scanner, int], int]:
+    def handler(s: _Scanner, pos: int) -> int:
+        index = s.need(pos + 1, 1)[0] if unpack is None else s.fixed(unpack, pos, width)
+        value = s.top("a memo PUT")
+        if index > len(s.memo):
+            raise s.fail(Rule.MEMO, f"memo PUT to index {index}; the next index is {len(s.memo)} (indices are "
+                                    "assigned in order)")
+        s.memo[index] = value
+        return pos + 1 + width
+    return handler
+
+
+def _get(unpack: Callable[[bytes, int], tuple[int]] | None, width: int) -> Callable[[_Scanner, int], int]:
+    def handler(s: _Scanner, pos: int) -> int:
+        index = s.need(pos + 1, 1)[0] if unpack is None else s.fixed(unpack, pos, width)
+        if index not in s.memo:
+            raise s.fail(Rule.MEMO, f"memo key {index} was never stored")
+        s.stack.append(s.memo[index])
+        return pos + 1 + width
+    return handler
+
+
+def _append(s: _Scanner, pos: int) -> int:
+    (item,) = s.pop(1, "APPEND")
+    _extend(s, s.top("APPEND"), [item], "APPEND")
+    return pos + 1
+
+
+def _appends(s: _Scanner, pos: int) -> int:
+    items = s.pop_mark("APPENDS")
+    _extend(s, s.top("APPENDS"), items, "APPENDS")
+    return pos + 1
+
+
+def _extend(s: _Scanner, target: Any, items: list[Any], what: str) -> None:
+    if isinstance(target, SList):
+        target.items.extend(items)
+    elif isinstance(target, SContainer) and KINDS[target.made.kind].appends and isinstance(target.content, SList):
+        target.content.items.extend(items)
+        if target.maxlen is not None:
+            del target.content.items[:max(0, len(target.content.items) - target.maxlen)]
+    else:
+        raise s.fail(Rule.TARGET, f"{what} on {_describe_value(target)}, not a list of the pickle")
+
+
+def _setitem(s: _Scanner, pos: int) -> int:
+    key, value = s.pop(2, "SETITEM")
+    _set_items(s, s.top("SETITEM"), [key, value], "SETITEM")
+    return pos + 1
+
+
+def _setitems(s: _Scanner, pos: int) -> int:
+    items = s.pop_mark("SETITEMS")
+    if len(items) % 2:
+        raise s.fail(Rule.STRUCTURE, "SETITEMS with an odd number of items")
+    _set_items(s, s.top("SETITEMS"), items, "SETITEMS")
+    return pos + 1
+
+
+def _set_items(s: _Scanner, target: Any, items: list[Any], what: str) -> None:
+    if isinstance(target, SContainer) and KINDS[target.made.kind].sets_items and isinstance(target.content, SDict):
+        target = target.content
+    if not isinstance(target, SDict):
+        raise s.fail(Rule.TARGET, f"{what} on {_describe_value(target)}, not a dict of the pickle")
+    for i in range(0, len(items), 2):
+        s.set_item(target, items[i], items[i + 1])
+
+
+def _additems(s: _Scanner, pos: int) -> int:
+    items = s.pop_mark("ADDITEMS")
+    target = s.top("ADDITEMS")
+    if not isinstance(target, SSet) or target.kind != "set":
+        raise s.fail(Rule.TARGET, f"ADDITEMS on {_describe_value(target)}, not a set")
+    for item in items:
+        s.add_member(target, item)
+    return pos + 1
+
+
+def _frozenset(s: _Scanner, pos: int) -> int:
+    members = SSet("frozenset")
+    for item in s.pop_mark("FROZENSET"):
+        s.add_member(members, item)
+    s.stack.append(members)
+    return pos + 1
+
+
+def _global(s: _Scanner, pos: int) -> int:
+    data = s.data
+    end_module = data.find(b"\n", pos + 1)
+    end_name = data.find(b"\n", end_module + 1) if end_module >= 0 else -1
+    if end_name < 0:
+        raise s.fail(Rule.STRUCTURE, "GLOBAL without its two lines")
+    try:
+        module, name = data[pos + 1:end_module].decode("utf-8"), data[end_module + 1:end_name].decode("utf-8")
+    except UnicodeDecodeError:
+        raise s.fail(Rule.STRUCTURE, "GLOBAL names are not UTF-8") from None
+    s.push_global(module, name)
+    return end_name + 1
+
+
+def _stack_global(s: _Scanner, pos: int) -> int:
+    module, name = s.pop(2, "STACK_GLOBAL")
+    if type(module) is not str or type(name) is not str:
+        raise s.fail(Rule.STRUCTURE, "STACK_GLOBAL requires a str module and name")
+    s.push_global(module, name)
+    return pos + 1
+
+
+def _reduce(s: _Scanner, pos: int) -> int:
+    func, args = s.pop(2, "REDUCE")
+    s.stack.append(s.call(func, args, "call"))
+    return pos + 1
+
+
+def _newobj(s: _Scanner, pos: int) -> int:
+    cls, args = s.pop(2, "NEWOBJ")
+    s.stack.append(s.call(cls, args, "new"))
+    return pos + 1
+
+
+def _newobj_ex(s: _Scanner, pos: int) -> int:
+    cls, args, kwargs = s.pop(3, "NEWOBJ_EX")
+    if not isinstance(kwargs, SDict) or kwargs.entries:
+        raise s.fail(Rule.CALL, "NEWOBJ_EX with keyword arguments")
+    s.stack.append(s.call(cls, args, "new"))
+    return pos + 1
+
+
+def _build(s: _Scanner, pos: int) -> int:
+    (state,) = s.pop(1, "BUILD")
+    s.build(s.top("BUILD"), state)
+    return pos + 1
+
+
+def _binpersid(s: _Scanner, pos: int) -> int:
+    if not s.persistent:
+        raise s.fail(Rule.OPCODE, "opcode BINPERSID is refused: example pickles have no persistent ids (only the "
+                                  "storage pickle of a torch stream)")
+    (pid,) = s.pop(1, "BINPERSID")
+    s.stack.append(Pending(*check_legacy_storage(s.view(pid))))
+    return pos + 1
+
+
+_OPS: dict[str, Callable[[_Scanner, int], int]] = {
+    "PROTO": _proto, "FRAME": _frame, "NONE": _push(lambda: None), "NEWTRUE": _push(lambda: True),
+    "NEWFALSE": _push(lambda: False), "BININT": _int_op(_I4, 4), "BININT1": _binint1, "BININT2": _int_op(_U2, 2),
+    "LONG1": _long(1), "LONG4": _long(4), "BINFLOAT": _int_op(_F8, 8),
+    "SHORT_BINBYTES": _counted(1, None, bytes), "BINBYTES": _counted(4, _U4, bytes),
+    "BINBYTES8": _counted(8, _U8, bytes), "BYTEARRAY8": _counted(8, _U8, bytearray),
+    "SHORT_BINUNICODE": _counted(1, None, _utf8), "BINUNICODE": _counted(4, _U4, _utf8),
+    "BINUNICODE8": _counted(8, _U8, _utf8), "EMPTY_TUPLE": _push(tuple), "TUPLE1": _tuple_n(1),
+    "TUPLE2": _tuple_n(2), "TUPLE3": _tuple_n(3), "TUPLE": _tuple, "MARK": _mark, "POP": _pop,
+    "POP_MARK": _pop_mark, "DUP": _dup, "EMPTY_LIST": _push(SList), "APPEND": _append, "APPENDS": _appends,
+    "EMPTY_DICT": _push(SDict), "SETITEM": _setitem, "SETITEMS": _setitems, "EMPTY_SET": _push(lambda: SSet("set")),
+    "ADDITEMS": _additems, "FROZENSET": _frozenset, "MEMOIZE": _memoize, "BINPUT": _put(None, 1),
+    "LONG_BINPUT": _put(_U4, 4), "BINGET": _get(None, 1), "LONG_BINGET": _get(_U4, 4), "GLOBAL": _global,
+    "STACK_GLOBAL": _stack_global, "REDUCE": _reduce, "BUILD": _build, "NEWOBJ": _newobj, "NEWOBJ_EX": _newobj_ex,
+    "BINPERSID": _binpersid,
+}
+assert set(_OPS) | {"STOP"} == OPCODES  # noqa: S101 - import-time invariant: every allowed opcode has a handler
+
+
+# -- entry points ------------------------------------------------------------------------------
+
+
+def _finding_id(exc: PolicyViolation) -> str:
+    if exc.rule is Rule.GLOBAL and exc.global_name is not None and is_known_dangerous(*exc.global_name):
+        return "ATL601"
+    if exc.rule is Rule.OPCODE and ("persistent" in exc.message or "PERSID" in exc.message):
+        return "ATL602"
+    if exc.rule is Rule.OPCODE and " EXT" in exc.message:
+        return "ATL603"
+    if exc.rule is Rule.STRUCTURE and "STACK_GLOBAL requires" in exc.message:
+        return "ATL603"
+    return RULE_IDS[exc.rule]
+
+
+def _scan_value(data: bytes, start: int, limits: PickleLimits, persistent: bool,
+                globals_seen: set[tuple[str, str]]) -> tuple[Any, int, int | None]:
+    """(value, end, protocol) of the pickle at ``start``; raises PolicyViolation with its offset set."""
+    scanner = _Scanner(data, limits, persistent, globals_seen)
+    try:
+        value, end = scanner.scan(start)
+        scanner.measure(value)
+        return value, end, scanner.protocol
+    except PolicyViolation as exc:
+        if exc.offset is None:
+            exc.offset = scanner.pos
+        raise
+    except (UnicodeDecodeError, struct.error, OverflowError) as exc:
+        raise PolicyViolation(Rule.STRUCTURE, f"malformed pickle: {type(exc).__name__}: {exc}",
+                              scanner.pos) from None
+    except RecursionError:
+        raise PolicyViolation(Rule.DEPTH, "nesting too deep to check", scanner.pos) from None
+
+
+def scan_legacy_stream(data: bytes, limits: PickleLimits, globals_seen: set[tuple[str, str]]) -> Made:
+    """The storage that torch.storage._load_from_bytes would read from ``data`` (POLICY-10): five pickles scanned
+    with this policy (a persistent id only in the fourth), then an element count and the bytes."""
     pos = 0
-    total = len(data)
-    try:
-        for _ in range(limits.max_opcodes):
-            kind, size, below, pops, pushes, list_op = table[data[pos]]
-            if kind == _W_MEMOIZE:
-                if depth <= floor:
-                    return None
-                if memo is None:
-                    n_memo += 1
-                else:
-                    memo.add(n_memo)
-                    n_memo = len(memo)
-                if n_memo > max_memo:
-                    return None
-                pos += 1
-                continue
-            if kind == _W_BINGET or kind == _W_LONG_BINGET:
-                key = data[pos + 1] if kind == _W_BINGET else _U4(data, pos + 1)[0]
-                if key >= n_memo if memo is None else key not in memo:
-                    return None
-                pos += size
-            elif kind == _W_PUSH:
-                pos += size
-            elif kind == _W_UTF8_1:
-                end = pos + 2 + data[pos + 1]
-                if end > total:
-                    return None
-                text = data[pos + 2:end]
-                if not text.isascii():
-                    text.decode("utf-8", "surrogatepass")
-                pos = end
-            elif kind == _W_OTHER:
-                pos += size
-                if list_op == 3:  # APPEND: an item for the list when it is the base frame's second value
-                    if depth == 2 and not marks:
-                        items += 1
-                elif list_op == 4:  # APPENDS: the items above a mark right above the list
-                    if len(marks) == 1 and marks[0] == 1:
-                        items += depth - 1
-                depth_before = depth
-                height = 0
-                if below >= 0:
-                    if not marks:
-                        return None
-                    depth = height = marks.pop()
-                    floor = marks[-1] if marks else 0
-                    limit += 1
-                    if below:
-                        depth -= below
-                        if depth < floor:
-                            return None
-                elif pops:
-                    depth -= pops
-                    if depth < floor:
-                        return None
-                if depth == 0 and list_op < 3:  # position 0 is consumed or (re)created
-                    if list_op == 2 and not marks:
-                        is_list, items = True, depth_before - height
-                    else:
-                        is_list = False
-                depth += pushes
-                if depth > limit:
-                    return None
-                continue
-            elif kind == _W_MARK:
-                marks.append(depth)
-                floor = depth
-                limit -= 1
-                if depth > limit:
-                    return None
-                pos += 1
-                continue
-            elif kind == _W_UTF8_4:
-                end = pos + 5 + _U4(data, pos + 1)[0]
-                if end > total:
-                    return None
-                text = data[pos + 5:end]
-                if not text.isascii():
-                    text.decode("utf-8", "surrogatepass")
-                pos = end
-            elif kind == _W_STOP:
-                return (pos + 1, protocol, items) if depth == 1 and not marks and is_list else None
-            elif kind == _W_PROTO:
-                protocol = data[pos + 1]
-                pos += 2
-                continue
-            elif kind == _W_BYTES1:
-                pos += 2 + data[pos + 1]
-            elif kind == _W_BYTES4:
-                pos += 5 + _U4(data, pos + 1)[0]
-            elif kind == _W_BINPUT or kind == _W_LONG_BINPUT:
-                if depth <= floor:
-                    return None
-                key = data[pos + 1] if kind == _W_BINPUT else _U4(data, pos + 1)[0]
-                if memo is None and key > n_memo:  # a gap in the keys: a set from now on
-                    memo = set(range(n_memo))
-                if memo is not None:
-                    memo.add(key)
-                    n_memo = len(memo)
-                elif key == n_memo:
-                    n_memo += 1
-                if n_memo > max_memo:
-                    return None
-                pos += size
-                continue
-            elif kind == _W_UTF8_8:
-                end = pos + 9 + _U8(data, pos + 1)[0]
-                if end > total:
-                    return None
-                text = data[pos + 9:end]
-                if not text.isascii():
-                    text.decode("utf-8", "surrogatepass")
-                pos = end
-            elif kind == _W_BYTES8:
-                pos += 9 + _U8(data, pos + 1)[0]
-            elif kind == _W_BYTES4S:
-                length = _I4(data, pos + 1)[0]
-                if length < 0:
-                    return None
-                pos += 5 + length
-            else:
-                return None
-            # one value pushed: on an empty stack it is the new position 0 (a list only from EMPTY_LIST)
-            if depth == 0:
-                if list_op == 1 and not marks:
-                    is_list, items = True, 0
-                else:
-                    is_list = False
-            depth += 1
-            if depth > limit:
-                return None
-    except (IndexError, ValueError, struct.error):
-        return None
-    return None
+    values: list[Any] = []
+    for i, what in enumerate(LEGACY_PICKLES):
+        try:
+            value, pos, _protocol = _scan_value(data, pos, limits, i == 3, globals_seen)
+        except PolicyViolation as exc:
+            raise PolicyViolation(Rule.NESTED, f"torch stream in _load_from_bytes, {what} pickle: {exc.message} "
+                                               f"(inner offset {exc.offset})") from None
+        values.append(value)
+    magic, protocol, info, pending, keys = values
+    scanner = _Scanner(b"", limits, False, globals_seen)
+    check_legacy_header(scanner.view(magic), scanner.view(protocol), scanner.view(info))
+    if not isinstance(pending, Pending):
+        raise PolicyViolation(Rule.NESTED, "torch stream in _load_from_bytes: the storage pickle must be exactly "
+                                           "one persistent id")
+    check_legacy_keys(tuple(keys.items) if isinstance(keys, SList) else keys, pending.key)
+    count = _U8(data, pos)[0] if pos + 8 <= len(data) else None
+    return legacy_storage(pending.dtype, pending.numel, count, len(data) - pos - 8)
 
 
-LOAD_FROM_BYTES = ("torch.storage", "_load_from_bytes")
+def scan_pickle(data: bytes | bytearray | memoryview, *, limits: PickleLimits = DEFAULT_SCAN_LIMITS,
+                start: int = 0, shape: bool = False) -> ScanResult:
+    """Scan the pickle at offset ``start`` of ``data`` up to its STOP; offsets in the result are offsets in ``data``.
 
-
-class _Stop(Exception):
-    """Raised inside the scan loop to end it with an issue already recorded."""
-
-
-def _fail(issues: list[ScanIssue], issue_id: str, message: str, at: int) -> NoReturn:
-    issues.append(ScanIssue(issue_id, message, at))
-    raise _Stop
-
-
-def _note_global(result: ScanResult, seen: set[tuple[str, str]], module: str, name: str, at: int) -> None:
-    """Record a global once per pickle; ATL600/ATL601 unless it is on the allow-list."""
-    if result.protocol is None or result.protocol < 3:
-        # as the standard loader resolves names with fix_imports=True: Python 2 names -> Python 3 names
-        if (module, name) in _compat_pickle.NAME_MAPPING:
-            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
-        elif module in _compat_pickle.IMPORT_MAPPING:
-            module = _compat_pickle.IMPORT_MAPPING[module]
-    key = (module, name)
-    if key in seen:
-        return
-    seen.add(key)
-    if is_allowed(module, name):
-        if result.allowed is None:
-            result.allowed = set()
-        result.allowed.add(key)
-        return
-    if is_known_dangerous(module, name):
-        result.issues.append(ScanIssue("ATL601", f"pickle references the known-dangerous global {module}.{name}", at))
-    else:
-        result.issues.append(ScanIssue("ATL600", f"pickle references {module}.{name}, which is not on the "
-                                                 "allow-list", at))
-
-
-def _pop_mark(stack: list[object], marks: list[int], issues: list[ScanIssue], at: int) -> list[object]:
-    if not marks:
-        _fail(issues, "ATL413", "malformed pickle: MARK expected on the stack", at)
-    height = marks.pop()
-    items = stack[height:]
-    del stack[height:]
-    return items
-
-
-def _pop(stack: list[object], marks: list[int], issues: list[ScanIssue], n: int, at: int) -> list[object]:
-    if len(stack) - n < (marks[-1] if marks else 0):
-        _fail(issues, "ATL413", "malformed pickle: stack underflow", at)
-    items = stack[-n:]
-    del stack[-n:]
-    return items
-
-
-NEEDS_FULL_SCAN = -1
-
-
-def plain_examples(block: bytes, bounds: list[tuple[int, int]],
-                   limits: ScanLimits = DEFAULT_SCAN_LIMITS) -> list[int | None]:
-    """For each example slice [start, end) of a decoded block: its pickle protocol when it is one
-    clean plain-data pickle ending exactly at ``end``, else NEEDS_FULL_SCAN (scan it with scan_pickle).
-
-    The fast path walks each example in place in the block: no copy of the slices on the common path.
+    ``shape=True`` also reports whether the value is a list and its length (version 1 blocks and
+    version 2 blocks of framing "list"). Never raises.
     """
-    out: list[int | None] = []
-    for start, end in bounds:
-        plain = _plain_pickle(block, limits, start)
-        out.append(plain[1] if plain is not None and plain[0] == end else NEEDS_FULL_SCAN)
-    return out
-
-
-def scan_pickle(data: bytes | bytearray, *, limits: ScanLimits = DEFAULT_SCAN_LIMITS, allow_persistent: bool = False,
-                archive_depth: int = 0, start: int = 0, shape: bool = False, fast: bool = True) -> ScanResult:
-    """Scan one pickle that starts at offset ``start`` of ``data`` and stops at its STOP opcode.
-
-    Offsets in the result (issues, ``end``) are offsets in ``data``. ``shape=True`` asks for
-    the top-level list count (version 1 blocks); otherwise a pickle of plain data takes the
-    fast path first.
-
-    Never raises for any input: malformed pickles, bounds and unsafe globals become issues.
-    The stack mirrors the standard loader's: MARK opens a new frame (a metastack), and an
-    opcode may not pop below the innermost mark.
-    """
-    if fast and not start:
-        if shape:
-            listed = _plain_list_pickle(data, limits)
-            if listed is not None:
-                return ScanResult(end=listed[0], protocol=listed[1], top_is_list=True, top_count=listed[2])
-        else:
-            plain = _plain_pickle(data, limits)
-            if plain is not None:
-                return ScanResult(end=plain[0], protocol=plain[1])
     result = ScanResult()
-    issues = result.issues
-    stack: list[object] = []
-    marks: list[int] = []  # stack heights at each open MARK
-    memo: dict[int, object] = {}
-    seen_globals: set[tuple[str, str]] = set()
-    max_depth = limits.max_stack
-    max_memo = limits.max_memo
-    max_opcodes = limits.max_opcodes
-    table = _BY_OP
-    # the kinds as locals: the loop runs once per opcode and compares against them
-    (_GENERIC, _PROTO, _STOP, _MARK, _STR, _BYTES, _EMPTY_LIST, _LIST, _APPEND, _APPENDS, _TUPLE_N, _TUPLE_MARK, _PUT,
-     _MEMOIZE, _GET, _GLOBAL, _INST, _STACK_GLOBAL, _PERSID, _BINPERSID, _REDUCE, _EXT, _INT, _OOB) = _KINDS
-    append = stack.append
-    pos = 0
-    count = 0
-
+    raw = bytes(data) if type(data) is not bytes else data
+    if len(raw) - start > limits.max_pickle_size:
+        result.issues.append(ScanIssue("ATL902", f"pickle of {len(raw) - start} bytes is above the limit of "
+                                                 f"{limits.max_pickle_size}", start, Rule.SIZE.value))
+        return result
+    seen: set[tuple[str, str]] = set()
     try:
-        if start:
-            stream = io.BytesIO(data)  # shares the bytes; genops reports absolute positions
-            stream.seek(start)
-            ops = _genops(stream)
-        else:
-            ops = _genops(data)
-        for op, arg, pos in ops:
-            count += 1
-            kind, below, pops, pushes = table[op]
-            if kind == _STR:
-                append(arg if isinstance(arg, str) else ANY)
-            elif kind == _MEMOIZE or kind == _PUT:
-                if not stack or (marks and len(stack) <= marks[-1]):
-                    _fail(issues, "ATL413", f"malformed pickle: {op.name} with nothing to store", pos)
-                memo[len(memo) if kind == _MEMOIZE else arg] = stack[-1]
-                if len(memo) > max_memo:
-                    _fail(issues, "ATL902", f"pickle memo exceeds {max_memo} entries", pos)
-            elif kind == _GENERIC:
-                if below >= 0:
-                    if not marks:
-                        _fail(issues, "ATL413", "malformed pickle: MARK expected on the stack", pos)
-                    del stack[marks.pop():]
-                    if below:
-                        _pop(stack, marks, issues, below, pos)
-                elif pops:
-                    if len(stack) - pops < (marks[-1] if marks else 0):
-                        _fail(issues, "ATL413", "malformed pickle: stack underflow", pos)
-                    del stack[-pops:]
-                if pushes == 1:
-                    append(ANY)
-                elif pushes:
-                    stack.extend([ANY] * pushes)
-            elif kind == _MARK:
-                marks.append(len(stack))
-            elif kind == _GET:
-                if arg not in memo:
-                    _fail(issues, "ATL413", f"malformed pickle: memo key {arg} was never stored", pos)
-                append(memo[arg])
-            elif kind == _APPEND or kind == _APPENDS:
-                if kind == _APPENDS:
-                    n = len(_pop_mark(stack, marks, issues, pos))
-                else:
-                    n = len(_pop(stack, marks, issues, 1, pos))
-                if len(stack) <= (marks[-1] if marks else 0):
-                    _fail(issues, "ATL413", f"malformed pickle: {op.name} without a list", pos)
-                top = stack[-1]
-                if isinstance(top, _List):
-                    top.count += n
-            elif kind == _EMPTY_LIST:
-                append(_List(0))
-            elif kind == _LIST:
-                append(_List(len(_pop_mark(stack, marks, issues, pos))))
-            elif kind == _BYTES:
-                append(_Bytes(arg, pos) if isinstance(arg, (bytes, bytearray)) else ANY)
-            elif kind == _TUPLE_N:
-                append(tuple(_pop(stack, marks, issues, pops, pos)) if pops else ())
-            elif kind == _TUPLE_MARK:
-                append(tuple(_pop_mark(stack, marks, issues, pos)))
-            elif kind == _GLOBAL or kind == _INST:
-                module, _, name = str(arg).partition(" ")
-                _note_global(result, seen_globals, module, name, pos)
-                if kind == _INST:
-                    _pop_mark(stack, marks, issues, pos)
-                    append(ANY)
-                else:
-                    append(_Global(module, name))
-            elif kind == _STACK_GLOBAL:
-                module_obj, name_obj = _pop(stack, marks, issues, 2, pos)
-                if isinstance(module_obj, str) and isinstance(name_obj, str):
-                    _note_global(result, seen_globals, module_obj, name_obj, pos)
-                    append(_Global(module_obj, name_obj))
-                else:
-                    issues.append(ScanIssue("ATL603", "STACK_GLOBAL takes its module or name from a value that "
-                                                      "is not a string pushed by the pickle", pos))
-                    append(ANY)
-            elif kind == _REDUCE:
-                callable_obj, args = _pop(stack, marks, issues, 2, pos)
-                if (isinstance(callable_obj, _Global) and (callable_obj.module, callable_obj.name) == LOAD_FROM_BYTES
-                        and isinstance(args, tuple) and len(args) == 1 and isinstance(args[0], _Bytes)):
-                    _scan_archive(args[0], issues, limits, archive_depth)
-                append(ANY)
-            elif kind == _OOB:
-                issues.append(ScanIssue("ATL413", "NEXT_BUFFER: the pickle needs an out-of-band buffer, which a "
-                                                  "dataset cannot supply (the example cannot be loaded)", pos))
-                append(ANY)
-            elif kind == _INT:
-                append(arg if type(arg) is int else ANY)
-            elif kind == _PERSID or kind == _BINPERSID:
-                pid = _pop(stack, marks, issues, 1, pos)[0] if kind == _BINPERSID else arg
-                if not allow_persistent:
-                    issues.append(ScanIssue("ATL602", "pickle uses a persistent id (PERSID/BINPERSID)", pos))
-                else:
-                    if result.persistent_ids is None:
-                        result.persistent_ids = []
-                    result.persistent_ids.append(pid)
-                append(ANY)
-            elif kind == _EXT:
-                issues.append(ScanIssue("ATL603", f"{op.name} loads a global from the copyreg extension registry, "
-                                                  "which cannot be resolved statically", pos))
-                append(ANY)
-            elif kind == _PROTO:
-                result.protocol = int(arg)
-            elif kind == _STOP:
-                (top,) = _pop(stack, marks, issues, 1, pos)
-                if stack or marks:
-                    issues.append(ScanIssue("ATL413", f"malformed pickle: {len(stack)} values and {len(marks)} marks "
-                                                      "left on the stack at STOP", pos))
-                if isinstance(top, _List):
-                    result.top_is_list = True
-                    result.top_count = top.count
-                result.end = pos + 1
-            if count > max_opcodes or len(stack) + len(marks) > max_depth:
-                if count > max_opcodes:
-                    _fail(issues, "ATL902", f"pickle scan stopped after {max_opcodes} opcodes", pos)
-                _fail(issues, "ATL902", f"pickle stack deeper than {max_depth} values", pos)
-    except _Stop:
-        result.end = None
-    except Exception as exc:  # noqa: BLE001 - genops raises ValueError and others on any malformed input
-        issues.append(ScanIssue("ATL413", f"malformed or truncated pickle: {_short(exc)}", pos))
-        result.end = None
-    else:
-        if result.end is None and count == 0:
-            issues.append(ScanIssue("ATL413", "empty pickle", 0))
-    result.opcodes = count
+        value, end, protocol = _scan_value(raw, start, limits, False, seen)
+    except PolicyViolation as exc:
+        result.issues.append(ScanIssue(_finding_id(exc), exc.message, exc.offset, exc.rule.value))
+        result.allowed = seen or None
+        return result
+    except Exception as exc:  # noqa: BLE001 - the validator must never crash on a pickle
+        result.issues.append(ScanIssue("ATL990", f"internal error while scanning: {type(exc).__name__}: {exc}",
+                                       start))
+        return result
+    result.end, result.protocol, result.allowed = end, protocol, seen or None
+    if shape and isinstance(value, SList):
+        result.top_is_list, result.top_count = True, len(value.items)
     return result
 
 
-def _short(exc: BaseException) -> str:
-    text = str(exc).replace("\n", " ")
-    return f"{type(exc).__name__}: {text[:200]}"
+def loads_safely(data: bytes) -> bool:
+    """Whether safe loading (the other engine of the policy) will load this whole pickle: the verdict the
+    validator gives, for the differential test and for callers that want a yes or no."""
+    result = scan_pickle(data)
+    return not result.issues and result.end == len(data)
 
-
-def _scan_archive(blob: _Bytes, issues: list[ScanIssue], limits: ScanLimits, depth: int) -> None:
-    """Scan the bytes given to torch.storage._load_from_bytes: torch's legacy save stream (what
-    plain pickle writes, PICKLE-2) or a torch.save zip archive (its *.pkl members)."""
-    at = blob.offset
-    if depth >= limits.max_archive_depth:
-        issues.append(ScanIssue("ATL604", "torch archive nested deeper than the scan allows", at))
-        return
-    if not blob.value.startswith(b"PK\x03\x04"):
-        _scan_legacy_stream(blob, issues, limits, depth)
-        return
-    try:
-        with zipfile.ZipFile(io.BytesIO(blob.value)) as archive:
-            members = archive.infolist()
-            if len(members) > limits.max_archive_members:
-                issues.append(ScanIssue("ATL604", f"torch archive has {len(members)} members, above "
-                                                  f"{limits.max_archive_members}", at))
-                return
-            total = sum(m.file_size for m in members)
-            if total > limits.max_archive_size:
-                issues.append(ScanIssue("ATL604", f"torch archive declares {total} bytes, above "
-                                                  f"{limits.max_archive_size}", at))
-                return
-            pickles = [m for m in members if m.filename.endswith(".pkl")]
-            if not pickles:
-                issues.append(ScanIssue("ATL604", "torch archive holds no .pkl member", at))
-                return
-            for member in pickles:
-                with archive.open(member) as handle:
-                    inner = handle.read(member.file_size + 1)
-                if len(inner) > member.file_size:
-                    issues.append(ScanIssue("ATL604", f"torch archive member {member.filename} is larger than "
-                                                      "it declares", at))
-                    continue
-                sub = scan_pickle(inner, limits=limits, allow_persistent=True, archive_depth=depth + 1)
-                for issue in sub.issues:
-                    issues.append(ScanIssue(issue.id, f"in torch archive member {member.filename} (inner offset "
-                                                      f"{issue.offset}): {issue.message}", at))
-                if sub.end is not None and sub.end != len(inner):
-                    issues.append(ScanIssue("ATL604", f"torch archive member {member.filename} has "
-                                                      f"{len(inner) - sub.end} bytes after STOP", at))
-    except Exception as exc:  # noqa: BLE001 - zipfile raises many types on hostile archives
-        issues.append(ScanIssue("ATL604", f"torch archive cannot be read: {_short(exc)}", at))
-
-
-# Element sizes of torch's typed storage classes (the legacy stream stores element counts).
-_STORAGE_ELEMENT_SIZE = {
-    "FloatStorage": 4, "DoubleStorage": 8, "HalfStorage": 2, "BFloat16Storage": 2, "LongStorage": 8,
-    "IntStorage": 4, "ShortStorage": 2, "CharStorage": 1, "ByteStorage": 1, "BoolStorage": 1,
-    "ComplexFloatStorage": 8, "ComplexDoubleStorage": 16, "UntypedStorage": 1,
-}
-_LEGACY_PICKLES = ("magic number", "protocol version", "system information", "storage object", "storage keys")
-
-
-def _legacy_storage(pid: object) -> tuple[str, int, int | None] | None:
-    """(key, element size, numel or None when not an int) of a legacy stream's persistent id
-    ('storage', <torch storage type>, key, location, numel[, view]); None when it is not one."""
-    if not (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage"):
-        return None
-    storage_type, key, numel = pid[1], pid[2], pid[4]
-    if not isinstance(storage_type, _Global) or not isinstance(key, str) or storage_type.module != "torch":
-        return None
-    size = _STORAGE_ELEMENT_SIZE.get(storage_type.name)
-    if size is None:
-        return None
-    return key, size, numel if type(numel) is int else None
-
-
-def _scan_legacy_stream(blob: _Bytes, issues: list[ScanIssue], limits: ScanLimits, depth: int) -> None:
-    """torch's legacy save stream: five pickles, then per storage key an 8-byte element count and the bytes.
-
-    Each pickle is scanned with the same allow-list (persistent ids are expected in the fourth);
-    the storages named by the persistent ids give the element sizes, so the byte counts are checked.
-    """
-    data, at = blob.value, blob.offset
-    pos = 0
-    results: list[ScanResult] = []
-    for i, what in enumerate(_LEGACY_PICKLES):
-        sub = scan_pickle(data, limits=limits, allow_persistent=i == 3, archive_depth=depth + 1, start=pos)
-        for issue in sub.issues:
-            issues.append(ScanIssue(issue.id, f"in the legacy torch stream's {what} pickle (inner offset "
-                                              f"{issue.offset}): {issue.message}", at))
-        if sub.end is None:
-            issues.append(ScanIssue("ATL604", f"legacy torch stream: the {what} pickle is malformed", at))
-            return
-        results.append(sub)
-        pos = sub.end
-    sizes: dict[str, tuple[int, int | None]] = {}
-    for pid in results[3].persistent_ids or []:
-        storage = _legacy_storage(pid)
-        if storage is None:
-            issues.append(ScanIssue("ATL604", "legacy torch stream: a persistent id is not ('storage', <torch "
-                                              "storage type>, key, location, numel)", at))
-            return
-        key, size, numel = storage
-        sizes[key] = (size, numel)
-    if not results[4].top_is_list or results[4].top_count != len(sizes):
-        issues.append(ScanIssue("ATL604", f"legacy torch stream: the storage key list does not name the "
-                                          f"{len(sizes)} storages of the persistent ids", at))
-        return
-    for key in sorted(sizes):
-        size, numel = sizes[key]
-        if pos + 8 > len(data):
-            issues.append(ScanIssue("ATL604", "legacy torch stream is truncated (storage count missing)", at))
-            return
-        count = int.from_bytes(data[pos:pos + 8], "little")
-        pos += 8 + count * size
-        if numel is not None and count != numel:
-            issues.append(ScanIssue("ATL604", f"legacy torch stream: storage {key} holds {count} elements, its "
-                                              f"persistent id says {numel}", at))
-        if pos > len(data):
-            issues.append(ScanIssue("ATL604", "legacy torch stream is truncated (storage bytes missing)", at))
-            return
-    if pos != len(data):
-        issues.append(ScanIssue("ATL604", f"legacy torch stream has {len(data) - pos} bytes after its storages", at))

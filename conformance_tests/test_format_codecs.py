@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import tracemalloc
 
 import lz4.frame
@@ -12,7 +10,7 @@ import zstandard
 from hypothesis import given
 from hypothesis import strategies as st
 
-from atlas_format import allowlist, codecs, zstd_frame
+from atlas_format import codecs, zstd_frame
 from atlas_format.constants import Limits
 from atlas_format.enums import Codec, CompressionStrategy, DictionaryMode, strategy_to_v2, v2_to_strategy
 from atlas_format.errors import CodecError, LimitError
@@ -87,50 +85,6 @@ def test_strategy_mapping_is_a_bijection_onto_v2_modes():
     for strategy in CompressionStrategy:
         assert v2_to_strategy(*strategy_to_v2(strategy)) is strategy
     assert v2_to_strategy(Codec.LZ4, DictionaryMode.NONE) is None
-
-
-# -- the pickle allow-list ---------------------------------------------------------------
-
-
-def test_allow_list_has_a_reason_for_every_entry_and_nothing_dangerous():
-    assert allowlist.ALLOWED_GLOBALS
-    for entry in allowlist.ALLOWED_GLOBALS:
-        assert len(entry.reason) > 15, entry
-        assert not allowlist.is_known_dangerous(entry.module, entry.name), entry
-    for module, name in [("builtins", "getattr"), ("builtins", "eval"), ("os", "system"), ("posix", "system"),
-                         ("subprocess", "Popen"), ("builtins", "__import__"), ("torch", "load"),
-                         ("copyreg", "_reconstructor"), ("builtins", "range"), ("numpy", "load")]:
-        assert not allowlist.is_allowed(module, name), (module, name)
-    assert allowlist.is_allowed("mypkg", "Thing", extra=[("mypkg", "Thing")])
-
-
-def test_torch_load_from_bytes_still_needs_its_substitute():
-    """The reason for the substitute: torch's helper runs torch.load with weights_only=False."""
-    import torch.storage
-
-    source = inspect.getsource(torch.storage._load_from_bytes)
-    assert "torch.load" in source and "weights_only=False" in source
-    entry = allowlist.ALLOWED[("torch.storage", "_load_from_bytes")]
-    assert entry.substitute == "torch_load_weights_only"
-    assert allowlist.ALLOWED[("builtins", "bytearray")].substitute == "bytes_only"
-
-
-def test_allowed_globals_exist_in_installed_libraries():
-    """Every entry names a real object (numpy has two spellings; one of each pair must resolve)."""
-    missing = []
-    for entry in allowlist.ALLOWED_GLOBALS:
-        try:
-            obj = importlib.import_module(entry.module)
-            for part in entry.name.split("."):
-                obj = getattr(obj, part)
-        except (ImportError, AttributeError):
-            missing.append(entry.key)
-    spelled_other_way = {("numpy.core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
-                         ("numpy.core.numeric", "_frombuffer"), ("numpy._core.multiarray", "_reconstruct"),
-                         ("numpy._core.multiarray", "scalar"), ("numpy._core.numeric", "_frombuffer")}
-    torch_optional = {("torch", "float8_e4m3fnuz"), ("torch", "float8_e5m2fnuz"), ("torch", "complex32"),
-                      ("torch", "quint4x2"), ("torch._utils", "_rebuild_tensor_v3")}
-    assert set(missing) <= spelled_other_way | torch_optional, missing
 
 
 @given(data=st.binary(max_size=3000), store_size=st.booleans(), level=st.sampled_from([0, 9]))
