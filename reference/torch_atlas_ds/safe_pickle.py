@@ -39,6 +39,7 @@ from atlas_format.pickle_policy import (
 )
 from atlas_format.pickle_values import (
     DEFAULT_PICKLE_LIMITS,
+    VIEW_DEPTH,
     Made,
     Mapping,
     PickleLimits,
@@ -458,8 +459,8 @@ class _Run:
         kind = type(value)
         if kind in _PLAIN_VIEW:
             return value
-        if depth > self.limits.max_depth:
-            raise PolicyViolation(Rule.DEPTH, f"arguments nested deeper than {self.limits.max_depth}")
+        if depth > VIEW_DEPTH:
+            return _Opaque("value nested too deep")
         if kind is tuple:
             return tuple(self.view(v, depth + 1) for v in value)
         if kind is list or kind is set or kind is frozenset:
@@ -478,32 +479,32 @@ class _Run:
         return _Opaque(kind.__name__)  # what no check accepts: a pending storage, an object of a trusted global
 
     def check_key(self, key: Any) -> None:
-        """A dict key or set member: plain values, tuples and frozensets of keys, globals, numpy scalars; depth and
-        items bounded before anything is hashed (POLICY-7)."""
+        """A dict key or set member: plain values, tuples and frozensets of keys, globals, numpy scalars; at most
+        max_hashed_items nodes, max_depth deep, checked before anything is hashed (PICKLE-9)."""
         if type(key) in _ATOMS:
             return
-        budget = [self.limits.max_hashed_items]
-        self._check_key(key, 0, budget)
-
-    def _check_key(self, key: Any, depth: int, budget: list[int]) -> None:
-        kind = type(key)
-        if kind in _ATOMS:
-            return
-        budget[0] -= 1
-        if budget[0] < 0 or depth > self.limits.max_depth:
-            raise PolicyViolation(Rule.KEY, f"a dict key or set member larger than {self.limits.max_hashed_items} "
-                                            f"items or deeper than {self.limits.max_depth}")
-        if kind is tuple or kind is frozenset:
-            for item in key:
-                self._check_key(item, depth + 1, budget)
-            return
-        record = self.made.get(id(key))
-        if record is not None:
-            key_of(record[1])  # raises unless it is a numpy scalar of a plain value
-            return
-        if id(key) in self.refs and type(key) is not _CallOnly or id(key) in self.trusted:
-            return
-        raise PolicyViolation(Rule.KEY, f"a {kind.__name__} cannot be a dict key or set member (unhashable)")
+        limits = self.limits
+        budget = limits.max_hashed_items
+        todo = [(key, 0)]
+        while todo:
+            node, depth = todo.pop()
+            kind = type(node)
+            if kind in _ATOMS:
+                continue
+            budget -= 1
+            if budget < 0 or depth > limits.max_depth:
+                raise PolicyViolation(Rule.KEY, f"a dict key or set member larger than {limits.max_hashed_items} "
+                                                f"nodes or deeper than {limits.max_depth}")
+            if kind is tuple or kind is frozenset:
+                todo.extend((item, depth + 1) for item in node)
+                continue
+            record = self.made.get(id(node))
+            if record is not None:
+                key_of(record[1])  # raises unless it is a numpy scalar of a plain value
+                continue
+            if id(node) in self.refs and kind is not _CallOnly or id(node) in self.trusted:
+                continue
+            raise PolicyViolation(Rule.KEY, f"a {kind.__name__} cannot be a dict key or set member (unhashable)")
 
     def finish(self, value: Any, size: int) -> None:
         """The result's depth and item count (POLICY-9), and no call-only global in it. Skipped when they

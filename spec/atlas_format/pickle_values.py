@@ -68,6 +68,9 @@ class PickleLimits:
 
 
 DEFAULT_PICKLE_LIMITS = PickleLimits()
+#: Nesting beyond which engines describe an argument as opaque (no check accepts anything this deep: the
+#: deepest argument the policy admits, a datetime's tzinfo or an array state's dtype, is 3 levels down).
+VIEW_DEPTH = 32
 
 
 @dataclass(frozen=True)

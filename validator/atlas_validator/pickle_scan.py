@@ -42,6 +42,7 @@ from atlas_format.pickle_policy import (
 )
 from atlas_format.pickle_values import (
     DEFAULT_PICKLE_LIMITS,
+    VIEW_DEPTH,
     Made,
     Mapping,
     PickleLimits,
@@ -286,29 +287,30 @@ class _Scanner:
     # -- keys, views -----------------------------------------------------------------------------
 
     def key(self, value: Any) -> Any:
-        """The plain value a dict key or set member equals (POLICY-7), after its depth and size are bounded."""
-        budget = [self.limits.max_hashed_items]
-        return self._key(value, 0, budget)
-
-    def _key(self, value: Any, depth: int, budget: list[int]) -> Any:
+        """The plain value a dict key or set member equals (PICKLE-9), once its size and depth are bounded."""
         if type(value) in _ATOMS:
             return value
-        budget[0] -= 1
-        if budget[0] < 0 or depth > self.limits.max_depth:
-            raise self.fail(Rule.KEY, f"a dict key or set member larger than {self.limits.max_hashed_items} items "
-                                      f"or deeper than {self.limits.max_depth}")
-        if type(value) is tuple:
-            return tuple(self._key(item, depth + 1, budget) for item in value)
-        if isinstance(value, SSet) and value.kind == "frozenset":
-            for member in value.members.values():
-                self._key(member, depth + 1, budget)
-            return frozenset(value.members)
-        if isinstance(value, Ref):
-            return value
-        if isinstance(value, Made):
-            return key_of(value)
-        kind = value.made.kind if isinstance(value, SContainer) else type(value).__name__.lstrip("S").lower()
-        raise self.fail(Rule.KEY, f"a {kind} cannot be a dict key or set member (unhashable)")
+        limits = self.limits
+        budget = limits.max_hashed_items
+        todo = [(value, 0)]
+        while todo:
+            node, depth = todo.pop()
+            if type(node) in _ATOMS:
+                continue
+            budget -= 1
+            if budget < 0 or depth > limits.max_depth:
+                raise self.fail(Rule.KEY, f"a dict key or set member larger than {limits.max_hashed_items} nodes or "
+                                          f"deeper than {limits.max_depth}")
+            if type(node) is tuple:
+                todo.extend((item, depth + 1) for item in node)
+            elif isinstance(node, SSet) and node.kind == "frozenset":
+                todo.extend((item, depth + 1) for item in node.members.values())
+            elif isinstance(node, Made):
+                key_of(node)
+            elif not isinstance(node, Ref):
+                kind = node.made.kind if isinstance(node, SContainer) else type(node).__name__.lstrip("S").lower()
+                raise self.fail(Rule.KEY, f"a {kind} cannot be a dict key or set member (unhashable)")
+        return _canonical(value)
 
     def add_member(self, target: SSet, member: Any) -> None:
         target.members.setdefault(self.key(member), member)
@@ -322,8 +324,8 @@ class _Scanner:
         """The policy's view of a scanned value (atlas_format.pickle_values)."""
         if type(value) in _ATOMS or type(value) is bytearray or isinstance(value, (Made, Ref)):
             return value
-        if depth > self.limits.max_depth:
-            raise self.fail(Rule.DEPTH, f"arguments nested deeper than {self.limits.max_depth}")
+        if depth > VIEW_DEPTH:
+            return _OPAQUE
         if type(value) is tuple:
             return tuple(self.view(item, depth + 1) for item in value)
         if isinstance(value, SList):
@@ -372,6 +374,29 @@ class _Scanner:
                     raise self.fail(Rule.ITEMS, f"more than {limits.max_items} container items (every reference "
                                                 "counted)")
                 todo.append((child, depth + 1, False))
+
+
+def _canonical(value: Any) -> Any:
+    """The plain value a checked key equals, as a real dict would compare it: atoms and globals as themselves, a
+    numpy scalar as its value, a frozenset by its members' (already canonical) keys, a tuple item by item."""
+    if type(value) in _ATOMS or isinstance(value, Ref):
+        return value
+    if isinstance(value, Made):
+        return key_of(value)
+    if isinstance(value, SSet):
+        return frozenset(value.members)
+    done: dict[int, Any] = {}
+    todo: list[tuple[Any, bool]] = [(value, False)]
+    while todo:  # post-order over nested tuples, without recursion (keys may be max_depth deep)
+        node, ready = todo.pop()
+        if type(node) is not tuple or id(node) in done:
+            continue
+        if not ready:
+            todo.append((node, True))
+            todo.extend((item, False) for item in node)
+        else:
+            done[id(node)] = tuple(done[id(item)] if type(item) is tuple else _canonical(item) for item in node)
+    return done[id(value)]
 
 
 def _children(node: Any) -> Iterable[Any] | None:

@@ -1,0 +1,150 @@
+"""The two engines of the pickle policy agree on every pickle (spec/FORMAT.md PICKLE-4).
+
+The safe loader (torch_atlas_ds.safe_pickle) builds objects; the validator
+(atlas_validator.pickle_scan) never does. For generated pickles, realistic, hostile and
+mangled, the validator passes exactly the pickles safe loading loads, under the default
+limits and under small ones. What both accept loads in safe mode to what pickle.loads
+gives, and the standard unpickler asks for no global outside the policy.
+"""
+
+from __future__ import annotations
+
+import collections
+import decimal
+import io
+import pickle
+from typing import Any
+
+import numpy as np
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pickle_programs import attacks, mutated, pickled_values, programs
+
+from atlas_format.errors import FormatError, LimitError, UnsafePickleError
+from atlas_format.pickle_policy import POLICY, resolve_name
+from atlas_format.pickle_values import DEFAULT_PICKLE_LIMITS, PickleLimits
+from atlas_validator.pickle_scan import scan_pickle
+from torch_atlas_ds.safe_pickle import SafeUnpickler
+
+MANY = settings(max_examples=settings().max_examples * 5)
+small_limits = st.builds(PickleLimits, max_depth=st.integers(1, 12), max_items=st.integers(1, 60),
+                         max_hashed_items=st.integers(1, 8), max_int_bytes=st.integers(1, 16))
+limits = st.just(DEFAULT_PICKLE_LIMITS) | small_limits
+
+
+def loader_verdict(data: bytes, limits: PickleLimits) -> tuple[bool, Any]:
+    """(loaded, value or the error); any exception but the project's refusals fails the test."""
+    try:
+        return True, SafeUnpickler(limits=limits).loads(data)
+    except (UnsafePickleError, LimitError, FormatError) as exc:
+        return False, exc
+
+
+def validator_verdict(data: bytes, limits: PickleLimits) -> tuple[bool, Any]:
+    result = scan_pickle(data, limits=limits)
+    return (not result.issues and result.end == len(data)), result
+
+
+def agree(data: bytes, limits: PickleLimits) -> tuple[bool, Any]:
+    loaded, value = loader_verdict(data, limits)
+    clean, result = validator_verdict(data, limits)
+    assert loaded == clean, (f"safe loading {'loads' if loaded else 'refuses'} but the validator "
+                             f"{'passes' if clean else 'refuses'}: loader {value!r}, validator {result.issues}, "
+                             f"pickle {data!r}")
+    if loaded:
+        _standard_unpickler_stays_inside_the_policy(data)
+    return loaded, value
+
+
+class _PolicyOnly(pickle.Unpickler):
+    """The standard unpickler, failing the test if it is asked for a global outside the policy."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        key = resolve_name(module, name, self.proto)  # type: ignore[attr-defined]
+        assert key in POLICY, f"the standard unpickler resolves {key}, outside the policy"
+        return super().find_class(module, name)
+
+    def load(self) -> Any:
+        return super().load()
+
+
+def _standard_unpickler_stays_inside_the_policy(data: bytes) -> None:
+    unpickler = _PolicyOnly(io.BytesIO(data))
+    unpickler.proto = data[1] if data[:1] == b"\x80" else 0  # type: ignore[attr-defined]
+    try:
+        unpickler.load()
+    except AssertionError:
+        raise
+    except Exception:  # noqa: BLE001,S110 - torch's own loader fails on some pickles it wrote (empty uint16)
+        pass
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal in value and type, recursively (arrays, tensors, NaNs, containers of them)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, np.ma.MaskedArray):
+        return same(a.data, b.data) and same(np.ma.getmaskarray(a), np.ma.getmaskarray(b)) and \
+            np.asarray(a.fill_value).tobytes() == np.asarray(b.fill_value).tobytes()
+    if isinstance(a, (np.ndarray, np.generic)):
+        return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+    if isinstance(a, torch.Tensor):
+        return a.dtype == b.dtype and a.shape == b.shape and a.stride() == b.stride() and \
+            a.requires_grad == b.requires_grad and bool(torch.equal(a, b))
+    if isinstance(a, (list, tuple, collections.deque)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True)) and \
+            getattr(a, "maxlen", None) == getattr(b, "maxlen", None)
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a) and \
+            getattr(a, "default_factory", None) is getattr(b, "default_factory", None) and \
+            same(getattr(a, "__dict__", None), getattr(b, "__dict__", None))
+    if isinstance(a, (set, frozenset)):
+        return a == b
+    if isinstance(a, (float, complex, decimal.Decimal)):
+        return str(a) == str(b)
+    return bool(a == b)
+
+
+@MANY
+@given(data=pickled_values())
+def test_every_value_of_the_policy_loads_exactly_and_scans_clean(data):
+    loaded, value = agree(data, DEFAULT_PICKLE_LIMITS)
+    assert loaded, value
+    try:
+        expected = pickle.loads(data)
+    except Exception:  # noqa: BLE001 - torch 2.13 cannot load the empty uint16 tensors it pickles
+        return
+    assert same(value, expected)
+
+
+@MANY
+@given(data=mutated(pickled_values()), limits=limits)
+def test_engines_agree_on_mangled_values(data, limits):
+    agree(data, limits)
+
+
+@MANY
+@given(data=programs() | mutated(programs()), limits=limits)
+def test_engines_agree_on_opcode_programs(data, limits):
+    agree(data, limits)
+
+
+@MANY
+@given(data=attacks() | mutated(attacks()), limits=limits)
+def test_engines_agree_on_attack_classes(data, limits):
+    agree(data, limits)
+
+
+def _nested_lists(depth: int) -> bytes:
+    """A pickle of ``depth`` lists nested in one another (the innermost empty): EMPTY_LIST x depth, APPEND x depth-1."""
+    return b"\x80\x04" + b"]" * depth + b"a" * (depth - 1) + b"."
+
+
+def test_big_values_agree_with_the_default_limits():
+    """At the default limits: 1000 nested lists load, 1001 do not; a list shared 4096 times counts each time."""
+    assert agree(_nested_lists(1000), DEFAULT_PICKLE_LIMITS)[0]
+    assert not agree(_nested_lists(1001), DEFAULT_PICKLE_LIMITS)[0]
+    shared = list(range(4095))
+    assert agree(pickle.dumps([shared] * 4096, protocol=4), DEFAULT_PICKLE_LIMITS)[0]  # 4096 * 4096 = 2**24 items
+    assert not agree(pickle.dumps([shared] * 4097, protocol=4), DEFAULT_PICKLE_LIMITS)[0]
