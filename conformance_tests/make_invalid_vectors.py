@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attacks
 import make_vectors
 import numpy as np
 
@@ -142,6 +143,20 @@ def _malicious_v2(root: Path, name: str, function: Callable[..., Any], *args: An
     with AtlasDatasetWriter(root, shard_size=8, block_size=4, compression_strategy=0) as writer:
         for i in range(6):
             writer.add_example(Payload(function, *args) if i == MALICIOUS_INDEX else {"id": i})
+
+
+def _attack_v2(root: Path, attack: attacks.Attack) -> None:
+    """Rewrite the dataset with one raw attack pickle as example 3 (attacks.py): complete and checksummed."""
+    import validator_vectors
+
+    payload = attack.build()
+    shutil.rmtree(root)
+
+    def hook(shard: int, block: int, position: int, pickled: bytes) -> bytes:
+        return payload if shard == 0 and block * 4 + position == MALICIOUS_INDEX else pickled
+
+    validator_vectors.write_v2(root, [{"id": i} for i in range(6)], codec="zstd", shard_size=8, block_size=4,
+                               pickle_hook=hook)
 
 
 def _malicious_v1(root: Path, function: Callable[..., Any], *args: Any) -> None:
@@ -318,6 +333,10 @@ def cases() -> list[Case]:
         ("v2-malicious-eval", V2_NONE, "a complete, checksummed dataset whose example 3 calls builtins.eval",
          ["ATL601"], lambda r: _malicious_v2(r, "eval", eval, "__import__('os').system('touch atlas-pwned-eval')"),
          True),
+        # version 2: the attack classes of the pickle policy (PICKLE-2 to PICKLE-12), sealed
+        *[(f"v2-attack-{a.name}-sealed", V2_NONE, f"pickle policy: example 3 is {a.description} "
+           f"({a.rule} rule), a complete, checksummed dataset", [a.finding],
+           lambda r, a=a: _attack_v2(r, a), True) for a in attacks.ATTACKS],
         # version 1
         ("v1-malicious-os-system", V1_NONE, "a version 1 block whose example 3 calls os.system", ["ATL601"],
          lambda r: _malicious_v1(r, os.system, "touch atlas-pwned-v1-malicious-os-system"), True),

@@ -77,11 +77,22 @@ BUGS = [
     ("index dtype rule off by one", "spec/atlas_format/npy.py",
      "if maximum >= last_entry:", "if maximum > last_entry:",
      "a last offset of exactly 255 gets a uint16 index (the original writes uint8)"),
-    ("os.system on the allow-list", "spec/atlas_format/allowlist.py",
-     '    + _entries("torch", ["Size"], "a tuple subclass of integers")',
-     '    + _entries("torch", ["Size"], "a tuple subclass of integers")\n'
-     '    + _entries("posix", ["system"], "planted bug")',
-     "safe loading and the validator accept a code-running global"),
+    ("os.system in the pickle policy", "spec/atlas_format/pickle_policy.py",
+     '       PolicyEntry("builtins", "Ellipsis", "the ... singleton"),',
+     '       PolicyEntry("builtins", "Ellipsis", "the ... singleton"), PolicyEntry("posix", "system", "planted"),',
+     "a code-running global is a value of the policy"),
+    ("safe loader drops the memo rule", "reference/torch_atlas_ds/safe_opcodes.py",
+     "        if index > len(memo):", "        if False and index > len(memo):",
+     "safe loading accepts memo indices out of order (the C unpickler's 4 GiB memo)"),
+    ("safe loader lets call-only globals into the result", "reference/torch_atlas_ds/safe_pickle.py",
+     "        if not (self.shared or self.markers or size", "        if not (self.shared or size",
+     "a call-only function object (torch's rebuild, _load_from_bytes) is handed to the caller"),
+    ("validator drops the dict-key rule", "validator/atlas_validator/pickle_scan.py",
+     "            elif not isinstance(node, Ref):", "            elif False:",
+     "the validator passes lists and dicts as dict keys, which safe loading refuses"),
+    ("validator drops the BUILD rule for dtypes", "spec/atlas_format/pickle_checks.py",
+     "    if not ok:\n        refuse(f\"numpy.dtype state", "    if False:\n        refuse(f\"numpy.dtype state",
+     "a dtype state with object flags passes both engines (shared check: the attack vectors catch it)"),
 ]
 
 
