@@ -165,6 +165,63 @@ def programs(draw: Any) -> bytes:
     return bytes([0x80, protocol]) + body + b"."
 
 
+# -- expression programs: well-formed pickles that reach the policy's checks -----------------------------
+
+_VALUE_GLOBALS = sorted(k for k, e in POLICY.items() if e.value)
+_CALLABLE_GLOBALS = sorted(k for k, e in POLICY.items() if e.call or e.new)
+_ANY_GLOBALS = sorted(POLICY) + [("os", "system"), ("pathlib", "PosixPath")]
+
+
+def _global_op(key: tuple[str, str]) -> bytes:
+    return _string(key[0]) + _string(key[1]) + b"\x93"
+
+
+def _atom() -> Any:
+    return st.one_of(
+        st.just(b"N"), st.just(b"\x88"), st.just(b"\x89"), st.integers(0, 255).map(lambda k: b"K" + bytes([k])),
+        st.integers(-(2 ** 31), 2 ** 31 - 1).map(lambda v: b"J" + struct.pack("<i", v)),
+        st.floats().map(lambda f: b"G" + struct.pack(">d", f)), st.text(max_size=6).map(_string),
+        st.sampled_from(["latin1", "b", "C", "cpu", "f4", "U3", "M8", "1.5", "int", "is_safe", "__dict__"]).map(
+            _string),
+        st.binary(max_size=12).map(lambda b: b"C" + bytes([len(b)]) + b),
+        st.binary(max_size=12).map(lambda b: b"\x96" + struct.pack("<Q", len(b)) + b),
+        st.binary(max_size=9).map(lambda b: b"\x8a" + bytes([len(b)]) + b),
+    )
+
+
+def _marked(items: list[bytes], closing: bytes) -> bytes:
+    return b"(" + b"".join(items) + closing
+
+
+def _expression(depth: int) -> Any:
+    if depth <= 0:
+        return _atom() | st.sampled_from(_VALUE_GLOBALS + _ANY_GLOBALS[:3]).map(_global_op)
+    inner = _expression(depth - 1)
+    items = st.lists(inner, max_size=4)
+    return st.one_of(
+        _atom(), st.sampled_from(_ANY_GLOBALS).map(_global_op),
+        items.map(lambda xs: b"]" + (_marked(xs, b"e") if xs else b"")),
+        items.map(lambda xs: _marked(xs, b"t")),
+        st.lists(st.tuples(inner, inner), max_size=3).map(
+            lambda kvs: b"}" + (_marked([k + v for k, v in kvs], b"u") if kvs else b"")),
+        items.map(lambda xs: b"\x8f" + (_marked(xs, b"\x90") if xs else b"")),
+        items.map(lambda xs: _marked(xs, b"\x91")),
+        st.tuples(st.sampled_from(_CALLABLE_GLOBALS + _VALUE_GLOBALS[:4]), items).map(
+            lambda c: _global_op(c[0]) + _marked(c[1], b"t") + b"R"),
+        st.tuples(st.sampled_from(_CALLABLE_GLOBALS[:8] + [("uuid", "UUID")]), items).map(
+            lambda c: _global_op(c[0]) + _marked(c[1], b"t") + b"\x81"),
+        st.tuples(inner, inner).map(lambda ts: ts[0] + ts[1] + b"b"),
+        st.tuples(inner, st.integers(0, 3)).map(lambda e: e[0] + b"\x94" + b"h" + bytes([e[1]]) + b"\x86"),
+        inner.map(lambda e: e + b"\x94"),
+    )
+
+
+@st.composite
+def expressions(draw: Any) -> bytes:
+    """PROTO, one expression (atoms, globals, containers, calls, NEWOBJ, BUILD, memo reuse), STOP."""
+    return bytes([0x80, draw(st.integers(2, 5))]) + draw(_expression(draw(st.integers(0, 3)))) + b"."
+
+
 # -- attack classes with drawn parameters --------------------------------------------------------------
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pickle_programs import attacks, mutated, pickled_values, programs
+from pickle_programs import attacks, expressions, mutated, pickled_values, programs
 
 from atlas_format.errors import FormatError, LimitError, UnsafePickleError
 from atlas_format.pickle_policy import POLICY, resolve_name
@@ -131,9 +131,53 @@ def test_engines_agree_on_opcode_programs(data, limits):
 
 
 @MANY
+@given(data=expressions(), limits=limits)
+def test_engines_agree_on_expression_programs(data, limits):
+    agree(data, limits)
+
+
+@MANY
 @given(data=attacks() | mutated(attacks()), limits=limits)
 def test_engines_agree_on_attack_classes(data, limits):
     agree(data, limits)
+
+
+def test_call_only_globals_are_refused_anywhere_in_the_result():
+    """A call-only global (PICKLE-5) may only be REDUCE's callable: as the result, in a list, a dict or a tuple
+    it is refused by both engines, even in a pickle too small for the depth and item limits to matter."""
+    rebuild = b"\x8c\x0ctorch._utils\x8c\x12_rebuild_tensor_v2\x93"
+    for body in (rebuild, b"]" + rebuild + b"a", b"}K\x01" + rebuild + b"s", rebuild + b"\x85"):
+        loaded, error = agree(b"\x80\x04" + body + b".", DEFAULT_PICKLE_LIMITS)
+        assert not loaded and error.rule == "global" and "may only be called" in str(error)
+
+
+_KEYS = {  # a key's opcodes -> whether PICKLE-9 admits it as a dict key
+    b"K\x01": True, b"\x8c\x01a": True, b"N": True, b"C\x01x": True, b"G" + b"\x00" * 8: True,
+    b"K\x01\x8c\x01a\x86": True, b"(K\x01\x91": True,  # a tuple, a frozenset of plain values
+    b"\x8c\x08builtins\x8c\x03int\x93": True,  # a value global
+    b"\x8c\x05numpy\x8c\x05dtype\x93\x8c\x02i8\x89\x88\x87R\x940\x8c\x16numpy._core.multiarray\x8c\x06scalar\x93"
+    b"h\x00C\x08\x07\x00\x00\x00\x00\x00\x00\x00\x86R": True,  # a numpy scalar (equal to 7)
+    b"]": False, b"}": False, b"\x8f": False,  # a list, a dict, a set
+    b"\x96\x01\x00\x00\x00\x00\x00\x00\x00x": False,  # a bytearray
+    b"K\x01]\x86": False,  # a tuple holding a list
+    b"\x8c\x08datetime\x8c\x04date\x93C\x04\x07\xea\x0c\x04\x85R": False,  # a made object other than a scalar
+    b"\x8c\x0ctorch._utils\x8c\x12_rebuild_tensor_v2\x93": False,  # a call-only global
+}
+
+
+def test_dict_keys_and_set_members_of_every_kind():
+    """PICKLE-9 for both engines, as dict keys (SETITEM) and as set members (ADDITEMS)."""
+    for key, admitted in _KEYS.items():
+        as_key = b"\x80\x04}" + key + b"K\x02s."
+        as_member = b"\x80\x04\x8f(" + key + b"\x90."
+        for data in (as_key, as_member):
+            loaded, outcome = agree(data, DEFAULT_PICKLE_LIMITS)
+            assert loaded == admitted, (key, outcome)
+            if not admitted:
+                assert outcome.rule == "key", (key, outcome)
+    numpy_key = next(k for k in _KEYS if b"scalar" in k)
+    loaded, value = agree(b"\x80\x04}(" + numpy_key + b"K\x02K\x07K\x03u.", DEFAULT_PICKLE_LIMITS)
+    assert loaded and value == {7: 3} and len(value) == 1  # np.int64(7) and 7 are one key, as in a real dict
 
 
 def _nested_lists(depth: int) -> bytes:

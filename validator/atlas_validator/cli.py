@@ -67,6 +67,14 @@ def render_human(report: Report) -> str:
     version = f"version {report.format_version}" if report.format_version else "unknown version"
     lines.append(f"{report.path}: {verdict} ({version}, {report.level}): {len(report.errors)} errors, "
                  f"{len(report.warnings)} warnings, {len(report.infos)} notes")
+    if report.safe_load is None:
+        lines.append("  safe loading: not checked (--quick reads no pickle)")
+    elif report.safe_load:
+        lines.append("  safe loading: every example loads under the pickle policy")
+    else:
+        refused = report.pickles_refused
+        lines.append("  safe loading: refuses this dataset" + (
+            f" ({refused} pickles break the pickle policy)" if refused else " (it is not valid)"))
     for note in report.not_verifiable:
         lines.append(f"  not verifiable in version 1: {note}")
     s = report.stats

@@ -16,6 +16,9 @@ from . import __version__
 from .catalog import ERROR, INFO, WARNING, entry
 
 REPORT_SCHEMA_ID = "atlas-validator-report/1"
+#: Findings that are a pickle breaking the pickle policy (PICKLE-1 to PICKLE-12).
+POLICY_FINDINGS = frozenset({"ATL413", "ATL600", "ATL601", "ATL602", "ATL603", "ATL604", "ATL606", "ATL607", "ATL608",
+                             "ATL609", "ATL610", "ATL611", "ATL902"})
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,17 @@ class Report:
         return not self.errors and not (self.strict and self.warnings)
 
     @property
+    def safe_load(self) -> bool | None:
+        """Whether safe loading (the pickle policy, spec/FORMAT.md section 5) loads every example: no error of any
+        kind (a reader refuses a corrupt block as it refuses a pickle). None for --quick, which reads no pickle."""
+        return None if self.level == "quick" else not self.errors
+
+    @property
+    def pickles_refused(self) -> int:
+        """Findings of pickles that break the pickle policy (each is one pickle refused by safe loading)."""
+        return sum(1 for f in self.errors if f.id in POLICY_FINDINGS)
+
+    @property
     def io_error(self) -> bool:
         """The path itself could not be read (the CLI exits with 2)."""
         return any(f.id == "ATL109" for f in self.findings)
@@ -113,6 +127,7 @@ class Report:
             "level": self.level,
             "strict": self.strict,
             "ok": self.ok,
+            "safe_load": self.safe_load,
             "counts": {"error": len(self.errors), "warning": len(self.warnings), "info": len(self.infos)},
             "not_verifiable": list(self.not_verifiable),
             "stats": {

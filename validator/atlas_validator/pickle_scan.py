@@ -308,8 +308,7 @@ class _Scanner:
             elif isinstance(node, Made):
                 key_of(node)
             elif not isinstance(node, Ref):
-                kind = node.made.kind if isinstance(node, SContainer) else type(node).__name__.lstrip("S").lower()
-                raise self.fail(Rule.KEY, f"a {kind} cannot be a dict key or set member (unhashable)")
+                raise self.fail(Rule.KEY, f"{_describe_value(node)} cannot be a dict key or set member (unhashable)")
         return _canonical(value)
 
     def add_member(self, target: SSet, member: Any) -> None:
@@ -423,7 +422,12 @@ def _describe_value(value: Any) -> str:
         return f"a {value.kind}"
     if isinstance(value, SContainer):
         return f"a {value.made.kind}"
-    return f"a {type(value).__name__.lstrip('S').lower()}"
+    if isinstance(value, SSet):
+        return f"a {value.kind}"
+    return f"a {_KIND_NAMES.get(type(value), type(value).__name__)}"
+
+
+_KIND_NAMES = {SList: "list", SDict: "dict", Pending: "pending storage", type(None): "None"}
 
 
 # -- opcode handlers: each takes the scanner and the opcode's offset, returns the next offset ----------
