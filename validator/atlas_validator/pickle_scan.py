@@ -177,6 +177,9 @@ class _Scanner:
         self.memo: dict[int, Any] = {}
         self.protocol: int | None = None
         self.pos = 0
+        self.shared = False   # a container was reused through the memo or DUP
+        self.markers = False  # a call-only global was pushed
+        self.payload = 0      # bytes of string and bytes contents
 
     def fail(self, rule: Rule, message: str) -> PolicyViolation:
         return PolicyViolation(rule, message)
@@ -200,24 +203,129 @@ class _Scanner:
             raise self.fail(Rule.STRUCTURE, f"{what} on an empty stack")
         return self.stack[-1]
 
-    def scan(self, pos: int) -> tuple[Any, int]:
-        """Follow the opcodes from ``pos`` to STOP: (the scanned value, the offset after STOP)."""
+    def scan(self, pos: int) -> tuple[Any, int]:  # noqa: C901 - one loop over the opcodes, a lane for plain data
+        """Follow the opcodes from ``pos`` to STOP: (the scanned value, the offset after STOP).
+
+        The opcodes that spell plain data (strings, numbers, dicts, lists, the memo) take a lane of their
+        own in this loop; every other opcode goes to its handler in _BY_CODE, which keeps ``self.stack``
+        (the current frame) and ``self.frames`` up to date. Both follow the same rules."""
         data = self.data
-        while True:
+        end_of_data = len(data)
+        memo = self.memo
+        by_code = _BY_CODE
+        stack = self.stack
+        try:
+            while True:
+                op = data[pos]
+                if op == 0x94:  # MEMOIZE
+                    if not stack:
+                        raise self.fail(Rule.STRUCTURE, "MEMOIZE on an empty stack")
+                    memo[len(memo)] = stack[-1]
+                    pos += 1
+                elif op == 0x8C or op == 0x58:  # SHORT_BINUNICODE, BINUNICODE
+                    if op == 0x8C:
+                        start = pos + 2
+                        end = start + data[pos + 1]
+                    else:
+                        start = pos + 5
+                        end = start + _U4(data, pos + 1)[0]
+                    if end > end_of_data:
+                        raise self.fail(Rule.STRUCTURE, "the pickle is truncated")
+                    stack.append(data[start:end].decode("utf-8", "surrogatepass"))
+                    self.payload += end - start
+                    pos = end
+                elif op == 0x4B:  # BININT1
+                    stack.append(data[pos + 1])
+                    pos += 2
+                elif op == 0x43 or op == 0x42:  # SHORT_BINBYTES, BINBYTES
+                    if op == 0x43:
+                        start = pos + 2
+                        end = start + data[pos + 1]
+                    else:
+                        start = pos + 5
+                        end = start + _U4(data, pos + 1)[0]
+                    if end > end_of_data:
+                        raise self.fail(Rule.STRUCTURE, "the pickle is truncated")
+                    stack.append(data[start:end])
+                    self.payload += end - start
+                    pos = end
+                elif op == 0x4D:  # BININT2
+                    stack.append(_U2(data, pos + 1)[0])
+                    pos += 3
+                elif op == 0x28:  # MARK
+                    self.frames.append(stack)
+                    stack = self.stack = []
+                    pos += 1
+                elif op == 0x75:  # SETITEMS: plain keys into a dict of the pickle here, anything else in _set_items
+                    frames = self.frames
+                    if not frames:
+                        raise self.fail(Rule.STRUCTURE, "SETITEMS without a MARK")
+                    items = stack
+                    stack = self.stack = frames.pop()
+                    if len(items) % 2:
+                        raise self.fail(Rule.STRUCTURE, "SETITEMS with an odd number of items")
+                    if not stack:
+                        raise self.fail(Rule.STRUCTURE, "SETITEMS on an empty stack")
+                    target = stack[-1]
+                    if type(target) is SDict:
+                        entries = target.entries
+                        for i in range(0, len(items), 2):
+                            key = items[i]
+                            if type(key) in _ATOMS:
+                                old = entries.get(key)
+                                entries[key] = (key if old is None else old[0], items[i + 1])
+                            else:
+                                self.set_item(target, key, items[i + 1])
+                    else:
+                        _set_items(self, target, items, "SETITEMS")
+                    pos += 1
+                elif op == 0x65:  # APPENDS
+                    pos = _appends(self, pos)
+                    stack = self.stack
+                elif op == 0x80:  # PROTO
+                    self.protocol = data[pos + 1]
+                    if self.protocol > HIGHEST_PROTOCOL:
+                        raise self.fail(Rule.STRUCTURE, f"pickle protocol {self.protocol} is above {HIGHEST_PROTOCOL}")
+                    pos += 2
+                elif op == 0x95:  # FRAME
+                    if pos + 9 + _U8(data, pos + 1)[0] > end_of_data:
+                        raise self.fail(Rule.STRUCTURE, "the pickle is truncated (FRAME)")
+                    pos += 9
+                elif op == 0x7D:  # EMPTY_DICT
+                    stack.append(SDict())
+                    pos += 1
+                elif op == 0x5D:  # EMPTY_LIST
+                    stack.append(SList())
+                    pos += 1
+                elif op == 0x4A:  # BININT
+                    stack.append(_I4(data, pos + 1)[0])
+                    pos += 5
+                elif op == 0x47:  # BINFLOAT
+                    stack.append(_F8(data, pos + 1)[0])
+                    pos += 9
+                elif op == 0x4E:  # NONE
+                    stack.append(None)
+                    pos += 1
+                elif op == 0x2E:  # STOP
+                    if len(stack) != 1 or self.frames:
+                        raise self.fail(Rule.STRUCTURE, f"{len(stack)} values and {len(self.frames)} marks on the "
+                                                        "stack at STOP (expected exactly the result)")
+                    return stack[0], pos + 1
+                else:
+                    handler = by_code.get(op)
+                    if handler is None:
+                        name = _NAMES.get(op)
+                        if name is None:
+                            raise self.fail(Rule.STRUCTURE, f"unknown opcode {op:#04x}")
+                        raise self.fail(Rule.OPCODE, f"opcode {name} is refused: {REFUSED_OPCODES[name]}")
+                    pos = handler(self, pos)
+                    stack = self.stack
+        except IndexError:
+            raise self.fail(Rule.STRUCTURE, "the pickle ends before STOP") from None
+        except struct.error:
+            raise self.fail(Rule.STRUCTURE, "the pickle is truncated") from None
+        finally:
             self.pos = pos
-            if pos >= len(data):
-                raise self.fail(Rule.STRUCTURE, "the pickle ends before STOP")
-            name = _NAMES.get(data[pos])
-            if name is None:
-                raise self.fail(Rule.STRUCTURE, f"unknown opcode {data[pos]:#04x}")
-            if name not in OPCODES:
-                raise self.fail(Rule.OPCODE, f"opcode {name} is refused: {REFUSED_OPCODES[name]}")
-            if name == "STOP":
-                if len(self.stack) != 1 or self.frames:
-                    raise self.fail(Rule.STRUCTURE, f"{len(self.stack)} values and {len(self.frames)} marks on the "
-                                                    "stack at STOP (expected exactly the result)")
-                return self.stack[0], pos + 1
-            pos = _OPS[name](self, pos)
 
     # -- reading arguments -----------------------------------------------------------------------
 
@@ -226,6 +334,11 @@ class _Scanner:
         if size < 0 or end > len(self.data):
             raise self.fail(Rule.STRUCTURE, "the pickle is truncated")
         return self.data[start:end]
+
+    def content(self, start: int, size: int) -> bytes:
+        """The bytes of a string or bytes value (counted as payload, not opcodes)."""
+        self.payload += size
+        return self.need(start, size)
 
     def fixed(self, unpack: Callable[[bytes, int], tuple[Any, ...]], pos: int, size: int) -> Any:
         self.need(pos + 1, size)
@@ -239,6 +352,7 @@ class _Scanner:
         if entry is None:
             raise refuse_global(module, name)
         self.globals_seen.add(entry.key)
+        self.markers = self.markers or not entry.value
         self.stack.append(ALIASES.get(entry.ref, entry.ref) if entry.value else Marker(entry))
 
     def call(self, func: Any, args: Any, how: str) -> Any:
@@ -344,9 +458,15 @@ class _Scanner:
 
     # -- the whole result (POLICY-9) -----------------------------------------------------------
 
-    def measure(self, value: Any) -> None:
-        """Depth and items of the result, every reference counted; recursion and call-only globals refused."""
+    def measure(self, value: Any, size: int) -> None:
+        """Depth and items of the result, every reference counted; recursion and call-only globals refused.
+
+        Nothing to walk when nothing can exceed: with no container reused (memo GET, DUP) every value is
+        placed once, so depth and items are at most the opcodes, at most the ``size`` bytes of the pickle
+        that are not string contents; with no call-only global pushed, none is in the result."""
         limits = self.limits
+        if not (self.shared or self.markers or size - self.payload > min(limits.max_depth, limits.max_items)):
+            return
         items = 0
         on_path: set[int] = set()
         todo: list[tuple[Any, int, bool]] = [(value, 0, False)]
@@ -445,7 +565,7 @@ def _counted(width: int, unpack: Callable[[bytes, int], tuple[int]] | None,
     """Opcodes with a length field (1, 4 or 8 bytes) followed by that many bytes."""
     def handler(s: _Scanner, pos: int) -> int:
         length = s.need(pos + 1, 1)[0] if unpack is None else s.fixed(unpack, pos, width)
-        s.stack.append(convert(s.need(pos + 1 + width, length)))
+        s.stack.append(convert(s.content(pos + 1 + width, length)))
         return pos + 1 + width + length
     return handler
 
@@ -520,8 +640,13 @@ def _pop_mark(s: _Scanner, pos: int) -> int:
     return pos + 1
 
 
+_CONTAINERS = (tuple, SList, SDict, SSet, SContainer)
+
+
 def _dup(s: _Scanner, pos: int) -> int:
-    s.stack.append(s.top("DUP"))
+    value = s.top("DUP")
+    s.shared = s.shared or isinstance(value, _CONTAINERS)
+    s.stack.append(value)
     return pos + 1
 
 
@@ -547,7 +672,9 @@ def _get(unpack: Callable[[bytes, int], tuple[int]] | None, width: int) -> Calla
         index = s.need(pos + 1, 1)[0] if unpack is None else s.fixed(unpack, pos, width)
         if index not in s.memo:
             raise s.fail(Rule.MEMO, f"memo key {index} was never stored")
-        s.stack.append(s.memo[index])
+        value = s.memo[index]
+        s.shared = s.shared or isinstance(value, _CONTAINERS)
+        s.stack.append(value)
         return pos + 1 + width
     return handler
 
@@ -690,6 +817,8 @@ _OPS: dict[str, Callable[[_Scanner, int], int]] = {
     "BINPERSID": _binpersid,
 }
 assert set(_OPS) | {"STOP"} == OPCODES  # noqa: S101 - import-time invariant: every allowed opcode has a handler
+#: The handlers by opcode byte (what scan() does not handle in its plain-data lane).
+_BY_CODE = {op.code.encode("latin-1")[0]: _OPS[op.name] for op in pickletools.opcodes if op.name in _OPS}
 
 
 # -- entry points ------------------------------------------------------------------------------
@@ -713,7 +842,7 @@ def _scan_value(data: bytes, start: int, limits: PickleLimits, persistent: bool,
     scanner = _Scanner(data, limits, persistent, globals_seen)
     try:
         value, end = scanner.scan(start)
-        scanner.measure(value)
+        scanner.measure(value, end - start)
         return value, end, scanner.protocol
     except PolicyViolation as exc:
         if exc.offset is None:
