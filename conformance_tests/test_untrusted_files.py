@@ -219,6 +219,19 @@ def test_file_above_its_limit_is_refused_before_reading(tmp_path):
     assert info.value.path == str(meta) and peak < 16 << 20, peak
 
 
+@pytest.mark.parametrize(("version", "strategy", "rel"), [FILES[0], FILES[2], FILES[3], FILES[5], FILES[6], FILES[9],
+                                                         FILES[11]], ids=[IDS[k] for k in (0, 2, 3, 5, 6, 9, 11)])
+def test_info_refuses_a_symlinked_file(tmp_path, version, strategy, rel):
+    """``atlas-ds info`` reads metadata, indexes and dictionaries of datasets from others: the same rules."""
+    from torch_atlas_ds.cli import dataset_info
+
+    root = tmp_path / "d"
+    write_two_shards(root, version, strategy)
+    link_elsewhere(tmp_path, root / rel)
+    with pytest.raises(FormatError, match="is a symlink; dataset files must be regular files"):
+        dataset_info(root)
+
+
 # -- many shards: a bounded number open -----------------------------------------------------------
 
 _MANY = textwrap.dedent("""
