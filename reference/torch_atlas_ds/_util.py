@@ -9,7 +9,7 @@ import threading
 import weakref
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from atlas_format.constants import DICT_FILE
 from atlas_format.files import Location
@@ -63,14 +63,25 @@ def write_file(path: str | os.PathLike[str], data: bytes | bytearray | memoryvie
         os.fsync(f.fileno())
 
 
+M = TypeVar("M")
+
+
 class ProcessLocalState:
-    """Pickling of shard readers: what belongs to one process (maps, decompressors, caches) stays behind.
+    """What a shard reader holds in one process (maps, decompressors, its last block), how it hands its
+    maps to the dataset's open-shard LRU, and its pickling: the process's part stays behind.
 
     Subclasses name those attributes in ``_PROCESS_LOCAL`` and rebuild them lazily in ``_reset``; a
-    dictionary that was read from a file is read again (and verified) in the receiving process.
+    dictionary that was read from a file is read again (and verified) in the receiving process. Their
+    maps are one object, ``_m`` (``_CLOSED`` when released), and their last block ``_memo``.
     """
 
     _PROCESS_LOCAL: tuple[str, ...] = ()
+    _CLOSED: Any
+    _NO_MEMO: Any
+    _m: Any
+    _memo: Any
+    _tls: Any
+    _tls_gen: int
     _dict_source: Any
     cache: Any
     opened: Any
@@ -78,6 +89,37 @@ class ProcessLocalState:
 
     def _reset(self) -> None:
         raise NotImplementedError
+
+    def _new_dctx(self) -> Any:
+        raise NotImplementedError
+
+    @property
+    def is_open(self) -> bool:
+        """Whether this shard holds its maps (the open-shard LRU bounds how many do)."""
+        return self._m is not self._CLOSED
+
+    def release(self) -> None:
+        """Drop the maps and the last block (the open-shard LRU calls it); the next read reopens. A thread
+        reading meanwhile keeps its own snapshot of the maps, so they go when that read ends."""
+        self._m = self._CLOSED
+        self._memo = self._NO_MEMO
+
+    def forget_block(self) -> None:
+        """Drop the last block read (the dataset moves on to another shard: one such block stays in memory)."""
+        self._memo = self._NO_MEMO
+
+    def _finish_open(self, maps: M, zstd: bool) -> M:
+        """Finish an opening: the thread-local zstd decompressors once per process (a shard reopens many
+        times; making one fails, naming the file, if zstd cannot load the dictionary), then the maps
+        become this shard's and the shard the dataset's most recently opened."""
+        if self._tls_gen != _FORK_GENERATION[0]:
+            self._tls = threading.local()
+            if zstd:
+                self._tls.dctx = self._new_dctx()
+            self._tls_gen = _FORK_GENERATION[0]
+        self._m = maps
+        self.opened.admit(self)
+        return maps
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

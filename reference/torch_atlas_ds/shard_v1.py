@@ -117,6 +117,8 @@ class V1Shard(ProcessLocalState):
     dataset's open-shard LRU (``opened``) needs room, and reopened after that, after fork or unpickling."""
 
     _PROCESS_LOCAL = ("_m", "_layout", "_tls", "_memo")
+    _CLOSED = _CLOSED
+    _NO_MEMO = _NO_MEMO
 
     version = 1
     decodes_blocks = True  # every read decodes (and unpickles) its whole block
@@ -175,21 +177,6 @@ class V1Shard(ProcessLocalState):
         self._tls_gen = -1  # the fork generation _tls belongs to
         self._memo: tuple[int, Any] = _NO_MEMO  # (block number, its examples), rebound as a whole
 
-    @property
-    def is_open(self) -> bool:
-        """Whether this shard holds its maps (the open-shard LRU bounds how many do)."""
-        return self._m is not _CLOSED
-
-    def release(self) -> None:
-        """Drop the maps and the last block (the open-shard LRU calls it); the next read reopens. A thread
-        reading meanwhile keeps its own references, so its maps go when that read ends."""
-        self._m = _CLOSED
-        self._memo = _NO_MEMO
-
-    def forget_block(self) -> None:
-        """Drop the last block read (the dataset moves on to another shard: one such block stays in memory)."""
-        self._memo = _NO_MEMO
-
     def _open(self) -> _Maps:
         """Open, check and map index.npy and data.bin (V1-INDEX-*), and join the dataset's open shards. Files
         checked in this process and unchanged since (same identity) are mapped again without the checks."""
@@ -214,14 +201,7 @@ class V1Shard(ProcessLocalState):
         self._layout = (ids, dtype, start)
         if self._dict_bytes is None and self._dict_source is not None:
             self._dict_bytes = read_dictionary(self._dict_source, None, self.limits, self.label)
-        if self._tls_gen != fork_generation():  # once per process: the maps may be reopened many times
-            self._tls = threading.local()
-            if self.strategy != CompressionStrategy.NO_COMPRESSION:
-                self._tls.dctx = self._new_dctx()  # fails at open, naming the file, if zstd cannot load it
-            self._tls_gen = fork_generation()
-        self._m = maps
-        self.opened.admit(self)
-        return maps
+        return self._finish_open(maps, zstd=self.strategy != CompressionStrategy.NO_COMPRESSION)
 
     def _index_layout(self, f: RegularFile, index_path: Path) -> tuple[np.dtype[Any], int]:
         """(dtype, data offset) of index.npy: its npy header parsed as a literal and checked against the

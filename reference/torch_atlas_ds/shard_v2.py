@@ -178,6 +178,8 @@ class V2Shard(ProcessLocalState):
     dataset's open-shard LRU (``opened``) needs room, and reopened after that, after fork or unpickling."""
 
     _PROCESS_LOCAL = ("_m", "_verified", "_data_id", "_index_layout", "_tls", "_memo", "_last_pos", "_info")
+    _CLOSED = _CLOSED
+    _NO_MEMO = _NO_MEMO
 
     version = 2
 
@@ -303,21 +305,6 @@ class V2Shard(ProcessLocalState):
         self._last_pos = -2  # the position of the last example get() returned (sequential detection)
         self._info = codec_info(self.codec)
 
-    @property
-    def is_open(self) -> bool:
-        """Whether this shard holds its maps (the open-shard LRU bounds how many do)."""
-        return self._m is not _CLOSED
-
-    def release(self) -> None:
-        """Drop the maps and the last block (the open-shard LRU calls it); the next read reopens. A thread
-        reading meanwhile keeps its own snapshot, so its maps go when that read ends."""
-        self._m = _CLOSED
-        self._memo = _NO_MEMO
-
-    def forget_block(self) -> None:
-        """Drop the last block read (the dataset moves on to another shard: one such block stays in memory)."""
-        self._memo = _NO_MEMO
-
     def _maps(self) -> _Maps:
         """This process's maps, opened again if the shard was released or the process forked."""
         maps = self._m
@@ -359,14 +346,7 @@ class V2Shard(ProcessLocalState):
             self._data_id = data_id
         if self._dict_bytes is None and self._dict_source is not None:
             self._dict_bytes = self._read_dictionary()
-        if self._tls_gen != fork_generation():  # once per process: the maps may be reopened many times
-            self._tls = threading.local()
-            if self.codec == Codec.ZSTD:
-                self._tls.dctx = self._new_dctx()  # fails at open, naming the file, if zstd cannot load it
-            self._tls_gen = fork_generation()
-        self._m = maps
-        self.opened.admit(self)
-        return maps
+        return self._finish_open(maps, zstd=self.codec == Codec.ZSTD)
 
     def _index_entries(self, index: Any, size: int, where: dict[str, Any]) -> tuple[np.ndarray[Any, Any], int, int]:
         """(entries, header_size, entry_size) of index.bin after its header, checksum and entries were checked
