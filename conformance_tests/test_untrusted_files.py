@@ -300,6 +300,27 @@ def test_threads_share_a_reader_that_closes_shards(tmp_path, version):
         assert all(pool.map(work, range(8)))
 
 
+def test_dataloader_workers_and_copies_keep_their_own_bound(tmp_path):
+    """Forked workers inherit a dataset whose shards were opened and closed in the parent, a pickled copy
+    (spawn) gets its own: each keeps its own bounded set of open shards."""
+    import multiprocessing
+    import pickle
+
+    from torch.utils.data import DataLoader
+
+    root = tmp_path / "d"
+    with AtlasDatasetWriter(root, 5, 2) as w:
+        for i in range(60):
+            w.add_example(i)
+    ds = AtlasDataset(root, max_open_shards=2)
+    assert ds[59] == 59 and sum(shard.is_open for shard in ds.shards) == 2
+    copy = pickle.loads(pickle.dumps(ds))
+    assert [copy[i] for i in range(60)] == list(range(60)) and sum(s.is_open for s in copy.shards) == 2
+    if "fork" in multiprocessing.get_all_start_methods():
+        loader = DataLoader(ds, batch_size=7, shuffle=True, num_workers=2, multiprocessing_context="fork")
+        assert sorted(int(x) for batch in loader for x in batch) == list(range(60))
+
+
 def test_open_shards_stay_bounded_and_reopen(tmp_path):
     root = tmp_path / "d"
     with AtlasDatasetWriter(root, 4, 2) as w:
