@@ -113,7 +113,8 @@ def hash_cost(root: Path) -> tuple[float, float]:
 
     shard = AtlasDataset(root).shards[0]
     data = (shard.path / "data.bin").read_bytes()
-    blocks = [data[o:o + n] for o, n in zip(shard._offsets, shard._stored, strict=True)]
+    maps = shard._maps()
+    blocks = [data[o:o + n] for o, n in zip(maps.offsets, maps.stored, strict=True)]
     start = time.perf_counter()
     for _ in range(20):
         for block in blocks:

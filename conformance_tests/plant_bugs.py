@@ -40,13 +40,13 @@ BUGS = [
      "the pending partial block is never written at close"),
     ("shard dictionary swapped for the root's (v1 reader)", "reference/torch_atlas_ds/shard_v1.py",
      "        if self.strategy == CompressionStrategy.DICTIONARY_COMPRESSION:\n"
-     "            self._dict_source = self.path / DICT_FILE",
+     "            self._dict_source = location / DICT_FILE",
      "        if self.strategy == CompressionStrategy.DICTIONARY_COMPRESSION:\n"
-     "            self._dict_source = self.path.parent / DICT_FILE",
+     "            self._dict_source = shared_dictionary(location)",
      "a strategy-3 shard is decoded with the dataset's root dictionary instead of its own"),
     ("shard dictionary swapped for the root's (v2 reader)", "reference/torch_atlas_ds/shard_v2.py",
      "        path, record = self._dict_source\n", "        path, record = self._dict_source\n"
-     "        path = path.parent.parent / path.name if path.parent.name == self.label else path\n",
+     "        path = shared_dictionary(self.location) if path.name == DICT_FILE else path\n",
      "a shard-dictionary shard loads the dataset's root dictionary instead of its own"),
     ("example frame read from its neighbour's offsets (v2 reader, framing example)",
      "reference/torch_atlas_ds/shard_v2.py",
@@ -64,8 +64,8 @@ BUGS = [
      "an in-order ds[i] served from the block's run returns the same object again on a repeat"),
     ("verified block decoded from its neighbour's bytes (v2 reader, one-step decode)",
      "reference/torch_atlas_ds/shard_v2.py",
-     "                    off = self._offsets[b]\n",
-     "                    off = self._offsets[max(b - 1, 0)]\n",
+     "                    off = maps.offsets[b]\n",
+     "                    off = maps.offsets[max(b - 1, 0)]\n",
      "a block read again after its checksum was verified decodes the previous block's frame"),
     ("framing list validated without the example count (validator)", "validator/atlas_validator/checks_v2.py",
      "            expected = min(block_size, num_examples - b * block_size)",
@@ -93,6 +93,15 @@ BUGS = [
     ("validator drops the BUILD rule for dtypes", "spec/atlas_format/pickle_checks.py",
      "    if not ok:\n        refuse(f\"numpy.dtype state", "    if False:\n        refuse(f\"numpy.dtype state",
      "a dtype state with object flags passes both engines (shared check: the attack vectors catch it)"),
+    ("dataset files used whatever their kind (atlas_format.files)", "spec/atlas_format/files.py",
+     "    if not test(mode):\n", "    if False and not test(mode):\n",
+     "a FIFO, device or symlinked file is opened or read instead of refused"),
+    ("open shards never closed (reader)", "reference/torch_atlas_ds/_util.py",
+     "                old.release()\n", "                pass\n",
+     "every shard keeps its maps: 10,000 shards exhaust 256 descriptors"),
+    ("block cache ignores its byte budget (reader)", "reference/torch_atlas_ds/_util.py",
+     "        if len(items) * self._largest > self._limit:\n            self._fit()\n", "",
+     "16 huge decoded blocks stay in memory whatever block_cache_bytes says"),
 ]
 
 

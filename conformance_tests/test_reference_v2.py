@@ -659,7 +659,7 @@ def test_large_shard_index_path_uses_numpy_views(tmp_path, monkeypatch, mmap_ind
     root = tmp_path / "d"
     examples = write(root, 60, shard_size=30, block_size=4, compression_strategy=CompressionStrategy.NO_COMPRESSION)
     ds = AtlasDataset(root, mmap_index=mmap_index)
-    assert isinstance(ds.shards[0]._offsets, np.ndarray)
+    assert isinstance(ds.shards[0]._maps().offsets, np.ndarray)
     assert all(same(ds[i], ex) for i, ex in enumerate(examples))
     assert all(same(a, b) for a, b in zip(ds, examples, strict=True))
     data = bytearray((root / "000001" / "data.bin").read_bytes())
@@ -814,7 +814,8 @@ def test_example_frames_random_reads_decode_one_frame(tmp_path, monkeypatch):
     shard = ds.shards[0]
     calls = []
     original = shard._decode_frame
-    monkeypatch.setattr(shard, "_decode_frame", lambda frame, b, pos: calls.append((b, pos)) or original(frame, b, pos))
+    monkeypatch.setattr(shard, "_decode_frame",
+                        lambda frame, b, pos, raw: calls.append((b, pos)) or original(frame, b, pos, raw))
     assert same(ds[17], examples[17]) and calls == [(1, 1)]
     calls.clear()
     got = ds.__getitems__([3, 5, 7, 40])
@@ -901,7 +902,8 @@ def test_list_blocks_hold_version_1s_block_content(tmp_path, variant):
     v1.read_block(0)  # maps the version 1 files
     for b, entry in enumerate(entries):
         decoded = bytes(shard.decoded_block(b))
-        v1_block = v1._new_dctx().decompress(bytes(v1._data[int(v1._index[b]):int(v1._index[b + 1])]))
+        maps = v1._m
+        v1_block = v1._new_dctx().decompress(bytes(maps.data[int(maps.index[b]):int(maps.index[b + 1])]))
         assert decoded == pickle.dumps(examples[8 * b:8 * b + 8], protocol=4) == v1_block
         assert int(entry["raw_size"]) == len(decoded)
     if variant == "shared-list":  # the same samples and size rule; version 2's fixed fastCover parameters

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -81,6 +82,13 @@ def test_findings_md_is_current():
     for entry in CATALOG.values():
         assert entry.severity in ("error", "warning", "info")
         assert entry.clause
+
+
+def test_every_clause_the_catalog_cites_is_in_format_md():
+    text = (REPO / "spec" / "FORMAT.md").read_text("utf-8")
+    defined = set(re.findall(r"\*\*([A-Z0-9]+(?:-[A-Z]+)?-\d+)\.\*\*", text))
+    cited = {clause.strip() for entry in CATALOG.values() for clause in entry.clause.split(",")}
+    assert cited <= defined, sorted(cited - defined)
 
 
 def _cli(args, capsys):

@@ -8,8 +8,10 @@ and that the validator itself never raised.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import os
 import pickle
 import shutil
 import struct
@@ -155,10 +157,35 @@ def _no_path(tmp):
 
 
 @vector("ATL110")
+def _io_error(tmp, monkeypatch):
+    from atlas_format.files import RegularFile
+
+    root = v2(tmp)
+    read = RegularFile.read
+
+    def failing(self: RegularFile, n: int | None = None) -> bytes:
+        if self.location.name == "index.bin":
+            raise OSError(errno.EIO, "Input/output error")
+        return read(self, n)
+
+    monkeypatch.setattr(RegularFile, "read", failing)
+    return root
+
+
+@vector("ATL111")
 def _data_is_folder(tmp):
     root = v2(tmp)
     (root / S0 / "data.bin").unlink()
     (root / S0 / "data.bin").mkdir()
+    return root
+
+
+@vector("ATL111")
+def _shard_folder_is_a_link(tmp):
+    root = v1(tmp)
+    (tmp / "elsewhere").mkdir()
+    os.rename(root / "1", tmp / "elsewhere" / "1")
+    (root / "1").symlink_to(tmp / "elsewhere" / "1", target_is_directory=True)
     return root
 
 

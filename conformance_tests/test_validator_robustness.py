@@ -6,9 +6,11 @@ import os
 import pickle
 
 import pytest
+from test_untrusted_files import FILES, IDS, fifo_at, link_elsewhere, link_shard_folder, make_device, write_two_shards
 from validator_vectors import examples, write_v1, write_v2
 
 from atlas_validator import validate
+from torch_atlas_ds import CompressionStrategy
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
@@ -20,7 +22,7 @@ def test_fifo_instead_of_a_file_is_reported_without_blocking(tmp_path, name):
         target.unlink()
     os.mkfifo(target)  # opening it for reading would block forever
     report = validate(root)
-    assert "ATL110" in report.ids() and not report.ok
+    assert "ATL111" in report.ids() and not report.ok
 
 
 def test_symlink_to_an_endless_device_is_not_read(tmp_path):
@@ -30,7 +32,55 @@ def test_symlink_to_an_endless_device_is_not_read(tmp_path):
     (root / "meta.json").unlink()
     os.symlink("/dev/urandom", root / "meta.json")
     report = validate(root)
-    assert "ATL110" in report.ids() and not report.ok
+    assert "ATL111" in report.ids() and not report.ok
+
+
+@pytest.mark.parametrize(("version", "strategy", "rel"), FILES, ids=IDS)
+def test_symlinked_file_is_reported_not_followed(tmp_path, version, strategy, rel):
+    root = tmp_path / "d"
+    write_two_shards(root, version, strategy)
+    link_elsewhere(tmp_path, root / rel)  # the same bytes: only the link is wrong (it used to validate clean)
+    report = validate(root)
+    found = [f for f in report.findings if f.id == "ATL111"]
+    assert found and found[0].path == rel and "symlink" in found[0].message and not report.ok
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+@pytest.mark.parametrize(("version", "strategy", "rel"), FILES, ids=IDS)
+def test_every_file_as_a_fifo_is_reported_without_blocking(tmp_path, version, strategy, rel):
+    root = tmp_path / "d"
+    write_two_shards(root, version, strategy)
+    with fifo_at(root / rel):
+        report = validate(root)
+    found = [f for f in report.findings if f.id == "ATL111"]
+    assert found and found[0].path == rel and "FIFO" in found[0].message and not report.ok
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_symlinked_shard_folder_is_reported(tmp_path, version):
+    """Attack a: a version 1 shard folder linked to a hidden folder used to validate VALID (a warning only)."""
+    root = tmp_path / "d"
+    write_two_shards(root, version, CompressionStrategy.STANDARD_COMPRESSION)
+    link = link_shard_folder(tmp_path, root, version)
+    report = validate(root)
+    found = [f for f in report.findings if f.id == "ATL111"]
+    assert found and found[0].path == link.name and not report.ok
+    assert "ATL101" not in report.ids()  # the folder is there, as a link: not reported missing too
+
+
+def test_device_node_is_reported(tmp_path):
+    root = tmp_path / "d"
+    write_two_shards(root, 2, CompressionStrategy.STANDARD_COMPRESSION)
+    make_device(root / "000000" / "data.bin")
+    report = validate(root)
+    assert "ATL111" in report.ids() and "a character device" in str(report.findings) and not report.ok
+
+
+def test_the_root_may_be_a_symlink(tmp_path):
+    write_two_shards(tmp_path / "real", 2, CompressionStrategy.SHARED_DICTIONARY_COMPRESSION)
+    (tmp_path / "link").symlink_to(tmp_path / "real", target_is_directory=True)
+    report = validate(tmp_path / "link")
+    assert report.ok and report.ids() == set(), [f.to_dict() for f in report.findings]
 
 
 def test_every_problem_is_reported_with_its_location(tmp_path):

@@ -522,14 +522,14 @@ def physical_limits(layouts: dict[str, str]) -> dict[str, float]:
     res: dict[str, float] = {}
     for name, path in layouts.items():
         shard = AtlasDataset(path, verify_checksums=False).shards[0]
-        shard._open()
+        maps = shard._open()
         fd = os.open(os.path.join(shard.path, "data.bin"), os.O_RDONLY)
         try:
             if name == "v1":
-                offs = [int(x) for x in shard._index]
+                offs = [int(x) for x in maps.index]
                 spans = list(zip(offs[:-1], [b - a for a, b in zip(offs[:-1], offs[1:], strict=True)], strict=True))
             else:
-                spans = list(zip(shard._offsets, shard._stored, strict=True))
+                spans = list(zip(maps.offsets, maps.stored, strict=True))
             res[f"read_{name}_us"] = _best_us(lambda sp, fd=fd: os.pread(fd, sp[1], sp[0]), spans)
             res[f"stored_{name}_bytes"] = sum(n for _, n in spans) / len(spans)
             blocks = [os.pread(fd, n, o) for o, n in spans]

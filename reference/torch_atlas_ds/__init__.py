@@ -49,13 +49,20 @@ __version__ = "0.2.0"
 # ``atlas-ds validate`` start without torch; ``from torch_atlas_ds import AtlasDataset`` is unchanged.
 _LAZY = {
     "AtlasDataset": "dataset", "AtlasDatasetShard": "dataset", "DEFAULT_BLOCK_CACHE_SIZE": "dataset",
+    "DEFAULT_BLOCK_CACHE_BYTES": "dataset", "DEFAULT_MAX_OPEN_SHARDS": "dataset",
     "BlockShuffleSampler": "sampler",
     "AtlasDatasetWriter": "writer", "AtlasDatasetShardWriter": "writer",
     "write_dataset": "parallel",
 }
 
 if TYPE_CHECKING:
-    from .dataset import DEFAULT_BLOCK_CACHE_SIZE, AtlasDataset, AtlasDatasetShard
+    from .dataset import (
+        DEFAULT_BLOCK_CACHE_BYTES,
+        DEFAULT_BLOCK_CACHE_SIZE,
+        DEFAULT_MAX_OPEN_SHARDS,
+        AtlasDataset,
+        AtlasDatasetShard,
+    )
     from .parallel import write_dataset
     from .sampler import BlockShuffleSampler
     from .writer import AtlasDatasetShardWriter, AtlasDatasetWriter
@@ -77,7 +84,8 @@ def __dir__() -> list[str]:
 __all__ = [
     "AtlasDataset", "AtlasDatasetShard", "AtlasDatasetWriter", "AtlasDatasetShardWriter",
     "AtlasDatasetMetadata", "AtlasDatasetShardMetadata", "CompressionStrategy", "Codec", "DictionaryMode",
-    "Framing", "Limits", "BlockShuffleSampler", "DEFAULT_BLOCK_CACHE_SIZE", "write_dataset",
+    "Framing", "Limits", "BlockShuffleSampler", "DEFAULT_BLOCK_CACHE_SIZE", "DEFAULT_BLOCK_CACHE_BYTES",
+    "DEFAULT_MAX_OPEN_SHARDS", "write_dataset",
     "AtlasError", "ChecksumError", "CodecError", "FormatError", "IncompleteDatasetError", "LimitError",
     "MetadataError", "MissingShardError", "UnsafePickleError", "VersionError",
 ]

@@ -56,37 +56,48 @@ def _bytes_on_disk(root: Path) -> int:
     for dirpath, _, files in os.walk(root):
         for name in files:
             try:
-                total += os.stat(os.path.join(dirpath, name)).st_size
+                total += os.lstat(os.path.join(dirpath, name)).st_size
             except OSError:
                 continue
     return total
 
 
-def _dict_id(path: Path) -> int | None:
+def _dict_id(location: Any) -> int | None:
     from atlas_format.binary import parse
+    from atlas_format.constants import DEFAULT_LIMITS
+    from atlas_format.errors import MissingShardError
+    from atlas_format.files import open_regular
     from atlas_format.zstd_frame import ZstdDictionaryHeader
 
-    if not path.is_file():
+    try:
+        with open_regular(location, limit=DEFAULT_LIMITS.max_dictionary_size) as f:
+            return int(parse(ZstdDictionaryHeader, f.read(8), path=location.path).dict_id)
+    except MissingShardError:
         return None
-    with open(path, "rb") as f:
-        return int(parse(ZstdDictionaryHeader, f.read(8), path=path).dict_id)
 
 
 def dataset_info(root: Path) -> dict[str, Any]:
-    """What ``atlas-ds info`` prints, from metadata and index files only (no example is decoded)."""
+    """What ``atlas-ds info`` prints, from metadata and index files only (no example is decoded). Files are
+    opened as the readers open them (``atlas_format.files``: no symlink followed, never blocking, bounded)."""
+    import io
+
     import numpy as np
 
     from atlas_format import metadata
-    from atlas_format.constants import DATA_FILE, DICT_FILE, META_FILE, V1_INDEX_FILE, V2_INDEX_FILE
+    from atlas_format.constants import DATA_FILE, DEFAULT_LIMITS, DICT_FILE, META_FILE, V1_INDEX_FILE, V2_INDEX_FILE
     from atlas_format.enums import Codec, CompressionStrategy, DictionaryMode, v2_to_strategy
-    from atlas_format.errors import IncompleteDatasetError
+    from atlas_format.errors import IncompleteDatasetError, MissingShardError
+    from atlas_format.files import Location, open_regular, read_regular
     from atlas_format.index_v2 import INDEX_ENTRY_DTYPE
-    from atlas_format.layout import V1_SHARD_NAME
+    from atlas_format.layout import v1_shard_folders
 
+    limits = DEFAULT_LIMITS
+    dataset = Location(root)
     meta_path = root / META_FILE
-    if not meta_path.is_file():
-        raise IncompleteDatasetError("no root meta.json: not a complete Atlas dataset", path=meta_path)
-    raw = meta_path.read_bytes()
+    try:
+        raw = read_regular(dataset / META_FILE, limit=limits.max_metadata_size)
+    except MissingShardError:
+        raise IncompleteDatasetError("no root meta.json: not a complete Atlas dataset", path=meta_path) from None
     doc = metadata.parse_json(raw, path=meta_path)
     version = doc.get("version") if isinstance(doc, dict) else None
     info: dict[str, Any] = {"path": str(root), "format_version": version, "bytes_on_disk": _bytes_on_disk(root)}
@@ -98,11 +109,11 @@ def dataset_info(root: Path) -> dict[str, Any]:
         if doc["shared_dictionary"]:
             dict_ids.append(doc["shared_dictionary"]["dict_id"])
         for shard in doc["shards"]:
-            index = (root / shard["name"] / V2_INDEX_FILE).read_bytes()
+            index = read_regular(dataset / shard["name"] / V2_INDEX_FILE, limit=limits.max_index_size)
             entries = np.frombuffer(index, dtype=INDEX_ENTRY_DTYPE, offset=64, count=shard["num_blocks"])
             decoded += int(entries["raw_size"].sum())
             if shard["dictionary"] == "shard":
-                shard_id = _dict_id(root / shard["name"] / DICT_FILE)
+                shard_id = _dict_id(dataset / shard["name"] / DICT_FILE)
                 if shard_id is not None:
                     dict_ids.append(shard_id)
         codec, mode = Codec.from_label(doc["codec"]), DictionaryMode(doc["dictionary"])
@@ -124,28 +135,32 @@ def dataset_info(root: Path) -> dict[str, Any]:
 
         metadata.validate_schema(doc, "v1-root", path=meta_path)
         strategy = CompressionStrategy(doc["compression_strategy"])
-        names = sorted((p.name for p in root.iterdir() if p.is_dir() and V1_SHARD_NAME.match(p.name)),
-                       key=lambda s: (int(s), s))
+        names = v1_shard_folders(root)
         sizes, blocks, levels, data_bytes, decoded = [], set(), set(), 0, 0
-        dict_ids = [i for i in [_dict_id(root / DICT_FILE)] if i is not None]
+        dict_ids = [i for i in [_dict_id(dataset / DICT_FILE)] if i is not None]
         for name in names:
-            shard_doc = metadata.parse_json((root / name / META_FILE).read_bytes(), path=root / name / META_FILE)
+            shard_raw = read_regular(dataset / name / META_FILE, limit=limits.max_metadata_size)
+            shard_doc = metadata.parse_json(shard_raw, path=root / name / META_FILE)
             sizes.append(shard_doc["stored_examples"])
             blocks.add(shard_doc["block_size"])
             levels.add(shard_doc["compression_level"])
-            offsets = np.load(root / name / V1_INDEX_FILE, allow_pickle=False)
-            data = root / name / DATA_FILE
-            if not data.is_file():
+            index = read_regular(dataset / name / V1_INDEX_FILE, limit=limits.max_index_size)
+            offsets = np.load(io.BytesIO(index), allow_pickle=False)
+            try:
+                data = open_regular(dataset / name / DATA_FILE, limit=limits.max_data_size)
+            except MissingShardError:
                 continue
-            data_bytes += data.stat().st_size
-            if shard_doc["compression_strategy"] == 0:
-                decoded += data.stat().st_size
-            else:
-                with open(data, "rb") as f:
-                    for start in offsets[:-1]:
-                        f.seek(int(start))
-                        decoded += max(zstandard.frame_content_size(f.read(18)), 0)
-            shard_id = _dict_id(root / name / DICT_FILE)
+            with data:
+                data_bytes += data.size
+                if shard_doc["compression_strategy"] == 0:
+                    decoded += data.size
+                elif (mapped := data.raw_map()) is not None:
+                    try:
+                        for start in offsets[:-1]:
+                            decoded += max(zstandard.frame_content_size(mapped[int(start):int(start) + 18]), 0)
+                    finally:
+                        mapped.close()
+            shard_id = _dict_id(dataset / name / DICT_FILE)
             if shard_id is not None:
                 dict_ids.append(shard_id)
         codec_label, mode_label = {0: ("none", "none"), 1: ("zstd", "none"), 2: ("zstd", "shared"),

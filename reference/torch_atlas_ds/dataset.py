@@ -4,6 +4,11 @@ The version is read from root meta.json. The dataset is a torch Dataset that pic
 cheaply (configuration and parsed metadata only; files and mmaps reopen lazily in
 each process, fork is detected), reads a batch block by block (``__getitems__``) and
 iterates decoding every block once (``__iter__``).
+
+Dataset files are untrusted (FORMAT.md FILE-1..4): no symlink inside the root is followed,
+only regular files and real folders are read, and what stays in memory is bounded by
+settings: at most ``max_open_shards`` shards keep their files mapped, and decoded blocks
+take at most ``block_cache_bytes`` (plus the block being read).
 """
 
 from __future__ import annotations
@@ -19,10 +24,11 @@ import torch.utils.data
 
 from atlas_format.constants import DEFAULT_LIMITS, DICT_FILE, META_FILE, Limits
 from atlas_format.enums import Codec, DictionaryMode, v2_to_strategy
-from atlas_format.layout import V1_SHARD_NAME
+from atlas_format.files import Location, require_folder
+from atlas_format.layout import v1_shard_folders
 
-from ._util import BlockCache
-from .errors import IncompleteDatasetError, MetadataError, MissingShardError
+from ._util import BlockCache, OpenShards
+from .errors import IncompleteDatasetError, MetadataError
 from .metadata import AtlasDatasetMetadata, AtlasDatasetShardMetadata
 from .safe_pickle import make_loads
 from .shard_v1 import V1Shard, check_version, read_json_file
@@ -32,6 +38,14 @@ from .shard_v2 import _TAKEN, V2Shard, read_dictionary, read_v2_meta
 #: workload gains nothing from a big cache; sequential and block-shuffled reads need
 #: only the current block(s).
 DEFAULT_BLOCK_CACHE_SIZE = 16
+#: Decoded bytes those blocks may take per dataset (per process): 64 MiB, 16 blocks of 4 MiB. A few KB of
+#: highly compressible blocks can decode to gigabytes, so memory is bounded by this setting, not by
+#: the files; a block larger than the budget is decoded for its read but not kept.
+DEFAULT_BLOCK_CACHE_BYTES = 64 << 20
+#: Shards whose files stay open (mapped) per dataset (per process). Each holds two maps, and each
+#: map a file descriptor, so 64 shards use at most 128 descriptors; the least recently used
+#: shard beyond it is closed and reopens (checked again) on its next read.
+DEFAULT_MAX_OPEN_SHARDS = 64
 
 Shard = V1Shard | V2Shard
 
@@ -54,6 +68,10 @@ class _Reader:
     _shards: list[Shard]
     _starts: list[int]
     _len: int
+    _opened: OpenShards
+    #: The shard read last: when reads move to another, it forgets its last block (one block stays
+    #: in memory besides the cache) and the new one becomes the most recently used open shard.
+    _current: Shard | None = None
     #: (first, stop, examples) of the framing-list block last unpickled through ds[i]: an in-order
     #: ds[i] inside it is one range test and one list slot, not a bisect and two calls.
     _run: tuple[int, int, list[Any]] = (0, 0, [])
@@ -85,6 +103,8 @@ class _Reader:
         starts = self._starts
         k = bisect.bisect_right(starts, i) - 1
         shard = self._shards[k]
+        if shard is not self._current:
+            self._switch(shard)
         value = shard.get(i - starts[k])
         if shard.unpickles_lists:
             block = shard.unpickled_block()
@@ -92,6 +112,13 @@ class _Reader:
                 first = starts[k] + block[0]
                 self._run = (first, first + len(block[1]), block[1])
         return value
+
+    def _switch(self, shard: Shard) -> None:
+        previous, self._current = self._current, shard
+        if previous is not None:
+            previous.forget_block()
+        if len(self._shards) > self._opened.capacity:  # else no shard is ever closed: no order to keep
+            self._opened.touch(shard)
 
     def __getitems__(self, indices: Sequence[int]) -> list[Any]:
         """Examples at ``indices``, reading and decoding each block once (torch's batched fetch).
@@ -126,9 +153,13 @@ class _Reader:
                 group[0].append(slot)
                 group[1].append(pos)
         for k, (slots, js) in each.items():
+            if shards[k] is not self._current:
+                self._switch(shards[k])
             for slot, value in zip(slots, shards[k].get_each(js), strict=True):
                 out[slot] = value
         for (k, b), (slots, positions) in groups.items():
+            if shards[k] is not self._current:
+                self._switch(shards[k])
             values = shards[k].get_many(b, positions)
             for slot, value in zip(slots, values, strict=True):
                 out[slot] = value
@@ -136,14 +167,43 @@ class _Reader:
 
     def __iter__(self) -> Iterator[Any]:
         for shard in self._shards:
+            if shard is not self._current:
+                self._switch(shard)
             for b in range(shard.num_blocks):
                 yield from shard.iter_block(b)
 
     def close(self) -> None:
         """Release memory maps and unpickled blocks now (maps reopen on the next read)."""
         self._run = _Reader._run
+        self._current = None
         for shard in self._shards:
             shard.close()
+
+    # -- pickling: configuration and parsed metadata only ----------------------------
+
+    safe: bool
+    allowed_globals: tuple[tuple[str, str], ...]
+    block_cache_size: int
+    block_cache_bytes: int | None
+    max_open_shards: int
+
+    def _process_state(self) -> None:
+        """This process's block cache and open-shard LRU, made new (at construction and after unpickling)."""
+        self._cache = BlockCache(self.block_cache_size, self.block_cache_bytes)
+        self._opened = OpenShards(self.max_open_shards)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        for key in ("_cache", "_opened", "_run", "_current"):  # this process's: rebuilt by the receiver
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._process_state()
+        loads = make_loads(self.safe, self.allowed_globals)
+        for shard in self._shards:
+            shard.cache, shard.opened, shard.loads = self._cache, self._opened, loads
 
     def __enter__(self) -> Any:
         return self
@@ -155,30 +215,41 @@ class _Reader:
 class AtlasDataset(_Reader, torch.utils.data.Dataset):  # type: ignore[type-arg]
     """A map-style dataset over an Atlas dataset folder, version 1 or 2.
 
+    The folder's files are untrusted: no symlink inside it is followed, only regular files
+    and real folders are read, and memory is bounded by the settings below, not by the files.
+
     Keywords beyond the original's ``mmap_index``:
-      verify_checksums  verify each v2 block's checksum the first time it is read (default True)
-      safe              unpickle through the allow-list (refuses code-running pickles)
-      allowed_globals   extra (module, name) pairs trusted in safe mode
-      block_cache_size  decoded blocks kept in memory per process (default 16)
-      limits            atlas_format.Limits checked before allocating
+      verify_checksums   verify each v2 block's checksum the first time it is read (default True)
+      safe               unpickle through the allow-list (refuses code-running pickles)
+      allowed_globals    extra (module, name) pairs trusted in safe mode
+      block_cache_size   decoded blocks kept in memory per process (default 16)
+      block_cache_bytes  decoded bytes those blocks may take per process (default 64 MiB; None: no byte bound);
+                         a block larger than it is decoded for its read but not kept
+      max_open_shards    shards whose files stay mapped per process (default 64, two descriptors each);
+                         the least recently used beyond it is closed and reopens on its next read
+      limits             atlas_format.Limits checked before allocating
     """
 
     def __init__(self, root: str | os.PathLike[str], mmap_index: bool = True, *, verify_checksums: bool = True,
                  safe: bool = False, allowed_globals: Iterable[tuple[str, str]] = (),
-                 block_cache_size: int = DEFAULT_BLOCK_CACHE_SIZE, limits: Limits = DEFAULT_LIMITS) -> None:
+                 block_cache_size: int = DEFAULT_BLOCK_CACHE_SIZE,
+                 block_cache_bytes: int | None = DEFAULT_BLOCK_CACHE_BYTES,
+                 max_open_shards: int = DEFAULT_MAX_OPEN_SHARDS, limits: Limits = DEFAULT_LIMITS) -> None:
         self.root = Path(root)
         self.mmap_index = mmap_index
         self.verify_checksums = verify_checksums
         self.safe = safe
         self.allowed_globals = tuple((str(m), str(n)) for m, n in allowed_globals)
         self.block_cache_size = block_cache_size
+        self.block_cache_bytes = block_cache_bytes
+        self.max_open_shards = max_open_shards
         self.limits = limits
-        self._cache = BlockCache(block_cache_size)
+        self._process_state()
         loads = make_loads(safe, self.allowed_globals)
         meta_path = self.root / META_FILE
-        if not self.root.is_dir():
+        if not self.root.is_dir():  # the root may be a symlink: the user named it
             raise FileNotFoundError(f"no dataset folder at {self.root}")
-        _, doc = read_json_file(meta_path, limits, missing=IncompleteDatasetError)
+        _, doc = read_json_file(Location(self.root, META_FILE), limits, missing=IncompleteDatasetError)
         self.version = check_version(doc, meta_path)
         if self.version == 1:
             self._open_v1(doc, meta_path, loads)
@@ -198,18 +269,16 @@ class AtlasDataset(_Reader, torch.utils.data.Dataset):  # type: ignore[type-arg]
             raise MetadataError("root meta.json lacks the shard_sizes list", path=meta_path)
         self.metadata = AtlasDatasetMetadata(1, sizes, strategy)
         self.v2_metadata: dict[str, Any] | None = None
-        # Every numeric sub-folder is a shard, in numeric order; a node may hold a subset (as the original).
-        names = sorted((p.name for p in self.root.iterdir() if p.is_dir() and V1_SHARD_NAME.match(p.name)),
-                       key=lambda s: (int(s), s))
-        self._shards = [V1Shard(self.root / name, mmap_index=self.mmap_index,
-                                limits=self.limits, loads=loads, cache=self._cache, label=name) for name in names]
+        self._shards = [V1Shard(Location(self.root, name), mmap_index=self.mmap_index, limits=self.limits,
+                                loads=loads, cache=self._cache, opened=self._opened, label=name)
+                        for name in v1_shard_folders(self.root)]  # a node may hold a subset (as the original)
 
     def _open_v2(self, meta_path: Path, loads: Any) -> None:
-        doc, _ = read_v2_meta(meta_path, "v2-root", self.limits)
+        doc, _ = read_v2_meta(Location(self.root, META_FILE), "v2-root", self.limits)
         self.v2_metadata = doc
         shared: bytes | None = None
         if doc["dictionary"] == "shared" and doc["shared_dictionary"] is not None:
-            shared = read_dictionary(self.root / DICT_FILE, doc["shared_dictionary"], self.limits)
+            shared = read_dictionary(Location(self.root, DICT_FILE), doc["shared_dictionary"], self.limits)
         shards: list[Shard] = []
         seen: set[str] = set()
         for entry in doc["shards"]:
@@ -217,38 +286,21 @@ class AtlasDataset(_Reader, torch.utils.data.Dataset):  # type: ignore[type-arg]
             if name in seen:
                 raise MetadataError(f"shard {name} listed twice", path=meta_path)
             seen.add(name)
-            folder = self.root / name
-            if not folder.is_dir():
-                raise MissingShardError("shard folder listed in root meta.json is missing", path=folder, shard=name)
+            folder = Location(self.root, name)
+            require_folder(folder, what="shard folder listed in root meta.json", shard=name)
             if entry["dictionary"] == "shared" and shared is None:
                 raise MetadataError("a shard uses the shared dictionary but the root has none", path=meta_path,
                                     shard=name)
             shards.append(V2Shard(folder, mmap_index=self.mmap_index, shared_dict_record=doc["shared_dictionary"],
                                   verify_checksums=self.verify_checksums, limits=self.limits, loads=loads,
-                                  cache=self._cache, expected={**entry, "framing": doc.get("framing", "block")},
-                                  label=name))
+                                  cache=self._cache, opened=self._opened,
+                                  expected={**entry, "framing": doc.get("framing", "block")}, label=name))
         self._shards = shards
         if sum(len(s) for s in shards) != doc["num_examples"]:
             raise MetadataError("root num_examples differs from the sum of its shards", path=meta_path)
         codec = Codec.from_label(doc["codec"])
         self.metadata = AtlasDatasetMetadata(2, [len(s) for s in shards],
                                              v2_to_strategy(codec, DictionaryMode(doc["dictionary"])))
-
-    # -- pickling: configuration and parsed metadata only ----------------------------
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state.pop("_cache", None)
-        state.pop("_run", None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._cache = BlockCache(self.block_cache_size)
-        loads = make_loads(self.safe, self.allowed_globals)
-        for shard in self._shards:
-            shard.cache = self._cache
-            shard.loads = loads
 
     # -- structure (used by BlockShuffleSampler) --------------------------------------
 
@@ -272,27 +324,33 @@ class AtlasDatasetShard(_Reader):
     """One shard folder read on its own (the original's class, both versions).
 
     ``compression_dict_bytes`` is the dataset's shared dictionary; when omitted and the
-    shard needs it, ``<parent>/zstd_dict.bin`` is used.
+    shard needs it, ``<parent>/zstd_dict.bin`` is used. The folder may be a symlink (the
+    user named it); nothing inside it may be. Cache keywords as for AtlasDataset.
     """
 
     def __init__(self, root: str | os.PathLike[str], mmap_index: bool = True,
                  compression_dict_bytes: bytes | None = None, *, verify_checksums: bool = True, safe: bool = False,
                  allowed_globals: Iterable[tuple[str, str]] = (), block_cache_size: int = 1,
-                 limits: Limits = DEFAULT_LIMITS) -> None:
+                 block_cache_bytes: int | None = DEFAULT_BLOCK_CACHE_BYTES, limits: Limits = DEFAULT_LIMITS) -> None:
         self.root = Path(root)
-        self._cache = BlockCache(block_cache_size)
         self.safe = safe
         self.allowed_globals = tuple((str(m), str(n)) for m, n in allowed_globals)
+        self.block_cache_size = block_cache_size
+        self.block_cache_bytes = block_cache_bytes
+        self.max_open_shards = 1
+        self._process_state()
         loads = make_loads(safe, self.allowed_globals)
+        folder = Location(self.root)
         meta_path = self.root / META_FILE
-        _, doc = read_json_file(meta_path, limits)
+        _, doc = read_json_file(folder / META_FILE, limits)
         shard: Shard
         if check_version(doc, meta_path) == 1:
-            shard = V1Shard(self.root, mmap_index=mmap_index, compression_dict_bytes=compression_dict_bytes,
-                            limits=limits, loads=loads, cache=self._cache)
+            shard = V1Shard(folder, mmap_index=mmap_index, compression_dict_bytes=compression_dict_bytes,
+                            limits=limits, loads=loads, cache=self._cache, opened=self._opened)
         else:
-            shard = V2Shard(self.root, mmap_index=mmap_index, shared_dict_bytes=compression_dict_bytes,
-                            verify_checksums=verify_checksums, limits=limits, loads=loads, cache=self._cache)
+            shard = V2Shard(folder, mmap_index=mmap_index, shared_dict_bytes=compression_dict_bytes,
+                            verify_checksums=verify_checksums, limits=limits, loads=loads, cache=self._cache,
+                            opened=self._opened)
         self._shard = shard
         self._shards = [shard]
         self._starts = [0]
@@ -306,20 +364,9 @@ class AtlasDatasetShard(_Reader):
     def block_size(self) -> int:
         return self._shard.block_size
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state.pop("_cache", None)
-        state.pop("_run", None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._cache = BlockCache(1)
-        self._shard.cache = self._cache
-        self._shard.loads = make_loads(self.safe, self.allowed_globals)
-
     def __repr__(self) -> str:
         return f"AtlasDatasetShard({str(self.root)!r}, version={self._shard.version}, examples={self._len})"
 
 
-__all__ = ["AtlasDataset", "AtlasDatasetShard", "DEFAULT_BLOCK_CACHE_SIZE"]
+__all__ = ["AtlasDataset", "AtlasDatasetShard", "DEFAULT_BLOCK_CACHE_BYTES", "DEFAULT_BLOCK_CACHE_SIZE",
+           "DEFAULT_MAX_OPEN_SHARDS"]

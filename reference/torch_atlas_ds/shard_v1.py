@@ -3,7 +3,8 @@
 A v1 block is a pickled list of examples, optionally one zstd frame. There are no
 checksums in v1, but every declared size is checked against the limits before
 decompressing, the index is validated at open, and a short block is a FormatError
-(never an IndexError that would silently end a ``for`` loop).
+(never an IndexError that would silently end a ``for`` loop). Files are opened through
+``atlas_format.files`` (regular files only, no symlink followed, never blocking).
 """
 
 from __future__ import annotations
@@ -22,9 +23,18 @@ from atlas_format.binary import parse
 from atlas_format.codecs import check_declared_size, codec_info
 from atlas_format.constants import DATA_FILE, DEFAULT_LIMITS, DICT_FILE, META_FILE, V1_INDEX_FILE, Limits
 from atlas_format.enums import Codec, CompressionStrategy
+from atlas_format.files import Location, RegularFile, open_regular, read_regular
 from atlas_format.metadata import parse_json
 
-from ._util import BlockCache, ProcessLocalState, fork_generation, map_file, zstd_decompressor
+from ._util import (
+    BlockCache,
+    OpenShards,
+    ProcessLocalState,
+    file_identity,
+    fork_generation,
+    shared_dictionary,
+    zstd_decompressor,
+)
 from .errors import (
     AtlasError,
     CodecError,
@@ -40,16 +50,11 @@ from .safe_pickle import Loads
 _ZSTD = codec_info(Codec.ZSTD)
 
 
-def read_json_file(path: Path, limits: Limits, *, missing: type[AtlasError] = MissingShardError) -> tuple[bytes, Any]:
-    """(bytes, parsed JSON) of a metadata file; absent is ``missing``, too large a LimitError."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(limits.max_metadata_size + 1)
-    except FileNotFoundError:
-        raise missing(f"{path.name} is missing", path=path) from None
-    if len(data) > limits.max_metadata_size:
-        raise LimitError(f"metadata is larger than the limit of {limits.max_metadata_size} bytes", path=path)
-    return data, parse_json(data, path=path, limits=limits)
+def read_json_file(location: Location, limits: Limits, *, missing: type[AtlasError] = MissingShardError,
+                   shard: str | None = None) -> tuple[bytes, Any]:
+    """(bytes, parsed JSON) of a metadata file; absent is ``missing``, too large a LimitError (before reading)."""
+    data = read_regular(location, limit=limits.max_metadata_size, missing=missing, shard=shard)
+    return data, parse_json(data, path=location.path, limits=limits)
 
 
 def unpickle_list_block(loads: Loads, raw: Any, count: int, where: dict[str, Any]) -> list[Any]:
@@ -85,33 +90,52 @@ def _int_field(doc: dict[str, Any], key: str, path: Path, minimum: int = 0) -> i
     return value
 
 
-def read_dictionary(path: Path, expected: Any, limits: Limits, shard: str | None = None) -> bytes:
+def read_dictionary(location: Location, expected: Any, limits: Limits, shard: str | None = None) -> bytes:
     """See shard_v2.read_dictionary (imported lazily: shard_v2 imports this module)."""
     from .shard_v2 import read_dictionary as read
 
-    return read(path, expected, limits, shard)
+    return read(location, expected, limits, shard)
+
+
+class _Maps:
+    """What an open version 1 shard maps, rebound as a whole (threads read one consistent snapshot, and
+    releasing it while another thread reads leaves that thread its own references)."""
+
+    __slots__ = ("gen", "mm", "data", "index")
+
+    def __init__(self, gen: int = -1, mm: Any = None, data: Any = None, index: Any = None) -> None:
+        self.gen, self.mm, self.data, self.index = gen, mm, data, index
+
+
+_CLOSED = _Maps()
+_NO_MEMO: tuple[int, Any] = (-1, None)
 
 
 class V1Shard(ProcessLocalState):
-    """One version 1 shard folder. Files are opened lazily and reopened after fork or unpickling."""
+    """One version 1 shard folder. Files are checked at construction, mapped lazily, released when the
+    dataset's open-shard LRU (``opened``) needs room, and reopened after that, after fork or unpickling."""
 
-    _PROCESS_LOCAL = ("_mm", "_data", "_index", "_tls", "_memo")
+    _PROCESS_LOCAL = ("_m", "_layout", "_tls", "_memo")
+    _CLOSED = _CLOSED
+    _NO_MEMO = _NO_MEMO
 
     version = 1
     decodes_blocks = True  # every read decodes (and unpickles) its whole block
     unpickles_lists = False  # its cached block list is read in place, as the original does
 
-    def __init__(self, path: str | Path, *, mmap_index: bool = True, compression_dict_bytes: Any = None,
+    def __init__(self, location: Location, *, mmap_index: bool = True, compression_dict_bytes: Any = None,
                  limits: Limits = DEFAULT_LIMITS, loads: Loads = pickle.loads, cache: BlockCache | None = None,
-                 label: str | None = None) -> None:
-        self.path = Path(path)
+                 opened: OpenShards | None = None, label: str | None = None) -> None:
+        self.location = location
+        self.path = location.path
         self.label = label if label is not None else self.path.name
         self.mmap_index = mmap_index
         self.limits = limits
         self.loads = loads
         self.cache = cache if cache is not None else BlockCache(1)
+        self.opened = opened if opened is not None else OpenShards(1)
         meta_path = self.path / META_FILE
-        _, doc = read_json_file(meta_path, limits)
+        _, doc = read_json_file(location / META_FILE, limits, shard=self.label)
         if check_version(doc, meta_path) != 1:
             raise VersionError("a version 2 shard inside a version 1 dataset", path=meta_path)
         self.block_size = _int_field(doc, "block_size", meta_path, 1)
@@ -127,12 +151,12 @@ class V1Shard(ProcessLocalState):
             raise LimitError("stored_examples or block_size above the limits", path=meta_path)
         self._dict_bytes: bytes | None = None
         # Where the dictionary is read again in another process (None: the caller handed the bytes over).
-        self._dict_source: Path | None = None
+        self._dict_source: Location | None = None
         if self.strategy == CompressionStrategy.DICTIONARY_COMPRESSION:
-            self._dict_source = self.path / DICT_FILE
+            self._dict_source = location / DICT_FILE
         elif self.strategy == CompressionStrategy.SHARED_DICTIONARY_COMPRESSION:
             if compression_dict_bytes is None:
-                self._dict_source = self.path.parent / DICT_FILE
+                self._dict_source = shared_dictionary(location)
             else:
                 if isinstance(compression_dict_bytes, zstandard.ZstdCompressionDict):
                     compression_dict_bytes = compression_dict_bytes.as_bytes()
@@ -145,21 +169,43 @@ class V1Shard(ProcessLocalState):
     # -- lazy per-process state -----------------------------------------------------
 
     def _reset(self) -> None:
-        self._gen = -1
-        self._mm: Any = None
-        self._data: memoryview = memoryview(b"")
-        self._index: Any = None
+        self._m = _CLOSED
+        # ((index identity, data.bin identity), dtype, offset) of the files checked in this process
+        self._layout: tuple[tuple[Any, ...], Any, int] = ((), None, 0)
         self._tls = threading.local()  # one zstd decompressor per thread (they are not thread-safe)
-        self._memo: tuple[int, Any] = (-1, None)  # (block number, its examples), rebound as a whole
+        self._tls_gen = -1  # the fork generation _tls belongs to
+        self._memo: tuple[int, Any] = _NO_MEMO  # (block number, its examples), rebound as a whole
 
-    def _open(self) -> None:
+    def _open(self) -> _Maps:
+        """Open, check and map index.npy and data.bin (V1-INDEX-*), and join the dataset's open shards. Files
+        checked in this process and unchanged since (same identity) are mapped again without the checks."""
         index_path = self.path / V1_INDEX_FILE
-        try:
-            with open(index_path, "rb") as f:
-                head = f.read(4096)
-        except FileNotFoundError:
-            raise MissingShardError("index.npy is missing", path=index_path, shard=self.label) from None
-        header = parse(npy.NpyHeader, head, path=index_path)
+        with open_regular(self.location / V1_INDEX_FILE, limit=self.limits.max_index_size, shard=self.label) as f:
+            index_id = file_identity(f.status)
+            dtype, start = self._layout[1:] if self._layout[0][:1] == (index_id,) else self._index_layout(f, index_path)
+            mm, raw = f.map() if self.mmap_index else (None, f.read())
+        index: np.ndarray[Any, Any] = np.frombuffer(raw, dtype=dtype, count=self.num_blocks + 1, offset=start)
+        if self.num_blocks == 0:
+            maps = _Maps(fork_generation(), [mm], memoryview(b""), index)
+            if int(index[0]) != 0:
+                raise FormatError("the index of an empty shard must be [0]", path=index_path, shard=self.label)
+            ids: tuple[Any, ...] = (index_id,)
+        else:
+            with open_regular(self.location / DATA_FILE, limit=self.limits.max_data_size, shard=self.label) as f:
+                data_mm, data = f.map()
+                ids = (index_id, file_identity(f.status))
+            maps = _Maps(fork_generation(), [mm, data_mm], data, index)
+            if ids != self._layout[0]:
+                self._check_offsets(index, len(data), index_path)
+        self._layout = (ids, dtype, start)
+        if self._dict_bytes is None and self._dict_source is not None:
+            self._dict_bytes = read_dictionary(self._dict_source, None, self.limits, self.label)
+        return self._finish_open(maps, zstd=self.strategy != CompressionStrategy.NO_COMPRESSION)
+
+    def _index_layout(self, f: RegularFile, index_path: Path) -> tuple[np.dtype[Any], int]:
+        """(dtype, data offset) of index.npy: its npy header parsed as a literal and checked against the
+        shard's block count and the file size before the entries are mapped or read."""
+        header = parse(npy.NpyHeader, f.read(4096), path=index_path)
         descr = npy._DESCR_ALIASES.get(header.header["descr"])
         shape = header.header["shape"]
         if descr is None or header.header["fortran_order"] or not (isinstance(shape, tuple) and len(shape) == 1):
@@ -171,48 +217,27 @@ class V1Shard(ProcessLocalState):
             raise FormatError(f"index has {count} entries, {self.num_examples} examples in blocks of "
                               f"{self.block_size} need {self.num_blocks + 1}", path=index_path, shard=self.label)
         dtype = np.dtype(descr)
-        if index_path.stat().st_size != start + count * dtype.itemsize:
+        if f.size != start + count * dtype.itemsize:
             raise FormatError("index.npy size does not match its header", path=index_path, shard=self.label)
-        if self.mmap_index:
-            index: np.ndarray[Any, Any] = np.memmap(index_path, dtype=dtype, mode="r", offset=start, shape=(count,))
-        else:
-            index = np.fromfile(index_path, dtype=dtype, count=count, offset=start)
-        data_path = self.path / DATA_FILE
-        if self.num_blocks == 0:
-            mm, data = None, memoryview(b"")
-            if int(index[0]) != 0:
-                raise FormatError("the index of an empty shard must be [0]", path=index_path, shard=self.label)
-        else:
-            if not data_path.is_file():
-                raise MissingShardError("data.bin is missing", path=data_path, shard=self.label)
-            mm, data = map_file(data_path)
-            steps = np.diff(index.astype(np.uint64))
-            if int(index[0]) != 0 or int(index[-1]) != len(data) or not bool((index[1:] > index[:-1]).all()):
-                raise FormatError(f"index offsets must start at 0, increase strictly and end at the size of "
-                                  f"data.bin ({len(data)})", path=index_path, shard=self.label)
-            if int(steps.max()) > self.limits.max_block_stored_size:
-                raise LimitError("a block is larger than the limit", path=index_path, shard=self.label)
-        self._mm, self._data, self._index = mm, data, index
-        if self._dict_bytes is None and self._dict_source is not None:
-            self._dict_bytes = read_dictionary(self._dict_source, None, self.limits, self.label)
-        self._tls = threading.local()
-        if self.strategy != CompressionStrategy.NO_COMPRESSION:
-            self._tls.dctx = self._new_dctx()  # fails at open, naming the file, if zstd cannot load the dictionary
-        self._gen = fork_generation()
+        return dtype, start
+
+    def _check_offsets(self, index: np.ndarray[Any, Any], data_size: int, index_path: Path) -> None:
+        steps = np.diff(index.astype(np.uint64))
+        if int(index[0]) != 0 or int(index[-1]) != data_size or not bool((index[1:] > index[:-1]).all()):
+            raise FormatError(f"index offsets must start at 0, increase strictly and end at the size of "
+                              f"data.bin ({data_size})", path=index_path, shard=self.label)
+        if int(steps.max()) > self.limits.max_block_stored_size:
+            raise LimitError("a block is larger than the limit", path=index_path, shard=self.label)
 
     def _new_dctx(self) -> zstandard.ZstdDecompressor:
-        dict_path = self.path / DICT_FILE if self.strategy == CompressionStrategy.DICTIONARY_COMPRESSION \
-            else self.path.parent / DICT_FILE
+        dict_path = self._dict_source.path if self._dict_source is not None else self.path.parent / DICT_FILE
         return zstd_decompressor(self._dict_bytes, dict_path, self.label)  # type: ignore[no-any-return]
 
     def close(self) -> None:
-        """Release the memory maps (they reopen on the next read)."""
+        """Release the memory maps and cached blocks now (maps reopen on the next read)."""
         self.cache.clear()
-        mm = self._mm
-        self._data.release()
-        self._reset()
-        if mm is not None:
-            mm.close()
+        self.opened.discard(self)
+        self.release()
 
     # -- reading ----------------------------------------------------------------------
 
@@ -224,8 +249,9 @@ class V1Shard(ProcessLocalState):
 
     def read_block(self, b: int) -> list[Any]:
         """The decoded, unpickled list of examples of block ``b`` (cached)."""
-        if self._gen != fork_generation():
-            self._open()
+        maps = self._m
+        if maps.gen != fork_generation():
+            maps = self._open()
         memo = self._memo
         if memo[0] == b:
             return memo[1]  # type: ignore[no-any-return]
@@ -234,8 +260,8 @@ class V1Shard(ProcessLocalState):
         if cached is not None:
             self._memo = (b, cached)
             return cached  # type: ignore[no-any-return]
-        start, end = int(self._index[b]), int(self._index[b + 1])
-        raw: Any = self._data[start:end]
+        start, end = int(maps.index[b]), int(maps.index[b + 1])
+        raw: Any = maps.data[start:end]
         data_path = self.path / DATA_FILE
         where: dict[str, Any] = {"path": data_path, "shard": self.label, "block": b, "offset": start}
         if self.strategy != CompressionStrategy.NO_COMPRESSION:
@@ -249,8 +275,9 @@ class V1Shard(ProcessLocalState):
                 raise type(exc)(exc.message, **where) from None
             except zstandard.ZstdError as exc:
                 raise CodecError(f"zstd cannot decode the block: {exc}", **where) from None
+        size = len(raw)  # the decoded pickle: what the cache's byte budget counts for the list
         examples = unpickle_list_block(self.loads, raw, self.block_count(b), where)
-        self.cache.put(key, examples)
+        self.cache.put(key, examples, size)
         self._memo = (b, examples)
         return examples
 

@@ -7,7 +7,9 @@ its slice of the decoded block without touching its neighbours, and with codec
 "none" straight out of the mmap of data.bin (zero-copy). With framing "example" the
 stored block's table is read in place and only the example's own frame is decoded.
 With framing "list" a block is one pickled list, unpickled whole and handed out one
-example at a time (each example object once).
+example at a time (each example object once). Files are opened through
+``atlas_format.files`` (regular files only, no symlink followed, never blocking), checked
+at construction, and mapped while the dataset's open-shard LRU keeps the shard open.
 """
 
 from __future__ import annotations
@@ -40,11 +42,21 @@ from atlas_format.constants import (
     Limits,
 )
 from atlas_format.enums import KNOWN_INDEX_FLAGS, Codec, Framing, v2_to_strategy
+from atlas_format.files import Location, open_regular, read_regular
 from atlas_format.index_v2 import DICTIONARY_MODE_IDS, INDEX_ENTRY_DTYPE, IndexHeader, compute_index_checksum
 from atlas_format.lz4_frame import declared_content_size as lz4_declared_size
 from atlas_format.metadata import file_checksum_text, validate_schema, verify_checksummed_json
 
-from ._util import _FORK_GENERATION, BlockCache, ProcessLocalState, fork_generation, map_file, zstd_decompressor
+from ._util import (
+    _FORK_GENERATION,
+    BlockCache,
+    OpenShards,
+    ProcessLocalState,
+    file_identity,
+    fork_generation,
+    shared_dictionary,
+    zstd_decompressor,
+)
 from .errors import (
     AtlasError,
     ChecksumError,
@@ -76,14 +88,15 @@ def _entry_dtype(entry_size: int) -> np.dtype[Any]:
                      "offsets": [fields[n][1] for n in fields], "itemsize": entry_size})
 
 
-def load_dictionary(path: Path, expected: dict[str, Any], limits: Limits, shard: str | None = None) -> bytes:
+def load_dictionary(location: Location, expected: dict[str, Any], limits: Limits, shard: str | None = None) -> bytes:
     """A dictionary file checked against its metadata record (size, checksum, dict_id)."""
-    if not path.is_file():
-        raise MissingShardError("zstd dictionary named by the metadata is missing", path=path, shard=shard)
-    size = path.stat().st_size
-    if size > limits.max_dictionary_size:
-        raise LimitError(f"dictionary of {size} bytes is above the limit", path=path, shard=shard)
-    data = path.read_bytes()
+    data = read_regular(location, limit=limits.max_dictionary_size, what="zstd dictionary named by the metadata",
+                        shard=shard)
+    _check_dictionary(data, location.path, expected, shard)
+    return data
+
+
+def _check_dictionary(data: bytes, path: Path, expected: dict[str, Any], shard: str | None) -> None:
     if len(data) != expected["size"]:
         raise FormatError(f"dictionary is {len(data)} bytes, metadata says {expected['size']}", path=path,
                           shard=shard)
@@ -97,7 +110,6 @@ def load_dictionary(path: Path, expected: dict[str, Any], limits: Limits, shard:
         raise FormatError(f"not a zstd dictionary: {exc}", path=path, shard=shard) from None
     if dict_id != expected["dict_id"]:
         raise FormatError(f"dictionary id {dict_id}, metadata says {expected['dict_id']}", path=path, shard=shard)
-    return data
 
 
 # Dictionaries read in this process, shared by every shard that uses one (and dropped from
@@ -105,30 +117,30 @@ def load_dictionary(path: Path, expected: dict[str, Any], limits: Limits, shard:
 _DICTIONARIES: dict[tuple[Any, ...], bytes] = {}
 
 
-def read_dictionary(path: Path, expected: dict[str, Any] | None, limits: Limits, shard: str | None = None) -> bytes:
+def read_dictionary(location: Location, expected: dict[str, Any] | None, limits: Limits,
+                    shard: str | None = None) -> bytes:
     """A dictionary file, verified against ``expected`` (its metadata record) when given; memoized per process."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise MissingShardError("the zstd dictionary this shard uses is missing", path=path, shard=shard) from None
-    key = (str(path), st.st_size, st.st_mtime_ns, None if expected is None else expected["checksum"])
-    data = _DICTIONARIES.get(key)
-    if data is None:
-        if expected is not None:
-            data = load_dictionary(path, expected, limits, shard)
-        else:
-            if st.st_size > limits.max_dictionary_size:
-                raise LimitError(f"dictionary of {st.st_size} bytes is above the limit", path=path, shard=shard)
-            data = path.read_bytes()
-        if len(_DICTIONARIES) >= 8:
-            _DICTIONARIES.clear()
-        _DICTIONARIES[key] = data
+    with open_regular(location, limit=limits.max_dictionary_size, what="the zstd dictionary this shard uses",
+                      shard=shard) as f:
+        st = f.status
+        key = (str(location), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
+               None if expected is None else expected["checksum"])
+        data = _DICTIONARIES.get(key)
+        if data is None:
+            data = f.read()
+            if expected is not None:
+                _check_dictionary(data, location.path, expected, shard)
+            if len(_DICTIONARIES) >= 8:
+                _DICTIONARIES.clear()
+            _DICTIONARIES[key] = data
     return data
 
 
-def read_v2_meta(path: Path, schema: str, limits: Limits) -> tuple[dict[str, Any], str]:
+def read_v2_meta(location: Location, schema: str, limits: Limits, shard: str | None = None
+                 ) -> tuple[dict[str, Any], str]:
     """A version 2 meta.json: version, codec, checksum and schema checked; returns (doc, checksum text)."""
-    data, doc = read_json_file(path, limits)
+    data, doc = read_json_file(location, limits, shard=shard)
+    path = location.path
     if check_version(doc, path) != 2:
         raise VersionError("expected version 2 metadata here", path=path)
     codec_label = doc.get("codec")
@@ -143,26 +155,48 @@ def read_v2_meta(path: Path, schema: str, limits: Limits) -> tuple[dict[str, Any
     return doc, text
 
 
-class V2Shard(ProcessLocalState):
-    """One version 2 shard folder. Files are opened lazily and reopened after fork or unpickling."""
+class _Maps:
+    """What an open version 2 shard maps and indexes, rebound as a whole: a read takes one snapshot, so
+    a thread never mixes two openings, and one that reads while the shard is released keeps its own
+    references (the maps go when its read ends)."""
 
-    _PROCESS_LOCAL = ("_mms", "_data", "_offsets", "_stored", "_raw", "_checksums", "_verified", "_tls", "_memo",
-                      "_last_pos", "_info")
+    __slots__ = ("gen", "mms", "data", "offsets", "stored", "raw", "checksums")
+
+    def __init__(self, gen: int = -1, mms: tuple[Any, ...] = (), data: Any = None, offsets: Any = None,
+                 stored: Any = None, raw: Any = None, checksums: Any = None) -> None:
+        self.gen, self.mms, self.data = gen, mms, data
+        self.offsets, self.stored, self.raw, self.checksums = offsets, stored, raw, checksums
+
+
+_CLOSED = _Maps()
+_NO_MEMO: tuple[int, Any, tuple[int, ...] | None, list[Any] | None] = (-1, None, None, None)
+
+
+class V2Shard(ProcessLocalState):
+    """One version 2 shard folder. Files are checked at construction, mapped lazily, released when the
+    dataset's open-shard LRU (``opened``) needs room, and reopened after that, after fork or unpickling."""
+
+    _PROCESS_LOCAL = ("_m", "_verified", "_data_id", "_index_layout", "_tls", "_memo", "_last_pos", "_info")
+    _CLOSED = _CLOSED
+    _NO_MEMO = _NO_MEMO
 
     version = 2
 
-    def __init__(self, path: str | Path, *, mmap_index: bool = True, shared_dict_bytes: bytes | None = None,
+    def __init__(self, location: Location, *, mmap_index: bool = True, shared_dict_bytes: bytes | None = None,
                  verify_checksums: bool = True, limits: Limits = DEFAULT_LIMITS, loads: Loads = pickle.loads,
-                 cache: BlockCache | None = None, expected: dict[str, Any] | None = None,
-                 label: str | None = None, shared_dict_record: dict[str, Any] | None = None) -> None:
-        self.path = Path(path)
+                 cache: BlockCache | None = None, opened: OpenShards | None = None,
+                 expected: dict[str, Any] | None = None, label: str | None = None,
+                 shared_dict_record: dict[str, Any] | None = None) -> None:
+        self.location = location
+        self.path = location.path
         self.mmap_index = mmap_index
         self.verify_checksums = verify_checksums
         self.limits = limits
         self.loads = loads
         self.cache = cache if cache is not None else BlockCache(1)
+        self.opened = opened if opened is not None else OpenShards(1)
         meta_path = self.path / META_FILE
-        doc, meta_text = read_v2_meta(meta_path, "v2-shard", limits)
+        doc, meta_text = read_v2_meta(location / META_FILE, "v2-shard", limits, shard=label)
         self.meta = doc
         self.meta_checksum = meta_text
         self.label = label if label is not None else doc["shard"]
@@ -204,17 +238,17 @@ class V2Shard(ProcessLocalState):
         self._dict_bytes: bytes | None = None
         # Where the dictionary is read again in another process: (file, metadata record or None);
         # None when the caller handed the bytes over (they then travel with the pickled shard).
-        self._dict_source: tuple[Path, dict[str, Any] | None] | None = None
+        self._dict_source: tuple[Location, dict[str, Any] | None] | None = None
         if self.dictionary == "shard":
             if doc["dictionary_file"] is None:
                 raise MetadataError("dictionary mode 'shard' without dictionary_file", **where)
             if doc["dictionary_file"]["dict_id"] != self.dict_id:
                 raise MetadataError("dictionary_file.dict_id differs from dict_id", **where)
-            self._dict_source = (self.path / DICT_FILE, doc["dictionary_file"])
+            self._dict_source = (location / DICT_FILE, doc["dictionary_file"])
             self._dict_bytes = self._read_dictionary()
         elif self.dictionary == "shared":
             if shared_dict_bytes is None:
-                self._dict_source = (self.path.parent / DICT_FILE, shared_dict_record)
+                self._dict_source = (shared_dictionary(location), shared_dict_record)
                 self._dict_bytes = self._read_dictionary()
             else:
                 self._dict_bytes = bytes(shared_dict_bytes)
@@ -236,7 +270,7 @@ class V2Shard(ProcessLocalState):
         self._open()
 
     def _check_dict_id(self, data: bytes) -> None:
-        path = self._dict_source[0] if self._dict_source else None
+        path = self._dict_source[0].path if self._dict_source else None
         try:
             dict_id = zstandard.ZstdCompressionDict(data).dict_id()
         except zstandard.ZstdError as exc:
@@ -256,37 +290,67 @@ class V2Shard(ProcessLocalState):
     # -- lazy per-process state -----------------------------------------------------
 
     def _reset(self) -> None:
-        self._gen = -1
-        self._mms: list[Any] = []
-        self._data: memoryview = memoryview(b"")
-        self._offsets: Any = None
-        self._stored: Any = None
-        self._raw: Any = None
-        self._checksums: Any = None
+        self._m = _CLOSED
         self._verified = bytearray()
+        self._data_id: tuple[int, ...] = ()  # data.bin's identity when _verified was filled
+        # (identity, header_size, entry_size) of the index.bin checked in this process: reopening the
+        # same file only rebuilds the view of its entries
+        self._index_layout: tuple[tuple[int, ...], int, int] = ((), 0, 0)
         self._tls = threading.local()  # one zstd decompressor per thread (they are not thread-safe)
+        self._tls_gen = -1  # the fork generation _tls belongs to
         # (block number, decoded block, offset table or None, the block's examples unpickled in one pass
         # or None): rebound as a whole, so threads never mix blocks
-        self._memo: tuple[int, Any, tuple[int, ...] | None, list[Any] | None] = (-1, None, None, None)
+        self._memo = _NO_MEMO
         self._last_pos = -2  # the position of the last example get() returned (sequential detection)
         self._info = codec_info(self.codec)
 
-    def _open(self) -> None:
+    def _maps(self) -> _Maps:
+        """This process's maps, opened again if the shard was released or the process forked."""
+        maps = self._m
+        return maps if maps.gen == _FORK_GENERATION[0] else self._open()
+
+    def _open(self) -> _Maps:
+        """Open, check and map index.bin and data.bin (V2-INDEX-*), and join the dataset's open shards."""
         index_path = self.path / V2_INDEX_FILE
         where: dict[str, Any] = {"path": index_path, "shard": self.label}
-        if not index_path.is_file():
-            raise MissingShardError("index.bin is missing", **where)
-        size = index_path.stat().st_size
-        if size != self.meta["index"]["size"]:
-            raise FormatError(f"index.bin is {size} bytes, meta.json says {self.meta['index']['size']}", **where)
-        if size > self.limits.max_index_size:
-            raise LimitError("index.bin above the limit", **where)
-        mms: list[Any] = []
-        if self.mmap_index:
-            mm, index = map_file(index_path)
-            mms.append(mm)
+        with open_regular(self.location / V2_INDEX_FILE, limit=self.limits.max_index_size, shard=self.label) as f:
+            size = f.size
+            if size != self.meta["index"]["size"]:
+                raise FormatError(f"index.bin is {size} bytes, meta.json says {self.meta['index']['size']}",
+                                  **where)
+            index_mm, index = f.map() if self.mmap_index else (None, memoryview(f.read()))
+            index_id = file_identity(f.status)
+        layout = self._index_layout
+        if layout[0] == index_id:
+            entries = np.frombuffer(index, dtype=_entry_dtype(layout[2]), count=self.num_blocks, offset=layout[1])
         else:
-            index = memoryview(index_path.read_bytes())
+            entries, header_size, entry_size = self._index_entries(index, size, where)
+            self._index_layout = (index_id, header_size, entry_size)
+        offsets, stored, raw = entries["offset"], entries["stored_size"], entries["raw_size"]
+        data_path = self.path / DATA_FILE
+        with open_regular(self.location / DATA_FILE, limit=self.limits.max_data_size, shard=self.label) as f:
+            if f.size != self.data_size:
+                raise FormatError(f"data.bin is {f.size} bytes, meta.json says {self.data_size}", path=data_path,
+                                  shard=self.label)
+            data_mm, data = f.map()
+            data_id = file_identity(f.status)
+        if self.num_blocks <= LIST_INDEX_MAX_BLOCKS:
+            # Plain Python lists: indexing them is several times faster than numpy scalars.
+            maps = _Maps(fork_generation(), (index_mm, data_mm), data, offsets.tolist(), stored.tolist(),
+                         raw.tolist(), entries["checksum"].tolist())
+        else:  # large shards: O(1) lookups in numpy views of the (memory-mapped) index, nothing copied
+            maps = _Maps(fork_generation(), (index_mm, data_mm), data, offsets, stored, raw, entries["checksum"])
+        if len(self._verified) != self.num_blocks or data_id != self._data_id:
+            self._verified = bytearray(self.num_blocks)  # blocks verified in this process (the same file)
+            self._data_id = data_id
+        if self._dict_bytes is None and self._dict_source is not None:
+            self._dict_bytes = self._read_dictionary()
+        return self._finish_open(maps, zstd=self.codec == Codec.ZSTD)
+
+    def _index_entries(self, index: Any, size: int, where: dict[str, Any]) -> tuple[np.ndarray[Any, Any], int, int]:
+        """(entries, header_size, entry_size) of index.bin after its header, checksum and entries were checked
+        against meta.json."""
+        index_path = where["path"]
         header = parse(IndexHeader, index[:V2_INDEX_HEADER_SIZE], path=index_path)
         if header.format_version != 2:
             raise VersionError(f"index.bin format_version {header.format_version}", offset=8, **where)
@@ -330,43 +394,17 @@ class V2Shard(ProcessLocalState):
                 raise FormatError("an index entry has stored_size 0", **where)
             if self.codec == Codec.NONE and not np.array_equal(stored, raw):
                 raise FormatError("codec none requires stored_size == raw_size", **where)
-        data_path = self.path / DATA_FILE
-        if not data_path.is_file():
-            raise MissingShardError("data.bin is missing", path=data_path, shard=self.label)
-        mm, data = map_file(data_path)
-        mms.append(mm)
-        if len(data) != self.data_size:
-            raise FormatError(f"data.bin is {len(data)} bytes, meta.json says {self.data_size}", path=data_path,
-                              shard=self.label)
-        self._mms, self._data = mms, data
-        if self.num_blocks <= LIST_INDEX_MAX_BLOCKS:
-            # Plain Python lists: indexing them is several times faster than numpy scalars.
-            self._offsets, self._stored = offsets.tolist(), stored.tolist()
-            self._raw, self._checksums = raw.tolist(), entries["checksum"].tolist()
-        else:  # large shards: O(1) lookups in numpy views of the (memory-mapped) index, nothing copied
-            self._offsets, self._stored, self._raw, self._checksums = offsets, stored, raw, entries["checksum"]
-        if len(self._verified) != self.num_blocks:
-            self._verified = bytearray(self.num_blocks)
-        if self._dict_bytes is None and self._dict_source is not None:
-            self._dict_bytes = self._read_dictionary()
-        self._tls = threading.local()
-        if self.codec == Codec.ZSTD:
-            self._tls.dctx = self._new_dctx()  # fails at open, naming the file, if zstd cannot load the dictionary
-        self._gen = fork_generation()
+        return entries, header.header_size, header.entry_size
 
     def _new_dctx(self) -> zstandard.ZstdDecompressor:
-        dict_path = self.path / DICT_FILE if self.dictionary == "shard" else self.path.parent / DICT_FILE
+        dict_path = self._dict_source[0].path if self._dict_source is not None else self.path.parent / DICT_FILE
         return zstd_decompressor(self._dict_bytes, dict_path, self.label)  # type: ignore[no-any-return]
 
     def close(self) -> None:
-        """Release the memory maps (they reopen on the next read)."""
-        self.cache.clear()  # entries of codec none are views into the mmap
-        mms = self._mms
-        self._data.release()
-        self._reset()
-        for mm in mms:
-            if mm is not None:
-                mm.close()
+        """Release the memory maps and cached blocks now (maps reopen on the next read)."""
+        self.cache.clear()
+        self.opened.discard(self)
+        self.release()
 
     # -- reading ----------------------------------------------------------------------
 
@@ -377,18 +415,19 @@ class V2Shard(ProcessLocalState):
         return int(min(self.block_size, self.num_examples - b * self.block_size))
 
     def _where(self, b: int) -> dict[str, Any]:
-        return {"path": self.path / DATA_FILE, "shard": self.label, "block": b, "offset": int(self._offsets[b])}
+        return {"path": self.path / DATA_FILE, "shard": self.label, "block": b,
+                "offset": int(self._maps().offsets[b])}
 
-    def _stored_block(self, b: int) -> memoryview:
-        if self._gen != _FORK_GENERATION[0]:
-            self._open()
-        off = self._offsets[b]
-        stored = self._data[off:off + self._stored[b]]
+    def _stored_block(self, b: int, maps: _Maps) -> memoryview:
+        """Stored block ``b`` of ``maps`` (a view of data.bin), its checksum verified the first time in this
+        process."""
+        off = maps.offsets[b]
+        stored: memoryview = maps.data[off:off + maps.stored[b]]
         if self.verify_checksums and not self._verified[b]:
             actual = _xxh3(stored)
-            if actual != self._checksums[b]:
+            if actual != maps.checksums[b]:
                 raise ChecksumError(f"block checksum mismatch: index.bin says "
-                                    f"{XXH3_64.text(int(self._checksums[b]))}, "
+                                    f"{XXH3_64.text(int(maps.checksums[b]))}, "
                                     f"the stored bytes hash to {XXH3_64.text(actual)}", **self._where(b))
             self._verified[b] = 1
         return stored
@@ -396,22 +435,26 @@ class V2Shard(ProcessLocalState):
     def _frame_example(self, b: int, pos: int) -> Any:
         """Example ``pos`` of block ``b`` with framing "example": two offsets read from the stored
         table in place, one frame decoded, one unpickle (the random-read hot path, few calls)."""
-        stored = self._stored_block(b)
+        maps = self._m
+        if maps.gen != _FORK_GENERATION[0]:
+            maps = self._open()
+        stored = self._stored_block(b, maps)
         count = self.block_size if b != self._last_block else self._last_count
         base = 8 + 4 * count
         if len(stored) >= base and U32.unpack_from(stored, 0)[0] == count:
             start, end = U32_PAIR.unpack_from(stored, 4 + 4 * pos)
             if start < end <= len(stored) - base:
-                data = self._decode_frame(stored[base + start:base + end], b, pos)
+                data = self._decode_frame(stored[base + start:base + end], b, pos, maps.raw[b])
                 try:
                     return self.loads(data)
                 except Exception as exc:  # noqa: BLE001 - any unpickling failure is corrupt data
                     raise self._load_error(exc, b, pos) from None
         return self._slice(stored, b, pos)  # raises the error that names what is wrong with the table
 
-    def _decode_frame(self, frame: Any, b: int, pos: int) -> bytes:
-        """Example ``pos``'s pickle from its own frame (framing "example"): size checked before decoding."""
-        limit = int(self._raw[b]) - table_size(self.block_size if b != self._last_block else self._last_count)
+    def _decode_frame(self, frame: Any, b: int, pos: int, raw_size: int) -> bytes:
+        """Example ``pos``'s pickle from its own frame (framing "example"): size checked before decoding
+        (``raw_size``, block ``b``'s index entry, bounds what its frames may declare)."""
+        limit = int(raw_size) - table_size(self.block_size if b != self._last_block else self._last_count)
         declared: int | None
         try:
             if self.codec == Codec.ZSTD:
@@ -441,19 +484,18 @@ class V2Shard(ProcessLocalState):
 
     def decoded_block(self, b: int) -> Any:
         """The decoded bytes of block ``b`` (for codec none a memoryview into the data.bin mmap)."""
+        maps = self._maps()
+        stored = self._stored_block(b, maps)
         if self.codec == Codec.NONE:
-            return self._stored_block(b)
+            return stored
+        raw_size = int(maps.raw[b])
         if self.framing is Framing.EXAMPLE:
-            stored = self._stored_block(b)
             table, base = self._table(stored, b), table_size(self.block_count(b))
-            block = encode_block([self._decode_frame(stored[base + x:base + y], b, p)
+            block = encode_block([self._decode_frame(stored[base + x:base + y], b, p, raw_size)
                                   for p, (x, y) in enumerate(zip(table, table[1:], strict=False))])
-            if len(block) != int(self._raw[b]):
-                raise CodecError(f"block decodes to {len(block)} bytes, index.bin says {int(self._raw[b])}",
-                                 **self._where(b))
+            if len(block) != raw_size:
+                raise CodecError(f"block decodes to {len(block)} bytes, index.bin says {raw_size}", **self._where(b))
             return block
-        stored = self._stored_block(b)
-        raw_size = int(self._raw[b])
         decoded = self._decode_block_frame(stored, raw_size)
         if decoded is None:
             raise self._frame_error(stored, raw_size, b)
@@ -498,24 +540,25 @@ class V2Shard(ProcessLocalState):
     def _block(self, b: int) -> Any:
         """Decoded block ``b``: the last block read, the LRU, or a decode (codec none: the verified stored view)."""
         memo = self._memo
-        if self._gen != _FORK_GENERATION[0]:
-            self._open()
+        maps = self._m
+        if maps.gen != _FORK_GENERATION[0]:
+            maps = self._open()
         elif memo[0] == b:
             return memo[1]
         block: Any
         if self.codec == Codec.NONE:
-            block = self._stored_block(b)
+            block = self._stored_block(b, maps)
         else:
             key = (self.label, b)
             block = self.cache.get(key)
             if block is None:
                 if not self._example_frames and (self._verified[b] or not self.verify_checksums):
                     # checksum already verified in this process: decode in one step, the full path on refusal
-                    off = self._offsets[b]
-                    block = self._decode_block_frame(self._data[off:off + self._stored[b]], self._raw[b])
+                    off = maps.offsets[b]
+                    block = self._decode_block_frame(maps.data[off:off + maps.stored[b]], maps.raw[b])
                 if block is None:
                     block = self.decoded_block(b)
-                self.cache.put(key, block)
+                self.cache.put(key, block, len(block))
         self._memo = (b, block, None, None)
         return block
 
@@ -574,7 +617,7 @@ class V2Shard(ProcessLocalState):
         unpickles it once; an example asked for again gets a fresh unpickle of the block.
         """
         memo = self._memo
-        block, values = (memo[1], memo[3]) if memo[0] == b and self._gen == _FORK_GENERATION[0] else (None, None)
+        block, values = (memo[1], memo[3]) if memo[0] == b and self._m.gen == _FORK_GENERATION[0] else (None, None)
         out: list[Any] = []
         for pos in positions:
             value = _TAKEN if values is None else values[pos]
@@ -609,7 +652,7 @@ class V2Shard(ProcessLocalState):
         if self.unpickles_lists:  # in-order reads are served by the dataset's run of the block (dataset.py)
             return self._take(b, (pos,))[0]
         memo = self._memo
-        if memo[0] == b and self._gen == _FORK_GENERATION[0]:
+        if memo[0] == b and self._m.gen == _FORK_GENERATION[0]:
             # Reads within one block. A sequential step (example pos right after the last one read,
             # as `for i in range(len(ds))` does) unpickles the rest of the block in one pass, as
             # version 1 does; each example unpickled so is handed out once, so a repeated ds[i]
@@ -660,7 +703,7 @@ class V2Shard(ProcessLocalState):
         """Framing "list": (first shard example, examples) of the block last unpickled, handed-out
         slots holding ``_TAKEN``, for the dataset's in-order fast path; None otherwise."""
         memo = self._memo
-        if memo[3] is None or self._gen != _FORK_GENERATION[0]:
+        if memo[3] is None or self._m.gen != _FORK_GENERATION[0]:
             return None
         return memo[0] * self.block_size, memo[3]
 
@@ -670,17 +713,18 @@ class V2Shard(ProcessLocalState):
         slice, no memo; anything unusual goes through get(), which raises the located error."""
         if self.decodes_blocks:
             return [self.get(j) for j in indices]
-        if self._gen != _FORK_GENERATION[0]:
-            self._open()
+        maps = self._m
+        if maps.gen != _FORK_GENERATION[0]:
+            maps = self._open()
         bs, last, last_count = self.block_size, self._last_block, self._last_count
-        data, offsets, sizes, verified = self._data, self._offsets, self._stored, self._verified
+        data, offsets, sizes, verified = maps.data, maps.offsets, maps.stored, self._verified
         verify, frames, loads = self.verify_checksums, self._example_frames, self.loads
         out: list[Any] = []
         append = out.append
         for j in indices:
             b, pos = divmod(j, bs)
             if verify and not verified[b]:
-                self._stored_block(b)  # checksums the block once (raises ChecksumError)
+                self._stored_block(b, maps)  # checksums the block once (raises ChecksumError)
             off = offsets[b]
             count = bs if b != last else last_count
             base = 8 + 4 * count
@@ -689,7 +733,7 @@ class V2Shard(ProcessLocalState):
                 if start < end <= sizes[b] - base:
                     piece: Any = data[off + base + start:off + base + end]
                     if frames:
-                        piece = self._decode_frame(piece, b, pos)
+                        piece = self._decode_frame(piece, b, pos, maps.raw[b])
                     try:
                         append(loads(piece))
                     except Exception as exc:  # noqa: BLE001 - any unpickling failure is corrupt data
@@ -703,11 +747,13 @@ class V2Shard(ProcessLocalState):
         if self.unpickles_lists:
             return self._take(b, positions)
         if self._example_frames:
-            stored = self._stored_block(b)
+            maps = self._maps()
+            stored, raw_size = self._stored_block(b, maps), maps.raw[b]
             if len(positions) <= 2:
-                return [self._load(self._decode_frame(self._slice(stored, b, p), b, p), b, p) for p in positions]
+                return [self._load(self._decode_frame(self._slice(stored, b, p), b, p, raw_size), b, p)
+                        for p in positions]
             table, base = self._table(stored, b), table_size(self.block_count(b))
-            return [self._load(self._decode_frame(stored[base + table[p]:base + table[p + 1]], b, p), b, p)
+            return [self._load(self._decode_frame(stored[base + table[p]:base + table[p + 1]], b, p, raw_size), b, p)
                     for p in positions]
         block = self._block(b)
         if len(positions) <= 2:

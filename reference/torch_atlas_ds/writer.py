@@ -46,6 +46,7 @@ from atlas_format.constants import (
     Limits,
 )
 from atlas_format.enums import Codec, CompressionStrategy, DictionaryMode, Framing, strategy_to_v2
+from atlas_format.files import Location
 from atlas_format.index_v2 import build_index, header_value
 from atlas_format.layout import v1_shard_names, v2_shard_name
 from atlas_format.metadata import dump_checksummed_json, dump_v1_json, file_checksum_text
@@ -629,11 +630,11 @@ class AtlasDatasetWriter(_Publisher):
         meta_path = root / META_FILE
         from .shard_v1 import check_version, read_json_file
 
-        _, raw = read_json_file(meta_path, limits)
+        _, raw = read_json_file(Location(root, META_FILE), limits)
         if check_version(raw, meta_path) != 2:
             raise VersionError("append needs a version 2 dataset (version 1 cannot be appended to safely)",
                                path=meta_path)
-        doc, _ = read_v2_meta(meta_path, "v2-root", limits)
+        doc, _ = read_v2_meta(Location(root, META_FILE), "v2-root", limits)
         self = cls.__new__(cls)
         self._closed = True
         self.format_version = 2
@@ -646,7 +647,7 @@ class AtlasDatasetWriter(_Publisher):
         self.strategy = CompressionStrategy.STANDARD_COMPRESSION
         self._shared = None
         if doc["shared_dictionary"] is not None:
-            self._shared = load_dictionary(root / DICT_FILE, doc["shared_dictionary"], limits)
+            self._shared = load_dictionary(Location(root, DICT_FILE), doc["shared_dictionary"], limits)
         self.user_metadata = {**doc["user_metadata"], **(user_metadata or {})}
         json.dumps(self.user_metadata, allow_nan=False)
         self._base_doc = doc

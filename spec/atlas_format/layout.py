@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 from .constants import V2_SHARD_NAME_WIDTH
+from .files import Location, require_folder
 
 V1_SHARD_NAME = re.compile(r"^[0-9]+$")
 V2_SHARD_NAME = re.compile(rf"^[0-9]{{{V2_SHARD_NAME_WIDTH}}}$")
@@ -19,6 +22,22 @@ def v1_shard_names(num_shards: int) -> list[str]:
     """Folder names of a version 1 dataset with ``num_shards`` shards (10 -> '0'..'9', 11 -> '00'..'10')."""
     width = v1_shard_width(num_shards)
     return [str(i).zfill(width) for i in range(num_shards)]
+
+
+def v1_shard_folders(root: Path) -> list[str]:
+    """The shard folders of a version 1 dataset as readers find them: every sub-folder with a decimal name,
+    in numeric order (V1-LAYOUT-2, V1-LAYOUT-5). A decimal name that is a symlink raises FormatError
+    (FILE-1): following it would read a folder from elsewhere as a shard."""
+    names = []
+    with os.scandir(root) as entries:
+        for entry in entries:
+            if not V1_SHARD_NAME.match(entry.name):
+                continue
+            if entry.is_symlink():
+                require_folder(Location(root, entry.name), shard=entry.name)  # raises, naming the link
+            if entry.is_dir(follow_symlinks=False):
+                names.append(entry.name)
+    return sorted(names, key=lambda s: (int(s), s))
 
 
 def v2_shard_name(index: int) -> str:

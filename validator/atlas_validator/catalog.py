@@ -43,7 +43,9 @@ _ENTRIES: tuple[CatalogEntry, ...] = (
     CatalogEntry("ATL107", WARNING, "shard folder not listed in the root meta.json (interrupted append)",
                  "V2-LAYOUT-4, V2-STATE-1"),
     CatalogEntry("ATL109", ERROR, "the dataset path does not exist or cannot be read", "GEN-4"),
-    CatalogEntry("ATL110", ERROR, "a file of the dataset cannot be read (I/O error, or not a regular file)", "GEN-4"),
+    CatalogEntry("ATL110", ERROR, "a file or folder of the dataset cannot be read (I/O error)", "GEN-4"),
+    CatalogEntry("ATL111", ERROR, "a dataset file or shard folder is a symlink, FIFO, socket, device or the wrong kind "
+                 "of entry (not followed, not opened)", "FILE-1, FILE-2"),
     # -- metadata ----------------------------------------------------------------------
     CatalogEntry("ATL200", ERROR, "meta.json is not strict UTF-8 JSON (syntax, duplicate keys, NaN)",
                  "V1-META-1, V1-META-2, V2-META-1"),

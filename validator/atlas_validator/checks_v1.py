@@ -6,7 +6,6 @@ Version 1 has no checksums: what cannot be verified is stated in the report (DET
 from __future__ import annotations
 
 import math
-import mmap
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,16 @@ from atlas_format.errors import AtlasError
 from atlas_format.zstd_frame import ZstdDictionaryHeader
 
 from .blocks import check_list_pickle, decode_block, make_dctx
-from .common import ShardResult, Sink, file_size, guarded_shard_check, is_int, read_limited
+from .common import (
+    ShardResult,
+    Sink,
+    entry_status,
+    guarded_shard_check,
+    is_int,
+    open_limited,
+    read_limited,
+    regular_size,
+)
 from .findings import Finding, Stats
 from .layout import unexpected_in_shard
 from .tasks import ShardTask
@@ -39,9 +47,10 @@ SHARD_FILES = {META_FILE, DATA_FILE, V1_INDEX_FILE, DICT_FILE}
 V1_LIST_CLAUSES = {"ATL411": "V1-BLOCK-2", "ATL412": "V1-BLOCK-2, PICKLE-4", "ATL414": "V1-BLOCK-4"}
 
 
-def load_json(path: Path, sink: Sink, *, shown: str, limits: Any, schema: str, schema_id: str) -> Any:
-    """Parse a v1 meta.json strictly and report every schema violation; None when unreadable."""
-    raw = read_limited(path, limits.max_metadata_size, sink, shown=shown, what="meta.json")
+def load_json(root: Path, shown: str, sink: Sink, *, limits: Any, schema: str, schema_id: str) -> Any:
+    """Parse a v1 meta.json (``shown``, relative to ``root``) strictly and report every schema violation;
+    None when unreadable."""
+    raw = read_limited(root, shown, limits.max_metadata_size, sink, what="meta.json")
     if raw is None:
         return None
     try:
@@ -55,9 +64,9 @@ def load_json(path: Path, sink: Sink, *, shown: str, limits: Any, schema: str, s
     return doc
 
 
-def dictionary_id(path: Path, sink: Sink, *, shown: str, limits: Any) -> tuple[bytes, int] | None:
-    """(bytes, dict id) of a zstd_dict.bin, or None with a finding (ATL103/ATL408/ATL900)."""
-    raw = read_limited(path, limits.max_dictionary_size, sink, shown=shown, what="dictionary")
+def dictionary_id(root: Path, shown: str, sink: Sink, *, limits: Any) -> tuple[bytes, int] | None:
+    """(bytes, dict id) of a zstd_dict.bin, or None with a finding (ATL103/ATL111/ATL408/ATL900)."""
+    raw = read_limited(root, shown, limits.max_dictionary_size, sink, what="dictionary")
     if raw is None:
         return None
     try:
@@ -79,7 +88,7 @@ def _check_shard(task: ShardTask, sink: Sink, stats: Stats, summary: dict[str, A
     shard_dir = root / task.name
     name = task.name
     unexpected_in_shard(shard_dir, SHARD_FILES, sink, shown=name, clause="V1-LAYOUT-5")
-    doc = load_json(shard_dir / META_FILE, sink, shown=f"{name}/{META_FILE}", limits=limits, schema="v1-shard",
+    doc = load_json(root, f"{name}/{META_FILE}", sink, limits=limits, schema="v1-shard",
                     schema_id="ATL203")
     doc = doc if isinstance(doc, dict) else {}
     block_size = doc.get("block_size") if is_int(doc.get("block_size")) and doc["block_size"] >= 1 else None
@@ -100,24 +109,21 @@ def _check_shard(task: ShardTask, sink: Sink, stats: Stats, summary: dict[str, A
     dict_shown = f"{name}/{DICT_FILE}"
     own_dict = None
     if strategy == 3:
-        own_dict = dictionary_id(shard_dir / DICT_FILE, sink, shown=dict_shown, limits=limits)
-    elif file_size(shard_dir / DICT_FILE) is not None and strategy is not None:
+        own_dict = dictionary_id(root, dict_shown, sink, limits=limits)
+    elif entry_status(root, dict_shown) is not None and strategy is not None:
         sink.add("ATL104", f"zstd_dict.bin present but the shard's compression_strategy is {strategy}",
                  path=dict_shown, clause="V1-LAYOUT-3")
 
     # -- index ---------------------------------------------------------------------------
-    data_path = shard_dir / DATA_FILE
-    data_len = file_size(data_path)
+    data_shown = f"{name}/{DATA_FILE}"
+    data_present = entry_status(root, data_shown) is not None
+    data_len = regular_size(root, data_shown, sink)  # ATL111 when it is not a regular file
     offsets = _check_index(task, sink, blocks, data_len)
     if blocks == 0 or (offsets is not None and len(offsets) == 1):
-        if data_len is not None:
-            sink.add("ATL104", "data.bin present in a shard without blocks", path=f"{name}/{DATA_FILE}",
-                     clause="V1-LAYOUT-3")
-    elif data_len is None:
-        if data_path.exists():
-            sink.add("ATL110", "data.bin is not a regular file", path=f"{name}/{DATA_FILE}")
-        else:
-            sink.add("ATL103", "data.bin is missing", path=f"{name}/{DATA_FILE}", clause="V1-LAYOUT-3")
+        if data_present:
+            sink.add("ATL104", "data.bin present in a shard without blocks", path=data_shown, clause="V1-LAYOUT-3")
+    elif not data_present:
+        sink.add("ATL103", "data.bin is missing", path=data_shown, clause="V1-LAYOUT-3")
     if task.quick or offsets is None or data_len is None or len(offsets) < 2 or strategy is None:
         return
 
@@ -137,14 +143,14 @@ def _check_shard(task: ShardTask, sink: Sink, stats: Stats, summary: dict[str, A
         if dctx is None:
             return
     dict_id = dictionary[1] if dictionary else 0
-    _check_blocks(task, sink, stats, offsets, data_path, data_len, info, dctx, dict_id, block_size, stored, progress)
+    _check_blocks(task, sink, stats, offsets, data_len, info, dctx, dict_id, block_size, stored, progress)
 
 
 def _check_index(task: ShardTask, sink: Sink, blocks: int | None, data_len: int | None) -> np.ndarray | None:
     """Parse and check index.npy; the offsets when they are usable for reading blocks."""
     name = task.name
     shown = f"{name}/{V1_INDEX_FILE}"
-    raw = read_limited(Path(task.root) / name / V1_INDEX_FILE, task.limits.max_index_size, sink, shown=shown,
+    raw = read_limited(Path(task.root), shown, task.limits.max_index_size, sink,
                        what="index.npy")
     if raw is None:
         return None
@@ -210,18 +216,18 @@ def _check_index(task: ShardTask, sink: Sink, blocks: int | None, data_len: int 
     return entries if usable else None
 
 
-def _check_blocks(task: ShardTask, sink: Sink, stats: Stats, offsets: np.ndarray, data_path: Path, data_len: int,
+def _check_blocks(task: ShardTask, sink: Sink, stats: Stats, offsets: np.ndarray, data_len: int,
                   info: Any, dctx: Any, dict_id: int, block_size: int | None, stored: int | None,
                   progress: Any) -> None:
     name = task.name
     shown = f"{name}/{DATA_FILE}"
-    try:
-        handle = open(data_path, "rb")  # noqa: SIM115 - closed below, mmap needs the descriptor
-    except OSError as exc:
-        sink.add("ATL110", f"cannot read data.bin: {exc.strerror or exc}", path=shown)
+    handle = open_limited(Path(task.root), shown, task.limits.max_data_size, sink, what="data.bin")
+    if handle is None:
         return
     with handle:
-        view: Any = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if data_len else b""
+        mapped = handle.raw_map()
+        view: Any = mapped if mapped is not None else b""
+        data_len = min(data_len, handle.size)
         try:
             for b, (start, end) in _pairs(offsets):
                 if end > data_len:
@@ -235,8 +241,8 @@ def _check_blocks(task: ShardTask, sink: Sink, stats: Stats, offsets: np.ndarray
                 if progress is not None:
                     progress(end - start)
         finally:
-            if isinstance(view, mmap.mmap):
-                view.close()
+            if mapped is not None:
+                mapped.close()
 
 
 def _pairs(offsets: np.ndarray, chunk: int = 1 << 16) -> Any:
@@ -268,7 +274,7 @@ def _check_block(task: ShardTask, sink: Sink, stats: Stats, data: bytes, b: int,
 
 
 def check_root_dictionary(root: Path, sink: Sink, limits: Any) -> tuple[bytes, int] | None:
-    return dictionary_id(root / DICT_FILE, sink, shown=DICT_FILE, limits=limits)
+    return dictionary_id(root, DICT_FILE, sink, limits=limits)
 
 
 def cross_shard(doc: dict[str, Any], names: list[str], results: list[ShardResult]) -> list[Finding]:

@@ -7,7 +7,6 @@ checks below verify each binding and report the location of every mismatch.
 from __future__ import annotations
 
 import math
-import mmap
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,16 @@ from atlas_format.index_v2 import DICTIONARY_MODE_NAMES, INDEX_ENTRY_DTYPE, Inde
 from atlas_format.zstd_frame import ZstdDictionaryHeader
 
 from .blocks import check_list_pickle, decode_block, decode_frame, frame_declared_size, make_dctx, protocol_text
-from .common import ShardResult, Sink, file_size, guarded_shard_check, is_int, read_limited
+from .common import (
+    ShardResult,
+    Sink,
+    entry_status,
+    guarded_shard_check,
+    is_int,
+    open_limited,
+    read_limited,
+    regular_size,
+)
 from .findings import Finding, Stats
 from .layout import unexpected_in_shard
 from .pickle_scan import scan_pickle
@@ -102,10 +110,10 @@ def report_unknown_members(doc: Any, schema: str, sink: Sink, *, shown: str) -> 
                         sink.add("ATL210", f"unknown member {where}/{member} (ignored by readers)", path=shown)
 
 
-def load_checksummed(path: Path, sink: Sink, *, shown: str, limits: Any, schema: str, mismatch_id: str,
+def load_checksummed(root: Path, shown: str, sink: Sink, *, limits: Any, schema: str, mismatch_id: str,
                      schema_id: str) -> tuple[Any, str | None]:
     """(document or None, checksum text on the first line or None) of a version 2 meta.json."""
-    raw = read_limited(path, limits.max_metadata_size, sink, shown=shown, what="meta.json")
+    raw = read_limited(root, shown, limits.max_metadata_size, sink, what="meta.json")
     if raw is None:
         return None, None
     text: str | None = None
@@ -135,10 +143,10 @@ def load_checksummed(path: Path, sink: Sink, *, shown: str, limits: Any, schema:
     return doc, text
 
 
-def check_dictionary(path: Path, record: Any, sink: Sink, *, shown: str, limits: Any,
+def check_dictionary(root: Path, shown: str, record: Any, sink: Sink, *, limits: Any,
                      algorithm: ChecksumAlgorithm | None) -> tuple[bytes, int] | None:
     """Check a zstd_dict.bin against its JSON record {file, size, dict_id, checksum}; (bytes, id) when usable."""
-    raw = read_limited(path, limits.max_dictionary_size, sink, shown=shown, what="dictionary")
+    raw = read_limited(root, shown, limits.max_dictionary_size, sink, what="dictionary")
     if raw is None:
         return None
     record = record if isinstance(record, dict) else {}
@@ -186,7 +194,7 @@ def _check_shard(task: ShardTask, sink: Sink, stats: Stats, summary: dict[str, A
     entry = entry_value if isinstance(entry_value, dict) else {}
     meta_shown = f"{name}/{META_FILE}"
     unexpected_in_shard(shard_dir, SHARD_FILES, sink, shown=name, clause="V2-LAYOUT-4")
-    doc, text = load_checksummed(shard_dir / META_FILE, sink, shown=meta_shown, limits=limits, schema="v2-shard",
+    doc, text = load_checksummed(root, meta_shown, sink, limits=limits, schema="v2-shard",
                                  mismatch_id="ATL501", schema_id="ATL203")
     if text is not None and isinstance(entry.get("meta_checksum"), str) and entry["meta_checksum"] != text:
         sink.add("ATL502", f"root meta_checksum is {entry['meta_checksum']}, the shard meta.json says {text}",
@@ -206,7 +214,7 @@ def _check_shard(task: ShardTask, sink: Sink, stats: Stats, summary: dict[str, A
     summary.update(num_examples=num_examples, max_block_raw_size=max_raw)
 
     # -- root <-> shard ----------------------------------------------------------------
-    index_len = file_size(shard_dir / V2_INDEX_FILE)
+    index_len = regular_size(root, f"{name}/{V2_INDEX_FILE}")
     for key, actual in (("name", doc.get("shard")), ("num_examples", num_examples), ("num_blocks", num_blocks),
                         ("data_size", data_size), ("dictionary", mode), ("index_size", index_len)):
         want = entry.get(key)
@@ -241,7 +249,7 @@ def _check_shard(task: ShardTask, sink: Sink, stats: Stats, summary: dict[str, A
     if mode == "shard":
         if not isinstance(dfile, dict):
             sink.add("ATL212", "dictionary mode is 'shard' but dictionary_file is null", path=meta_shown)
-        dictionary = check_dictionary(shard_dir / DICT_FILE, dfile, sink, shown=dict_shown, limits=limits,
+        dictionary = check_dictionary(root, dict_shown, dfile, sink, limits=limits,
                                       algorithm=None)
         if isinstance(dfile, dict) and dict_id is not None and dfile.get("dict_id") != dict_id:
             sink.add("ATL212", f"dict_id {dict_id} differs from dictionary_file.dict_id {dfile.get('dict_id')}",
@@ -252,7 +260,7 @@ def _check_shard(task: ShardTask, sink: Sink, stats: Stats, summary: dict[str, A
     else:
         if isinstance(dfile, dict):
             sink.add("ATL212", f"dictionary_file is set but the dictionary mode is {mode!r}", path=meta_shown)
-        if file_size(shard_dir / DICT_FILE) is not None and mode is not None:
+        if entry_status(root, dict_shown) is not None and mode is not None:
             sink.add("ATL104", f"zstd_dict.bin present but the shard's dictionary mode is {mode!r}",
                      path=dict_shown, clause="V2-LAYOUT-2")
         if mode == "shared":
@@ -265,14 +273,10 @@ def _check_shard(task: ShardTask, sink: Sink, stats: Stats, summary: dict[str, A
             sink.add("ATL212", f"dict_id is {dict_id} without a dictionary (must be 0)", path=meta_shown)
 
     # -- index --------------------------------------------------------------------------
-    data_path = shard_dir / DATA_FILE
-    data_len = file_size(data_path)
-    if data_len is None:
-        if data_path.exists():
-            sink.add("ATL110", "data.bin is not a regular file", path=f"{name}/{DATA_FILE}")
-        else:
-            sink.add("ATL103", "data.bin is missing", path=f"{name}/{DATA_FILE}", clause="V2-LAYOUT-2")
-    elif data_size is not None and data_len != data_size:
+    data_len = regular_size(root, f"{name}/{DATA_FILE}", sink)  # ATL111 when it is not a regular file
+    if data_len is None and entry_status(root, f"{name}/{DATA_FILE}") is None:
+        sink.add("ATL103", "data.bin is missing", path=f"{name}/{DATA_FILE}", clause="V2-LAYOUT-2")
+    elif data_len is not None and data_size is not None and data_len != data_size:
         sink.add("ATL306", f"data.bin is {data_len} bytes, meta.json data_size is {data_size}",
                  path=f"{name}/{DATA_FILE}", clause="V2-META-5")
     index = _check_index(task, sink, doc, data_len, max_raw, dictionary)
@@ -295,7 +299,7 @@ def _check_shard(task: ShardTask, sink: Sink, stats: Stats, summary: dict[str, A
     layout = framing_of_flags(header.flags) or Framing.BLOCK
     if layout is Framing.EXAMPLE and info.codec == Codec.NONE:
         layout = Framing.BLOCK
-    _check_blocks(task, sink, stats, entries, data_path, data_len, info, dctx, frame_dict_id, block_size,
+    _check_blocks(task, sink, stats, entries, data_len, info, dctx, frame_dict_id, block_size,
                   num_examples, progress, layout)
 
 
@@ -305,7 +309,7 @@ def _check_index(task: ShardTask, sink: Sink, doc: dict[str, Any], data_len: int
     name = task.name
     shown = f"{name}/{V2_INDEX_FILE}"
     limits = task.limits
-    raw = read_limited(Path(task.root) / name / V2_INDEX_FILE, limits.max_index_size, sink, shown=shown,
+    raw = read_limited(Path(task.root), shown, limits.max_index_size, sink,
                        what="index.bin")
     if raw is None:
         return None
@@ -472,7 +476,7 @@ def _check_index(task: ShardTask, sink: Sink, doc: dict[str, Any], data_len: int
     return (header, entries) if usable else None
 
 
-def _check_blocks(task: ShardTask, sink: Sink, stats: Stats, entries: np.ndarray, data_path: Path, data_len: int,
+def _check_blocks(task: ShardTask, sink: Sink, stats: Stats, entries: np.ndarray, data_len: int,
                   info: Any, dctx: Any, dict_id: int, block_size: int | None, num_examples: int | None,
                   progress: Any, layout: Framing = Framing.BLOCK) -> None:
     shown = f"{task.name}/{DATA_FILE}"
@@ -480,13 +484,13 @@ def _check_blocks(task: ShardTask, sink: Sink, stats: Stats, entries: np.ndarray
     from atlas_format.checksum import XXH3_64
 
     digest = XXH3_64.digest
-    try:
-        handle = open(data_path, "rb")  # noqa: SIM115 - closed below, mmap needs the descriptor
-    except OSError as exc:
-        sink.add("ATL110", f"cannot read data.bin: {exc.strerror or exc}", path=shown)
+    handle = open_limited(Path(task.root), shown, task.limits.max_data_size, sink, what="data.bin")
+    if handle is None:
         return
     with handle:
-        view: Any = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if data_len else b""
+        mapped = handle.raw_map()
+        view: Any = mapped if mapped is not None else b""
+        data_len = min(data_len, handle.size)
         try:
             for b, (offset, stored, raw_size, checksum) in _rows(fields):
                 if offset + stored > data_len:
@@ -507,8 +511,8 @@ def _check_blocks(task: ShardTask, sink: Sink, stats: Stats, entries: np.ndarray
                 if progress is not None:
                     progress(stored)
         finally:
-            if isinstance(view, mmap.mmap):
-                view.close()
+            if mapped is not None:
+                mapped.close()
 
 
 def _rows(fields: np.ndarray, chunk: int = 1 << 16) -> Any:
@@ -700,7 +704,7 @@ def _scan_examples(task: ShardTask, sink: Sink, buf: bytes, slices: list[tuple[i
 
 def check_root(root: Path, sink: Sink, limits: Any) -> tuple[dict[str, Any], list[str], dict[str, Any]]:
     """Root meta.json (checksum, schema), shared dictionary; (doc, listed shard names, expectations for shards)."""
-    doc, _text = load_checksummed(root / META_FILE, sink, shown=META_FILE, limits=limits, schema="v2-root",
+    doc, _text = load_checksummed(root, META_FILE, sink, limits=limits, schema="v2-root",
                                   mismatch_id="ATL500", schema_id="ATL202")
     doc = doc if isinstance(doc, dict) else {}
     shards_value = doc.get("shards")
@@ -725,7 +729,7 @@ def check_root(root: Path, sink: Sink, limits: Any) -> tuple[dict[str, Any], lis
     if mode == "shared":
         if not isinstance(shared, dict):
             sink.add("ATL212", "dictionary mode is 'shared' but shared_dictionary is null", path=META_FILE)
-        result = check_dictionary(root / DICT_FILE, shared, sink, shown=DICT_FILE, limits=limits, algorithm=None)
+        result = check_dictionary(root, DICT_FILE, shared, sink, limits=limits, algorithm=None)
         if result is not None:
             expect["shared_dictionary"] = result
             expect["shared_dict_id"] = result[1]

@@ -1,8 +1,9 @@
-"""Plumbing shared by the checks: a finding sink with per-id caps, and bounded file reads.
+"""Plumbing shared by the checks: a finding sink with per-id caps, and safe, bounded file reads.
 
-Every file of a dataset is read through ``read_limited`` so that a size is compared
-with its limit before anything is allocated (GEN-4), and every I/O problem becomes a
-finding instead of an exception.
+Every file of a dataset is opened through ``atlas_format.files`` (``read_limited``,
+``open_limited``): no symlink inside the root is followed, only regular files are read,
+opening never blocks, and a size is compared with its limit before anything is read
+(FILE-1..3, GEN-4). Every such problem becomes a finding instead of an exception.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from atlas_format.errors import AtlasError
+from atlas_format.errors import AtlasError, LimitError, MissingShardError
+from atlas_format.files import Location, RegularFile, kind, lstat_entry, open_regular, require_folder
 
 from .findings import Finding, Stats, make
 
@@ -107,43 +109,72 @@ def rel(root: Path, path: Path) -> str:
         return str(path)
 
 
-def read_limited(path: Path, limit: int, sink: Sink, *, shown: str, missing_id: str | None = "ATL103",
-                 what: str = "file") -> bytes | None:
-    """The bytes of a regular file no larger than ``limit``, or None with a finding."""
+def open_limited(root: Path, shown: str, limit: int, sink: Sink, *, missing_id: str | None = "ATL103",
+                 what: str = "file") -> RegularFile | None:
+    """Dataset file ``shown`` (a path relative to ``root``) opened as a regular file of at most ``limit``
+    bytes, or None with a finding: missing (``missing_id``), not a regular file or behind a link (ATL111),
+    too large (ATL900, before reading), unreadable (ATL110)."""
     try:
-        st = os.stat(path)
-    except FileNotFoundError:
+        return open_regular(Location(root, shown), limit=limit, what=what)
+    except MissingShardError:
         if missing_id:
             sink.add(missing_id, f"required {what} {shown} is missing", path=shown)
-        return None
+    except LimitError as exc:
+        sink.add("ATL900", exc.message, path=shown, clause="FILE-3, LIM-1")
+    except AtlasError as exc:
+        sink.add("ATL111", exc.message, path=rel(root, Path(exc.path)) if exc.path else shown)
     except OSError as exc:
-        sink.add("ATL110", f"cannot stat {what}: {exc.strerror or exc}", path=shown)
-        return None
-    if not stat.S_ISREG(st.st_mode):
-        sink.add("ATL110", f"{what} is not a regular file", path=shown)
-        return None
-    if st.st_size > limit:
-        sink.add("ATL900", f"{what} is {st.st_size} bytes, above the limit of {limit} bytes (not read)", path=shown)
+        sink.add("ATL110", f"cannot open {what}: {exc.strerror or exc}", path=shown)
+    return None
+
+
+def read_limited(root: Path, shown: str, limit: int, sink: Sink, *, missing_id: str | None = "ATL103",
+                 what: str = "file") -> bytes | None:
+    """The bytes of dataset file ``shown`` (see open_limited), or None with a finding."""
+    handle = open_limited(root, shown, limit, sink, missing_id=missing_id, what=what)
+    if handle is None:
         return None
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(min(st.st_size, limit) + 1)
+        with handle:
+            return handle.read()
     except OSError as exc:
         sink.add("ATL110", f"cannot read {what}: {exc.strerror or exc}", path=shown)
         return None
-    if len(data) > limit:
-        sink.add("ATL900", f"{what} grew above the limit of {limit} bytes while being read", path=shown)
-        return None
-    return data
 
 
-def file_size(path: Path) -> int | None:
-    """Size of a regular file, None when absent or not a regular file."""
+def entry_status(root: Path, shown: str) -> os.stat_result | None:
+    """The entry's own status (a symlink is not followed), None when it is absent or cannot be reached."""
     try:
-        st = os.stat(path)
-    except OSError:
+        return lstat_entry(Location(root, shown))
+    except (AtlasError, OSError):
         return None
-    return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
+def regular_size(root: Path, shown: str, sink: Sink | None = None) -> int | None:
+    """Size of a regular file (not a symlink to one), None when absent or something else; with ``sink``,
+    something else present there is reported (ATL111)."""
+    st = entry_status(root, shown)
+    if st is None or stat.S_ISREG(st.st_mode):
+        return None if st is None else st.st_size
+    if sink is not None:
+        sink.add("ATL111", f"{Path(shown).name} is {kind(st.st_mode)}; dataset files must be regular files",
+                 path=shown)
+    return None
+
+
+def real_folder(root: Path, shown: str, sink: Sink) -> bool:
+    """Whether ``shown`` is a real folder (not a symlink to one); ATL111 when it is something else."""
+    try:
+        require_folder(Location(root, shown), shard=None)
+    except MissingShardError:
+        return False
+    except AtlasError as exc:
+        sink.add("ATL111", exc.message, path=shown)
+        return False
+    except OSError as exc:
+        sink.add("ATL110", f"cannot inspect folder: {exc.strerror or exc}", path=shown)
+        return False
+    return True
 
 
 def list_dir(path: Path, sink: Sink, *, shown: str) -> list[os.DirEntry[str]] | None:

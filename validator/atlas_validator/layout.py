@@ -12,12 +12,19 @@ from pathlib import Path
 from atlas_format.constants import DICT_FILE, META_FILE, TEMP_PREFIX
 from atlas_format.layout import V1_SHARD_NAME, V2_SHARD_NAME, v1_shard_width, v2_shard_name
 
-from .common import Sink, list_dir
+from .common import Sink, list_dir, real_folder
 
 
 def _is_dir(entry: os.DirEntry[str]) -> bool:
     try:
         return entry.is_dir(follow_symlinks=False)
+    except OSError:
+        return False
+
+
+def _is_link(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_symlink()
     except OSError:
         return False
 
@@ -30,7 +37,9 @@ def v1_shard_folders(root: Path, sink: Sink, *, root_dict_expected: bool) -> lis
     shards: list[str] = []
     for entry in entries:
         name = entry.name
-        if _is_dir(entry) and V1_SHARD_NAME.match(name):
+        if V1_SHARD_NAME.match(name) and _is_link(entry):
+            real_folder(root, name, sink)  # ATL111: a link is never a shard (FILE-1); readers refuse it
+        elif _is_dir(entry) and V1_SHARD_NAME.match(name):
             shards.append(name)
         elif name.startswith(TEMP_PREFIX):
             sink.add("ATL106", "leftover temporary entry of an interrupted write", path=name, clause="V1-LAYOUT-5")
@@ -58,13 +67,16 @@ def v1_shard_folders(root: Path, sink: Sink, *, root_dict_expected: bool) -> lis
     return shards
 
 
-def v2_root_entries(root: Path, listed: list[str], sink: Sink, *, shared_dict_expected: bool) -> set[str]:
-    """Compare the root folder with the listed shards; returns the names of present shard folders."""
+def v2_root_entries(root: Path, listed: list[str], sink: Sink, *,
+                    shared_dict_expected: bool) -> tuple[set[str], set[str]]:
+    """Compare the root folder with the listed shards; returns the names of the listed shards present as
+    real folders, and of those present as something else (a symlink, a file: reported as ATL111)."""
     entries = list_dir(root, sink, shown=".")
     if entries is None:
-        return set()
+        return set(), set()
     listed_set = set(listed)
     present: set[str] = set()
+    refused: set[str] = set()
     for entry in entries:
         name = entry.name
         if name.startswith(TEMP_PREFIX):
@@ -76,10 +88,11 @@ def v2_root_entries(root: Path, listed: list[str], sink: Sink, *, shared_dict_ex
                 sink.add("ATL104", "root zstd_dict.bin present but the dictionary mode is not 'shared'", path=name,
                          clause="V2-LAYOUT-3")
         elif name in listed_set:
-            if _is_dir(entry):
+            if not _is_link(entry) and _is_dir(entry):
                 present.add(name)
             else:
-                sink.add("ATL110", "listed shard is not a folder", path=name)
+                real_folder(root, name, sink)
+                refused.add(name)
         elif V2_SHARD_NAME.match(name) and _is_dir(entry):
             sink.add("ATL107", "shard folder not listed in the root meta.json (ignored by readers)", path=name)
         else:
@@ -89,7 +102,7 @@ def v2_root_entries(root: Path, listed: list[str], sink: Sink, *, shared_dict_ex
         if name != expected:
             sink.add("ATL102", f"shards[{k}] is named {name!r}, expected {expected!r} (six digits, contiguous "
                                "from 000000)", path=META_FILE, clause="V2-LAYOUT-1")
-    return present
+    return present, refused
 
 
 def unexpected_in_shard(shard_dir: Path, allowed: set[str], sink: Sink, *, shown: str, clause: str) -> set[str]:

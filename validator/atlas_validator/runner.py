@@ -20,7 +20,7 @@ from atlas_format.constants import DEFAULT_LIMITS, META_FILE, TEMP_PREFIX, Limit
 from atlas_format.errors import AtlasError
 
 from . import checks_v1, checks_v2
-from .common import ShardResult, Sink, file_size, is_int, read_limited, short_exc
+from .common import ShardResult, Sink, entry_status, is_int, read_limited, regular_size, short_exc
 from .findings import Report, Stats, make
 from .layout import v1_shard_folders, v2_root_entries
 from .pickle_scan import DEFAULT_SCAN_LIMITS, ScanLimits
@@ -71,12 +71,12 @@ def _validate(root: Path, report: Report, *, quick: bool, jobs: int, limits: Lim
     if not os.access(root, os.R_OK | os.X_OK):
         report.findings.append(make("ATL109", f"{root}: permission denied", path=str(root)))
         return
-    if file_size(root / META_FILE) is None and not (root / META_FILE).exists():
+    if entry_status(root, META_FILE) is None:
         leftovers = [p.name for p in root.iterdir() if p.name.startswith(TEMP_PREFIX)]
         hint = f" (leftovers: {', '.join(leftovers[:5])})" if leftovers else ""
         report.findings.append(make("ATL100", f"no root meta.json: not a complete dataset{hint}", path=META_FILE))
         return
-    raw = read_limited(root / META_FILE, limits.max_metadata_size, sink, shown=META_FILE, what="meta.json")
+    raw = read_limited(root, META_FILE, limits.max_metadata_size, sink, what="meta.json")
     if raw is None:
         report.findings.extend(sink.close())
         return
@@ -122,7 +122,7 @@ def _detect_version(raw: bytes, sink: Sink) -> int | None:
 
 def _root_v1(root: Path, sink: Sink, *, quick: bool, limits: Limits,
              scan_limits: ScanLimits) -> tuple[list[ShardTask], Callable[[list[ShardResult]], list[Any]]]:
-    doc = checks_v1.load_json(root / META_FILE, sink, shown=META_FILE, limits=limits, schema="v1-root",
+    doc = checks_v1.load_json(root, META_FILE, sink, limits=limits, schema="v1-root",
                               schema_id="ATL202")
     doc = doc if isinstance(doc, dict) else {}
     strategy = doc.get("compression_strategy")
@@ -138,11 +138,13 @@ def _root_v1(root: Path, sink: Sink, *, quick: bool, limits: Limits,
 def _root_v2(root: Path, sink: Sink, *, quick: bool, limits: Limits,
              scan_limits: ScanLimits) -> tuple[list[ShardTask], Callable[[list[ShardResult]], list[Any]]]:
     doc, listed, expect = checks_v2.check_root(root, sink, limits)
-    present = v2_root_entries(root, listed, sink, shared_dict_expected=doc.get("dictionary") == "shared")
+    present, refused = v2_root_entries(root, listed, sink, shared_dict_expected=doc.get("dictionary") == "shared")
     shards_value = doc.get("shards")
     shards = shards_value if isinstance(shards_value, list) else []
     tasks = []
     for k, name in enumerate(listed):
+        if name in refused:  # reported (ATL111: a link or not a folder)
+            continue
         if name not in present:
             sink.add("ATL101", f"shard {name} is listed in meta.json but its folder is missing", path=name,
                      shard=name, clause="V2-META-5, V2-READ-2")
@@ -158,7 +160,7 @@ def _run_tasks(root: Path, tasks: list[ShardTask], *, jobs: int, quick: bool,
                progress_factory: Callable[[int], Any] | None) -> list[ShardResult]:
     bar = None
     if progress_factory is not None and not quick and tasks:
-        total = sum(file_size(root / t.name / "data.bin") or 0 for t in tasks)
+        total = sum(regular_size(root, f"{t.name}/data.bin") or 0 for t in tasks)
         bar = progress_factory(total)
     try:
         if jobs <= 1 or len(tasks) <= 1:
@@ -183,5 +185,5 @@ def _run_parallel(root: Path, tasks: list[ShardTask], jobs: int, bar: Any) -> li
                     "ATL990", f"internal error: the worker checking this shard failed: {short_exc(exc)}",
                     path=task.name, shard=task.name)], Stats(shards=1))
             if bar is not None:
-                bar.update(file_size(root / task.name / "data.bin") or 0)
+                bar.update(regular_size(root, f"{task.name}/data.bin") or 0)
     return [results[t.position] for t in tasks]
