@@ -30,7 +30,7 @@ from atlas_format.pickle_policy import POLICY
 # -- values of the policy's types ---------------------------------------------------------------
 
 _atoms = (st.none() | st.booleans() | st.integers(-(2 ** 70), 2 ** 70) | st.floats(allow_nan=False)
-          | st.text(max_size=12) | st.binary(max_size=12))
+          | st.text(max_size=12) | st.binary(max_size=12) | st.binary(min_size=250, max_size=300))
 _keys = st.none() | st.booleans() | st.integers(-5, 300) | st.text(max_size=6) | st.binary(max_size=4)
 _dtypes = st.sampled_from(["b1", "i1", "u1", "<i2", ">u2", "<i4", ">f4", "<f8", "<c8", ">c16", "f2", "S3", "<U2",
                            ">U1", "V2", "<M8[s]", ">m8[ms]", "S0"])
@@ -186,6 +186,8 @@ def _atom() -> Any:
         st.binary(max_size=12).map(lambda b: b"C" + bytes([len(b)]) + b),
         st.binary(max_size=12).map(lambda b: b"\x96" + struct.pack("<Q", len(b)) + b),
         st.binary(max_size=9).map(lambda b: b"\x8a" + bytes([len(b)]) + b),
+        st.sampled_from([255, 256, 257, 300]).map(lambda n: b"B" + struct.pack("<I", n) + b"z" * n),
+        st.sampled_from([255, 257]).map(lambda n: b"\x96" + struct.pack("<Q", n) + b"z" * n),
     )
 
 

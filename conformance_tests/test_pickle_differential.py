@@ -159,6 +159,8 @@ _KEYS = {  # a key's opcodes -> whether PICKLE-9 admits it as a dict key
     b"h\x00C\x08\x07\x00\x00\x00\x00\x00\x00\x00\x86R": True,  # a numpy scalar (equal to 7)
     b"]": False, b"}": False, b"\x8f": False,  # a list, a dict, a set
     b"\x96\x01\x00\x00\x00\x00\x00\x00\x00x": False,  # a bytearray
+    b"B\x2c\x01\x00\x00" + b"k" * 300: True,  # long bytes (the validator does not copy them out)
+    b"\x96\x2c\x01\x00\x00\x00\x00\x00\x00" + b"k" * 300: False,  # a long bytearray
     b"K\x01]\x86": False,  # a tuple holding a list
     b"\x8c\x08datetime\x8c\x04date\x93C\x04\x07\xea\x0c\x04\x85R": False,  # a made object other than a scalar
     b"\x8c\x0ctorch._utils\x8c\x12_rebuild_tensor_v2\x93": False,  # a call-only global

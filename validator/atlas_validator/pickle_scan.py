@@ -148,6 +148,24 @@ class Pending:
         self.key, self.dtype, self.numel = key, dtype, numel
 
 
+class Blob:
+    """The contents of a long bytes or bytearray value, not copied out of the pickle unless a check reads them
+    (most never do: a 12 KB image in a dict is only skipped)."""
+
+    __slots__ = ("data", "start", "end", "mutable")
+
+    def __init__(self, data: bytes, start: int, end: int, mutable: bool) -> None:
+        self.data, self.start, self.end, self.mutable = data, start, end, mutable
+
+    def value(self) -> bytes | bytearray:
+        chunk = self.data[self.start:self.end]
+        return bytearray(chunk) if self.mutable else chunk
+
+
+#: Bytes values longer than this are scanned as a Blob.
+BLOB_MIN = 256
+
+
 class _Opaque:
     """The view of a value no check accepts."""
 
@@ -246,7 +264,7 @@ class _Scanner:
                         end = start + _U4(data, pos + 1)[0]
                     if end > end_of_data:
                         raise self.fail(Rule.STRUCTURE, "the pickle is truncated")
-                    stack.append(data[start:end])
+                    stack.append(data[start:end] if end - start <= BLOB_MIN else Blob(data, start, end, False))
                     self.payload += end - start
                     pos = end
                 elif op == 0x4D:  # BININT2
@@ -409,7 +427,7 @@ class _Scanner:
         todo = [(value, 0)]
         while todo:
             node, depth = todo.pop()
-            if type(node) in _ATOMS:
+            if type(node) in _ATOMS or type(node) is Blob and not node.mutable:  # (long bytes: a plain value)
                 continue
             budget -= 1
             if budget < 0 or depth > limits.max_depth:
@@ -437,6 +455,8 @@ class _Scanner:
         """The policy's view of a scanned value (atlas_format.pickle_values)."""
         if type(value) in _ATOMS or type(value) is bytearray or isinstance(value, (Made, Ref)):
             return value
+        if type(value) is Blob:
+            return value.value()
         if depth > VIEW_DEPTH:
             return _OPAQUE
         if type(value) is tuple:
@@ -500,6 +520,8 @@ def _canonical(value: Any) -> Any:
     numpy scalar as its value, a frozenset by its members' (already canonical) keys, a tuple item by item."""
     if type(value) in _ATOMS or isinstance(value, Ref):
         return value
+    if type(value) is Blob:
+        return value.value()
     if isinstance(value, Made):
         return key_of(value)
     if isinstance(value, SSet):
@@ -547,7 +569,7 @@ def _describe_value(value: Any) -> str:
     return f"a {_KIND_NAMES.get(type(value), type(value).__name__)}"
 
 
-_KIND_NAMES = {SList: "list", SDict: "dict", Pending: "pending storage", type(None): "None"}
+_KIND_NAMES = {SList: "list", SDict: "dict", Pending: "pending storage", type(None): "None", Blob: "bytearray"}
 
 
 # -- opcode handlers: each takes the scanner and the opcode's offset, returns the next offset ----------
@@ -562,11 +584,17 @@ def _push(value: Callable[[], Any]) -> Callable[[_Scanner, int], int]:
 
 def _counted(width: int, unpack: Callable[[bytes, int], tuple[int]] | None,
              convert: Callable[[bytes], Any]) -> Callable[[_Scanner, int], int]:
-    """Opcodes with a length field (1, 4 or 8 bytes) followed by that many bytes."""
+    """Opcodes with a length field (1, 4 or 8 bytes) followed by that many bytes (long bytes as a Blob)."""
     def handler(s: _Scanner, pos: int) -> int:
         length = s.need(pos + 1, 1)[0] if unpack is None else s.fixed(unpack, pos, width)
-        s.stack.append(convert(s.content(pos + 1 + width, length)))
-        return pos + 1 + width + length
+        start = pos + 1 + width
+        if length > BLOB_MIN and convert in (bytes, bytearray):
+            s.need(start, length)
+            s.payload += length
+            s.stack.append(Blob(s.data, start, start + length, convert is bytearray))
+        else:
+            s.stack.append(convert(s.content(start, length)))
+        return start + length
     return handler
 
 
