@@ -209,3 +209,15 @@ def test_out_of_band_buffers_cannot_be_loaded_from_a_dataset():
     data = pickle.dumps(pickle.PickleBuffer(b"abc"), protocol=5, buffer_callback=lambda b: False)
     assert "ATL606" in {i.id for i in scan_pickle(data).issues}
     assert not scan_pickle(pickle.dumps(pickle.PickleBuffer(b"abc"), protocol=5)).issues  # in-band: fine
+
+
+def test_in_place_scan_stops_at_the_slice_end():
+    """Examples are scanned in place in their decoded block: nothing at or after the slice's end is read."""
+    first, second = pickle.dumps({"a": b"x" * 600}, protocol=5), pickle.dumps([1, 2], protocol=5)
+    block = first[:-1] + second  # the first example's STOP is missing: its slice ends before the second
+    result = scan_pickle(block, start=0, stop=len(first) - 1)
+    assert [i.id for i in result.issues] == ["ATL413"] and result.end is None
+    clean = scan_pickle(first + second, start=len(first), stop=len(first) + len(second))
+    assert not clean.issues and clean.end == len(first) + len(second)
+    long_string = b"\x80\x05X" + (10).to_bytes(4, "little") + b"abc"  # claims 10 bytes, the slice holds 3
+    assert [i.id for i in scan_pickle(long_string + b"defghijkl.", stop=len(long_string)).issues] == ["ATL413"]

@@ -677,9 +677,8 @@ def _scan_examples(task: ShardTask, sink: Sink, buf: bytes, slices: list[tuple[i
     first = b * (block_size or 0)
     limits = task.scan_limits
     for k, start, end in slices:
-        piece = buf[start:end]
-        result = scan_pickle(piece, limits=limits)
-        if not result.issues and result.end == len(piece) and result.protocol == V2_PICKLE_PROTOCOL:
+        result = scan_pickle(buf, limits=limits, start=start, stop=end)  # in place: no copy of the slice
+        if not result.issues and result.end == end and result.protocol == V2_PICKLE_PROTOCOL:
             if result.allowed:
                 example = first + k if block_size else None
                 sink.note_allowed(result.allowed, path=shown, block=b, example=example, offset=locate(k, None)[0])
@@ -689,11 +688,11 @@ def _scan_examples(task: ShardTask, sink: Sink, buf: bytes, slices: list[tuple[i
         if result.allowed:
             sink.note_allowed(result.allowed, path=shown, block=b, example=example, offset=at_example)
         for issue in result.issues:
-            at, where_text = locate(k, issue.offset or 0)
+            at, where_text = locate(k, (issue.offset or start) - start)
             sink.add(issue.id, f"{issue.message} ({where_text})", path=shown, block=b, example=example, offset=at)
-        if result.end is not None and result.end != len(piece):
-            at, where_text = locate(k, result.end)
-            sink.add("ATL414", f"example pickle ends at STOP {len(piece) - result.end} bytes before the end of its "
+        if result.end is not None and result.end != end:
+            at, where_text = locate(k, result.end - start)
+            sink.add("ATL414", f"example pickle ends at STOP {end - result.end} bytes before the end of its "
                                f"slice ({where_text})", path=shown, block=b, example=example, offset=at,
                      clause="V2-BLOCK-4")
         if result.end is not None and result.protocol != V2_PICKLE_PROTOCOL:

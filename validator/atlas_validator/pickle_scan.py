@@ -185,8 +185,10 @@ _NAMES = {op.code.encode("latin-1")[0]: op.name for op in pickletools.opcodes}
 class _Scanner:
     """One pickle's scan. ``persistent``: the storage pickle of a torch stream (BINPERSID allowed)."""
 
-    def __init__(self, data: bytes, limits: PickleLimits, persistent: bool, globals_seen: set[tuple[str, str]]) -> None:
+    def __init__(self, data: bytes, limits: PickleLimits, persistent: bool, globals_seen: set[tuple[str, str]],
+                 stop: int | None = None) -> None:
         self.data = data
+        self.stop = len(data) if stop is None else stop  # the pickle ends here (it may sit inside a block)
         self.limits = limits
         self.persistent = persistent
         self.globals_seen = globals_seen
@@ -228,12 +230,14 @@ class _Scanner:
         own in this loop; every other opcode goes to its handler in _BY_CODE, which keeps ``self.stack``
         (the current frame) and ``self.frames`` up to date. Both follow the same rules."""
         data = self.data
-        end_of_data = len(data)
+        end_of_data = self.stop
         memo = self.memo
         by_code = _BY_CODE
         stack = self.stack
         try:
             while True:
+                if pos >= end_of_data:
+                    raise self.fail(Rule.STRUCTURE, "the pickle ends before STOP")
                 op = data[pos]
                 if op == 0x94:  # MEMOIZE
                     if not stack:
@@ -349,7 +353,7 @@ class _Scanner:
 
     def need(self, start: int, size: int) -> bytes:
         end = start + size
-        if size < 0 or end > len(self.data):
+        if size < 0 or end > self.stop:
             raise self.fail(Rule.STRUCTURE, "the pickle is truncated")
         return self.data[start:end]
 
@@ -865,9 +869,10 @@ def _finding_id(exc: PolicyViolation) -> str:
 
 
 def _scan_value(data: bytes, start: int, limits: PickleLimits, persistent: bool,
-                globals_seen: set[tuple[str, str]]) -> tuple[Any, int, int | None]:
-    """(value, end, protocol) of the pickle at ``start``; raises PolicyViolation with its offset set."""
-    scanner = _Scanner(data, limits, persistent, globals_seen)
+                globals_seen: set[tuple[str, str]], stop: int | None = None) -> tuple[Any, int, int | None]:
+    """(value, end, protocol) of the pickle from ``start`` (to ``stop`` at most); raises PolicyViolation with its
+    offset set."""
+    scanner = _Scanner(data, limits, persistent, globals_seen, stop)
     try:
         value, end = scanner.scan(start)
         scanner.measure(value, end - start)
@@ -907,21 +912,23 @@ def scan_legacy_stream(data: bytes, limits: PickleLimits, globals_seen: set[tupl
 
 
 def scan_pickle(data: bytes | bytearray | memoryview, *, limits: PickleLimits = DEFAULT_SCAN_LIMITS,
-                start: int = 0, shape: bool = False) -> ScanResult:
-    """Scan the pickle at offset ``start`` of ``data`` up to its STOP; offsets in the result are offsets in ``data``.
+                start: int = 0, stop: int | None = None, shape: bool = False) -> ScanResult:
+    """Scan the pickle in ``data[start:stop]`` up to its STOP, in place; offsets in the result are offsets in
+    ``data``. Nothing at or after ``stop`` (default: the end of ``data``) is read as the pickle's.
 
     ``shape=True`` also reports whether the value is a list and its length (version 1 blocks and
     version 2 blocks of framing "list"). Never raises.
     """
     result = ScanResult()
     raw = bytes(data) if type(data) is not bytes else data
-    if len(raw) - start > limits.max_pickle_size:
-        result.issues.append(ScanIssue("ATL902", f"pickle of {len(raw) - start} bytes is above the limit of "
+    stop = len(raw) if stop is None else min(stop, len(raw))
+    if stop - start > limits.max_pickle_size:
+        result.issues.append(ScanIssue("ATL902", f"pickle of {stop - start} bytes is above the limit of "
                                                  f"{limits.max_pickle_size}", start, Rule.SIZE.value))
         return result
     seen: set[tuple[str, str]] = set()
     try:
-        value, end, protocol = _scan_value(raw, start, limits, False, seen)
+        value, end, protocol = _scan_value(raw, start, limits, False, seen, stop)
     except PolicyViolation as exc:
         result.issues.append(ScanIssue(_finding_id(exc), exc.message, exc.offset, exc.rule.value))
         result.allowed = seen or None
