@@ -274,6 +274,14 @@ class _Scanner:
                 elif op == 0x4D:  # BININT2
                     stack.append(_U2(data, pos + 1)[0])
                     pos += 3
+                elif op == 0x68:  # BINGET
+                    value = memo.get(data[pos + 1], memo)
+                    if value is memo:
+                        raise self.fail(Rule.MEMO, f"memo key {data[pos + 1]} was never stored")
+                    if not self.shared and isinstance(value, _CONTAINERS):
+                        self.shared = True
+                    stack.append(value)
+                    pos += 2
                 elif op == 0x28:  # MARK
                     self.frames.append(stack)
                     stack = self.stack = []
