@@ -142,3 +142,21 @@ def test_safe_dataset_pickles_into_workers(tmp_path):
     _write(root, [np.arange(3)] * 3)
     clone = pickle.loads(pickle.dumps(AtlasDataset(root, safe=True, allowed_globals=[("m", "n")])))
     assert np.array_equal(clone[2], np.arange(3)) and clone.safe
+
+
+def test_pickle_limits_are_a_setting_of_safe_loading(tmp_path):
+    """pickle_limits lowers PICKLE-11's limits for one dataset, also in its copies for DataLoader workers."""
+    import pickle
+
+    from atlas_format import PickleLimits
+    from torch_atlas_ds import LimitError
+
+    root = tmp_path / "d"
+    _write(root, [[[1]], [2], "flat"])
+    ds = AtlasDataset(root, safe=True, pickle_limits=PickleLimits(max_depth=1))
+    for copy in (ds, pickle.loads(pickle.dumps(ds))):
+        assert copy[1] == [2] and copy[2] == "flat"
+        with pytest.raises(LimitError) as info:
+            copy[0]
+        assert info.value.rule == "depth" and info.value.example == 0 and "data.bin" in str(info.value)
+    assert AtlasDataset(root, safe=True)[0] == [[1]]

@@ -26,6 +26,7 @@ from atlas_format.constants import DEFAULT_LIMITS, DICT_FILE, META_FILE, Limits
 from atlas_format.enums import Codec, DictionaryMode, v2_to_strategy
 from atlas_format.files import Location, require_folder
 from atlas_format.layout import v1_shard_folders
+from atlas_format.pickle_values import DEFAULT_PICKLE_LIMITS, PickleLimits
 
 from ._util import BlockCache, OpenShards
 from .errors import IncompleteDatasetError, MetadataError
@@ -183,6 +184,7 @@ class _Reader:
 
     safe: bool
     allowed_globals: tuple[tuple[str, str], ...]
+    pickle_limits: PickleLimits
     block_cache_size: int
     block_cache_bytes: int | None
     max_open_shards: int
@@ -201,7 +203,7 @@ class _Reader:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._process_state()
-        loads = make_loads(self.safe, self.allowed_globals)
+        loads = make_loads(self.safe, self.allowed_globals, self.pickle_limits)
         for shard in self._shards:
             shard.cache, shard.opened, shard.loads = self._cache, self._opened, loads
 
@@ -220,8 +222,10 @@ class AtlasDataset(_Reader, torch.utils.data.Dataset):  # type: ignore[type-arg]
 
     Keywords beyond the original's ``mmap_index``:
       verify_checksums   verify each v2 block's checksum the first time it is read (default True)
-      safe               unpickle through the allow-list (refuses code-running pickles)
-      allowed_globals    extra (module, name) pairs trusted in safe mode
+      safe               load examples under the pickle policy (spec/FORMAT.md section 5): nothing outside it
+                         is called, nothing a pickle names can run, refusals are UnsafePickleError/LimitError
+      allowed_globals    extra (module, name) pairs trusted completely in safe mode
+      pickle_limits      atlas_format.PickleLimits of safe loading (depth, items, sizes; default PICKLE-11)
       block_cache_size   decoded blocks kept in memory per process (default 16)
       block_cache_bytes  decoded bytes those blocks may take per process (default 64 MiB; None: no byte bound);
                          a block larger than it is decoded for its read but not kept
@@ -234,18 +238,20 @@ class AtlasDataset(_Reader, torch.utils.data.Dataset):  # type: ignore[type-arg]
                  safe: bool = False, allowed_globals: Iterable[tuple[str, str]] = (),
                  block_cache_size: int = DEFAULT_BLOCK_CACHE_SIZE,
                  block_cache_bytes: int | None = DEFAULT_BLOCK_CACHE_BYTES,
-                 max_open_shards: int = DEFAULT_MAX_OPEN_SHARDS, limits: Limits = DEFAULT_LIMITS) -> None:
+                 max_open_shards: int = DEFAULT_MAX_OPEN_SHARDS, limits: Limits = DEFAULT_LIMITS,
+                 pickle_limits: PickleLimits = DEFAULT_PICKLE_LIMITS) -> None:
         self.root = Path(root)
         self.mmap_index = mmap_index
         self.verify_checksums = verify_checksums
         self.safe = safe
         self.allowed_globals = tuple((str(m), str(n)) for m, n in allowed_globals)
+        self.pickle_limits = pickle_limits
         self.block_cache_size = block_cache_size
         self.block_cache_bytes = block_cache_bytes
         self.max_open_shards = max_open_shards
         self.limits = limits
         self._process_state()
-        loads = make_loads(safe, self.allowed_globals)
+        loads = make_loads(safe, self.allowed_globals, pickle_limits)
         meta_path = self.root / META_FILE
         if not self.root.is_dir():  # the root may be a symlink: the user named it
             raise FileNotFoundError(f"no dataset folder at {self.root}")
@@ -331,15 +337,17 @@ class AtlasDatasetShard(_Reader):
     def __init__(self, root: str | os.PathLike[str], mmap_index: bool = True,
                  compression_dict_bytes: bytes | None = None, *, verify_checksums: bool = True, safe: bool = False,
                  allowed_globals: Iterable[tuple[str, str]] = (), block_cache_size: int = 1,
-                 block_cache_bytes: int | None = DEFAULT_BLOCK_CACHE_BYTES, limits: Limits = DEFAULT_LIMITS) -> None:
+                 block_cache_bytes: int | None = DEFAULT_BLOCK_CACHE_BYTES, limits: Limits = DEFAULT_LIMITS,
+                 pickle_limits: PickleLimits = DEFAULT_PICKLE_LIMITS) -> None:
         self.root = Path(root)
         self.safe = safe
         self.allowed_globals = tuple((str(m), str(n)) for m, n in allowed_globals)
+        self.pickle_limits = pickle_limits
         self.block_cache_size = block_cache_size
         self.block_cache_bytes = block_cache_bytes
         self.max_open_shards = 1
         self._process_state()
-        loads = make_loads(safe, self.allowed_globals)
+        loads = make_loads(safe, self.allowed_globals, pickle_limits)
         folder = Location(self.root)
         meta_path = self.root / META_FILE
         _, doc = read_json_file(folder / META_FILE, limits)
