@@ -292,8 +292,39 @@ def _uuid_states(draw: Any) -> bytes:
         b"b."
 
 
+_BIG = st.sampled_from([0, 1, 2, 3, 2 ** 31, 2 ** 62 - 1, 2 ** 62, 2 ** 63, 2 ** 64, 2 ** 1023, 2 ** 1024])
+
+
+def _int_op(value: int) -> bytes:
+    return b"\x8a" + bytes([(value.bit_length() + 8) // 8]) + value.to_bytes((value.bit_length() + 8) // 8, "little",
+                                                                               signed=True)
+
+
+@st.composite
+def _big_numbers(draw: Any) -> bytes:
+    """Shapes, sizes and numbers at the edges of numpy's, torch's and float's ranges."""
+    dims = b"(" + b"".join(_int_op(d) for d in draw(st.lists(_BIG, max_size=3))) + b"t"
+    kind = draw(st.sampled_from(["frombuffer", "size", "complex", "range", "reconstruct-state", "decimal"]))
+    if kind == "decimal":
+        text = draw(st.sampled_from(["1", "-0", "1.5e", "1e99999999999999999999", "1e999999999999999", ".5E-7", "nan",
+                                     "sNaN3", "Infinity", "1_000", " 1", "١٢", "1e-999999999999999999"]))
+        return b"\x80\x05" + _global_op(("decimal", "Decimal")) + _string(text) + b"\x85R."
+    if kind == "frombuffer":
+        return (b"\x80\x05" + _global_op(("numpy._core.numeric", "_frombuffer")) + b"(\x96" + struct.pack("<Q", 0)
+                + _global_op(("numpy", "dtype")) + _string("u1") + b"\x89\x88\x87R" + dims + _string("C") + b"tR.")
+    if kind == "size":
+        return b"\x80\x05" + _global_op(("torch", "Size")) + dims + b"\x85R."
+    if kind == "complex":
+        return b"\x80\x05" + _global_op(("builtins", "complex")) + _int_op(draw(_BIG)) + b"G" + bytes(8) + b"\x86R."
+    if kind == "range":
+        return b"\x80\x05" + _global_op(("builtins", "range")) + _int_op(draw(_BIG)) + b"\x85R."
+    return (b"\x80\x05" + _global_op(("numpy._core.multiarray", "_reconstruct")) + _global_op(("numpy", "ndarray"))
+            + b"K\x00\x85C\x01b\x87R(K\x01" + dims + _global_op(("numpy", "dtype")) + _string("f8")
+            + b"\x89\x88\x87R\x89C\x00tb.")
+
+
 def attacks(torch_too: bool = True) -> Any:
-    sources = [_dtype_states(), _array_states(), _datetimes(), _nested_keys(), _uuid_states()]
+    sources = [_dtype_states(), _array_states(), _datetimes(), _nested_keys(), _uuid_states(), _big_numbers()]
     if torch_too:
         sources.append(_tensor_views())
     return st.one_of(*sources)

@@ -462,7 +462,10 @@ class _Run:
         if depth > VIEW_DEPTH:
             return _Opaque("value nested too deep")
         if kind is tuple:
-            return tuple(self.view(v, depth + 1) for v in value)
+            for item in value:
+                if type(item) not in _PLAIN_VIEW:
+                    return tuple(self.view(v, depth + 1) for v in value)
+            return value  # a tuple of plain values is its own view
         if kind is list or kind is set or kind is frozenset:
             return Seq(kind.__name__, len(value))
         if kind is dict:

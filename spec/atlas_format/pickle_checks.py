@@ -54,12 +54,18 @@ def _int_in(value: Any, what: str, low: int, high: int) -> int:
     return int(value)
 
 
+#: Bound of an array's bytes and of each dimension: numpy and torch index with signed 64-bit integers.
+INDEX_BOUND = 1 << 62
+
+
 def _shape(value: Any, what: str, limits: PickleLimits) -> tuple[int, ...]:
-    """A shape or stride: a tuple of non-negative integers, at most max_dimensions long."""
+    """A shape or stride: a tuple of at most max_dimensions non-negative integers whose non-zero ones multiply
+    to less than 2**62 (numpy sizes an array by that product even when another dimension is 0)."""
     if not isinstance(value, tuple) or len(value) > limits.max_dimensions or \
-            not all(is_int(v) and v >= 0 for v in value):
-        refuse(f"{what} must be a tuple of at most {limits.max_dimensions} non-negative integers, got "
-               f"{describe(value)}")
+            not all(is_int(v) and 0 <= v < INDEX_BOUND for v in value) or \
+            _product(tuple(v for v in value if v)) >= INDEX_BOUND:
+        refuse(f"{what} must be a tuple of at most {limits.max_dimensions} non-negative integers whose non-zero "
+               f"ones multiply to less than 2**62, got {describe(value)}")
     return value
 
 
@@ -90,8 +96,8 @@ def check_frozenset(args: tuple[Any, ...], limits: PickleLimits) -> Made:
 
 def check_complex(args: tuple[Any, ...], limits: PickleLimits) -> Made:
     _arity(args, "builtins.complex", 2)
-    if not all(type(a) in (int, float) for a in args):
-        refuse(f"builtins.complex takes two numbers, got {describe_args(args)}")
+    if not all(type(a) is float or type(a) is int and abs(a) < 1 << 1023 for a in args):
+        refuse(f"builtins.complex takes two numbers a float can hold, got {describe_args(args)}")
     return Made("complex")
 
 
@@ -262,7 +268,9 @@ def check_timezone(args: tuple[Any, ...], limits: PickleLimits) -> Made:
     return Made("timezone")
 
 
-_DECIMAL = re.compile(r"[+-]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|Inf(?:inity)?|s?NaN\d*)\Z", re.IGNORECASE)
+# The forms str(Decimal) writes; an exponent of at most 15 digits (decimal refuses adjusted exponents beyond 10**18).
+_DECIMAL = re.compile(r"[+-]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,15})?|Inf(?:inity)?|s?NaN\d*)\Z",
+                      re.IGNORECASE)
 
 
 def check_decimal(args: tuple[Any, ...], limits: PickleLimits) -> Made:
@@ -381,6 +389,8 @@ def _dtype_arg(value: Any, what: str) -> Made:
 
 
 def _array_bytes(data: Any, shape: tuple[int, ...], dtype: Made, what: str) -> None:
+    if _product(tuple(v for v in shape if v)) * max(dtype["itemsize"], 1) >= INDEX_BOUND:
+        refuse(f"{what}: shape {shape} of {dtype['descr']} is too big for an array", Rule.CALL)
     expected = _product(shape) * dtype["itemsize"]
     if type(data) not in (bytes, bytearray) or len(data) != expected:
         got = f"{len(data)} bytes" if type(data) in (bytes, bytearray) else describe(data)

@@ -472,6 +472,8 @@ class _Scanner:
         if depth > VIEW_DEPTH:
             return _OPAQUE
         if type(value) is tuple:
+            if all(type(item) in _ATOMS for item in value):
+                return value  # plain values only: the tuple is its own view
             return tuple(self.view(item, depth + 1) for item in value)
         if isinstance(value, SList):
             return Seq("list", len(value.items))
