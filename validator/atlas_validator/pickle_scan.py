@@ -164,6 +164,8 @@ class Blob:
 
 #: Bytes values longer than this are scanned as a Blob.
 BLOB_MIN = 256
+#: The length-prefixed opcodes of scan()'s plain-data lane: (width of the length, is text).
+_COUNTED_LANE = {0x8C: (1, True), 0x58: (4, True), 0x43: (1, False), 0x42: (4, False)}
 
 
 class _Opaque:
@@ -244,33 +246,21 @@ class _Scanner:
                         raise self.fail(Rule.STRUCTURE, "MEMOIZE on an empty stack")
                     memo[len(memo)] = stack[-1]
                     pos += 1
-                elif op == 0x8C or op == 0x58:  # SHORT_BINUNICODE, BINUNICODE
-                    if op == 0x8C:
-                        start = pos + 2
-                        end = start + data[pos + 1]
-                    else:
-                        start = pos + 5
-                        end = start + _U4(data, pos + 1)[0]
+                elif op in _COUNTED_LANE:  # SHORT_BINUNICODE, BINUNICODE, SHORT_BINBYTES, BINBYTES
+                    width, text = _COUNTED_LANE[op]
+                    start = pos + 1 + width
+                    end = start + (data[pos + 1] if width == 1 else _U4(data, pos + 1)[0])
                     if end > end_of_data:
                         raise self.fail(Rule.STRUCTURE, "the pickle is truncated")
-                    stack.append(data[start:end].decode("utf-8", "surrogatepass"))
+                    if text:
+                        stack.append(data[start:end].decode("utf-8", "surrogatepass"))
+                    else:
+                        stack.append(data[start:end] if end - start <= BLOB_MIN else Blob(data, start, end, False))
                     self.payload += end - start
                     pos = end
                 elif op == 0x4B:  # BININT1
                     stack.append(data[pos + 1])
                     pos += 2
-                elif op == 0x43 or op == 0x42:  # SHORT_BINBYTES, BINBYTES
-                    if op == 0x43:
-                        start = pos + 2
-                        end = start + data[pos + 1]
-                    else:
-                        start = pos + 5
-                        end = start + _U4(data, pos + 1)[0]
-                    if end > end_of_data:
-                        raise self.fail(Rule.STRUCTURE, "the pickle is truncated")
-                    stack.append(data[start:end] if end - start <= BLOB_MIN else Blob(data, start, end, False))
-                    self.payload += end - start
-                    pos = end
                 elif op == 0x4D:  # BININT2
                     stack.append(_U2(data, pos + 1)[0])
                     pos += 3
