@@ -102,9 +102,11 @@ def _long(width: int) -> Handler:
 
 
 def _push(value: Callable[[], Any]) -> Handler:
+    """EMPTY_TUPLE, EMPTY_SET: a new, empty container."""
     def handler(run: _Run, pos: int, stack: list[Any], metastack: Frames,
                 memo: dict[int, Any]) -> tuple[list[Any], int]:
         stack.append(value())
+        run.containers += 1
         return stack, pos + 1
     return handler
 
@@ -112,6 +114,7 @@ def _push(value: Callable[[], Any]) -> Handler:
 def _tuple(run: _Run, pos: int, stack: list[Any], metastack: Frames, memo: dict[int, Any]) -> tuple[list[Any], int]:
     items, stack = _pop_mark(stack, metastack, "TUPLE")
     stack.append(tuple(items))
+    run.containers += 1
     return stack, pos + 1
 
 
@@ -121,6 +124,7 @@ def _frozenset(run: _Run, pos: int, stack: list[Any], metastack: Frames,
     for item in items:
         run.check_key(item)
     stack.append(frozenset(items))
+    run.containers += 1
     return stack, pos + 1
 
 
@@ -203,7 +207,8 @@ def _reduce(run: _Run, pos: int, stack: list[Any], metastack: Frames, memo: dict
     if len(stack) < 2:
         raise structure("REDUCE needs a callable and its arguments")
     args = stack.pop()
-    stack[-1] = run.call(stack[-1], args, "call")
+    stack[-1] = made = run.call(stack[-1], args, "call")
+    run.containers += type(made) in SHARED_TYPES
     return stack, pos + 1
 
 
@@ -217,7 +222,8 @@ def _newobj(keywords: bool) -> Handler:
             if type(kwargs) is not dict or kwargs:
                 raise PolicyViolation(Rule.CALL, "NEWOBJ_EX with keyword arguments")
         args = stack.pop()
-        stack[-1] = run.call(stack[-1], args, "new")
+        stack[-1] = made = run.call(stack[-1], args, "new")
+        run.containers += type(made) in SHARED_TYPES
         return stack, pos + 1
     return handler
 

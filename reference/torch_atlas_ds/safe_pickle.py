@@ -183,7 +183,7 @@ class _Run:
     """The state of one pickle's interpretation: stack, marks, memo, and what was made here."""
 
     __slots__ = ("owner", "limits", "data", "persistent", "pos", "protocol", "made", "refs", "trusted", "shared",
-                 "markers", "payload")
+                 "markers", "payload", "containers")
 
     def __init__(self, owner: SafeUnpickler, data: bytes, persistent: bool) -> None:
         self.owner = owner
@@ -199,6 +199,7 @@ class _Run:
         self.shared = False                         # a container was reused through the memo
         self.markers = False                        # a call-only marker was pushed
         self.payload = 0                            # bytes of string and bytes contents (not opcodes)
+        self.containers = 0                         # containers made: no result can be deeper
 
     # -- the opcode loop -------------------------------------------------------------------
 
@@ -214,6 +215,7 @@ class _Run:
         key_ok = self.check_key
         handlers = HANDLERS
         payload = 0
+        containers = 0
         try:
             while True:
                 op = data[pos]
@@ -239,6 +241,7 @@ class _Run:
                         value = tuple(stack[-size:])
                         del stack[-size:]
                         append(value)
+                        containers += 1
                         pos += 1
                         continue
                     if op == _NEWTRUE or op == _NEWFALSE:
@@ -305,6 +308,7 @@ class _Run:
                         raise structure(f"{len(stack)} values and {len(metastack)} marks on the stack at STOP "
                                         "(expected exactly the result)")
                     self.payload += payload
+                    self.containers += containers
                     return stack[0], pos + 1
                 elif op == _APPENDS or op == _APPEND:
                     if op == _APPENDS:
@@ -327,10 +331,12 @@ class _Run:
                     continue
                 elif op == _EMPTY_DICT:
                     append({})
+                    containers += 1
                     pos += 1
                     continue
                 elif op == _EMPTY_LIST:
                     append([])
+                    containers += 1
                     pos += 1
                     continue
                 elif op == _NONE:
@@ -510,12 +516,13 @@ class _Run:
             raise PolicyViolation(Rule.KEY, f"a {kind.__name__} cannot be a dict key or set member (unhashable)")
 
     def finish(self, value: Any, size: int) -> None:
-        """The result's depth and item count (POLICY-9), and no call-only global in it. Skipped when they
+        """The result's depth and item count (PICKLE-11), and no call-only global in it. Skipped when they
         cannot be exceeded: without a container reused through the memo (or DUP), each value is placed once,
-        so depth and items are at most the number of opcodes, itself at most the pickle's bytes that are not
-        string or bytes contents; and without a call-only global pushed, none can be in the result."""
+        so the depth is at most the containers made and the items at most the opcodes, at most the pickle's
+        bytes that are not string or bytes contents; without a call-only global pushed, none is in the result."""
         limits = self.limits
-        if not (self.shared or self.markers or size - self.payload > min(limits.max_depth, limits.max_items)):
+        if not (self.shared or self.markers or self.containers > limits.max_depth
+                or size - self.payload > limits.max_items):
             return
         items = 0
         deepest = 0

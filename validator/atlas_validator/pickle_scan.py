@@ -202,6 +202,7 @@ class _Scanner:
         self.shared = False   # a container was reused through the memo or DUP
         self.markers = False  # a call-only global was pushed
         self.payload = 0      # bytes of string and bytes contents
+        self.containers = 0   # containers made: no result can be deeper
 
     def fail(self, rule: Rule, message: str) -> PolicyViolation:
         return PolicyViolation(rule, message)
@@ -311,11 +312,9 @@ class _Scanner:
                     if pos + 9 + _U8(data, pos + 1)[0] > end_of_data:
                         raise self.fail(Rule.STRUCTURE, "the pickle is truncated (FRAME)")
                     pos += 9
-                elif op == 0x7D:  # EMPTY_DICT
-                    stack.append(SDict())
-                    pos += 1
-                elif op == 0x5D:  # EMPTY_LIST
-                    stack.append(SList())
+                elif op == 0x7D or op == 0x5D:  # EMPTY_DICT, EMPTY_LIST
+                    stack.append(SDict() if op == 0x7D else SList())
+                    self.containers += 1
                     pos += 1
                 elif op == 0x4A:  # BININT
                     stack.append(_I4(data, pos + 1)[0])
@@ -486,10 +485,12 @@ class _Scanner:
         """Depth and items of the result, every reference counted; recursion and call-only globals refused.
 
         Nothing to walk when nothing can exceed: with no container reused (memo GET, DUP) every value is
-        placed once, so depth and items are at most the opcodes, at most the ``size`` bytes of the pickle
-        that are not string contents; with no call-only global pushed, none is in the result."""
+        placed once, so the depth is at most the containers made and the items at most the opcodes, at most
+        the ``size`` bytes of the pickle that are not string contents; with no call-only global pushed, none
+        is in the result."""
         limits = self.limits
-        if not (self.shared or self.markers or size - self.payload > min(limits.max_depth, limits.max_items)):
+        if not (self.shared or self.markers or self.containers > limits.max_depth
+                or size - self.payload > limits.max_items):
             return
         items = 0
         on_path: set[int] = set()
@@ -581,7 +582,9 @@ _KIND_NAMES = {SList: "list", SDict: "dict", Pending: "pending storage", type(No
 
 def _push(value: Callable[[], Any]) -> Callable[[_Scanner, int], int]:
     def handler(s: _Scanner, pos: int) -> int:
-        s.stack.append(value())
+        made = value()
+        s.containers += isinstance(made, _CONTAINERS)
+        s.stack.append(made)
         return pos + 1
     return handler
 
@@ -642,6 +645,7 @@ def _frame(s: _Scanner, pos: int) -> int:
 
 def _tuple_n(n: int) -> Callable[[_Scanner, int], int]:
     def handler(s: _Scanner, pos: int) -> int:
+        s.containers += 1
         s.stack.append(tuple(s.pop(n, f"TUPLE{n}")))
         return pos + 1
     return handler
@@ -649,6 +653,7 @@ def _tuple_n(n: int) -> Callable[[_Scanner, int], int]:
 
 def _tuple(s: _Scanner, pos: int) -> int:
     items = s.pop_mark("TUPLE")  # first: it changes s.stack to the frame below the mark
+    s.containers += 1
     s.stack.append(tuple(items))
     return pos + 1
 
@@ -768,6 +773,7 @@ def _additems(s: _Scanner, pos: int) -> int:
 
 
 def _frozenset(s: _Scanner, pos: int) -> int:
+    s.containers += 1
     members = SSet("frozenset")
     for item in s.pop_mark("FROZENSET"):
         s.add_member(members, item)
@@ -799,13 +805,17 @@ def _stack_global(s: _Scanner, pos: int) -> int:
 
 def _reduce(s: _Scanner, pos: int) -> int:
     func, args = s.pop(2, "REDUCE")
-    s.stack.append(s.call(func, args, "call"))
+    made = s.call(func, args, "call")
+    s.containers += isinstance(made, _CONTAINERS)
+    s.stack.append(made)
     return pos + 1
 
 
 def _newobj(s: _Scanner, pos: int) -> int:
     cls, args = s.pop(2, "NEWOBJ")
-    s.stack.append(s.call(cls, args, "new"))
+    made = s.call(cls, args, "new")
+    s.containers += isinstance(made, _CONTAINERS)
+    s.stack.append(made)
     return pos + 1
 
 
@@ -813,7 +823,9 @@ def _newobj_ex(s: _Scanner, pos: int) -> int:
     cls, args, kwargs = s.pop(3, "NEWOBJ_EX")
     if not isinstance(kwargs, SDict) or kwargs.entries:
         raise s.fail(Rule.CALL, "NEWOBJ_EX with keyword arguments")
-    s.stack.append(s.call(cls, args, "new"))
+    made = s.call(cls, args, "new")
+    s.containers += isinstance(made, _CONTAINERS)
+    s.stack.append(made)
     return pos + 1
 
 
