@@ -95,8 +95,9 @@ def same(a: Any, b: Any) -> bool:
     if isinstance(a, (list, tuple, collections.deque)):
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True)) and \
             getattr(a, "maxlen", None) == getattr(b, "maxlen", None)
-    if isinstance(a, dict):
-        return list(a) == list(b) and all(same(a[k], b[k]) for k in a) and \
+    if isinstance(a, dict):  # keys in order, compared as values (a NaN key is not == itself)
+        return len(a) == len(b) and all(same(ka, kb) and same(va, vb) for (ka, va), (kb, vb)
+                                        in zip(a.items(), b.items(), strict=True)) and \
             getattr(a, "default_factory", None) is getattr(b, "default_factory", None) and \
             same(getattr(a, "__dict__", None), getattr(b, "__dict__", None))
     if isinstance(a, (set, frozenset)):
