@@ -207,8 +207,7 @@ def _reduce(run: _Run, pos: int, stack: list[Any], metastack: Frames, memo: dict
     if len(stack) < 2:
         raise structure("REDUCE needs a callable and its arguments")
     args = stack.pop()
-    stack[-1] = made = run.call(stack[-1], args, "call")
-    run.containers += type(made) in SHARED_TYPES
+    stack[-1] = run.call(stack[-1], args, "call")
     return stack, pos + 1
 
 
@@ -222,8 +221,7 @@ def _newobj(keywords: bool) -> Handler:
             if type(kwargs) is not dict or kwargs:
                 raise PolicyViolation(Rule.CALL, "NEWOBJ_EX with keyword arguments")
         args = stack.pop()
-        stack[-1] = made = run.call(stack[-1], args, "new")
-        run.containers += type(made) in SHARED_TYPES
+        stack[-1] = run.call(stack[-1], args, "new")
         return stack, pos + 1
     return handler
 

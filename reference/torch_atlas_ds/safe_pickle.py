@@ -403,6 +403,11 @@ class _Run:
 
     def call(self, func: Any, args: Any, how: str) -> Any:
         """REDUCE (``how`` 'call') or NEWOBJ ('new') of ``func`` with ``args``: the policy's check, then the builder."""
+        made = self._make(func, args, how)
+        self.containers += type(made) in SHARED_TYPES
+        return made
+
+    def _make(self, func: Any, args: Any, how: str) -> Any:
         if id(func) in self.trusted:
             if type(args) is not tuple:
                 raise structure("a call's arguments must be a tuple")

@@ -74,7 +74,7 @@ class AtlasError(Exception):
         state = self.__dict__.copy()
         for key, value in where.items():
             if state.get(key) is None:
-                state[key] = None if key == "path" and value is None else (str(value) if key == "path" else value)
+                state[key] = str(value) if key == "path" and value is not None else value
         Exception.__init__(err, self.message)
         err.__dict__.update(state)
         err.args = (err._render(),)

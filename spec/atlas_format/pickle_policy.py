@@ -146,7 +146,6 @@ class PolicyEntry:
     value: bool = True
     call: Check | None = None
     new: Check | None = None
-    hashes: bool = False
     nested: bool = False
 
     @property
@@ -170,8 +169,8 @@ _POLICY: list[PolicyEntry] = (
     _entries("builtins", [n for n in _TYPE_VALUES if n not in ("set", "frozenset", "complex", "bytearray", "bytes",
                                                                 "range", "slice")],
              "a builtin type as a value (a defaultdict factory, a dtype-like field); never called by the pickle")
-    + [PolicyEntry("builtins", "set", "protocol 2/3 sets: set(list) of loaded members", call=c.check_set, hashes=True),
-       PolicyEntry("builtins", "frozenset", "protocol 2/3 frozensets", call=c.check_frozenset, hashes=True),
+    + [PolicyEntry("builtins", "set", "protocol 2/3 sets: set(list) of loaded members", call=c.check_set),
+       PolicyEntry("builtins", "frozenset", "protocol 2/3 frozensets", call=c.check_frozenset),
        PolicyEntry("builtins", "complex", "a number from two numbers", call=c.check_complex),
        PolicyEntry("builtins", "slice", "three integers or None; runs nothing", call=c.check_slice),
        PolicyEntry("builtins", "range", "a lazy range of integers (never iterated by the loader)",

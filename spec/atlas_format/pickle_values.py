@@ -98,15 +98,6 @@ class Mapping:
 
     items: tuple[tuple[Any, Any], ...]
 
-    def get(self, key: Any, default: Any = None) -> Any:
-        for k, v in self.items:
-            if type(k) is type(key) and k == key:
-                return v
-        return default
-
-    def keys(self) -> list[Any]:
-        return [k for k, _ in self.items]
-
 
 @dataclass(eq=False)
 class Made:

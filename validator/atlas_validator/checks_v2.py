@@ -678,15 +678,15 @@ def _scan_examples(task: ShardTask, sink: Sink, buf: bytes, slices: list[tuple[i
     limits = task.scan_limits
     for k, start, end in slices:
         result = scan_pickle(buf, limits=limits, start=start, stop=end)  # in place: no copy of the slice
-        if not result.issues and result.end == end and result.protocol == V2_PICKLE_PROTOCOL:
-            if result.allowed:
-                example = first + k if block_size else None
-                sink.note_allowed(result.allowed, path=shown, block=b, example=example, offset=locate(k, None)[0])
-            continue  # the common case: a clean protocol-5 pickle filling its slice
+        clean = not result.issues and result.end == end and result.protocol == V2_PICKLE_PROTOCOL
+        if clean and not result.allowed:
+            continue  # the common case: a clean protocol-5 pickle of plain data filling its slice
         example = first + k if block_size else None
-        at_example, suffix = locate(k, None)  # only when something is reported (it formats a message)
+        at_example, suffix = locate(k, None)  # only when something is noted (it formats a message)
         if result.allowed:
             sink.note_allowed(result.allowed, path=shown, block=b, example=example, offset=at_example)
+        if clean:
+            continue
         for issue in result.issues:
             at, where_text = locate(k, (issue.offset or start) - start)
             sink.add(issue.id, f"{issue.message} ({where_text})", path=shown, block=b, example=example, offset=at)

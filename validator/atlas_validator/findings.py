@@ -14,11 +14,9 @@ from atlas_format.errors import format_location
 
 from . import __version__
 from .catalog import ERROR, INFO, WARNING, entry
+from .pickle_scan import POLICY_FINDINGS
 
 REPORT_SCHEMA_ID = "atlas-validator-report/1"
-#: Findings that are a pickle breaking the pickle policy (PICKLE-1 to PICKLE-12).
-POLICY_FINDINGS = frozenset({"ATL413", "ATL600", "ATL601", "ATL602", "ATL603", "ATL604", "ATL606", "ATL607", "ATL608",
-                             "ATL609", "ATL610", "ATL611", "ATL902"})
 
 
 @dataclass(frozen=True)

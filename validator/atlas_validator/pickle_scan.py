@@ -64,6 +64,20 @@ RULE_IDS = {
 }
 
 
+#: Finer finding ids of refused opcodes (the rest are ATL606).
+_OPCODE_FINDINGS = {"PERSID": "ATL602", "EXT1": "ATL603", "EXT2": "ATL603", "EXT4": "ATL603"}
+#: Every finding id that is a pickle breaking the policy (one pickle safe loading refuses).
+POLICY_FINDINGS = frozenset(RULE_IDS.values()) | {"ATL601", "ATL602", "ATL603"}
+
+
+class _Violation(PolicyViolation):
+    """A violation the scanner raises, with the catalog's finding id where it is finer than the rule's."""
+
+    def __init__(self, rule: Rule, message: str, finding: str | None = None) -> None:
+        super().__init__(rule, message)
+        self.finding = finding
+
+
 @dataclass
 class ScanIssue:
     """A problem in a pickle: a catalog id, a message, and the byte offset inside the pickle."""
@@ -204,8 +218,9 @@ class _Scanner:
         self.payload = 0      # bytes of string and bytes contents
         self.containers = 0   # containers made: no result can be deeper
 
-    def fail(self, rule: Rule, message: str) -> PolicyViolation:
-        return PolicyViolation(rule, message)
+    def fail(self, rule: Rule, message: str, finding: str | None = None) -> PolicyViolation:
+        """The violation to raise; ``finding`` overrides the rule's finding id (RULE_IDS) where the catalog is finer."""
+        return _Violation(rule, message, finding=finding)
 
     def pop(self, n: int, what: str) -> list[Any]:
         if len(self.stack) < n:
@@ -336,7 +351,8 @@ class _Scanner:
                         name = _NAMES.get(op)
                         if name is None:
                             raise self.fail(Rule.STRUCTURE, f"unknown opcode {op:#04x}")
-                        raise self.fail(Rule.OPCODE, f"opcode {name} is refused: {REFUSED_OPCODES[name]}")
+                        raise self.fail(Rule.OPCODE, f"opcode {name} is refused: {REFUSED_OPCODES[name]}",
+                                        _OPCODE_FINDINGS.get(name))
                     pos = handler(self, pos)
                     stack = self.stack
         except IndexError:
@@ -375,6 +391,12 @@ class _Scanner:
         self.stack.append(ALIASES.get(entry.ref, entry.ref) if entry.value else Marker(entry))
 
     def call(self, func: Any, args: Any, how: str) -> Any:
+        """REDUCE ('call') or NEWOBJ ('new'): what the policy's check and the constructor's kind make of it."""
+        made = self._make(func, args, how)
+        self.containers += isinstance(made, _CONTAINERS)
+        return made
+
+    def _make(self, func: Any, args: Any, how: str) -> Any:
         entry = POLICY.get((func.module, func.name)) if isinstance(func, Ref) else \
             func.entry if isinstance(func, Marker) else None
         check = None if entry is None else entry.call if how == "call" else entry.new
@@ -798,24 +820,20 @@ def _global(s: _Scanner, pos: int) -> int:
 def _stack_global(s: _Scanner, pos: int) -> int:
     module, name = s.pop(2, "STACK_GLOBAL")
     if type(module) is not str or type(name) is not str:
-        raise s.fail(Rule.STRUCTURE, "STACK_GLOBAL requires a str module and name")
+        raise s.fail(Rule.STRUCTURE, "STACK_GLOBAL requires a str module and name", "ATL603")
     s.push_global(module, name)
     return pos + 1
 
 
 def _reduce(s: _Scanner, pos: int) -> int:
     func, args = s.pop(2, "REDUCE")
-    made = s.call(func, args, "call")
-    s.containers += isinstance(made, _CONTAINERS)
-    s.stack.append(made)
+    s.stack.append(s.call(func, args, "call"))
     return pos + 1
 
 
 def _newobj(s: _Scanner, pos: int) -> int:
     cls, args = s.pop(2, "NEWOBJ")
-    made = s.call(cls, args, "new")
-    s.containers += isinstance(made, _CONTAINERS)
-    s.stack.append(made)
+    s.stack.append(s.call(cls, args, "new"))
     return pos + 1
 
 
@@ -823,9 +841,7 @@ def _newobj_ex(s: _Scanner, pos: int) -> int:
     cls, args, kwargs = s.pop(3, "NEWOBJ_EX")
     if not isinstance(kwargs, SDict) or kwargs.entries:
         raise s.fail(Rule.CALL, "NEWOBJ_EX with keyword arguments")
-    made = s.call(cls, args, "new")
-    s.containers += isinstance(made, _CONTAINERS)
-    s.stack.append(made)
+    s.stack.append(s.call(cls, args, "new"))
     return pos + 1
 
 
@@ -838,7 +854,7 @@ def _build(s: _Scanner, pos: int) -> int:
 def _binpersid(s: _Scanner, pos: int) -> int:
     if not s.persistent:
         raise s.fail(Rule.OPCODE, "opcode BINPERSID is refused: example pickles have no persistent ids (only the "
-                                  "storage pickle of a torch stream)")
+                                  "storage pickle of a torch stream)", "ATL602")
     (pid,) = s.pop(1, "BINPERSID")
     s.stack.append(Pending(*check_legacy_storage(s.view(pid))))
     return pos + 1
@@ -869,14 +885,10 @@ _BY_CODE = {op.code.encode("latin-1")[0]: _OPS[op.name] for op in pickletools.op
 
 
 def _finding_id(exc: PolicyViolation) -> str:
+    if isinstance(exc, _Violation) and exc.finding is not None:
+        return exc.finding
     if exc.rule is Rule.GLOBAL and exc.global_name is not None and is_known_dangerous(*exc.global_name):
         return "ATL601"
-    if exc.rule is Rule.OPCODE and ("persistent" in exc.message or "PERSID" in exc.message):
-        return "ATL602"
-    if exc.rule is Rule.OPCODE and " EXT" in exc.message:
-        return "ATL603"
-    if exc.rule is Rule.STRUCTURE and "STACK_GLOBAL requires" in exc.message:
-        return "ATL603"
     return RULE_IDS[exc.rule]
 
 
@@ -953,11 +965,3 @@ def scan_pickle(data: bytes | bytearray | memoryview, *, limits: PickleLimits = 
     if shape and isinstance(value, SList):
         result.top_is_list, result.top_count = True, len(value.items)
     return result
-
-
-def loads_safely(data: bytes) -> bool:
-    """Whether safe loading (the other engine of the policy) will load this whole pickle: the verdict the
-    validator gives, for the differential test and for callers that want a yes or no."""
-    result = scan_pickle(data)
-    return not result.issues and result.end == len(data)
-
