@@ -19,6 +19,7 @@ from .errors import (
     AtlasError,
     ChecksumError,
     CodecError,
+    DatasetLockedError,
     FormatError,
     IncompleteDatasetError,
     LimitError,
@@ -39,6 +40,6 @@ __all__ = [
     "CODECS", "CodecInfo", "codec_info",
     "DEFAULT_LIMITS", "LATEST_VERSION", "SUPPORTED_VERSIONS", "Limits",
     "Codec", "CompressionStrategy", "DictionaryMode", "Framing",
-    "AtlasError", "ChecksumError", "CodecError", "FormatError", "IncompleteDatasetError", "LimitError",
-    "MetadataError", "MissingShardError", "UnsafePickleError", "VersionError",
+    "AtlasError", "ChecksumError", "CodecError", "DatasetLockedError", "FormatError", "IncompleteDatasetError",
+    "LimitError", "MetadataError", "MissingShardError", "UnsafePickleError", "VersionError",
 ]

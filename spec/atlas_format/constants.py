@@ -21,6 +21,13 @@ V2_INDEX_FILE = "index.bin"
 V2_SHARD_NAME_WIDTH = 6
 # Temporary folders of the write and append protocols start with this prefix.
 TEMP_PREFIX = ".atlas-tmp-"
+#: The lock an appender holds inside the dataset root for its whole run (V2-APPEND-0); under the temporary
+#: prefix, so readers never look at it and validators report one left by a dead writer as a leftover.
+APPEND_LOCK_FILE = TEMP_PREFIX + "append.lock"
+#: Suffix of the lock a new write holds beside its target: ``<parent>/.atlas-tmp-<name>.lock`` (V2-WRITE-0).
+WRITE_LOCK_SUFFIX = ".lock"
+#: Hex digits of the random part of a write's temporary folder ``<parent>/.atlas-tmp-<name>-<random>``.
+TEMP_TOKEN_HEX = 12
 
 # Magic numbers ---------------------------------------------------------------------
 NPY_MAGIC = b"\x93NUMPY"

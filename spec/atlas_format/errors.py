@@ -125,6 +125,18 @@ class IncompleteDatasetError(AtlasError):
     """A folder without root metadata: a write that never finished, or not a dataset."""
 
 
+class DatasetLockedError(AtlasError):
+    """Another writer holds the dataset's lock (V2-WRITE-0, V2-APPEND-0): refused before anything is written.
+
+    ``path`` is the lock file; ``holder_pid`` and ``holder_host`` name the writer holding it, when known."""
+
+    def __init__(self, message: str, *, holder_pid: int | None = None, holder_host: str | None = None,
+                 **where: Any) -> None:
+        self.holder_pid = holder_pid
+        self.holder_host = holder_host
+        super().__init__(message, **where)
+
+
 class UnsafePickleError(AtlasError):
     """Safe loading refused a pickle: a global outside the pickle policy, or a call, BUILD, key or
     nested stream the policy does not admit (``rule`` names which, spec/FORMAT.md section 5)."""

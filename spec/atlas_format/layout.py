@@ -6,11 +6,14 @@ import os
 import re
 from pathlib import Path
 
-from .constants import V2_SHARD_NAME_WIDTH
+from .constants import TEMP_PREFIX, TEMP_TOKEN_HEX, V2_SHARD_NAME_WIDTH, WRITE_LOCK_SUFFIX
 from .files import Location, require_folder
 
 V1_SHARD_NAME = re.compile(r"^[0-9]+$")
 V2_SHARD_NAME = re.compile(rf"^[0-9]{{{V2_SHARD_NAME_WIDTH}}}$")
+#: A write's temporary folder beside its target (V2-WRITE-2): ``.atlas-tmp-<name>-<random hex>``.
+TEMP_SIBLING = re.compile(rf"^{re.escape(TEMP_PREFIX)}(?P<name>.+)-(?P<token>[0-9a-f]{{{TEMP_TOKEN_HEX}}})$",
+                          re.DOTALL)
 
 
 def v1_shard_width(num_shards: int) -> int:
@@ -45,3 +48,22 @@ def v2_shard_name(index: int) -> str:
     if not 0 <= index < 10**V2_SHARD_NAME_WIDTH:
         raise ValueError(f"shard number {index} outside 0..{10**V2_SHARD_NAME_WIDTH - 1}")
     return str(index).zfill(V2_SHARD_NAME_WIDTH)
+
+
+def temp_sibling_name(target_name: str, token: str) -> str:
+    """The temporary folder a write to ``<parent>/<target_name>`` builds in (V2-WRITE-2)."""
+    return f"{TEMP_PREFIX}{target_name}-{token}"
+
+
+def is_temp_sibling(entry_name: str, target_name: str) -> bool:
+    """Whether ``entry_name`` (beside the target) is the temporary folder of a write to ``target_name``.
+
+    The random part is matched exactly, so the leftovers of a write to ``foo`` are not mistaken for those
+    of a write to ``foo-bar``."""
+    match = TEMP_SIBLING.match(entry_name)
+    return match is not None and match["name"] == target_name
+
+
+def write_lock_name(target_name: str) -> str:
+    """The lock a new write to ``<parent>/<target_name>`` holds beside it while it runs (V2-WRITE-0)."""
+    return f"{TEMP_PREFIX}{target_name}{WRITE_LOCK_SUFFIX}"
