@@ -33,6 +33,7 @@ from .errors import (
     AtlasError,
     ChecksumError,
     CodecError,
+    DatasetLockedError,
     FormatError,
     IncompleteDatasetError,
     LimitError,
@@ -86,6 +87,6 @@ __all__ = [
     "AtlasDatasetMetadata", "AtlasDatasetShardMetadata", "CompressionStrategy", "Codec", "DictionaryMode",
     "Framing", "Limits", "BlockShuffleSampler", "DEFAULT_BLOCK_CACHE_SIZE", "DEFAULT_BLOCK_CACHE_BYTES",
     "DEFAULT_MAX_OPEN_SHARDS", "write_dataset",
-    "AtlasError", "ChecksumError", "CodecError", "FormatError", "IncompleteDatasetError", "LimitError",
-    "MetadataError", "MissingShardError", "UnsafePickleError", "VersionError",
+    "AtlasError", "ChecksumError", "CodecError", "DatasetLockedError", "FormatError", "IncompleteDatasetError",
+    "LimitError", "MetadataError", "MissingShardError", "UnsafePickleError", "VersionError",
 ]

@@ -30,6 +30,7 @@ from atlas_format.pickle_values import DEFAULT_PICKLE_LIMITS, PickleLimits
 
 from ._util import BlockCache, OpenShards
 from .errors import IncompleteDatasetError, MetadataError
+from .leftovers import unfinished_write
 from .metadata import AtlasDatasetMetadata, AtlasDatasetShardMetadata
 from .safe_pickle import make_loads
 from .shard_v1 import V1Shard, check_version, read_json_file
@@ -49,6 +50,15 @@ DEFAULT_BLOCK_CACHE_BYTES = 64 << 20
 DEFAULT_MAX_OPEN_SHARDS = 64
 
 Shard = V1Shard | V2Shard
+
+
+def _refuse_unfinished(root: Path) -> None:
+    """No folder at ``root``: IncompleteDatasetError if a write to it never finished (V2-STATE-1), naming its
+    leftovers and how to remove them."""
+    if not os.path.lexists(root):
+        reason = unfinished_write(root)
+        if reason is not None:
+            raise IncompleteDatasetError(reason, path=root)
 
 
 def _normalize(i: Any, n: int) -> int:
@@ -254,6 +264,7 @@ class AtlasDataset(_Reader, torch.utils.data.Dataset):  # type: ignore[type-arg]
         loads = make_loads(safe, self.allowed_globals, pickle_limits)
         meta_path = self.root / META_FILE
         if not self.root.is_dir():  # the root may be a symlink: the user named it
+            _refuse_unfinished(self.root)
             raise FileNotFoundError(f"no dataset folder at {self.root}")
         _, doc = read_json_file(Location(self.root, META_FILE), limits, missing=IncompleteDatasetError)
         self.version = check_version(doc, meta_path)
@@ -350,6 +361,8 @@ class AtlasDatasetShard(_Reader):
         loads = make_loads(safe, self.allowed_globals, pickle_limits)
         folder = Location(self.root)
         meta_path = self.root / META_FILE
+        if not self.root.is_dir():
+            _refuse_unfinished(self.root)
         _, doc = read_json_file(folder / META_FILE, limits)
         shard: Shard
         if check_version(doc, meta_path) == 1:

@@ -8,6 +8,7 @@ from atlas_format.errors import (
     AtlasError,
     ChecksumError,
     CodecError,
+    DatasetLockedError,
     FormatError,
     IncompleteDatasetError,
     LimitError,
@@ -18,6 +19,6 @@ from atlas_format.errors import (
 )
 
 __all__ = [
-    "AtlasError", "ChecksumError", "CodecError", "FormatError", "IncompleteDatasetError", "LimitError",
-    "MetadataError", "MissingShardError", "UnsafePickleError", "VersionError",
+    "AtlasError", "ChecksumError", "CodecError", "DatasetLockedError", "FormatError", "IncompleteDatasetError",
+    "LimitError", "MetadataError", "MissingShardError", "UnsafePickleError", "VersionError",
 ]

@@ -4,11 +4,17 @@ Version 2 is the default. ``format_version=1`` reproduces the original writer by
 byte (pickle protocol 4, its dictionary rules and folder naming), but publishes
 atomically too: a dataset folder appears complete or not at all.
 
-Write protocol: files go to ``<parent>/.atlas-tmp-<name>-<random>``; every file and
-folder is fsynced; root meta.json is written last; one rename publishes. An exception
-inside ``with`` removes the temporary folder and publishes nothing.
+Write protocol: missing parent folders are created; the writer locks the target
+(``<parent>/.atlas-tmp-<name>.lock``, so a second writer is refused before it writes) and
+removes the temporary folders of earlier writes that died; files go to
+``<parent>/.atlas-tmp-<name>-<random>``; every file and folder is fsynced; root meta.json is
+written last; one rename publishes. An exception inside ``with`` (a full disk included)
+removes the temporary folder and publishes nothing.
 
-Append protocol (version 2): new shards are staged under ``root/.atlas-tmp-<random>/``,
+Append protocol (version 2): the appender locks the root (``root/.atlas-tmp-append.lock``)
+before reading anything, so a concurrent append is refused at once, then removes what dead
+appenders left (``.atlas-tmp-*`` entries, shard folders root meta.json does not list: they
+would collide with the new shards). New shards are staged under ``root/.atlas-tmp-<random>/``,
 renamed into root one by one (a reader never lists them: root meta.json does not name
 them yet), then root meta.json is replaced atomically. Any failure before that
 replace removes what was staged and renamed, so the old dataset stays exactly as it
@@ -32,6 +38,7 @@ from atlas_format.block_v2 import decoded_size, encode_block
 from atlas_format.checksum import XXH3_64
 from atlas_format.codecs import codec_info
 from atlas_format.constants import (
+    APPEND_LOCK_FILE,
     DATA_FILE,
     DEFAULT_LIMITS,
     DICT_FILE,
@@ -48,12 +55,14 @@ from atlas_format.constants import (
 from atlas_format.enums import Codec, CompressionStrategy, DictionaryMode, Framing, strategy_to_v2
 from atlas_format.files import Location
 from atlas_format.index_v2 import build_index, header_value
-from atlas_format.layout import v1_shard_names, v2_shard_name
+from atlas_format.layout import temp_sibling_name, v1_shard_names, v2_shard_name, write_lock_name
 from atlas_format.metadata import dump_checksummed_json, dump_v1_json, file_checksum_text
 from atlas_format.npy import build_v1_index
 
 from ._util import fsync_dir, publish_folder, write_file
 from .errors import LimitError, VersionError
+from .leftovers import Leftover, clear_root, clear_siblings
+from .locking import WriterLock
 from .shard_v2 import load_dictionary, read_v2_meta
 
 V1_PICKLE_PROTOCOL = 4  # the original's default protocol on Python 3.8 to 3.13 (what seed-v1 holds)
@@ -107,7 +116,55 @@ def _check_dict_size(value: Any) -> float:
 
 
 def _temp_sibling(target: Path) -> Path:
-    return target.parent / f"{TEMP_PREFIX}{target.name}-{secrets.token_hex(6)}"
+    return target.parent / temp_sibling_name(target.name, secrets.token_hex(6))
+
+
+def _make_parent(target: Path) -> None:
+    """Create the target's missing parent folders (the quick start writes into ``data/train``)."""
+    parent = target.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise NotADirectoryError(f"cannot write a dataset at {target}: {parent} (or a folder above it) "
+                                 "exists and is not a folder") from None
+
+
+def _lock_new_target(target: Path) -> tuple[WriterLock, list[Leftover]]:
+    """Lock a new write's target and remove the temporary folders of dead writes to it.
+
+    Refuses (DatasetLockedError) while another writer writes to it, and an existing target."""
+    _make_parent(target)
+    lock = WriterLock(target.parent / write_lock_name(target.name), "write", f"the write to {target}").acquire()
+    try:
+        if os.path.lexists(target):
+            raise FileExistsError(f"[Errno 17] File exists: '{target}'")
+        recovered = clear_siblings(target)  # under the lock: their writers are dead
+    except BaseException:
+        lock.release()
+        raise
+    return lock, recovered
+
+
+def _quietly(action: Any, *args: Any) -> None:
+    """Run one step of an abort; its failure (a full disk again) must not stop the steps after it."""
+    try:
+        action(*args)
+    except Exception:  # noqa: BLE001 - abort goes on: removing the files matters more than this step
+        pass
+
+
+def _discard(f: Any) -> None:
+    """Close a file being written without writing its buffer again (it failed once: a full disk)."""
+    if f is None:
+        return
+    try:
+        getattr(f, "raw", f).close()  # the raw file first: a closed raw file makes close() below skip the flush
+    except (OSError, ValueError):
+        pass
+    try:
+        f.close()
+    except (OSError, ValueError):
+        pass
 
 
 # -- version 1 ------------------------------------------------------------------------
@@ -190,8 +247,8 @@ class _V1ShardBuilder:
         return written, trained
 
     def abort(self) -> None:
-        if self._data is not None:
-            self._data.close()
+        _discard(self._data)
+        self._data = None
 
 
 # -- version 2 ------------------------------------------------------------------------
@@ -328,7 +385,7 @@ class _V2ShardBuilder:
         return record, (trained if self.mode == "shared" else None)
 
     def abort(self) -> None:
-        self._data.close()
+        _discard(self._data)
 
 
 def _resolve_codec(codec: Any, strategy: CompressionStrategy | int | None,
@@ -442,8 +499,13 @@ class AtlasDatasetWriter(_Publisher):
         self.path = Path(path)
         if os.path.lexists(self.path):
             raise FileExistsError(f"[Errno 17] File exists: '{self.path}'")
+        self._lock, self.recovered = _lock_new_target(self.path)
         self._tmp = _temp_sibling(self.path)
-        self._tmp.mkdir()  # FileNotFoundError when the parent does not exist, like the original
+        try:
+            self._tmp.mkdir()
+        except BaseException:
+            self._lock.release()
+            raise
         self._closed = False
         self._append = False
         self._moved: list[Path] = []
@@ -475,9 +537,9 @@ class AtlasDatasetWriter(_Publisher):
 
     def _close_v1_shard(self) -> None:
         shard = self._current
-        self._current = None
         shared = self.strategy == CompressionStrategy.SHARED_DICTIONARY_COMPRESSION and len(self._v1_written) == 0
-        written, trained = shard.close(shared_mode=shared)
+        written, trained = shard.close(shared_mode=shared)  # if it fails, abort() discards the shard's file
+        self._current = None
         if shared and trained is not None:
             self._shared = trained
         self._v1_written.append(shard.count)
@@ -508,8 +570,8 @@ class AtlasDatasetWriter(_Publisher):
 
     def _close_v2_shard(self) -> None:
         shard = self._current
+        record, trained = shard.close()  # if it fails, the shard stays current: abort() discards its file
         self._current = None
-        record, trained = shard.close()
         if trained is not None:
             self._shared = trained
         self._records.append(record)
@@ -540,19 +602,20 @@ class AtlasDatasetWriter(_Publisher):
         if self._closed:
             return
         try:
-            if self.format_version == 1:
-                self._finish_v1()
-            elif self._append:
+            if self._append:
                 self._finish_append()
-                return
             else:
-                self._finish_v2()
-            fsync_dir(self._tmp)
-            publish_folder(self._tmp, self.path)
-            self._closed = True
+                if self.format_version == 1:
+                    self._finish_v1()
+                else:
+                    self._finish_v2()
+                fsync_dir(self._tmp)
+                publish_folder(self._tmp, self.path)
+                self._closed = True
         except BaseException:
             self.abort()
             raise
+        self._lock.release()
 
     def _finish_v1(self) -> None:
         self._close_v1_shard()
@@ -598,22 +661,23 @@ class AtlasDatasetWriter(_Publisher):
         write_file(self._tmp / META_FILE, dump_checksummed_json(doc))
 
     def abort(self) -> None:
-        """Discard everything written so far; nothing is published (the old dataset stays as it was)."""
+        """Discard everything written so far; nothing is published (the old dataset stays as it was).
+
+        Every step runs even if one before it fails (on a full disk, closing a file fails again), and no
+        buffered data is written again: what was written is removed, then the lock is released."""
         if self._closed:
             return
         self._closed = True
         if self._current is not None:
-            self._current.abort()
+            _quietly(self._current.abort)
             self._current = None
         if self._append:
             for folder in self._moved:
                 shutil.rmtree(folder, ignore_errors=True)
             if self._meta_tmp is not None:
-                try:
-                    os.unlink(self._meta_tmp)
-                except FileNotFoundError:
-                    pass
+                _quietly(os.unlink, self._meta_tmp)
         shutil.rmtree(self._tmp, ignore_errors=True)
+        self._lock.release()
 
     # -- append -----------------------------------------------------------------------
 
@@ -627,6 +691,18 @@ class AtlasDatasetWriter(_Publisher):
         Use it as a context manager; an exception inside ``with`` leaves the dataset unchanged.
         """
         root = Path(root)
+        lock = WriterLock(root / APPEND_LOCK_FILE, "append", f"the dataset at {root}")
+        if root.is_dir():  # else reading meta.json below names what is wrong
+            lock.acquire()  # before reading anything: a concurrent append is refused here, not at its commit
+        try:
+            return cls._open_append(root, lock, user_metadata, limits)
+        except BaseException:
+            lock.release()
+            raise
+
+    @classmethod
+    def _open_append(cls, root: Path, lock: WriterLock, user_metadata: dict[str, Any] | None,
+                     limits: Limits) -> AtlasDatasetWriter:
         meta_path = root / META_FILE
         from .shard_v1 import check_version, read_json_file
 
@@ -658,6 +734,10 @@ class AtlasDatasetWriter(_Publisher):
         self._shard_number = max((int(s["name"]) + 1 for s in doc["shards"]), default=0)
         self.num_examples = 0
         self._current = None
+        self._lock = lock
+        # Under the lock, what dead appenders left (staging entries, shard folders meta.json does not list:
+        # killed after moving them in, before the commit) is theirs alone; the new shards take those numbers.
+        self.recovered = clear_root(root)
         self._tmp = root / f"{TEMP_PREFIX}{secrets.token_hex(6)}"
         self._tmp.mkdir()
         self._closed = False
@@ -730,6 +810,18 @@ class AtlasDatasetShardWriter(_Publisher):
         self.path = Path(path)
         if os.path.lexists(self.path):
             raise FileExistsError(f"[Errno 17] File exists: '{self.path}'")
+        self._lock, self.recovered = _lock_new_target(self.path)
+        try:
+            self._open_builder(format_version, block_size, strategy, c, mode, compression_level,
+                               compression_dict_size, compression_dict, limits, framing)
+        except BaseException:
+            self._lock.release()
+            raise
+        self._closed = False
+
+    def _open_builder(self, format_version: int, block_size: int, strategy: CompressionStrategy, c: Codec,
+                      mode: DictionaryMode, compression_level: int, compression_dict_size: float,
+                      compression_dict: Any, limits: Limits, framing: Framing) -> None:
         self._tmp = _temp_sibling(self.path)
         self.format_version = format_version
         self._builder: Any
@@ -745,7 +837,6 @@ class AtlasDatasetShardWriter(_Publisher):
             self._builder = _V2ShardBuilder(self._tmp, name, block_size, c, compression_level,
                                             compression_dict_size, mode.value, None if d is None else bytes(d),
                                             limits, framing=framing)
-        self._closed = False
 
     def add_example(self, example: Any) -> None:
         self._check_open()
@@ -765,10 +856,12 @@ class AtlasDatasetShardWriter(_Publisher):
         except BaseException:
             self.abort()
             raise
+        self._lock.release()
 
     def abort(self) -> None:
         if self._closed:
             return
         self._closed = True
-        self._builder.abort()
+        _quietly(self._builder.abort)
         shutil.rmtree(self._tmp, ignore_errors=True)
+        self._lock.release()
