@@ -382,6 +382,28 @@ def cmd_create(args: argparse.Namespace) -> int:
 # -- main ------------------------------------------------------------------------------------
 
 
+def cmd_gc(args: argparse.Namespace) -> int:
+    """Remove the leftovers of dead writers to PATH (a dataset folder, or a path whose write never finished)."""
+    from .leftovers import list_leftovers, remove_leftovers
+
+    path = Path(args.path)
+    if os.path.lexists(path) and not path.is_dir():
+        raise UsageError(f"not a dataset folder: {args.path}")
+    if not path.exists() and not list_leftovers(path):
+        raise UsageError(f"no such path: {args.path} (and no leftovers of a write to it)")
+    result = remove_leftovers(path, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for x in result.removed:
+        who = f", writer pid {x.writer_pid} not running" if x.writer_pid is not None else ""
+        print(f"{verb} {x.path} ({x.kind} leftover, {_human_size(x.size)}{who})")
+    for x in result.kept:
+        print(f"kept {x.path}: its writer (pid {x.writer_pid}) is still running")
+    freed = result.bytes_freed
+    print(f"{'would free' if args.dry_run else 'freed'} {_human_size(freed)} ({freed} bytes)"
+          if result.removed else "nothing to remove")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(
         prog="atlas-ds", description="Inspect, validate, print, convert and create Atlas datasets.",
@@ -434,6 +456,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a HuggingFace datasets folder saved with save_to_disk (needs the 'hf' extra)")
     _writer_options(p, defaults=True)
     p.set_defaults(func=cmd_create)
+
+    p = sub.add_parser("gc", help="remove the leftovers of interrupted writes and appends (never a running writer's)",
+                       description="Remove what dead writers left: temporary .atlas-tmp-* folders beside PATH or "
+                                   "inside it, shard folders root meta.json does not list, stale lock files. A "
+                                   "running writer's files are kept. PATH is a dataset folder or a path whose "
+                                   "write never finished.")
+    p.add_argument("path")
+    p.add_argument("--dry-run", action="store_true", help="print what would be removed, remove nothing")
+    p.set_defaults(func=cmd_gc)
     return parser
 
 

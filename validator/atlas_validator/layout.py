@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from atlas_format.constants import DICT_FILE, META_FILE, TEMP_PREFIX
-from atlas_format.layout import V1_SHARD_NAME, V2_SHARD_NAME, v1_shard_width, v2_shard_name
+from atlas_format.layout import V1_SHARD_NAME, V2_SHARD_NAME, is_temp_sibling, v1_shard_width, v2_shard_name
 
 from .common import Sink, list_dir, real_folder
 
@@ -117,6 +117,16 @@ def unexpected_in_shard(shard_dir: Path, allowed: set[str], sink: Sink, *, shown
         else:
             sink.add("ATL105", "unexpected entry in a shard folder", path=f"{shown}/{name}", clause=clause)
     return names
+
+
+def unfinished_write(root: Path) -> list[str]:
+    """The temporary folders beside a missing ``root`` that a write to it left (V2-WRITE-2, V2-STATE-1):
+    a write that never finished, or one still running."""
+    try:
+        names = os.listdir(root.parent)
+    except OSError:
+        return []
+    return sorted(n for n in names if is_temp_sibling(n, root.name))
 
 
 def _preview(names: list[str], n: int = 8) -> str:

@@ -22,7 +22,7 @@ from atlas_format.errors import AtlasError
 from . import checks_v1, checks_v2
 from .common import ShardResult, Sink, entry_status, is_int, read_limited, regular_size, short_exc
 from .findings import Report, Stats, make
-from .layout import v1_shard_folders, v2_root_entries
+from .layout import unfinished_write, v1_shard_folders, v2_root_entries
 from .pickle_scan import DEFAULT_SCAN_LIMITS, ScanLimits
 from .tasks import ShardTask
 
@@ -63,6 +63,14 @@ def _validate(root: Path, report: Report, *, quick: bool, jobs: int, limits: Lim
               progress_factory: Callable[[int], Any] | None) -> None:
     sink = Sink()
     if not root.exists():
+        unfinished = unfinished_write(root)
+        if unfinished:  # V2-STATE-1: incomplete, not merely missing
+            shown = ", ".join(unfinished[:5]) + (" ..." if len(unfinished) > 5 else "")
+            report.findings.append(make(
+                "ATL100", f"{root}: no dataset: a write to it never finished (or is still running) and left "
+                f"{shown} in {root.parent}; once no writer runs, `atlas-ds gc {root}` removes them",
+                path=str(root), clause="V2-STATE-1"))
+            return
         report.findings.append(make("ATL109", f"{root}: no such file or directory", path=str(root)))
         return
     if not root.is_dir():
