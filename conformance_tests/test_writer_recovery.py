@@ -265,6 +265,21 @@ def test_a_live_writes_files_are_kept_and_a_second_write_is_refused(tmp_path):
     assert [n for n in os.listdir(tmp_path) if not n.startswith("ready-")] == []
 
 
+def test_an_append_keeps_a_running_shard_writers_files_inside_the_root(tmp_path):
+    root = tmp_path / "d"
+    write(root, 10)
+    (root / ".atlas-tmp-dead-0123456789ab").mkdir()  # a dead write's folder inside the root: removed
+    shard = AtlasDatasetShardWriter(root / "extra", 4)  # a live write into the root: its files stay
+    shard.add_example(1)
+    live = sorted(n for n in os.listdir(root) if n.startswith(".atlas-tmp-extra"))
+    assert len(live) == 2  # its temporary folder and its lock
+    with AtlasDatasetWriter.append(root) as w:
+        w.add_example(example(1))
+    assert sorted(n for n in os.listdir(root) if n.startswith(".atlas-tmp-")) == live
+    shard.close()
+    assert temp_entries(root) == [] and AtlasDatasetShard(root / "extra")[0] == 1
+
+
 def test_a_stale_lock_of_a_dead_pid_is_taken_over(tmp_path):
     root = tmp_path / "d"
     write(root, 10)

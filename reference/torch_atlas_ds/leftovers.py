@@ -20,9 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from atlas_format.constants import APPEND_LOCK_FILE, DEFAULT_LIMITS, META_FILE, TEMP_PREFIX
+from atlas_format.constants import APPEND_LOCK_FILE, DEFAULT_LIMITS, META_FILE, TEMP_PREFIX, WRITE_LOCK_SUFFIX
 from atlas_format.files import Location
-from atlas_format.layout import V2_SHARD_NAME, is_temp_sibling, write_lock_name
+from atlas_format.layout import TEMP_SIBLING, V2_SHARD_NAME, is_temp_sibling, write_lock_name
 
 from .errors import AtlasError, DatasetLockedError
 from .locking import Holder, WriterLock, lock_holder, read_holder
@@ -106,10 +106,21 @@ def _sibling_entries(target: Path) -> list[tuple[Path, str]]:
     return [(target.parent / n, "write") for n in _names(target.parent) if is_temp_sibling(n, target.name)]
 
 
+def _live_write_inside(root: Path, name: str) -> bool:
+    """Whether ``name`` in ``root`` belongs to a new write still running into ``root`` (a shard folder being
+    written there by AtlasDatasetShardWriter): its temporary folder or its lock, held."""
+    match = TEMP_SIBLING.match(name)
+    if match is not None:
+        return lock_holder(root / write_lock_name(match["name"])) is not None
+    return name.endswith(WRITE_LOCK_SUFFIX) and lock_holder(root / name) is not None
+
+
 def _root_entries(root: Path) -> list[tuple[Path, str]]:
-    """An appender's leftovers inside ``root``: ``.atlas-tmp-*`` entries (but the lock) and unlisted shard folders."""
+    """An appender's leftovers inside ``root``: ``.atlas-tmp-*`` entries (but the append lock and a running
+    write's files) and shard folders root meta.json does not list."""
     names = _names(root)
-    found = [(root / n, "append") for n in names if n.startswith(TEMP_PREFIX) and n != APPEND_LOCK_FILE]
+    found = [(root / n, "append") for n in names
+             if n.startswith(TEMP_PREFIX) and n != APPEND_LOCK_FILE and not _live_write_inside(root, n)]
     listed = _listed_shards(root) if META_FILE in names else None
     if listed is not None:
         found += [(root / n, "shard") for n in names
