@@ -56,11 +56,21 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
 
 
 def write_file(path: str | os.PathLike[str], data: bytes | bytearray | memoryview) -> None:
-    """Write a whole file and fsync it (the caller fsyncs the folder)."""
-    with open(path, "wb") as f:
+    """Write a whole file and fsync it (the caller fsyncs the folder). On failure (a full disk) the file is
+    closed without writing its buffer again; the caller removes it."""
+    f = open(path, "wb")  # noqa: SIM115 - closed below, without a second flush on failure
+    try:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
+    except BaseException:
+        try:
+            f.raw.close()  # a closed raw file: close() below does not flush again
+            f.close()
+        except OSError:
+            pass  # the first failure is the one to report
+        raise
+    f.close()
 
 
 M = TypeVar("M")

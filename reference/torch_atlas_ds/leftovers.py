@@ -196,6 +196,8 @@ def remove_leftovers(path: str | os.PathLike[str], *, dry_run: bool = False) -> 
     for lock, what, entries in _groups(path):
         live = lock_holder(lock)
         described = _describe(entries(), lock, live)
+        if not described:  # nothing there: no lock to take (the folder may not even be writable)
+            continue
         if live is not None or dry_run:
             (result.kept if live is not None else result.removed).extend(described)
             continue

@@ -811,10 +811,12 @@ class AtlasDatasetShardWriter(_Publisher):
         if os.path.lexists(self.path):
             raise FileExistsError(f"[Errno 17] File exists: '{self.path}'")
         self._lock, self.recovered = _lock_new_target(self.path)
+        self._tmp = _temp_sibling(self.path)
         try:
             self._open_builder(format_version, block_size, strategy, c, mode, compression_level,
                                compression_dict_size, compression_dict, limits, framing)
         except BaseException:
+            shutil.rmtree(self._tmp, ignore_errors=True)
             self._lock.release()
             raise
         self._closed = False
@@ -822,7 +824,6 @@ class AtlasDatasetShardWriter(_Publisher):
     def _open_builder(self, format_version: int, block_size: int, strategy: CompressionStrategy, c: Codec,
                       mode: DictionaryMode, compression_level: int, compression_dict_size: float,
                       compression_dict: Any, limits: Limits, framing: Framing) -> None:
-        self._tmp = _temp_sibling(self.path)
         self.format_version = format_version
         self._builder: Any
         if format_version == 1:
