@@ -89,6 +89,31 @@ w.close()
 """
 
 
+RANDOM_KILL = r"""
+import os, signal, sys
+from pathlib import Path
+from torch_atlas_ds import AtlasDatasetWriter
+
+op, path, at = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+calls = [0]
+
+def counted(real):
+    def call(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(*args, **kwargs)
+    return call
+
+os.fsync, os.rename, os.replace = counted(os.fsync), counted(os.rename), counted(os.replace)
+w = AtlasDatasetWriter.append(path) if op == "append" else AtlasDatasetWriter(path, 50, 8)
+for i in range(120):
+    w.add_example({"id": 1000 + i, "text": "appended " * (i % 11)})
+w.close()
+print(calls[0])
+"""
+
+
 def child(op: str, path: Path, point: str, action: str, marker: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", CHILD, op, str(path), point, action, str(marker)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -164,6 +189,42 @@ def test_gc_removes_a_dead_appenders_leftovers_and_keeps_the_dataset(tmp_path, p
     assert {x.path for x in done.removed} == {x.path for x in dry.removed} and not done.kept
     assert done.bytes_freed == dry.bytes_freed
     assert tree_digest(root) == before and temp_entries(root) == []
+
+
+def _kill_at(op: str, path: Path, at: int) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", RANDOM_KILL, op, str(path), str(at)], capture_output=True,
+                          text=True, timeout=60)
+
+
+@pytest.mark.parametrize("op", ["write", "append"])
+def test_sigkill_at_random_protocol_steps_then_recovery(tmp_path, op):
+    """Killed at a random fsync or rename (every step of V2-WRITE/V2-APPEND has one): the dataset is the
+    old one or the new one, never partial; the next append or write succeeds; gc leaves nothing."""
+    steps = int(_kill_at(op, _fresh(tmp_path / "probe", op), 0).stdout)
+    rng = random.Random(1616 if op == "write" else 6161)
+    for n, at in enumerate(sorted(rng.sample(range(1, steps + 1), min(6, steps)))):
+        target = _fresh(tmp_path / f"k{n}", op)
+        assert _kill_at(op, target, at).returncode == -signal.SIGKILL
+        if op == "append":
+            assert len(AtlasDataset(target)) in (130, 250), at
+            with AtlasDatasetWriter.append(target) as w:
+                w.add_example(example(1))
+            assert len(AtlasDataset(target)) in (131, 251) and temp_entries(target) == []
+        else:
+            try:
+                assert len(AtlasDataset(target)) == 120, at  # killed after the publishing rename
+            except IncompleteDatasetError as exc:
+                assert "atlas-ds gc" in str(exc)
+                assert remove_leftovers(target).removed
+            remove_leftovers(target)
+        assert [n for n in os.listdir(target.parent) if n.startswith(".atlas-tmp-")] == [], at
+        assert list_leftovers(target) == []
+
+
+def _fresh(target: Path, op: str) -> Path:
+    if op == "append":
+        write(target, 130)
+    return target
 
 
 # -- a killed new write ----------------------------------------------------------------------
