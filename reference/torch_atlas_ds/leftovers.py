@@ -115,13 +115,15 @@ def _live_write_inside(root: Path, name: str) -> bool:
     return name.endswith(WRITE_LOCK_SUFFIX) and lock_holder(root / name) is not None
 
 
-def _root_entries(root: Path) -> list[tuple[Path, str]]:
+def _root_entries(root: Path, listed: set[str] | None = None) -> list[tuple[Path, str]]:
     """An appender's leftovers inside ``root``: ``.atlas-tmp-*`` entries (but the append lock and a running
-    write's files) and shard folders root meta.json does not list."""
+    write's files) and shard folders root meta.json does not list (``listed``: its shard names, when the
+    caller has read it already)."""
     names = _names(root)
     found = [(root / n, "append") for n in names
              if n.startswith(TEMP_PREFIX) and n != APPEND_LOCK_FILE and not _live_write_inside(root, n)]
-    listed = _listed_shards(root) if META_FILE in names else None
+    if listed is None and META_FILE in names:
+        listed = _listed_shards(root)
     if listed is not None:
         found += [(root / n, "shard") for n in names
                   if V2_SHARD_NAME.match(n) and n not in listed and _is_real_dir(root / n)]
@@ -166,10 +168,11 @@ def _remove(path: Path) -> None:
         os.unlink(path)
 
 
-def clear_root(root: Path) -> list[Leftover]:
-    """Remove the appenders' leftovers inside ``root``; the caller holds the root's append lock."""
+def clear_root(root: Path, listed: set[str]) -> list[Leftover]:
+    """Remove the appenders' leftovers inside ``root`` whose verified root meta.json lists the shards
+    ``listed``; the caller holds the root's append lock."""
     removed = []
-    for p, kind in _root_entries(root):
+    for p, kind in _root_entries(root, listed):
         size = entry_size(p)
         _remove(p)
         removed.append(Leftover(p, kind, size, None, False))

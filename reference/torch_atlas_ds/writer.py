@@ -737,7 +737,7 @@ class AtlasDatasetWriter(_Publisher):
         self._lock = lock
         # Under the lock, what dead appenders left (staging entries, shard folders meta.json does not list:
         # killed after moving them in, before the commit) is theirs alone; the new shards take those numbers.
-        self.recovered = clear_root(root)
+        self.recovered = clear_root(root, {s["name"] for s in doc["shards"]})
         self._tmp = root / f"{TEMP_PREFIX}{secrets.token_hex(6)}"
         self._tmp.mkdir()
         self._closed = False
