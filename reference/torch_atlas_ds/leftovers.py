@@ -56,22 +56,24 @@ class Cleanup:
 
 
 def entry_size(path: Path) -> int:
-    """Bytes of the regular files at or under ``path`` (symlinks are not followed, unreadable parts count 0)."""
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return 0
-    if stat.S_ISREG(st.st_mode):
-        return st.st_size
-    if not stat.S_ISDIR(st.st_mode):
-        return 0
+    """Bytes of the regular files at or under ``path`` (symlinks are not followed, unreadable parts count 0;
+    iterative, so a deeply nested leftover cannot exhaust the stack)."""
     total = 0
-    try:
-        with os.scandir(path) as entries:
-            for entry in entries:
-                total += entry_size(Path(entry.path))
-    except OSError:
-        pass
+    stack = [os.fspath(path)]
+    while stack:
+        current = stack.pop()
+        try:
+            st = os.lstat(current)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            total += st.st_size
+        elif stat.S_ISDIR(st.st_mode):
+            try:
+                with os.scandir(current) as entries:
+                    stack.extend(entry.path for entry in entries)
+            except OSError:
+                pass
     return total
 
 
