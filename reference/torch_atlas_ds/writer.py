@@ -471,6 +471,10 @@ class AtlasDatasetWriter(_Publisher):
     ``framing=Framing.LIST`` (or "list") pickles each block as one list, as version 1 does:
     the fastest in-order reads and the fewest bytes, a whole block unpickled per random
     read; a block is pickled when it is full, so do not mutate an example after adding it.
+
+    Missing parent folders are created. A second writer to the same path is refused at once
+    (DatasetLockedError); the temporary folders of earlier writes to it that died are removed
+    (listed in ``recovered``).
     """
 
     def __init__(self, path: str | os.PathLike[str], shard_size: int, block_size: int,
@@ -689,6 +693,8 @@ class AtlasDatasetWriter(_Publisher):
         Codec, framing, level, block_size, shard_size and the shared dictionary are the dataset's.
         ``user_metadata`` members, when given, are merged into the stored object.
         Use it as a context manager; an exception inside ``with`` leaves the dataset unchanged.
+        A concurrent append is refused at once (DatasetLockedError, naming the holder's pid); what
+        killed appenders left (staging entries, unlisted shard folders) is removed (``recovered``).
         """
         root = Path(root)
         lock = WriterLock(root / APPEND_LOCK_FILE, "append", f"the dataset at {root}")
