@@ -571,3 +571,22 @@ def test_gc_command(tmp_path, capsys):
     assert "no such path" in capsys.readouterr().err
     (tmp_path / "f").write_text("x")
     assert atlas_ds(["gc", str(tmp_path / "f")]) == 2
+
+
+def test_a_conversion_that_fails_validation_publishes_and_leaves_nothing(tmp_path, monkeypatch):
+    from torch_atlas_ds import convert as convert_module
+    from torch_atlas_ds.convert import ValidationFailedError
+
+    write(tmp_path / "src", 30)
+    seen = []
+
+    def failing(folder):
+        seen.append(sorted(os.listdir(folder)))
+        assert os.path.basename(folder).startswith(".atlas-tmp-dst-")  # the writer's own temporary folder
+        raise ValidationFailedError("planted failure", path=folder)
+
+    monkeypatch.setattr(convert_module, "validate_with_standalone_validator", failing)
+    with pytest.raises(ValidationFailedError):
+        convert_module.convert(tmp_path / "src", tmp_path / "out" / "dst", shard_size=10, block_size=4)
+    assert "meta.json" in seen[0]  # validated complete, before publishing
+    assert os.listdir(tmp_path / "out") == []  # no dataset, no temporary folder, no lock

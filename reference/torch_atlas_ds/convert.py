@@ -1,26 +1,24 @@
 """Conversion and import: rewrite a dataset with new settings, or create one from JSONL or HF.
 
-A conversion is written to a hidden sibling folder, checked by the standalone validator
-(run as a separate process: this package never imports it), and only then renamed to the
-destination. Imports fail with the file and line of the first bad record and publish
-nothing.
+A conversion is written as any dataset is (the writer's temporary folder, under the
+destination's lock), checked there by the standalone validator (run as a separate process:
+this package never imports it), and only then renamed to the destination. A killed
+conversion leaves what a killed write leaves, which ``atlas-ds gc DST`` removes. Imports
+fail with the file and line of the first bad record and publish nothing.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from atlas_format.errors import AtlasError, FormatError
 
-from ._util import publish_folder
 from .dataset import AtlasDataset
 from .parallel import write_dataset
 
@@ -43,10 +41,6 @@ def validate_with_standalone_validator(path: Path) -> None:
     raise ValidationFailedError("the converted dataset failed validation: " + "; ".join(errors), path=path)
 
 
-def _staging_sibling(dst: Path) -> Path:
-    return dst.with_name(f".atlas-tmp-convert-{dst.name}-{uuid.uuid4().hex[:8]}")
-
-
 def convert(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, jobs: int = 1, validate: bool = True,
             progress: bool | None = None, trust: bool = False, **writer_args: Any) -> Path:
     """Rewrite ``src`` into ``dst`` with ``writer_args`` (format_version, compression_strategy, codec,
@@ -61,15 +55,8 @@ def convert(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, jobs: i
     source = AtlasDataset(src, safe=not trust)
     if writer_args.get("format_version", 2) == 2 and source.v2_metadata is not None:
         writer_args.setdefault("user_metadata", source.v2_metadata.get("user_metadata") or None)
-    staging = _staging_sibling(dst)
-    try:
-        write_dataset(source, staging, num_workers=jobs, progress=progress, desc="converting", **writer_args)
-        if validate:
-            validate_with_standalone_validator(staging)
-        publish_folder(staging, dst)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+    write_dataset(source, dst, num_workers=jobs, progress=progress, desc="converting",
+                  before_publish=validate_with_standalone_validator if validate else None, **writer_args)
     return dst
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,13 +128,16 @@ def write_dataset(examples: Iterable[Any] | Any, path: str | os.PathLike[str], *
                   compression_dict_size: float = 0.01, codec: Codec | str | None = None, format_version: int = 2,
                   user_metadata: dict[str, Any] | None = None, num_workers: int | None = None,
                   progress: bool | None = None, limits: Limits = DEFAULT_LIMITS, desc: str = "writing",
-                  framing: Framing | str = Framing.BLOCK) -> Path:
+                  framing: Framing | str = Framing.BLOCK,
+                  before_publish: Callable[[Path], None] | None = None) -> Path:
     """Write ``examples`` to a new dataset at ``path``, shards built by ``num_workers`` processes.
 
     ``examples`` may be any iterable, or an indexable dataset (``len`` and ``[i]``, e.g. an
     AtlasDataset or a HuggingFace dataset) that workers read directly by index range.
     ``num_workers`` defaults to the CPU count; 1 writes in this process. The arguments
-    otherwise mean what they mean for AtlasDatasetWriter. Returns the published path.
+    otherwise mean what they mean for AtlasDatasetWriter. ``before_publish(folder)`` is called with
+    the finished temporary folder (a complete dataset) just before it is published; if it raises,
+    nothing is published (``atlas-ds convert`` validates there). Returns the published path.
     """
     workers = os.cpu_count() or 1 if num_workers is None else int(num_workers)
     if workers < 1:
@@ -142,6 +145,7 @@ def write_dataset(examples: Iterable[Any] | Any, path: str | os.PathLike[str], *
     writer = AtlasDatasetWriter(path, shard_size, block_size, compression_strategy, compression_level,
                                 compression_dict_size, codec=codec, format_version=format_version,
                                 user_metadata=user_metadata, limits=limits, framing=framing)
+    writer.before_publish = before_publish
     by_range = hasattr(examples, "__len__") and hasattr(examples, "__getitem__") and not isinstance(examples, list)
     total = len(examples) if hasattr(examples, "__len__") else None  # type: ignore[arg-type]
     bar = _progress(total, progress, desc)

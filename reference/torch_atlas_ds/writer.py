@@ -28,6 +28,7 @@ import os
 import pickle
 import secrets
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -512,6 +513,9 @@ class AtlasDatasetWriter(_Publisher):
             raise
         self._closed = False
         self._append = False
+        #: Called with the finished temporary folder (a complete dataset) just before it is published; an
+        #: exception from it aborts the write (``atlas-ds convert`` validates the result there).
+        self.before_publish: Callable[[Path], None] | None = None
         self._moved: list[Path] = []
         self._meta_tmp: Path | None = None
         self._base_doc: dict[str, Any] = {}
@@ -614,6 +618,8 @@ class AtlasDatasetWriter(_Publisher):
                 else:
                     self._finish_v2()
                 fsync_dir(self._tmp)
+                if self.before_publish is not None:
+                    self.before_publish(self._tmp)
                 publish_folder(self._tmp, self.path)
                 self._closed = True
         except BaseException:
@@ -741,6 +747,7 @@ class AtlasDatasetWriter(_Publisher):
         self.num_examples = 0
         self._current = None
         self._lock = lock
+        self.before_publish = None
         # Under the lock, what dead appenders left (staging entries, shard folders meta.json does not list:
         # killed after moving them in, before the commit) is theirs alone; the new shards take those numbers.
         self.recovered = clear_root(root, {s["name"] for s in doc["shards"]})
