@@ -590,3 +590,40 @@ def test_a_conversion_that_fails_validation_publishes_and_leaves_nothing(tmp_pat
         convert_module.convert(tmp_path / "src", tmp_path / "out" / "dst", shard_size=10, block_size=4)
     assert "meta.json" in seen[0]  # validated complete, before publishing
     assert os.listdir(tmp_path / "out") == []  # no dataset, no temporary folder, no lock
+
+
+def test_a_zombie_or_reused_pid_is_not_a_live_holder(tmp_path):
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{zombie.pid}/stat").exists() and b") Z " not in Path(f"/proc/{zombie.pid}/stat").read_bytes():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    if not Path(f"/proc/{zombie.pid}").exists():
+        pytest.skip("no /proc here")
+    assert not holder_alive(Holder(zombie.pid, socket.gethostname()))  # exited, not reaped yet
+    zombie.wait()
+    me = process_start(os.getpid())
+    assert holder_alive(Holder(os.getpid(), socket.gethostname(), me))
+    if me is not None:
+        assert not holder_alive(Holder(os.getpid(), socket.gethostname(), me + 1))
+
+
+def test_a_lock_kept_by_a_forked_child_of_a_dead_writer_is_refused_with_why(tmp_path):
+    lock = tmp_path / "x.lock"
+    code = ("import os, sys, time\nfrom torch_atlas_ds.locking import WriterLock\n"
+            "held = WriterLock(sys.argv[1], 'append', 'x').acquire()\npid = os.fork()\n"
+            "if pid == 0:\n    os.close(1)\n    os.close(2)\n    time.sleep(30)\n    os._exit(0)\n"
+            "print(pid, flush=True)\nos._exit(0)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(lock)], capture_output=True, text=True, timeout=60)
+    grandchild = int(done.stdout)
+    try:
+        with pytest.raises(DatasetLockedError, match="no longer running.*forked"):
+            WriterLock(lock, "append", "the test dataset").acquire()
+    finally:
+        os.kill(grandchild, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while lock_holder(lock) is not None:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    WriterLock(lock, "append", "the test dataset").acquire().release()
+    assert not lock.exists()

@@ -54,14 +54,23 @@ class Holder:
         return f"{text} ({extra})" if extra else text
 
 
-def process_start(pid: int) -> int | None:
-    """The start time of process ``pid`` (Linux /proc; None elsewhere or if it is gone)."""
+def _proc_stat(pid: int) -> list[bytes] | None:
+    """The fields of /proc/<pid>/stat after the command name (Linux; None elsewhere or if it is gone)."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_bytes()
     except OSError:
         return None
     try:  # the command name may contain spaces and parentheses: fields follow the last ')'
-        return int(raw[raw.rindex(b")") + 2:].split()[19])
+        return raw[raw.rindex(b")") + 2:].split()
+    except ValueError:
+        return None
+
+
+def process_start(pid: int) -> int | None:
+    """The start time of process ``pid`` (Linux /proc; None elsewhere or if it is gone)."""
+    fields = _proc_stat(pid)
+    try:
+        return int(fields[19]) if fields is not None else None
     except (ValueError, IndexError):
         return None
 
@@ -80,6 +89,9 @@ def holder_alive(holder: Holder) -> bool:
         pass
     except OSError:
         return False
+    fields = _proc_stat(holder.pid)
+    if fields is not None and fields[:1] == [b"Z"]:
+        return False  # exited, not yet reaped by its parent
     if holder.start is not None:
         now = process_start(holder.pid)
         if now is not None and now != holder.start:
@@ -227,6 +239,8 @@ class WriterLock:
 
     def _refuse(self, holder: Holder | None) -> None:
         who = holder.describe() if holder is not None else "another process"
+        if holder is not None and not holder_alive(holder):
+            who += ", no longer running: a process it started (forked) still holds the lock"
         raise DatasetLockedError(f"{self.what} is being written by {who}, which holds this lock; a second writer "
                                  "is refused before writing anything (wait for it to finish)", path=self.path,
                                  holder_pid=None if holder is None else holder.pid,
