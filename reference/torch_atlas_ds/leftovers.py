@@ -226,11 +226,13 @@ def remove_leftovers(path: str | os.PathLike[str], *, dry_run: bool = False) -> 
 
 
 def _human(n: int) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1000  # type: ignore[assignment]
-    return f"{n} bytes"
+    """A size as ``atlas-ds`` prints it (1024-based)."""
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
 
 
 def unfinished_write(path: str | os.PathLike[str]) -> str | None:
