@@ -251,6 +251,6 @@ def unfinished_write(path: str | os.PathLike[str]) -> str | None:
         return (f"no dataset yet: a write to it is still running ({live.describe()}); it appears when that write "
                 f"finishes. Its temporary folder: {names}")
     pid = found[0].writer_pid
-    who = f"its writer (pid {pid}) is not running" if pid is not None else "its writer is not running"
+    who = f"writer pid {pid} is not running" if pid is not None else "its writer is not running"
     return (f"no dataset: a write to it never finished ({who}) and left {names}. Remove the leftovers with "
             f"`atlas-ds gc {path}`, then write the dataset again")

@@ -67,7 +67,7 @@ def _validate(root: Path, report: Report, *, quick: bool, jobs: int, limits: Lim
         if unfinished:  # V2-STATE-1: incomplete, not merely missing
             shown = ", ".join(unfinished[:5]) + (" ..." if len(unfinished) > 5 else "")
             report.findings.append(make(
-                "ATL100", f"{root}: no dataset: a write to it never finished (or is still running) and left "
+                "ATL100", "no dataset: a write to it never finished (or is still running) and left "
                 f"{shown} in {root.parent}; once no writer runs, `atlas-ds gc {root}` removes them",
                 path=str(root), clause="V2-STATE-1"))
             return
