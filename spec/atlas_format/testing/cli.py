@@ -63,25 +63,39 @@ def main(argv: list[str] | None = None) -> int:
     root = args.vectors or default_vectors_root()
     if root is None or not root.is_dir():
         parser.error(f"vectors folder not found: {root} (pass --vectors)")
+    vectors = [v for v in iter_vectors(root) if args.only in v.name]
+    if not vectors:
+        print(f"atlas-conformance: no vector under {root} matches {args.only!r}: nothing was checked",
+              file=sys.stderr)
+        return 1
     columns = ["reader", "writer", "validator"]
     rows = []
-    for vector in iter_vectors(root):
-        if args.only not in vector.name:
-            continue
-        results: dict[str, list[str] | None] = {c: None for c in columns}
-        if reader is not None and not (vector.malicious and not args.safe_reader):
-            results["reader"] = (checks.check_reader_valid(vector, reader) if vector.valid
-                                 else checks.check_reader_invalid(vector, reader))
-        if writer is not None and reader is not None and vector.valid:
-            results["writer"] = checks.check_writer(vector, writer, reader, byte_identical=args.v1_byte_identical)
+    for vector in vectors:
+        results: dict[str, list[str] | str | None] = {c: None for c in columns}
+        if reader is not None:
+            if vector.malicious and not args.safe_reader:
+                results["reader"] = "skipped: malicious (runs only with --safe-reader)"
+            else:
+                results["reader"] = (checks.check_reader_valid(vector, reader) if vector.valid
+                                     else checks.check_reader_invalid(vector, reader))
+        if writer is not None and reader is not None:
+            results["writer"] = (checks.check_writer(vector, writer, reader, byte_identical=args.v1_byte_identical)
+                                 if vector.valid else "skipped: invalid vector")
         if validator is not None:
             results["validator"] = checks.check_validator(vector, validator)
         rows.append((f"{vector.folder.parent.name}/{vector.name} ({vector.case['verdict']})", results))
-    table, ok = checks.summarize(rows, [c for c in columns if any(r[c] is not None for _, r in rows)])
+    given = [c for c, impl in zip(columns, (reader, writer, validator), strict=True) if impl is not None]
+    table, ok = checks.summarize(rows, given)
     print(table)
+    print()
+    for column in given:
+        counts = checks.tally(rows, column)
+        print(f"{column}: {counts['pass']} passed, {counts['fail']} failed, {counts['skipped']} skipped")
+        if counts["pass"] + counts["fail"] == 0:
+            print(f"{column}: FAILURE: no vector was checked (a conformance run that checks nothing fails)")
+            ok = False
     print(f"\n{len(rows)} vectors: {'all passed' if ok else 'FAILURES'}")
     return 0 if ok else 1
-
 
 if __name__ == "__main__":
     raise SystemExit(main())
