@@ -112,6 +112,8 @@ def _present(root: str, rel: str, wanted: bool, rule: str) -> None:
         found = True
     except FileNotFoundError:
         found = False
+    except OSError as exc:
+        raise MiniReaderError(f"{root}/{rel}: cannot stat ({exc.strerror})") from None
     _check(found == wanted, f"{root}/{rel}", f"{'missing' if wanted else 'unexpected'} ({rule})")
 
 
@@ -192,7 +194,7 @@ def _decode(codec: str, frame: bytes, zdict: Any, dict_id: int, limit: int, wher
 def _unpickle(data: bytes, where: str, v2: bool) -> Any:
     """TRUSTED pickle load of exactly one pickle ending at the end of ``data`` (V1-BLOCK-4,
     V2-BLOCK-4: protocols 2 to 5 in version 2)."""
-    _check(not v2 or (data[:1] == b"\x80" and 2 <= data[1:2][0] <= 5), where, "not a protocol 2-5 pickle")
+    _check(not v2 or (len(data) >= 2 and data[0] == 0x80 and 2 <= data[1] <= 5), where, "not a protocol 2-5 pickle")
     stream = io.BytesIO(data)
     try:
         value = pickle.Unpickler(stream).load()
