@@ -25,7 +25,8 @@ class TestMiniReader(ReaderConformance):
 
 def test_atlas_conformance_command_passes_on_the_mini_reader():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([sys.executable, "-m", "atlas_format.testing.cli", "--reader", "mini_reader:open_dataset"],
+    done = subprocess.run([sys.executable, "-m", "atlas_format.testing.cli", "--reader", "mini_reader:open_dataset",
+                           "--reader-error", "mini_reader:MiniReaderError"],
                           cwd=HERE, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "all passed" in done.stdout

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -56,6 +58,18 @@ def test_atlas_conformance_passes_the_validator(tmp_path):
     done = run(tmp_path, "atlas-conformance", "--validator", "atlas_validator:validate")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
     assert "all passed" in done.stdout and "FAIL" not in done.stdout
+
+
+def test_atlas_conformance_passes_a_second_implementation_written_from_format_md(tmp_path):
+    """mini_reader (conformance_tests/mini_reader.py, copied beside this file) judged by the kit, and the
+    validator beside it: what a second implementer runs."""
+    shutil.copy(Path(__file__).with_name("mini_reader.py"), tmp_path)
+    done = run(tmp_path, "atlas-conformance", "--reader", "mini_reader:open_dataset",
+               "--reader-error", "mini_reader:MiniReaderError", "--validator", "atlas_validator:validate")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    counts = re.search(r"^reader: (\d+) passed, (\d+) failed", done.stdout, re.MULTILINE)
+    assert counts and int(counts[1]) >= 80 and counts[2] == "0", done.stdout[-3000:]
+    assert "FAIL" not in done.stdout and "all passed" in done.stdout
 
 
 @pytest.mark.parametrize(("option", "body", "why"), [
