@@ -172,15 +172,15 @@ def dataset_info(root: Path) -> dict[str, Any]:
         sizes, blocks, levels, data_bytes, decoded = [], set(), set(), 0, 0
         dict_ids = [i for i in [_dict_id(dataset / DICT_FILE)] if i is not None]
         for name in names:
-            shard_raw = read_regular(dataset / name / META_FILE, limit=limits.max_metadata_size)
+            shard_raw = read_regular(dataset / name / META_FILE, limit=limits.max_metadata_size, shard=name)
             shard_doc = metadata.parse_json(shard_raw, path=root / name / META_FILE)
             sizes.append(shard_doc["stored_examples"])
             blocks.add(shard_doc["block_size"])
             levels.add(shard_doc["compression_level"])
-            index = read_regular(dataset / name / V1_INDEX_FILE, limit=limits.max_index_size)
+            index = read_regular(dataset / name / V1_INDEX_FILE, limit=limits.max_index_size, shard=name)
             offsets = np.load(io.BytesIO(index), allow_pickle=False)
             try:
-                data = open_regular(dataset / name / DATA_FILE, limit=limits.max_data_size)
+                data = open_regular(dataset / name / DATA_FILE, limit=limits.max_data_size, shard=name)
             except MissingShardError:
                 continue
             with data:
