@@ -111,13 +111,17 @@ print(json.dumps(results))
 """
 
 
-def _unprivileged(command: list[str]) -> list[str]:
-    if os.geteuid() != 0:
-        return command
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("running as root without setpriv: root reads any path, so nothing is unreadable")
-    return [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--", *command]
+def _run_unprivileged(argvs: list[list[str]]) -> list[dict]:
+    """atlas-ds with each argv, in one child process that file permissions apply to: {code, stderr} each."""
+    command = [sys.executable, "-c", _DRIVER, json.dumps(argvs)]
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv: root reads any path, so nothing is unreadable")
+        command = [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--", *command]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
 
 
 PERMISSION_CASES = [(name, template, wants_file, "read") for name, template, wants_file in READ_COMMANDS] + \
@@ -144,14 +148,10 @@ def permission_runs(tmp_path_factory):
         folder.chmod(0o555)
     before = {name: set(os.listdir(tmp)) for name, (_, _, tmp) in cases.items()}
     try:
-        done = subprocess.run(_unprivileged([sys.executable, "-c", _DRIVER, json.dumps([a for a, _, _ in
-                                                                                        cases.values()])]),
-                              capture_output=True, text=True, timeout=300)
+        results = _run_unprivileged([argv for argv, _, _ in cases.values()])
     finally:
         for _, path, _ in cases.values():
             (path.parent if path.parent.name == "locked" else path).chmod(0o755)
-    assert done.returncode == 0, done.stderr
-    results = json.loads(done.stdout)
     return {name: (result, path, tmp, before[name]) for (name, (_, path, tmp)), result in
             zip(cases.items(), results, strict=True)}
 
@@ -161,3 +161,19 @@ def test_unreadable_or_unwritable_path_exits_2_with_one_line(permission_runs, na
     result, path, tmp, before = permission_runs[name]
     _check(result, path, tmp, before)
     assert "permission" in result["stderr"], result["stderr"]
+
+
+@pytest.mark.parametrize("locked", ["000000/index.bin", "000000"])
+def test_unreadable_file_inside_a_dataset_exits_1_naming_it(tmp_path, locked):
+    """Not a path error (the dataset folder is fine) but a failure: one line naming the whole path of the
+    file or shard folder, without "[Errno n]"."""
+    root = shutil.copytree(V2, tmp_path / "ds")
+    (root / locked).chmod(0)
+    try:
+        results = _run_unprivileged([["info", str(root)], ["head", str(root)], ["show", str(root), "0"]])
+    finally:
+        (root / locked).chmod(0o755)
+    for result in results:
+        assert result["code"] == 1 and result["stderr"].count("\n") == 1, result
+        assert f"{root / locked}: Permission denied" in result["stderr"], result
+        assert "Errno" not in result["stderr"], result

@@ -3,7 +3,7 @@
 ``info`` reads metadata through ``atlas_format`` alone and ``validate`` runs the
 standalone validator in its own process (this package never imports it), so neither
 needs torch. Exit status: 0 success, 1 the operation failed (invalid dataset, bad
-data), 2 bad arguments or a path that does not exist.
+data), 2 bad arguments or a bad path (missing, the wrong kind, unreadable; ``_cli_paths``).
 """
 
 from __future__ import annotations
@@ -26,10 +26,11 @@ EPILOG = """examples:
   atlas-ds info data/train --json               # the same as JSON (schema: torch_atlas_ds/info.schema.json)
   atlas-ds validate data/train --strict         # the standalone validator (no torch, no unpickling)
   atlas-ds show data/train 0 -1 42              # print examples (safe loading unless --trust)
-  atlas-ds head data/train -n 5
+  atlas-ds head data/train -n 5 --allow mypkg.types:Box   # also admit a global you trust
   atlas-ds convert old_v1 new_v2 --jobs 2       # version 1 -> 2 (validated before it is published)
   atlas-ds convert big small --codec lz4 --block-size 8
   atlas-ds create out --from-jsonl a.jsonl b.jsonl --shard-size 10000
+  atlas-ds --version                            # package version, format versions read and written
 """
 
 
@@ -555,6 +556,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("atlas-ds: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a file of the dataset or of the input: named, without Python's "[Errno n]"
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"atlas-ds: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
     except Exception as exc:  # noqa: BLE001 - the command line reports any failure in one line
         from atlas_format.errors import AtlasError
 
