@@ -8,12 +8,15 @@ import importlib.metadata
 import ipaddress
 import json
 import shutil
+import subprocess
+from pathlib import Path
 
 import jsonschema
 import pytest
 from test_cli import INFO_SCHEMA, atlas_ds
 
 import torch_atlas_ds
+import torch_atlas_ds.convert
 from torch_atlas_ds import AtlasDataset, AtlasDatasetWriter
 
 
@@ -154,6 +157,24 @@ def test_convert_reads_its_source_with_allow(tmp_path, addresses):
     done = atlas_ds("convert", addresses, tmp_path / "out", "--codec", "lz4", "--no-validate", "--no-progress",
                     *ALLOW)
     assert done.returncode == 0, done.stderr
+    assert list(AtlasDataset(tmp_path / "out")) == list(AtlasDataset(addresses))
+
+
+def test_convert_validates_its_result_with_the_same_allow_list(tmp_path, addresses, monkeypatch):
+    """The converted dataset holds the globals the source was read with: the validator is told to admit them
+    (atlas-validate --allow MODULE:NAME). Its run is recorded here, not made."""
+    commands = []
+
+    def validator(command, **kwargs):
+        commands.append(command)
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(torch_atlas_ds.convert.subprocess, "run", validator)
+    done = atlas_ds("convert", addresses, tmp_path / "out", "--no-progress", *ALLOW, "--allow", "decimal:Decimal")
+    assert done.returncode == 0, done.stderr
+    assert len(commands) == 1 and commands[0][1:3] == ["-m", "atlas_validator"]
+    assert commands[0][3:-1] == ["--format", "json", "--allow", "ipaddress:IPv4Address", "--allow", "decimal:Decimal"]
+    assert Path(commands[0][-1]).name.startswith(".atlas-tmp-convert-out-")  # the staged result, before publishing
     assert list(AtlasDataset(tmp_path / "out")) == list(AtlasDataset(addresses))
 
 
