@@ -47,10 +47,11 @@ class _OneLineParser(argparse.ArgumentParser):
 def _bytes_on_disk(path: Path) -> int:
     """Bytes of a file, or of every file under a folder (symlinks not followed; absent: 0)."""
     try:
-        if not stat.S_ISDIR(os.lstat(path).st_mode):
-            return os.lstat(path).st_size
+        status = os.lstat(path)
     except OSError:
         return 0
+    if not stat.S_ISDIR(status.st_mode):
+        return status.st_size
     total = 0
     for dirpath, _, files in os.walk(path):
         for name in files:
