@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from atlas_format.testing.vectors import VECTORS_ROOT
+
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
-VECTORS = Path(__file__).resolve().parent / "vectors"
 
 _FENCE = re.compile(r"^```(\w+)\n(.*?)^```", re.M | re.S)
 _HEADING = re.compile(r"^#+ (.+)$", re.M)
@@ -49,6 +50,9 @@ COMMAND_BLOCKS = {
     ("Two commands (fresh machine, Python 3.11)", "bash"):
         "skipped: each builds a project virtual environment (downloads torch) and run-tests runs this suite "
         "itself; the main job's steps are tested by test_main_job.py",
+    ("Validate and test without torch", "bash"):
+        "skipped: it makes a virtual environment and installs packages; scripts/run-no-torch does exactly that "
+        "install and runs these commands (run by scripts/run-tests and CI)",
     ("Command line", "text"):
         "skipped: a synopsis (PATH, [options] are placeholders); the bash block after it runs the commands",
     ("Command line", "bash"): "quick-start",
@@ -120,7 +124,7 @@ def test_command_snippet_runs(request, tmp_path, snippet):
     else:
         assert how == "v1-dataset", how
         folder = tmp_path
-        shutil.copytree(VECTORS / "seed-v1" / "03-s2-shared-dict" / "dataset", folder / "old_dataset")
+        shutil.copytree(VECTORS_ROOT / "seed-v1" / "03-s2-shared-dict" / "dataset", folder / "old_dataset")
     for command in _command_lines(text):
         done = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, f"README line {line}: {shlex.join(command[2:])}\n{done.stderr[-3000:]}"
