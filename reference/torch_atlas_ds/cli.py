@@ -533,8 +533,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dst")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--from-jsonl", nargs="+", metavar="FILE", help="JSON Lines files, read in order")
-    source.add_argument("--from-hf", metavar="NAME_OR_PATH",
-                        help="a HuggingFace datasets folder saved with save_to_disk (needs the 'hf' extra)")
+    source.add_argument("--from-hf", metavar="PATH[:SPLIT]",
+                        help="a HuggingFace datasets folder saved with save_to_disk; PATH:SPLIT picks a split "
+                             "of a DatasetDict (needs the 'hf' extra)")
     _writer_options(p, defaults=True)
     p.set_defaults(func=cmd_create)
     return parser
