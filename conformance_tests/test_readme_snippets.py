@@ -57,6 +57,8 @@ COMMAND_BLOCKS = {
         "skipped: a synopsis (PATH, [options] are placeholders); the bash block after it runs the commands",
     ("Command line", "bash"): "quick-start",
     ("Migrating from the original torch-atlas-ds", "bash"): "v1-dataset",
+    ("Conformance", "text"):
+        "skipped: a transcript of a kit run (a $ prompt, elided output); test_mini_reader.py runs that command",
 }
 
 ENTRY_POINTS = {"atlas-ds": [sys.executable, "-m", "torch_atlas_ds.cli"],
