@@ -580,7 +580,7 @@ def test_a_conversion_that_fails_validation_publishes_and_leaves_nothing(tmp_pat
     write(tmp_path / "src", 30)
     seen = []
 
-    def failing(folder):
+    def failing(folder, allowed_globals=()):
         seen.append(sorted(os.listdir(folder)))
         assert os.path.basename(folder).startswith(".atlas-tmp-dst-")  # the writer's own temporary folder
         raise ValidationFailedError("planted failure", path=folder)

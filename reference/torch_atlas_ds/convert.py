@@ -13,7 +13,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,11 @@ class ValidationFailedError(AtlasError):
     """The converted dataset did not pass the standalone validator; it was not published."""
 
 
-def validate_with_standalone_validator(path: Path) -> None:
-    """Run ``python -m atlas_validator --quiet PATH``; raise ValidationFailedError on findings."""
-    done = subprocess.run([sys.executable, "-m", "atlas_validator", "--format", "json", str(path)],
+def validate_with_standalone_validator(path: Path, allowed_globals: Iterable[tuple[str, str]] = ()) -> None:
+    """Run ``python -m atlas_validator --format json PATH``, admitting the globals the source was read with
+    (``--allow module:name``); raise ValidationFailedError on findings."""
+    allow = [arg for module, name in allowed_globals for arg in ("--allow", f"{module}:{name}")]
+    done = subprocess.run([sys.executable, "-m", "atlas_validator", "--format", "json", *allow, str(path)],
                           capture_output=True, text=True)
     if done.returncode == 0:
         return
@@ -42,21 +44,27 @@ def validate_with_standalone_validator(path: Path) -> None:
 
 
 def convert(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, jobs: int = 1, validate: bool = True,
-            progress: bool | None = None, trust: bool = False, **writer_args: Any) -> Path:
+            progress: bool | None = None, trust: bool = False, allowed_globals: Iterable[tuple[str, str]] = (),
+            **writer_args: Any) -> Path:
     """Rewrite ``src`` into ``dst`` with ``writer_args`` (format_version, compression_strategy, codec,
     compression_level, block_size, shard_size, compression_dict_size), in ``jobs`` processes.
 
-    The source is read with safe loading unless ``trust``; the result is validated before it is
+    The source is read with safe loading unless ``trust`` (``allowed_globals``: extra (module, name)
+    pairs it admits, as AtlasDataset's); the result is validated before it is
     published (``validate=False`` skips it). Version 2 user metadata is carried over.
     """
-    src, dst = Path(src), Path(dst)
+    src, dst, allowed_globals = Path(src), Path(dst), tuple(allowed_globals)
     if os.path.lexists(dst):
         raise FileExistsError(f"[Errno 17] File exists: '{dst}'")
-    source = AtlasDataset(src, safe=not trust)
+    source = AtlasDataset(src, safe=not trust, allowed_globals=allowed_globals)
     if writer_args.get("format_version", 2) == 2 and source.v2_metadata is not None:
         writer_args.setdefault("user_metadata", source.v2_metadata.get("user_metadata") or None)
+
+    def check(folder: Path) -> None:  # the finished temporary folder, before it is published
+        validate_with_standalone_validator(folder, allowed_globals)
+
     write_dataset(source, dst, num_workers=jobs, progress=progress, desc="converting",
-                  before_publish=validate_with_standalone_validator if validate else None, **writer_args)
+                  before_publish=check if validate else None, **writer_args)
     return dst
 
 
