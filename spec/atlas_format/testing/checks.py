@@ -126,8 +126,8 @@ def check_writer(vector: Vector, write: Writer, open_dataset: Reader, *, byte_id
     """Writing a valid vector's examples with its parameters reads back exactly (and, for version 1
     with ``byte_identical``, reproduces every file of the vector)."""
     expected = vector.examples()
-    if not vector.valid or expected is None:
-        return []
+    if not vector.valid or expected is None or vector.case.get("source"):
+        return []  # a vector derived from another by a defect is not what a writer writes
     params = _writer_params(vector)
     if params["shard_size"] < 1:
         return []  # degenerate original input; new writers may refuse it
