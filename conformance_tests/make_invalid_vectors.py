@@ -385,10 +385,10 @@ def cases() -> list[Case]:
         ("v1-extra-subfolder", V1_NONE, "a sub-folder 'notes' (holding a text file) in the root: the original "
          "opens every sub-folder as a shard", ["ATL112"], _v1_extra_subfolder, False),
         ("v1-shard-meta-unknown-key", V1_NONE, "shard 0 meta.json has an unknown key: a TypeError in the original",
-         ["ATL203"], lambda r: edit_json(r / "0" / "meta.json", lambda d: d.update(note="x"), v2_checksum=False),
+         ["ATL215"], lambda r: edit_json(r / "0" / "meta.json", lambda d: d.update(note="x"), v2_checksum=False),
          False),
         ("v1-root-meta-unknown-key", V1_NONE, "root meta.json has an unknown key: a TypeError in the original",
-         ["ATL202"], lambda r: edit_json(r / "meta.json", lambda d: d.update(note="x"), v2_checksum=False), False),
+         ["ATL215"], lambda r: edit_json(r / "meta.json", lambda d: d.update(note="x"), v2_checksum=False), False),
     ]
 
 

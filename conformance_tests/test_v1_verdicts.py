@@ -171,10 +171,17 @@ CASES: list[tuple[str, str, Callable[[Path], None], str, str]] = [
     ("a-leftover-folder", NONE, lambda r: (r / ".atlas-tmp-x").mkdir(), CANNOT_OPEN, "ATL112"),
     # (b) meta.json is unpacked into a NamedTuple (atlas.py:160, :279): TypeError
     ("b-shard-unknown-key", NONE, lambda r: edit_json(r / "1" / "meta.json", lambda d: d.update(note=1)),
-     CANNOT_OPEN, "ATL203"),
+     CANNOT_OPEN, "ATL215"),
     ("b-root-unknown-key", NONE, lambda r: edit_json(r / "meta.json", lambda d: d.update(note=1)),
-     CANNOT_OPEN, "ATL202"),
+     CANNOT_OPEN, "ATL215"),
     # (c) np.load (atlas.py:173) reads these; seek()/read() take any integer (:225-229)
+    ("b-shard-missing-key", NONE, lambda r: edit_json(r / "1" / "meta.json", lambda d: d.pop("compression_level")),
+     CANNOT_OPEN, "ATL215"),
+    # values outside the schema the original reads, refused on purpose (V1-META-1, V1-READ-3)
+    ("root-strategy-7", NONE, lambda r: edit_json(r / "meta.json", lambda d: d.update(compression_strategy=7)),
+     BY_DESIGN, "ATL202"),
+    ("informational-key-of-another-type", NONE,
+     lambda r: edit_json(r / "1" / "meta.json", lambda d: d.update(compression_level="high")), BY_DESIGN, "ATL203"),
     ("c-big-endian-index", SHARED, _retype(">u2"), READS, "ATL312"),
     ("c-signed-index", SHARED, _retype("<i8"), READS, "ATL312"),
     ("c-big-endian-signed-index", PLAIN, _retype(">i4"), READS, "ATL312"),

@@ -238,7 +238,21 @@ def _root_schema(tmp):
 @vector("ATL203")
 def _shard_schema(tmp):
     root = v1(tmp)
+    edit_json(root / "1" / "meta.json", lambda d: d.update(compression_level="high"))
+    return root
+
+
+@vector("ATL215")
+def _v1_missing_key(tmp):
+    root = v1(tmp)
     edit_json(root / "1" / "meta.json", lambda d: d.pop("compression_level"))
+    return root
+
+
+@vector("ATL215")
+def _v1_unknown_key(tmp):
+    root = v1(tmp)
+    edit_json(root / "meta.json", lambda d: d.update(note="x"))
     return root
 
 

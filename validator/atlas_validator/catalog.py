@@ -53,10 +53,10 @@ class CatalogEntry:
 
 
 _O = "atlas.py"  # the original reader's module; line numbers are of torch_atlas_ds 0.1.0
-_SCHEMA_WHY = ("an unknown or a missing key is a TypeError of the NamedTuple it is unpacked into ({o}), a "
-               "version other than 1 is refused ({v}); other values outside the schema (an unknown strategy, "
-               "which the original reads as uncompressed, an informational key of another type) are refused by "
-               "V1-META-1/-2 and V1-READ-3")
+_SCHEMA_WHY = ("a value outside the schema: some the original cannot use ({v}: a version other than 1, a "
+               "block_size of 0), others it reads (a shard_sizes it never reads, an informational key of another "
+               "type, an unknown strategy it reads as uncompressed); V1-META-1/-2 and V1-READ-3 refuse them all. "
+               "Missing or unknown keys are ATL215")
 _POLICY_WHY = ("the original unpickles the block ({o}:234) and so runs whatever the pickle names; the pickle "
                "policy refuses it ({c}); allow a global with allowed_globals").format
 _V2 = "version 2 structure; version 1 has no such thing"
@@ -118,9 +118,9 @@ _ENTRIES: tuple[CatalogEntry, ...] = (
                  f"a version that is not 1 is refused ({_O}:281); true and 1.0, equal to 1 in Python, pass there and "
                  "are refused on purpose (GEN-5, V1-READ-3): they are not the integer 1"),
     CatalogEntry("ATL202", ERROR, "root meta.json does not match its JSON Schema", "V1-META-1, V2-META-3",
-                 CANNOT_OPEN, _SCHEMA_WHY.format(o=f"{_O}:279", v=":281")),
+                 BY_DESIGN, _SCHEMA_WHY.format(v=f"{_O}:281")),
     CatalogEntry("ATL203", ERROR, "shard meta.json does not match its JSON Schema", "V1-META-2, V2-META-4",
-                 CANNOT_OPEN, _SCHEMA_WHY.format(o=f"{_O}:160", v=":162")),
+                 BY_DESIGN, _SCHEMA_WHY.format(v=f"{_O}:162, :219")),
     CatalogEntry("ATL204", WARNING, "root shard_sizes disagrees with the shard folders or their stored_examples",
                  "V1-META-3", READS,
                  f"the original never reads shard_sizes: lengths come from each shard's meta.json ({_O}:301); "
@@ -138,7 +138,7 @@ _ENTRIES: tuple[CatalogEntry, ...] = (
     CatalogEntry("ATL209", ERROR, "root num_examples or max_block_raw_size disagrees with the shards", "V2-META-5",
                  V2_ONLY, _V2),
     CatalogEntry("ATL210", INFO, "unknown JSON member (ignored by readers)", "V2-COMPAT-2", V2_ONLY,
-                 "the original fails on an unknown key of a version 1 meta.json: ATL202, ATL203"),
+                 "the original fails on an unknown key of a version 1 meta.json: ATL215"),
     CatalogEntry("ATL211", ERROR, "shard meta.json names another shard than its folder", "V2-META-4", V2_ONLY, _V2),
     CatalogEntry("ATL212", ERROR, "dictionary metadata inconsistent (dict_id, dictionary_file, shared_dictionary)",
                  "V2-META-4, V2-DICT-1", V2_ONLY, _V2),
@@ -146,6 +146,10 @@ _ENTRIES: tuple[CatalogEntry, ...] = (
                  V2_ONLY, _NO_CHECKSUMS),
     CatalogEntry("ATL214", ERROR, "framing 'example' with codec 'none' (there is no frame)", "V2-FRAME-1",
                  V2_ONLY, _V2),
+    CatalogEntry("ATL215", ERROR, "version 1 meta.json keys are not the original's (a missing or an unknown key)",
+                 "V1-META-1, V1-META-2", CANNOT_OPEN,
+                 f"the original unpacks meta.json into a NamedTuple ({_O}:160, :279): a missing or unknown key is a "
+                 "TypeError at open"),
     # -- index -------------------------------------------------------------------------
     CatalogEntry("ATL300", ERROR, "index file cannot be parsed (magic, header, truncated or extra bytes)",
                  "V1-INDEX-1, V2-INDEX-1", CANNOT_OPEN,

@@ -62,9 +62,21 @@ def load_json(root: Path, shown: str, sink: Sink, *, limits: Any, schema: str, s
     except AtlasError as exc:
         sink.from_error("ATL200", exc, clause="V1-META-1" if schema == "v1-root" else "V1-META-2")
         return None
+    clause = "V1-META-1" if schema == "v1-root" else "V1-META-2"
+    if isinstance(doc, dict):
+        # The original unpacks the object into a NamedTuple: its keys, exactly, or a TypeError at open.
+        declared = metadata.load_schema(schema)
+        unknown = sorted(set(doc) - set(declared["properties"]))
+        missing = [key for key in declared["required"] if key not in doc]
+        parts = [f"{what} {', '.join(map(repr, keys))}" for what, keys in (("unknown", unknown), ("missing", missing))
+                 if keys]
+        if parts:
+            sink.add("ATL215", f"keys are not the original's: {'; '.join(parts)} (the original reader fails with a "
+                               "TypeError)", path=shown, clause=clause)
     for pointer, message in metadata.schema_errors(doc, schema):
-        sink.add(schema_id, f"{pointer}: {message}", path=shown,
-                 clause="V1-META-1" if schema == "v1-root" else "V1-META-2")
+        if pointer == "/" and isinstance(doc, dict):
+            continue  # an object's own violations are its keys, reported above
+        sink.add(schema_id, f"{pointer}: {message}", path=shown, clause=clause)
     return doc
 
 
