@@ -53,10 +53,6 @@ class CatalogEntry:
 
 
 _O = "atlas.py"  # the original reader's module; line numbers are of torch_atlas_ds 0.1.0
-_SCHEMA_WHY = ("a value outside the schema: some the original cannot use ({v}: a version other than 1, a "
-               "block_size of 0), others it reads (a shard_sizes it never reads, an informational key of another "
-               "type, an unknown strategy it reads as uncompressed); V1-META-1/-2 and V1-READ-3 refuse them all. "
-               "Missing or unknown keys are ATL215")
 _POLICY_WHY = ("the original unpickles the block ({o}:234) and so runs whatever the pickle names; the pickle "
                "policy refuses it ({c}); allow a global with allowed_globals").format
 _V2 = "version 2 structure; version 1 has no such thing"
@@ -118,9 +114,14 @@ _ENTRIES: tuple[CatalogEntry, ...] = (
                  f"a version that is not 1 is refused ({_O}:281); true and 1.0, equal to 1 in Python, pass there and "
                  "are refused on purpose (GEN-5, V1-READ-3): they are not the integer 1"),
     CatalogEntry("ATL202", ERROR, "root meta.json does not match its JSON Schema", "V1-META-1, V2-META-3",
-                 BY_DESIGN, _SCHEMA_WHY.format(v=f"{_O}:281")),
+                 BY_DESIGN, "a root value outside the schema the original reads through: it never reads "
+                 f"shard_sizes, and the strategy only decides whether it loads the root dictionary ({_O}:288); "
+                 "V1-META-1 and V1-READ-3 refuse such values. Missing or unknown keys are ATL215"),
     CatalogEntry("ATL203", ERROR, "shard meta.json does not match its JSON Schema", "V1-META-2, V2-META-4",
-                 BY_DESIGN, _SCHEMA_WHY.format(v=f"{_O}:162, :219")),
+                 BY_DESIGN, f"a shard value outside the schema: some the original cannot use (a version other than "
+                 f"1 is refused at {_O}:162, a block_size of 0 divides by zero at :219), others it reads (an "
+                 "informational key of another type, an unknown strategy it reads as uncompressed, :176-184); "
+                 "V1-META-2 and V1-READ-3 refuse them all. Missing or unknown keys are ATL215"),
     CatalogEntry("ATL204", WARNING, "root shard_sizes disagrees with the shard folders or their stored_examples",
                  "V1-META-3", READS,
                  f"the original never reads shard_sizes: lengths come from each shard's meta.json ({_O}:301); "
