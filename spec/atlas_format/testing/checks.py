@@ -98,6 +98,16 @@ def check_reader_invalid(vector: Vector, open_dataset: Reader,
     return problems
 
 
+def check_reader(vector: Vector, open_dataset: Reader,
+                 allowed_errors: tuple[type[BaseException], ...] = (Exception,)) -> list[str]:
+    """The reader check a vector calls for. A valid vector reads back exactly. A valid vector with findings
+    (warnings: a defect the original reader reads through) SHOULD be read, so a reader passes by reading it
+    exactly or refusing it with an allowed error, as for an invalid vector; wrong data always fails."""
+    if vector.valid and not vector.findings:
+        return check_reader_valid(vector, open_dataset)
+    return check_reader_invalid(vector, open_dataset, allowed_errors)
+
+
 def check_validator(vector: Vector, validate: Validator) -> list[str]:
     """Valid vectors give no error; invalid ones report at least the expected finding ids."""
     try:
