@@ -1,5 +1,9 @@
 #!/usr/bin/env python
-"""Generate the invalid corpus (``vectors/invalid/``): one defect per case, with expected findings.
+"""Generate the invalid corpus (``vectors/invalid/``) and the warnings corpus (``vectors/warnings/``):
+one defect per case, with expected findings.
+
+A warnings case is valid: its defect is one the original reader reads through (version 1),
+so a validator reports it as a warning and readers return the source's examples.
 
 Each case copies a valid vector (``source``), applies one defect and states the finding
 ids a validator must report. Some defects are "sealed": the checksums are recomputed
@@ -266,6 +270,24 @@ def _v1_wrong_dictionary(root: Path) -> None:
     shutil.copyfile(other, root / "zstd_dict.bin")
 
 
+def _v1_big_endian_indexes(root: Path) -> None:
+    """Every index.npy rewritten big-endian (same offsets, same width), as np.save writes such an array."""
+    for path in sorted(root.glob("*/index.npy")):
+        offsets = np.load(path)
+        big = offsets.astype(offsets.dtype.newbyteorder(">"))
+        with open(path, "wb") as handle:
+            np.save(handle, big)
+
+
+def _v1_extra_subfolder(root: Path) -> None:
+    (root / "notes").mkdir()
+    (root / "notes" / "README.txt").write_text("not a shard\n")
+
+
+def _v1_stray_root_dictionary(root: Path) -> None:
+    shutil.copyfile(VECTORS / V1_SHARED / "dataset" / "zstd_dict.bin", root / "zstd_dict.bin")
+
+
 def cases() -> list[Case]:
     """(name, source, description, expected findings, mutation, malicious)."""
     return [
@@ -359,13 +381,32 @@ def cases() -> list[Case]:
          False),
         ("v1-folder-gap", V1_NONE, "shard folder 2 renamed to 3", ["ATL102"],
          lambda r: (r / "2").rename(r / "3"), False),
-        ("v1-shard-sizes-wrong", V1_NONE, "root shard_sizes disagrees with the shards", ["ATL204"],
-         lambda r: edit_json(r / "meta.json", lambda d: d.update(shard_sizes=[40, 40, 21]), v2_checksum=False),
+        # version 1, what the original reader cannot open (issue 16)
+        ("v1-extra-subfolder", V1_NONE, "a sub-folder 'notes' (holding a text file) in the root: the original "
+         "opens every sub-folder as a shard", ["ATL112"], _v1_extra_subfolder, False),
+        ("v1-shard-meta-unknown-key", V1_NONE, "shard 0 meta.json has an unknown key: a TypeError in the original",
+         ["ATL215"], lambda r: edit_json(r / "0" / "meta.json", lambda d: d.update(note="x"), v2_checksum=False),
          False),
+        ("v1-root-meta-unknown-key", V1_NONE, "root meta.json has an unknown key: a TypeError in the original",
+         ["ATL215"], lambda r: edit_json(r / "meta.json", lambda d: d.update(note="x"), v2_checksum=False), False),
     ]
 
 
-def build(out: Path, case: Case) -> None:
+def warning_cases() -> list[Case]:
+    """Valid cases (same shape as cases()): version 1 defects the original reader reads through."""
+    return [
+        ("v1-shard-sizes-wrong", V1_NONE, "root shard_sizes disagrees with the shards (the original never reads "
+         "it)", ["ATL204"],
+         lambda r: edit_json(r / "meta.json", lambda d: d.update(shard_sizes=[40, 40, 21]), v2_checksum=False),
+         False),
+        ("v1-index-big-endian", V1_SHARED, "every index.npy is big-endian (numpy reads the same offsets)",
+         ["ATL312"], _v1_big_endian_indexes, False),
+        ("v1-stray-root-dictionary", V1_NONE, "a root zstd_dict.bin in a strategy-0 dataset (never opened)",
+         ["ATL105"], _v1_stray_root_dictionary, False),
+    ]
+
+
+def build(out: Path, case: Case, verdict: str = "invalid") -> None:
     name, source, description, findings, mutate, malicious = case
     folder = out / name
     folder.mkdir(parents=True)
@@ -374,7 +415,7 @@ def build(out: Path, case: Case) -> None:
         path.chmod(0o755 if path.is_dir() else 0o644)
     mutate(folder / "dataset")
     source_case = json.loads((VECTORS / source / "case.json").read_text())
-    doc = {"name": name, "format_version": source_case["format_version"], "verdict": "invalid",
+    doc = {"name": name, "format_version": source_case["format_version"], "verdict": verdict,
            "findings": findings, "description": description, "writer": source_case.get("writer", {}),
            "source": None if malicious else source, "malicious": malicious,
            "generator": "conformance_tests/make_invalid_vectors.py"}
@@ -387,14 +428,14 @@ def build(out: Path, case: Case) -> None:
     make_vectors.write_manifest(folder)
 
 
-def main() -> int:
-    out = VECTORS / "invalid"
-    tmp = Path(tempfile.mkdtemp(prefix="invalid-", dir=VECTORS))
+def build_corpus(out: Path, corpus: list[Case], verdict: str) -> None:
+    """Build every case in a temporary folder beside ``out``, then replace ``out`` with it."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}-", dir=VECTORS))
     cwd = os.getcwd()
     try:
         os.chdir(tmp)  # nothing here is unpickled, but keep any accident inside the temp folder
-        for case in cases():
-            build(tmp, case)
+        for case in corpus:
+            build(tmp, case, verdict)
         os.chdir(cwd)
         if out.exists():
             shutil.rmtree(out)
@@ -404,8 +445,13 @@ def main() -> int:
         os.chdir(cwd)
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def main() -> int:
+    build_corpus(VECTORS / "invalid", cases(), "invalid")
+    build_corpus(VECTORS / "warnings", warning_cases(), "valid")
     make_vectors.write_readme()
-    print(f"wrote {len(cases())} invalid vectors to {out}", file=sys.stderr)
+    print(f"wrote {len(cases())} invalid and {len(warning_cases())} warnings vectors to {VECTORS}", file=sys.stderr)
     return 0
 
 

@@ -123,7 +123,7 @@ def _extra_dictionary(tmp):
     return root
 
 
-@vector("ATL104")
+@vector("ATL105")
 def _v1_data_in_empty_shard(tmp):
     root = seed(tmp, "26-empty-s0")
     (root / "0" / "data.bin").write_bytes(b"")
@@ -131,9 +131,31 @@ def _v1_data_in_empty_shard(tmp):
 
 
 @vector("ATL105")
+def _v1_stray_root_dictionary(tmp):
+    root = seed(tmp, "02-s1-multishard")
+    shutil.copy(SEED_V1 / "03-s2-shared-dict" / "dataset" / "zstd_dict.bin", root / "zstd_dict.bin")
+    return root
+
+
+@vector("ATL105")
 def _stray_file(tmp):
     root = v2(tmp)
     (root / S0 / "README").write_text("x")
+    return root
+
+
+@vector("ATL112")
+def _v1_extra_folder(tmp):
+    root = seed(tmp, "01-s0-multishard")
+    (root / "notes").mkdir()
+    return root
+
+
+@vector("ATL113")
+def _v1_over_padded(tmp):
+    root = seed(tmp, "01-s0-multishard")
+    for name in ("0", "1", "2"):
+        (root / name).rename(root / name.zfill(2))
     return root
 
 
@@ -216,7 +238,21 @@ def _root_schema(tmp):
 @vector("ATL203")
 def _shard_schema(tmp):
     root = v1(tmp)
+    edit_json(root / "1" / "meta.json", lambda d: d.update(compression_level="high"))
+    return root
+
+
+@vector("ATL215")
+def _v1_missing_key(tmp):
+    root = v1(tmp)
     edit_json(root / "1" / "meta.json", lambda d: d.pop("compression_level"))
+    return root
+
+
+@vector("ATL215")
+def _v1_unknown_key(tmp):
+    root = v1(tmp)
+    edit_json(root / "meta.json", lambda d: d.update(note="x"))
     return root
 
 
@@ -327,10 +363,26 @@ def _np_bytes(values, dtype):
 
 
 @vector("ATL301")
+def _float_index(tmp):
+    root = v1(tmp)
+    offsets = np.load(root / "0" / "index.npy")
+    (root / "0" / "index.npy").write_bytes(_np_bytes(offsets, "<f8"))
+    return root
+
+
+@vector("ATL312")
 def _signed_index(tmp):
     root = v1(tmp)
     offsets = np.load(root / "0" / "index.npy")
     (root / "0" / "index.npy").write_bytes(_np_bytes(offsets, "<i8"))
+    return root
+
+
+@vector("ATL312")
+def _big_endian_index(tmp):
+    root = v1(tmp)
+    offsets = np.load(root / "0" / "index.npy")
+    (root / "0" / "index.npy").write_bytes(_np_bytes(offsets, ">u2"))
     return root
 
 
@@ -366,11 +418,19 @@ def _v1_not_increasing(tmp):
     return root
 
 
-@vector("ATL306")
+@vector("ATL313")
 def _v1_data_longer(tmp):
     root = v1(tmp)
     with open(root / "0" / "data.bin", "ab") as handle:
         handle.write(b"xyz")
+    return root
+
+
+@vector("ATL306")
+def _v1_data_shorter(tmp):
+    root = v1(tmp)
+    path = root / "0" / "data.bin"
+    path.write_bytes(path.read_bytes()[:-3])
     return root
 
 
@@ -756,10 +816,10 @@ def test_vector_triggers_its_finding(tmp_path, monkeypatch, finding_id, build):
     found = [f for f in report.findings if f.id == finding_id]
     entry = CATALOG[finding_id]
     for f in found:
-        assert f.severity == entry.severity
+        assert f.severity == entry.severity_for(report.format_version)
         assert f.clause and f.message
         assert f.path is not None, f
-    if entry.severity == "error":
+    if entry.severity_for(report.format_version) == "error":
         assert not report.ok
     if finding_id not in ("ATL990",):
         assert "ATL990" not in ids, [f.to_dict() for f in report.findings if f.id == "ATL990"]

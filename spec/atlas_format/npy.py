@@ -9,6 +9,7 @@ header byte for byte (checked against ``np.save`` and the seed-v1 corpus).
 from __future__ import annotations
 
 import ast
+import re
 from typing import Any
 
 import construct as cs
@@ -34,6 +35,24 @@ INDEX_ENTRY = {
     "<u4": cs.Int32ul,
     "<u8": cs.Int64ul,
 }
+
+
+# What numpy loads as an integer array whose values seek() and read() take: the original reader reads
+# offsets of any of these correctly (spec V1-INDEX-2), though writers write only the four above.
+_READABLE_DESCR = re.compile(r"^(?:[<>][ui][1248]|\|[ui]1)$")
+
+
+def written_descr(descr: Any) -> str | None:
+    """The canonical spelling ('<u1'..'<u8') of a descr writers write, or None for any other."""
+    return _DESCR_ALIASES.get(descr) if isinstance(descr, str) else None
+
+
+def readable_dtype(descr: Any) -> np.dtype[Any] | None:
+    """The dtype of an index header's descr when the original reader reads its values as offsets (an
+    integer of 1, 2, 4 or 8 bytes, either byte order, signed or not), else None (it cannot use them)."""
+    if not isinstance(descr, str) or not _READABLE_DESCR.match(descr):
+        return None
+    return np.dtype(descr)
 
 
 def v1_index_dtype(last_entry: int) -> str:

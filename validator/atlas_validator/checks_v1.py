@@ -1,11 +1,14 @@
 """Version 1 checks (spec section 2): root, each shard, and the cross-shard consistency.
 
 Version 1 has no checksums: what cannot be verified is stated in the report (DETECT-2).
+Severities follow what the original reader does (catalog ``v1``): a defect it reads through,
+such as bytes after a frame or a stray dictionary, is a warning here.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ from atlas_format.errors import AtlasError
 from atlas_format.zstd_frame import ZstdDictionaryHeader
 
 from .blocks import check_list_pickle, decode_block, make_dctx
+from .catalog import entry
 from .common import (
     ShardResult,
     Sink,
@@ -58,9 +62,21 @@ def load_json(root: Path, shown: str, sink: Sink, *, limits: Any, schema: str, s
     except AtlasError as exc:
         sink.from_error("ATL200", exc, clause="V1-META-1" if schema == "v1-root" else "V1-META-2")
         return None
+    clause = "V1-META-1" if schema == "v1-root" else "V1-META-2"
+    if isinstance(doc, dict):
+        # The original unpacks the object into a NamedTuple: its keys, exactly, or a TypeError at open.
+        declared = metadata.load_schema(schema)
+        unknown = sorted(set(doc) - set(declared["properties"]))
+        missing = [key for key in declared["required"] if key not in doc]
+        parts = [f"{what} {', '.join(map(repr, keys))}" for what, keys in (("unknown", unknown), ("missing", missing))
+                 if keys]
+        if parts:
+            sink.add("ATL215", f"keys are not the original's: {'; '.join(parts)} (the original reader fails with a "
+                               "TypeError)", path=shown, clause=clause)
     for pointer, message in metadata.schema_errors(doc, schema):
-        sink.add(schema_id, f"{pointer}: {message}", path=shown,
-                 clause="V1-META-1" if schema == "v1-root" else "V1-META-2")
+        if pointer == "/" and isinstance(doc, dict):
+            continue  # an object's own violations are its keys, reported above
+        sink.add(schema_id, f"{pointer}: {message}", path=shown, clause=clause)
     return doc
 
 
@@ -77,9 +93,16 @@ def dictionary_id(root: Path, shown: str, sink: Sink, *, limits: Any) -> tuple[b
     return raw, int(header.dict_id)
 
 
+def v1_severities(findings: list[Finding]) -> list[Finding]:
+    """The findings at their version 1 severity (the checks shared with version 2 report version 2's)."""
+    return [replace(f, severity=entry(f.id).severity_for(1)) for f in findings]
+
+
 def check_shard(task: ShardTask, progress: Any = None) -> ShardResult:
     """Every check of one version 1 shard; never raises."""
-    return guarded_shard_check(task, progress, _check_shard)
+    result = guarded_shard_check(task, progress, _check_shard)
+    result.findings = v1_severities(result.findings)
+    return result
 
 
 def _check_shard(task: ShardTask, sink: Sink, stats: Stats, summary: dict[str, Any], progress: Any) -> None:
@@ -111,8 +134,8 @@ def _check_shard(task: ShardTask, sink: Sink, stats: Stats, summary: dict[str, A
     if strategy == 3:
         own_dict = dictionary_id(root, dict_shown, sink, limits=limits)
     elif entry_status(root, dict_shown) is not None and strategy is not None:
-        sink.add("ATL104", f"zstd_dict.bin present but the shard's compression_strategy is {strategy}",
-                 path=dict_shown, clause="V1-LAYOUT-3")
+        sink.add("ATL105", f"zstd_dict.bin present but the shard's compression_strategy is {strategy} (no reader "
+                           "opens it)", path=dict_shown, clause="V1-LAYOUT-3, V1-LAYOUT-5")
 
     # -- index ---------------------------------------------------------------------------
     data_shown = f"{name}/{DATA_FILE}"
@@ -121,7 +144,8 @@ def _check_shard(task: ShardTask, sink: Sink, stats: Stats, summary: dict[str, A
     offsets = _check_index(task, sink, blocks, data_len)
     if blocks == 0 or (offsets is not None and len(offsets) == 1):
         if data_present:
-            sink.add("ATL104", "data.bin present in a shard without blocks", path=data_shown, clause="V1-LAYOUT-3")
+            sink.add("ATL105", "data.bin present in a shard without blocks (no reader opens it)", path=data_shown,
+                     clause="V1-LAYOUT-3, V1-LAYOUT-5")
     elif not data_present:
         sink.add("ATL103", "data.bin is missing", path=data_shown, clause="V1-LAYOUT-3")
     if task.quick or offsets is None or data_len is None or len(offsets) < 2 or strategy is None:
@@ -159,33 +183,44 @@ def _check_index(task: ShardTask, sink: Sink, blocks: int | None, data_len: int 
     except AtlasError as exc:
         sink.from_error("ATL300", exc, clause="V1-INDEX-1")
         return None
-    if header.major != 1:
-        sink.add("ATL300", f"index.npy is npy format {header.major}.0, version 1 uses 1.0", path=shown, offset=6,
-                 clause="V1-INDEX-1")
     start = (10 if header.major == 1 else 12) + header.header_len
     hdict = header.header
-    descr = npy._DESCR_ALIASES.get(hdict.get("descr")) if isinstance(hdict.get("descr"), str) else None
+    # What numpy reads to the same offsets although the writer never writes it (ATL312, a warning).
+    unlike_writer = [] if header.major == 1 else [f"npy format {header.major}.0 (the writer writes 1.0)"]
+    dtype = npy.readable_dtype(hdict.get("descr"))
+    written = npy.written_descr(hdict.get("descr"))
     ok = True
-    if descr is None:
-        sink.add("ATL301", f"index dtype {hdict.get('descr')!r} is not an unsigned little-endian integer",
-                 path=shown, offset=10)
+    if dtype is None:
+        sink.add("ATL301", f"index dtype {hdict.get('descr')!r} is not an integer type the original reader can use "
+                           "as offsets", path=shown, offset=10)
         ok = False
-    if hdict.get("fortran_order") is not False:
-        sink.add("ATL301", f"fortran_order is {hdict.get('fortran_order')!r}, must be False", path=shown, offset=10)
+    elif written is None:
+        unlike_writer.append(f"dtype {hdict.get('descr')!r} (the writer writes unsigned little-endian)")
+    fortran = hdict.get("fortran_order")
+    if not isinstance(fortran, bool):
+        sink.add("ATL301", f"fortran_order is {fortran!r}, numpy requires True or False", path=shown, offset=10)
+        ok = False
+    elif fortran:
+        unlike_writer.append("fortran_order True (the same order as False for one dimension)")
     shape = hdict.get("shape")
     if not (isinstance(shape, tuple) and len(shape) == 1 and is_int(shape[0]) and shape[0] >= 0):
         sink.add("ATL301", f"index shape {shape!r} is not one-dimensional", path=shown, offset=10)
         ok = False
-    if not ok or descr is None:
+    if not ok or dtype is None:
         return None
     count = int(shape[0])
-    itemsize = np.dtype(descr).itemsize
+    itemsize = dtype.itemsize
     available = len(raw) - start
-    if available != count * itemsize:
+    if available < count * itemsize:
         sink.add("ATL300", f"index.npy holds {available} array bytes, the header declares {count} x {itemsize}",
-                 path=shown, offset=start + min(available, count * itemsize))
-        count = min(count, max(available, 0) // itemsize)
-    entries = np.frombuffer(raw, dtype=descr, count=count, offset=start)
+                 path=shown, offset=start + max(available, 0))
+        count = max(available, 0) // itemsize
+    elif available > count * itemsize:
+        unlike_writer.append(f"{available - count * itemsize} bytes after the array")
+    if unlike_writer:
+        sink.add("ATL312", "index.npy is not as the writer writes it, but numpy reads the same offsets: "
+                           + "; ".join(unlike_writer), path=shown, offset=6 if header.major != 1 else 10)
+    entries = np.frombuffer(raw, dtype=dtype, count=count, offset=start)
     usable = True
     if blocks is not None and count != blocks + 1:
         sink.add("ATL303", f"index has {count} entries, expected blocks + 1 = {blocks + 1}", path=shown,
@@ -193,9 +228,14 @@ def _check_index(task: ShardTask, sink: Sink, blocks: int | None, data_len: int 
         usable = False
     if count == 0:
         return None
-    if int(entries[0]) != 0:
-        sink.add("ATL304", f"first offset is {int(entries[0])}, must be 0", path=shown, offset=start)
-        usable = False
+    first = int(entries[0])
+    if first < 0:
+        sink.add("ATL301", f"first offset is {first}: the original reader cannot seek to it", path=shown,
+                 offset=start)
+        return None
+    if first != 0 and data_len is not None:
+        sink.add("ATL313", f"data.bin holds {first} bytes before the first block (no reader reads them)",
+                 path=shown, offset=start)
     bad = np.nonzero(entries[1:] <= entries[:-1])[0]
     for b in bad[:10]:
         sink.add("ATL305", f"offset of block {int(b) + 1} ({int(entries[b + 1])}) is not greater than the offset "
@@ -204,14 +244,18 @@ def _check_index(task: ShardTask, sink: Sink, blocks: int | None, data_len: int 
     if len(bad):
         usable = False
     last = int(entries[-1])
-    size = data_len if data_len is not None else 0
-    if last != size and not (data_len is None and count == 1):
-        sink.add("ATL306", f"last offset is {last}, data.bin is {size} bytes", path=shown,
-                 offset=start + (count - 1) * itemsize)
-        usable = usable and last < size
-    expected_descr = npy.v1_index_dtype(last)
-    if expected_descr != descr:
-        sink.add("ATL302", f"index dtype {descr} is not the narrowest for the last entry {last} ({expected_descr})",
+    if data_len is None:
+        usable = usable and last == 0  # no data.bin: ATL103 unless the shard has no blocks
+    elif last > data_len:
+        sink.add("ATL306", f"last offset is {last}, data.bin is {data_len} bytes: the last block is cut short",
+                 path=shown, offset=start + (count - 1) * itemsize)
+        usable = False
+    elif last < data_len:
+        sink.add("ATL313", f"data.bin holds {data_len - last} bytes after the last block (no reader reads them)",
+                 path=f"{name}/{DATA_FILE}", offset=last)
+    expected_descr = npy.v1_index_dtype(max(last, 0))
+    if written is not None and written != expected_descr:
+        sink.add("ATL302", f"index dtype {written} is not the narrowest for the last entry {last} ({expected_descr})",
                  path=shown, offset=10)
     return entries if usable else None
 
@@ -308,11 +352,15 @@ def cross_shard(doc: dict[str, Any], names: list[str], results: list[ShardResult
         allowed = {0: {0}, 1: {1}, 2: {2}, 3: {3, 1}}[root_strategy]
         for r in results:
             s = r.summary.get("strategy")
-            if s is not None and s not in allowed:
+            if s == 2 and root_strategy != 2:  # the original hands it no dictionary (atlas.py:180)
+                sink.add("ATL103", f"shard compression_strategy 2 needs the root dictionary, which no reader loads "
+                                   f"under root strategy {root_strategy}", path=f"{r.name}/{META_FILE}",
+                         shard=r.name, clause="V1-META-5, V1-LAYOUT-4")
+            elif s is not None and s not in allowed:
                 sink.add("ATL206", f"shard compression_strategy {s} is not allowed under root strategy "
-                                   f"{root_strategy} (allowed: {sorted(allowed)})", path=f"{r.name}/{META_FILE}",
-                         shard=r.name, clause="V1-META-5")
-    return sink.close()
+                                   f"{root_strategy} (allowed: {sorted(allowed)}; readers decode the shard by its "
+                                   "own)", path=f"{r.name}/{META_FILE}", shard=r.name, clause="V1-META-5")
+    return v1_severities(sink.close())
 
 
 def _preview(values: list[Any], n: int = 8) -> str:

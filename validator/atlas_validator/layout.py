@@ -30,7 +30,13 @@ def _is_link(entry: os.DirEntry[str]) -> bool:
 
 
 def v1_shard_folders(root: Path, sink: Sink, *, root_dict_expected: bool) -> list[str]:
-    """The shard folder names of a version 1 dataset in shard order; reports ATL102/105/106."""
+    """The shard folder names of a version 1 dataset in shard order; reports ATL102/105/106/112/113.
+
+    The original reader makes a shard of every sub-folder and orders them by name as text: a
+    sub-folder that is not a shard stops it (ATL112, an error), names whose text order is their
+    number order read correctly however they are padded (ATL113, a warning), and a file it does
+    not name, a stray dictionary included, is never opened (ATL105, a warning).
+    """
     entries = list_dir(root, sink, shown=".")
     if entries is None:
         return []
@@ -41,6 +47,10 @@ def v1_shard_folders(root: Path, sink: Sink, *, root_dict_expected: bool) -> lis
             real_folder(root, name, sink)  # ATL111: a link is never a shard (FILE-1); readers refuse it
         elif _is_dir(entry) and V1_SHARD_NAME.match(name):
             shards.append(name)
+        elif _is_dir(entry) and not _is_link(entry):
+            leftover = " (a leftover of an interrupted write)" if name.startswith(TEMP_PREFIX) else ""
+            sink.add("ATL112", f"sub-folder {name!r}{leftover} is not a shard folder: the original reader opens "
+                               "every sub-folder of a version 1 root as a shard and fails on it", path=name)
         elif name.startswith(TEMP_PREFIX):
             sink.add("ATL106", "leftover temporary entry of an interrupted write", path=name, clause="V1-LAYOUT-5")
         elif name == META_FILE:
@@ -48,22 +58,29 @@ def v1_shard_folders(root: Path, sink: Sink, *, root_dict_expected: bool) -> lis
         elif name == DICT_FILE and root_dict_expected:
             continue
         elif name == DICT_FILE:
-            sink.add("ATL104", "root zstd_dict.bin present but the root strategy is not 2", path=name,
-                     clause="V1-LAYOUT-4")
+            sink.add("ATL105", "root zstd_dict.bin present but the root strategy is not 2 (no reader opens it)",
+                     path=name, clause="V1-LAYOUT-4, V1-LAYOUT-5")
         else:
             sink.add("ATL105", "unexpected entry in the dataset root", path=name, clause="V1-LAYOUT-5")
     shards.sort(key=lambda n: (int(n), n))
-    width = v1_shard_width(len(shards))
     numbers = [int(n) for n in shards]
     if numbers != list(range(len(shards))):
         missing = sorted(set(range(len(shards))) - set(numbers))
         sink.add("ATL102", f"shard folders are not numbered 0..{len(shards) - 1} (found {_preview(shards)}"
                            + (f"; missing numbers {_preview([str(m) for m in missing])}" if missing else "") + ")",
                  path=".", clause="V1-LAYOUT-2")
-    bad_width = [n for n in shards if len(n) != width]
-    if bad_width:
-        sink.add("ATL102", f"shard folder names must all be {width} digits wide for {len(shards)} shards; "
-                           f"these are not: {_preview(bad_width)}", path=".", clause="V1-LAYOUT-2")
+    elif sorted(shards) != shards:
+        misplaced = [a for a, b in zip(sorted(shards), shards, strict=True) if a != b]
+        sink.add("ATL102", "shard folder names of several widths: readers that order them as text, as the "
+                           f"original does, read them out of order ({_preview(misplaced)})", path=".",
+                 clause="V1-LAYOUT-2")
+    else:
+        width = v1_shard_width(len(shards))
+        bad_width = [n for n in shards if len(n) != width]
+        if bad_width:
+            sink.add("ATL113", f"the writer pads the names of {len(shards)} shards to {width} digits; these are "
+                               f"not: {_preview(bad_width)} (their text order is still their number order)",
+                     path=".")
     return shards
 
 

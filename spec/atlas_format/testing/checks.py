@@ -98,6 +98,16 @@ def check_reader_invalid(vector: Vector, open_dataset: Reader,
     return problems
 
 
+def check_reader(vector: Vector, open_dataset: Reader,
+                 allowed_errors: tuple[type[BaseException], ...] = (Exception,)) -> list[str]:
+    """The reader check a vector calls for. A valid vector reads back exactly. A valid vector with findings
+    (warnings: a defect the original reader reads through) SHOULD be read, so a reader passes by reading it
+    exactly or refusing it with an allowed error, as for an invalid vector; wrong data always fails."""
+    if vector.valid and not vector.findings:
+        return check_reader_valid(vector, open_dataset)
+    return check_reader_invalid(vector, open_dataset, allowed_errors)
+
+
 def check_validator(vector: Vector, validate: Validator) -> list[str]:
     """Valid vectors give no error; invalid ones report at least the expected finding ids."""
     try:
@@ -126,8 +136,8 @@ def check_writer(vector: Vector, write: Writer, open_dataset: Reader, *, byte_id
     """Writing a valid vector's examples with its parameters reads back exactly (and, for version 1
     with ``byte_identical``, reproduces every file of the vector)."""
     expected = vector.examples()
-    if not vector.valid or expected is None:
-        return []
+    if not vector.valid or expected is None or vector.case.get("source"):
+        return []  # a vector derived from another by a defect is not what a writer writes
     params = _writer_params(vector)
     if params["shard_size"] < 1:
         return []  # degenerate original input; new writers may refuse it

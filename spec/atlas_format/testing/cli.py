@@ -83,8 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             if vector.malicious and not args.safe_reader:
                 results["reader"] = "skipped: malicious (runs only with --safe-reader)"
             else:
-                results["reader"] = (checks.check_reader_valid(vector, reader) if vector.valid
-                                     else checks.check_reader_invalid(vector, reader, reader_errors))
+                results["reader"] = checks.check_reader(vector, reader, reader_errors)
         if writer is not None and reader is not None:
             results["writer"] = (checks.check_writer(vector, writer, reader, byte_identical=args.v1_byte_identical)
                                  if vector.valid else "skipped: invalid vector")

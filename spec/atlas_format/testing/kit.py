@@ -76,7 +76,7 @@ class ReaderConformance(_VectorKit):
         raise NotImplementedError
 
     def test_reads_valid_vector(self, valid_vector: Vector) -> None:
-        problems = checks.check_reader_valid(valid_vector, self.open_dataset)
+        problems = checks.check_reader(valid_vector, self.open_dataset, self.reader_errors)
         _require(problems)
 
     def test_never_returns_wrong_data(self, invalid_vector: Vector) -> None:
