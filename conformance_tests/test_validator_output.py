@@ -4,6 +4,7 @@ allow-listed globals noted once per dataset, --min-severity, --allow, and JSON t
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import io
 import json
@@ -15,13 +16,15 @@ import jsonschema
 import numpy as np
 import pytest
 
-from atlas_format.errors import format_example, format_location
+from atlas_format.errors import AtlasError, format_example, format_location
 from atlas_format.list_items import list_item_at
 from atlas_validator import policy_notes, validate
 from atlas_validator.cli import main as validate_main
 from atlas_validator.cli import render_human
+from atlas_validator.pickle_scan import scan_pickle
 from torch_atlas_ds import AtlasDataset, AtlasDatasetWriter, Framing, UnsafePickleError
 from torch_atlas_ds.cli import main as atlas_ds_main
+from torch_atlas_ds.safe_pickle import SafeUnpickler
 
 PACKAGE = Path(__file__).resolve().parents[1] / "validator" / "atlas_validator"
 REPORT_SCHEMA = json.loads((PACKAGE / "report.schema.json").read_text())
@@ -277,3 +280,37 @@ def test_atlas_ds_validate_passes_allow_and_min_severity(tmp_path):
     assert code == 0 and "VALID" in out and "INFO" not in out and "not shown" in out
     code, _, err = run(atlas_ds_main, "validate", root, "--allow", "nonsense")
     assert code == 2 and "'nonsense'" in err
+
+
+_NEW_NAMESPACE = b"cargparse\nNamespace\n)\x81"  # GLOBAL argparse.Namespace, EMPTY_TUPLE, NEWOBJ
+TRUSTED_CASES = {
+    "instance": (pickle.dumps(argparse.Namespace(a=1, b=[1, 2]), protocol=5), True),
+    "class-and-nested-instances": (pickle.dumps([argparse.Namespace, argparse.Namespace(n=argparse.Namespace())],
+                                                protocol=2), True),
+    "class-as-dict-key": (pickle.dumps({argparse.Namespace: 1}, protocol=4), True),
+    "inside-a-policy-container": (pickle.dumps(collections.OrderedDict(x=argparse.Namespace(y=2)), protocol=5),
+                                  True),
+    "protocol-0": (pickle.dumps(argparse.Namespace(a=1), protocol=0), None),
+    "argument-of-a-policy-call": (b"\x80\x05cfractions\nFraction\n" + _NEW_NAMESPACE + b"\x85R.", False),
+    "append-on-a-trusted-object": (b"\x80\x05" + _NEW_NAMESPACE + b"K\x01a.", False),
+    "another-global-of-the-module": (pickle.dumps(argparse.ArgumentParser, protocol=5), False),
+}
+
+
+@pytest.mark.parametrize("case", list(TRUSTED_CASES))
+def test_the_scanner_admits_trusted_globals_as_safe_loading_does(case):
+    """The validator's --allow and the reader's allowed_globals decide alike (None: whatever both say)."""
+    data, expected = TRUSTED_CASES[case]
+    trusted = frozenset({NAMESPACE})
+    try:
+        SafeUnpickler(trusted).loads(data)
+        loaded = True
+    except AtlasError:
+        loaded = False
+    result = scan_pickle(data, allowed=trusted)
+    clean = not result.issues and result.end == len(data)
+    assert loaded == clean, (case, result.issues)
+    assert expected is None or loaded == expected, case
+    if clean:
+        assert (NAMESPACE in (result.allowed or set())) == (b"Namespace" in data)
+    assert scan_pickle(data).issues, case  # without --allow every case is refused (each names argparse)
