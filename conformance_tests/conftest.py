@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from atlas_format.testing.vectors import VECTORS_ROOT
+
 settings.register_profile("ci", max_examples=40, deadline=None, print_blob=True, derandomize=True,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.register_profile("nightly", max_examples=2000, deadline=None,
@@ -24,7 +26,9 @@ settings.register_profile("dev", max_examples=25, deadline=None,
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 HERE = Path(__file__).resolve().parent
-VECTORS = HERE / "vectors"
+# run by scripts/run-no-torch in a venv without torch, from outside the checkout
+collect_ignore = ["without_torch"]
+VECTORS = VECTORS_ROOT
 SEED_V1 = VECTORS / "seed-v1"
 SEED_V1_NAMES = sorted(p.name for p in SEED_V1.iterdir() if p.is_dir())
 

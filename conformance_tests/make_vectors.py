@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from atlas_format.testing.vectors import encode_example, iter_vectors
+from atlas_format.testing.vectors import VECTORS_ROOT, encode_example, iter_vectors
 
 HERE = Path(__file__).resolve().parent
-VECTORS = HERE / "vectors"
+VECTORS = VECTORS_ROOT
 
 WORDS = ("atlas shard block index offset pickle zstd lz4 dictionary tensor example dataset train valid "
          "image label caption token batch epoch loader worker the a of and to in is for on").split()

@@ -15,11 +15,12 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from atlas_format.testing.vectors import VECTORS_ROOT
 from torch_atlas_ds import AtlasDataset, AtlasDatasetWriter, Codec, CompressionStrategy
 from torch_atlas_ds.cli import main
 from torch_atlas_ds.parallel import write_dataset
 
-VECTORS = Path(__file__).resolve().parent / "vectors"
+VECTORS = VECTORS_ROOT
 V1 = VECTORS / "seed-v1" / "03-s2-shared-dict" / "dataset"
 V2 = VECTORS / "v2" / "15-user-metadata" / "dataset"
 INFO_SCHEMA = json.loads(resources.files("torch_atlas_ds").joinpath("info.schema.json").read_text())

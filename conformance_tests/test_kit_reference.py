@@ -49,8 +49,8 @@ class TestReferenceWriter(WriterConformance):
 
 def test_atlas_conformance_command_passes_on_reference_and_fails_on_a_broken_reader():
     cmd = [sys.executable, "-m", "atlas_format.testing.cli", "--reader", "adapters:reference_open_safe",
-           "--safe-reader", "--writer", "adapters:reference_write", "--validator", "atlas_validator:validate",
-           "--v1-byte-identical", "--only=-s2"]
+           "--reader-error", "torch_atlas_ds:AtlasError", "--safe-reader", "--writer", "adapters:reference_write",
+           "--validator", "atlas_validator:validate", "--v1-byte-identical", "--only=-s2"]
     done = subprocess.run(cmd, cwd=HERE, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "| pass | pass | pass |" in done.stdout and "all passed" in done.stdout

@@ -43,7 +43,7 @@ from .errors import (
 )
 from .metadata import AtlasDatasetMetadata, AtlasDatasetShardMetadata
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 # Names whose modules import torch load on first use (PEP 562), so that ``atlas-ds info`` and
 # ``atlas-ds validate`` start without torch; ``from torch_atlas_ds import AtlasDataset`` is unchanged.

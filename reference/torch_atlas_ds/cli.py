@@ -3,7 +3,7 @@
 ``info`` reads metadata through ``atlas_format`` alone and ``validate`` runs the
 standalone validator in its own process (this package never imports it), so neither
 needs torch. Exit status: 0 success, 1 the operation failed (invalid dataset, bad
-data), 2 bad arguments or a path that does not exist.
+data), 2 bad arguments or a bad path (missing, the wrong kind, unreadable; ``_cli_paths``).
 """
 
 from __future__ import annotations
@@ -12,26 +12,26 @@ import argparse
 import json
 import os
 import pprint
+import stat
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ._cli_paths import UsageError, input_file, new_destination, readable_folder
+
 EPILOG = """examples:
   atlas-ds info data/train                      # what is in a dataset
   atlas-ds info data/train --json               # the same as JSON (schema: torch_atlas_ds/info.schema.json)
   atlas-ds validate data/train --strict         # the standalone validator (no torch, no unpickling)
   atlas-ds show data/train 0 -1 42              # print examples (safe loading unless --trust)
-  atlas-ds head data/train -n 5
+  atlas-ds head data/train -n 5 --allow mypkg.types:Box   # also admit a global you trust
   atlas-ds convert old_v1 new_v2 --jobs 2       # version 1 -> 2 (validated before it is published)
   atlas-ds convert big small --codec lz4 --block-size 8
   atlas-ds create out --from-jsonl a.jsonl b.jsonl --shard-size 10000
+  atlas-ds --version                            # package version, format versions read and written
 """
-
-
-class UsageError(Exception):
-    """Bad arguments or a missing path: a one-line message and exit status 2."""
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -41,25 +41,54 @@ class _OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _existing(path: str) -> Path:
-    p = Path(path)
-    if not p.exists():
-        raise UsageError(f"no such path: {path}")
-    return p
-
-
 # -- info -----------------------------------------------------------------------------
 
 
-def _bytes_on_disk(root: Path) -> int:
+def _bytes_on_disk(path: Path) -> int:
+    """Bytes of a file, or of every file under a folder (symlinks not followed; absent: 0)."""
+    try:
+        status = os.lstat(path)
+    except OSError:
+        return 0
+    if not stat.S_ISDIR(status.st_mode):
+        return status.st_size
     total = 0
-    for dirpath, _, files in os.walk(root):
+    for dirpath, _, files in os.walk(path):
         for name in files:
             try:
                 total += os.lstat(os.path.join(dirpath, name)).st_size
             except OSError:
                 continue
     return total
+
+
+def _dataset_bytes(root: Path, shards: Sequence[str]) -> int:
+    """Bytes of the dataset's own files: root meta.json and dictionary, and the shard folders it reads
+    (anything else in root, leftovers included, is not part of the dataset's size)."""
+    from atlas_format.constants import DICT_FILE, META_FILE
+
+    return sum(_bytes_on_disk(root / name) for name in (META_FILE, DICT_FILE, *shards))
+
+
+def _leftovers(root: Path, listed: Sequence[str] | None) -> list[dict[str, Any]]:
+    """Entries of root left by an interrupted write or append (FORMAT.md V2-LAYOUT-4, V2-STATE-1): names
+    starting with ``.atlas-tmp-``, and, in version 2 (``listed``: the root meta.json's shards), shard
+    folders that meta.json does not list. Readers ignore them; info reports them apart from the size."""
+    from atlas_format.constants import TEMP_PREFIX
+    from atlas_format.layout import V2_SHARD_NAME
+
+    found = []
+    with os.scandir(root) as entries:
+        for entry in entries:
+            if entry.name.startswith(TEMP_PREFIX):
+                kind = "temporary"
+            elif (listed is not None and V2_SHARD_NAME.match(entry.name) and entry.name not in listed
+                  and entry.is_dir(follow_symlinks=False)):
+                kind = "unlisted-shard"
+            else:
+                continue
+            found.append({"name": entry.name, "kind": kind, "bytes": _bytes_on_disk(Path(entry.path))})
+    return sorted(found, key=lambda leftover: leftover["name"])
 
 
 def _dict_id(location: Any) -> int | None:
@@ -87,7 +116,7 @@ def dataset_info(root: Path) -> dict[str, Any]:
     from atlas_format.constants import DATA_FILE, DEFAULT_LIMITS, DICT_FILE, META_FILE, V1_INDEX_FILE, V2_INDEX_FILE
     from atlas_format.enums import Codec, CompressionStrategy, DictionaryMode, v2_to_strategy
     from atlas_format.errors import IncompleteDatasetError, MissingShardError
-    from atlas_format.files import Location, open_regular, read_regular
+    from atlas_format.files import Location, open_regular, read_regular, require_folder
     from atlas_format.index_v2 import INDEX_ENTRY_DTYPE
     from atlas_format.layout import v1_shard_folders
 
@@ -100,7 +129,7 @@ def dataset_info(root: Path) -> dict[str, Any]:
         raise IncompleteDatasetError("no root meta.json: not a complete Atlas dataset", path=meta_path) from None
     doc = metadata.parse_json(raw, path=meta_path)
     version = doc.get("version") if isinstance(doc, dict) else None
-    info: dict[str, Any] = {"path": str(root), "format_version": version, "bytes_on_disk": _bytes_on_disk(root)}
+    info: dict[str, Any] = {"path": str(root), "format_version": version}
     if version == 2:
         metadata.verify_checksummed_json(raw, path=meta_path)
         metadata.validate_schema(doc, "v2-root", path=meta_path)
@@ -109,7 +138,11 @@ def dataset_info(root: Path) -> dict[str, Any]:
         if doc["shared_dictionary"]:
             dict_ids.append(doc["shared_dictionary"]["dict_id"])
         for shard in doc["shards"]:
-            index = read_regular(dataset / shard["name"] / V2_INDEX_FILE, limit=limits.max_index_size)
+            name = shard["name"]
+            require_folder(dataset / name, what="shard folder listed in root meta.json", shard=name)
+            for file_name, limit in ((META_FILE, limits.max_metadata_size), (DATA_FILE, limits.max_data_size)):
+                open_regular(dataset / name / file_name, limit=limit, shard=name).close()
+            index = read_regular(dataset / name / V2_INDEX_FILE, limit=limits.max_index_size, shard=name)
             entries = np.frombuffer(index, dtype=INDEX_ENTRY_DTYPE, offset=64, count=shard["num_blocks"])
             decoded += int(entries["raw_size"].sum())
             if shard["dictionary"] == "shard":
@@ -129,6 +162,8 @@ def dataset_info(root: Path) -> dict[str, Any]:
             "block_size": doc["block_size"], "shard_size": doc["shard_size"], "data_bytes": data_bytes,
             "decoded_bytes": decoded, "dictionary_ids": dict_ids, "user_metadata": doc["user_metadata"],
             "generation": doc["generation"], "writer": doc["writer"],
+            "bytes_on_disk": _dataset_bytes(root, [s["name"] for s in doc["shards"]]),
+            "leftovers": _leftovers(root, [s["name"] for s in doc["shards"]]),
         })
     elif version == 1:
         import zstandard
@@ -139,15 +174,15 @@ def dataset_info(root: Path) -> dict[str, Any]:
         sizes, blocks, levels, data_bytes, decoded = [], set(), set(), 0, 0
         dict_ids = [i for i in [_dict_id(dataset / DICT_FILE)] if i is not None]
         for name in names:
-            shard_raw = read_regular(dataset / name / META_FILE, limit=limits.max_metadata_size)
+            shard_raw = read_regular(dataset / name / META_FILE, limit=limits.max_metadata_size, shard=name)
             shard_doc = metadata.parse_json(shard_raw, path=root / name / META_FILE)
             sizes.append(shard_doc["stored_examples"])
             blocks.add(shard_doc["block_size"])
             levels.add(shard_doc["compression_level"])
-            index = read_regular(dataset / name / V1_INDEX_FILE, limit=limits.max_index_size)
+            index = read_regular(dataset / name / V1_INDEX_FILE, limit=limits.max_index_size, shard=name)
             offsets = np.load(io.BytesIO(index), allow_pickle=False)
             try:
-                data = open_regular(dataset / name / DATA_FILE, limit=limits.max_data_size)
+                data = open_regular(dataset / name / DATA_FILE, limit=limits.max_data_size, shard=name)
             except MissingShardError:
                 continue
             with data:
@@ -173,6 +208,7 @@ def dataset_info(root: Path) -> dict[str, Any]:
             "block_size": blocks.pop() if len(blocks) == 1 else sorted(blocks),
             "shard_size": max(sizes, default=0), "data_bytes": data_bytes, "decoded_bytes": decoded,
             "dictionary_ids": dict_ids, "user_metadata": None, "generation": None, "writer": None,
+            "bytes_on_disk": _dataset_bytes(root, names), "leftovers": _leftovers(root, None),
         })
     else:
         from atlas_format.errors import VersionError
@@ -194,6 +230,20 @@ def _human_size(n: int) -> str:
     return f"{n} B"
 
 
+_LEFTOVER_TEXT = {"temporary": "temporary entry of an interrupted write or append",
+                  "unlisted-shard": "shard folder not listed in meta.json"}
+
+
+def _leftovers_text(path: str, leftovers: list[dict[str, Any]]) -> str:
+    if not leftovers:
+        return "none"
+    total = sum(leftover["bytes"] for leftover in leftovers)
+    named = "; ".join(f"{leftover['name']} ({_LEFTOVER_TEXT[leftover['kind']]}, {_human_size(leftover['bytes'])})"
+                      for leftover in leftovers)
+    return (f"{len(leftovers)} ({_human_size(total)}, not counted above): {named}; "
+            f"remove them with atlas-ds gc {path}")
+
+
 def render_info(info: dict[str, Any]) -> str:
     strategy = info["strategy_name"] or "(none: v2 only)"
     lines = [
@@ -207,6 +257,7 @@ def render_info(info: dict[str, Any]) -> str:
         f"bytes on disk      {_human_size(info['bytes_on_disk'])} ({info['bytes_on_disk']:,} bytes)",
         f"decoded blocks     {_human_size(info['decoded_bytes'])}; compression ratio {info['compression_ratio']}",
         f"dictionary ids     {', '.join(map(str, info['dictionary_ids'])) or '-'}",
+        f"leftovers          {_leftovers_text(info['path'], info['leftovers'])}",
     ]
     if info["format_version"] == 2:
         lines.append(f"generation         {info['generation']} (written by {info['writer']['library']} "
@@ -216,7 +267,7 @@ def render_info(info: dict[str, Any]) -> str:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    info = dataset_info(_existing(args.path))
+    info = dataset_info(readable_folder(args.path))
     print(json.dumps(info, indent=2) if args.json else render_info(info))
     return 0
 
@@ -225,7 +276,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    _existing(args.path)
+    readable_folder(args.path)
     # A separate process: the validator must not share this process's imports (torch, us).
     command = [sys.executable, "-m", "atlas_validator", args.path, *extra]
     if sys.stdout is sys.__stdout__ and sys.stderr is sys.__stderr__:
@@ -239,10 +290,24 @@ def cmd_validate(args: argparse.Namespace, extra: Sequence[str]) -> int:
 # -- show / head --------------------------------------------------------------------------
 
 
-def _open(path: Path, trust: bool) -> Any:
+def _allowed_global(value: str) -> tuple[str, str]:
+    """``--allow module:name`` as the (module, name) pair of ``allowed_globals``."""
+    module, sep, name = value.partition(":")
+    if not sep or not all(part.isidentifier() for part in [*module.split("."), *name.split(".")]):
+        raise argparse.ArgumentTypeError(f"{value!r} is not module:name (for example --allow mypkg.types:Box)")
+    return module, name
+
+
+def _allowed_globals(args: argparse.Namespace) -> list[tuple[str, str]]:
+    if args.allow and args.trust:
+        raise UsageError("--allow extends safe loading; --trust turns it off (use one of them)")
+    return list(args.allow)
+
+
+def _open(path: Path, args: argparse.Namespace) -> Any:
     from . import AtlasDataset
 
-    return AtlasDataset(path, safe=not trust)
+    return AtlasDataset(path, safe=not args.trust, allowed_globals=_allowed_globals(args))
 
 
 def _print_example(index: int, example: Any) -> None:
@@ -251,7 +316,7 @@ def _print_example(index: int, example: Any) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    ds = _open(_existing(args.path), args.trust)
+    ds = _open(readable_folder(args.path), args)
     n = len(ds)
     for index in args.indices:
         if not -n <= index < n:
@@ -264,7 +329,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_head(args: argparse.Namespace) -> int:
     if args.n < 0:
         raise UsageError("-n must be >= 0")
-    ds = _open(_existing(args.path), args.trust)
+    ds = _open(readable_folder(args.path), args)
     for index in range(min(args.n, len(ds))):
         _print_example(index, ds[index])
     return 0
@@ -344,17 +409,17 @@ def _resolved_writer_args(args: argparse.Namespace, source: dict[str, Any] | Non
 def cmd_convert(args: argparse.Namespace) -> int:
     from .convert import convert
 
-    src = _existing(args.src)
-    if Path(args.dst).exists():
-        raise UsageError(f"destination exists: {args.dst}")
+    src = readable_folder(args.src)
+    dst = new_destination(args.dst)
     if args.jobs < 1:
         raise UsageError("--jobs must be >= 1")
+    allowed_globals = _allowed_globals(args)
     source = dataset_info(src)
     source["compression_level"] = source.get("compression_level")
     writer_args = _resolved_writer_args(args, source)
-    convert(src, Path(args.dst), jobs=args.jobs, validate=not args.no_validate,
+    convert(src, dst, jobs=args.jobs, validate=not args.no_validate,
             progress=False if args.no_progress else None,
-            trust=args.trust, **writer_args)
+            trust=args.trust, allowed_globals=allowed_globals, **writer_args)
     print(f"converted {source['num_examples']:,} examples: {args.src} (v{source['format_version']}) -> "
           f"{args.dst} (v{writer_args['format_version']})")
     return 0
@@ -363,17 +428,17 @@ def cmd_convert(args: argparse.Namespace) -> int:
 def cmd_create(args: argparse.Namespace) -> int:
     from .convert import create_from_hf, create_from_jsonl
 
-    if Path(args.dst).exists():
-        raise UsageError(f"destination exists: {args.dst}")
+    dst = new_destination(args.dst)
     if args.jobs < 1:
         raise UsageError("--jobs must be >= 1")
     writer_args = _resolved_writer_args(args, None)
     if args.from_jsonl:
-        files = [_existing(f) for f in args.from_jsonl]
-        count = create_from_jsonl(files, Path(args.dst), jobs=args.jobs, progress=False if args.no_progress else None,
+        files = [input_file(f) for f in args.from_jsonl]
+        count = create_from_jsonl(files, dst, jobs=args.jobs, progress=False if args.no_progress else None,
                                   **writer_args)
     else:
-        count = create_from_hf(args.from_hf, Path(args.dst), jobs=args.jobs,
+        readable_folder(args.from_hf.partition(":")[0], "a HuggingFace dataset saved with save_to_disk")
+        count = create_from_hf(args.from_hf, dst, jobs=args.jobs,
                                progress=False if args.no_progress else None, **writer_args)
     print(f"created {args.dst}: {count:,} examples")
     return 0
@@ -382,10 +447,48 @@ def cmd_create(args: argparse.Namespace) -> int:
 # -- main ------------------------------------------------------------------------------------
 
 
+def _load_options(parser: argparse.ArgumentParser, what: str = "the dataset") -> None:
+    """--trust and --allow: how examples are unpickled (safe loading by default)."""
+    parser.add_argument("--trust", action="store_true",
+                        help=f"unpickle {what} without the pickle policy (only for data you trust)")
+    parser.add_argument("--allow", action="append", type=_allowed_global, default=[], metavar="MODULE:NAME",
+                        help="also admit this pickle global in safe loading (repeatable; the allowed_globals= "
+                             "of AtlasDataset); trust it completely")
+
+
+def _version() -> str:
+    """The package version from its installed metadata (the source tree's __version__ when not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from atlas_format import LATEST_VERSION, SPEC_VERSION, SUPPORTED_VERSIONS
+
+    try:
+        package = version("torch-atlas-ds")
+    except PackageNotFoundError:
+        package = getattr(sys.modules[__package__], "__version__", "unknown")
+    versions = ", ".join(map(str, SUPPORTED_VERSIONS))
+    return (f"atlas-ds (torch-atlas-ds) {package}: reads Atlas format versions {versions}, "
+            f"writes {versions} (default {LATEST_VERSION}); spec {SPEC_VERSION}")
+
+
+class _VersionAction(argparse.Action):
+    """--version, computed only when asked for (reading package metadata costs every other command time)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(_version())
+        parser.exit(0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(
         prog="atlas-ds", description="Inspect, validate, print, convert and create Atlas datasets.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action=_VersionAction,
+                        help="print the package version and the format versions it reads and writes")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -406,13 +509,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "safe (allow-listed pickle globals only) unless --trust.")
     p.add_argument("path")
     p.add_argument("indices", type=int, nargs="+", metavar="INDEX")
-    p.add_argument("--trust", action="store_true", help="unpickle anything (only for datasets you trust)")
+    _load_options(p)
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("head", help="print the first examples", description="Print the first N examples.")
     p.add_argument("path")
     p.add_argument("-n", type=int, default=5, help="how many (default 5)")
-    p.add_argument("--trust", action="store_true", help="unpickle anything (only for datasets you trust)")
+    _load_options(p)
     p.set_defaults(func=cmd_head)
 
     p = sub.add_parser("convert", help="rewrite a dataset: v1 <-> v2, strategy, codec, level, block or shard size",
@@ -422,7 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dst")
     _writer_options(p, defaults=False)
     p.add_argument("--no-validate", action="store_true", help="skip validating the result before publishing")
-    p.add_argument("--trust", action="store_true", help="unpickle SRC without the allow-list")
+    _load_options(p, "SRC")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("create", help="create a dataset from JSON Lines files or a HuggingFace dataset on disk",
@@ -430,8 +533,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dst")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--from-jsonl", nargs="+", metavar="FILE", help="JSON Lines files, read in order")
-    source.add_argument("--from-hf", metavar="NAME_OR_PATH",
-                        help="a HuggingFace datasets folder saved with save_to_disk (needs the 'hf' extra)")
+    source.add_argument("--from-hf", metavar="PATH[:SPLIT]",
+                        help="a HuggingFace datasets folder saved with save_to_disk; PATH:SPLIT picks a split "
+                             "of a DatasetDict (needs the 'hf' extra)")
     _writer_options(p, defaults=True)
     p.set_defaults(func=cmd_create)
     return parser
@@ -454,6 +558,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("atlas-ds: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a file of the dataset or of the input: named, without Python's "[Errno n]"
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"atlas-ds: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
     except Exception as exc:  # noqa: BLE001 - the command line reports any failure in one line
         from atlas_format.errors import AtlasError
 

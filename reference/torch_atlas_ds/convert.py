@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +29,11 @@ class ValidationFailedError(AtlasError):
     """The converted dataset did not pass the standalone validator; it was not published."""
 
 
-def validate_with_standalone_validator(path: Path) -> None:
-    """Run ``python -m atlas_validator --quiet PATH``; raise ValidationFailedError on findings."""
-    done = subprocess.run([sys.executable, "-m", "atlas_validator", "--format", "json", str(path)],
+def validate_with_standalone_validator(path: Path, allowed_globals: Iterable[tuple[str, str]] = ()) -> None:
+    """Run ``python -m atlas_validator --format json PATH``, admitting the globals the source was read with
+    (``--allow module:name``); raise ValidationFailedError on findings."""
+    allow = [arg for module, name in allowed_globals for arg in ("--allow", f"{module}:{name}")]
+    done = subprocess.run([sys.executable, "-m", "atlas_validator", "--format", "json", *allow, str(path)],
                           capture_output=True, text=True)
     if done.returncode == 0:
         return
@@ -48,24 +50,26 @@ def _staging_sibling(dst: Path) -> Path:
 
 
 def convert(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, jobs: int = 1, validate: bool = True,
-            progress: bool | None = None, trust: bool = False, **writer_args: Any) -> Path:
+            progress: bool | None = None, trust: bool = False, allowed_globals: Iterable[tuple[str, str]] = (),
+            **writer_args: Any) -> Path:
     """Rewrite ``src`` into ``dst`` with ``writer_args`` (format_version, compression_strategy, codec,
     compression_level, block_size, shard_size, compression_dict_size), in ``jobs`` processes.
 
-    The source is read with safe loading unless ``trust``; the result is validated before it is
+    The source is read with safe loading unless ``trust`` (``allowed_globals``: extra (module, name)
+    pairs it admits, as AtlasDataset's); the result is validated before it is
     published (``validate=False`` skips it). Version 2 user metadata is carried over.
     """
-    src, dst = Path(src), Path(dst)
+    src, dst, allowed_globals = Path(src), Path(dst), tuple(allowed_globals)
     if os.path.lexists(dst):
         raise FileExistsError(f"[Errno 17] File exists: '{dst}'")
-    source = AtlasDataset(src, safe=not trust)
+    source = AtlasDataset(src, safe=not trust, allowed_globals=allowed_globals)
     if writer_args.get("format_version", 2) == 2 and source.v2_metadata is not None:
         writer_args.setdefault("user_metadata", source.v2_metadata.get("user_metadata") or None)
     staging = _staging_sibling(dst)
     try:
         write_dataset(source, staging, num_workers=jobs, progress=progress, desc="converting", **writer_args)
         if validate:
-            validate_with_standalone_validator(staging)
+            validate_with_standalone_validator(staging, allowed_globals)
         publish_folder(staging, dst)
     finally:
         if staging.exists():

@@ -175,7 +175,10 @@ def _error(exc: PolicyViolation, offset: int) -> AtlasError:
     if exc.rule is Rule.STRUCTURE:
         return FormatError(exc.message, rule=rule, pickle_offset=offset)
     module, name = exc.global_name or (None, None)
-    hint = " (pass allowed_globals=[(module, name)] to trust it)" if exc.global_name else ""
+    flag = f"{module}:{name}"
+    flag = flag if flag.isprintable() and " " not in flag else repr(flag)  # a pickle's names are untrusted text
+    hint = (f" (to trust it: allowed_globals=[({module!r}, {name!r})] in Python, --allow {flag} on the "
+            "command line)") if exc.global_name else ""
     return UnsafePickleError(exc.message + hint, module=module, name=name, rule=rule, pickle_offset=offset)
 
 

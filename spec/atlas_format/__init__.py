@@ -30,7 +30,7 @@ from .errors import (
 from .pickle_policy import OPCODES, POLICY
 from .pickle_values import DEFAULT_PICKLE_LIMITS, PickleLimits
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 SPEC_VERSION = "2.0"
 
 __all__ = [

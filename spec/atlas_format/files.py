@@ -144,6 +144,8 @@ def open_regular(location: Location, *, limit: int, what: str | None = None,
                 else os.open(location.path, _FILE_FLAGS)
         except FileNotFoundError:
             raise missing(f"{what} is missing", path=location.path, shard=shard) from None
+        except PermissionError as exc:
+            raise _with_path(exc, location.path) from None
     finally:
         if parent is not None:
             os.close(parent)
@@ -217,6 +219,13 @@ def _lstat(parent: int | None, location: Location, k: int, missing: type[AtlasEr
     except FileNotFoundError:
         name = what if k == len(parts) - 1 else parts[k]
         raise missing(f"{name} is missing", path=location.prefix(k), shard=shard) from None
+    except PermissionError as exc:
+        raise _with_path(exc, location.prefix(k)) from None
+
+
+def _with_path(exc: PermissionError, path: Path) -> PermissionError:
+    """The same error naming the whole path (an open relative to a folder descriptor names only the last part)."""
+    return PermissionError(exc.errno, exc.strerror, str(path))
 
 
 def _open_parent(location: Location, missing: type[AtlasError], shard: str | None) -> int | None:
@@ -236,7 +245,10 @@ def _open_parent(location: Location, missing: type[AtlasError], shard: str | Non
     try:
         for k in range(len(parts) - 1):
             _require(_lstat(fd, location, k, missing, parts[k], shard).st_mode, stat.S_ISDIR, location, k, shard)
-            child = os.open(parts[k], _DIR_FLAGS, dir_fd=fd)
+            try:
+                child = os.open(parts[k], _DIR_FLAGS, dir_fd=fd)
+            except PermissionError as exc:
+                raise _with_path(exc, location.prefix(k)) from None
             os.close(fd)
             fd = child
     except BaseException:

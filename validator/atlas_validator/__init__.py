@@ -8,7 +8,7 @@ unpickles data (pickles are scanned opcode by opcode).
     >>> report.ok, [f.id for f in report.errors]
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 from .catalog import CATALOG, CatalogEntry  # noqa: E402
 from .findings import Finding, Report  # noqa: E402

@@ -166,24 +166,44 @@ def _compare_files(vector: Vector, target: Path) -> list[str]:
     return problems
 
 
-def summarize(rows: Iterable[tuple[str, dict[str, list[str] | None]]], columns: Sequence[str]) -> tuple[str, bool]:
-    """A Markdown pass/fail table and whether everything passed."""
+Results = dict[str, "list[str] | str | None"]
+
+
+def summarize(rows: Iterable[tuple[str, Results]], columns: Sequence[str]) -> tuple[str, bool]:
+    """A Markdown table (pass, FAIL, or why a check was skipped) and whether every check ran passed.
+
+    A cell holds the problems of a check that ran (empty: passed), a str saying why it was
+    skipped, or None when the column does not apply."""
     lines = ["| vector | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
     ok = True
     details = []
     for name, results in rows:
         cells = []
         for column in columns:
-            problems = results.get(column)
-            if problems is None:
+            outcome = results.get(column)
+            if outcome is None:
                 cells.append("—")
-            elif problems:
+            elif isinstance(outcome, str):
+                cells.append(outcome)
+            elif outcome:
                 ok = False
                 cells.append("FAIL")
-                details += problems
+                details += [f"{column}: {problem}" for problem in outcome]
             else:
                 cells.append("pass")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if details:
-        lines += ["", "Failures:"] + [f"- {d}" for d in details]
+        lines += ["", "Failures (which vector, and why):"] + [f"- {d}" for d in details]
     return "\n".join(lines), ok
+
+
+def tally(rows: Iterable[tuple[str, Results]], column: str) -> dict[str, int]:
+    """How many checks of ``column`` passed, failed and were skipped."""
+    counts = {"pass": 0, "fail": 0, "skipped": 0}
+    for _, results in rows:
+        outcome = results.get(column)
+        if isinstance(outcome, str):
+            counts["skipped"] += 1
+        elif outcome is not None:
+            counts["fail" if outcome else "pass"] += 1
+    return counts

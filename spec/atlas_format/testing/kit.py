@@ -13,9 +13,12 @@
     class TestMyValidator(ValidatorConformance):
         def validate(self, path): return mypkg.error_ids(path)
 
-Golden vectors come from ``vectors_root`` (default: this checkout's
-``conformance_tests/vectors``); the writer is also driven by Hypothesis over every
-strategy, codec, version and layout (``supported`` filters what an implementation offers).
+Golden vectors come from ``vectors_root`` (default: the ones installed with this package,
+``atlas_format/vectors``); the writer is also driven by Hypothesis over every strategy, codec,
+version and layout (``supported`` filters what an implementation offers).
+
+A kit run cannot pass vacuously: no vectors is a collection error, and the pytest plugin of
+this package (``atlas_format.testing.plugin``) fails a session whose kit tests all skipped.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from hypothesis import strategies as st
 
 from . import checks, strategies
 from .equality import strict_equal
-from .vectors import Vector, iter_vectors
+from .vectors import Vector, default_vectors_root, iter_vectors
 
 
 def _require(problems: list[str]) -> None:
@@ -44,13 +47,19 @@ def _require(problems: list[str]) -> None:
 class _VectorKit:
     """Parametrizes ``valid_vector`` and ``invalid_vector`` arguments from the corpus."""
 
+    #: marks the kit's test classes for the plugin that fails all-skipped runs
+    atlas_conformance_kit = True
     vectors_root: Path | None = None
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
-        vectors = list(iter_vectors(self.vectors_root))
+        root = self.vectors_root or default_vectors_root()
+        vectors = list(iter_vectors(root))
         for argument, valid in (("valid_vector", True), ("invalid_vector", False)):
             if argument in metafunc.fixturenames:
                 chosen = [v for v in vectors if v.valid == valid]
+                if not chosen:
+                    pytest.fail(f"atlas conformance kit: no {'valid' if valid else 'invalid'} golden vector under "
+                                f"{root}: a run that checks nothing fails (set vectors_root)", pytrace=False)
                 metafunc.parametrize(argument, chosen, ids=[f"{v.folder.parent.name}/{v.name}" for v in chosen])
 
 

@@ -132,14 +132,13 @@ class Vector:
         return [decode_example(e) for e in json.loads(path.read_text("utf-8"))["examples"]]
 
 
+#: the golden vectors, shipped as package data of atlas-ds-format (``atlas_format/vectors``)
+VECTORS_ROOT = Path(__file__).resolve().parent.parent / "vectors"
+
+
 def default_vectors_root() -> Path | None:
-    """``conformance_tests/vectors`` of a source checkout, when this package runs from one."""
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent / "conformance_tests" / "vectors"
-        if candidate.is_dir():
-            return candidate
-    return None
+    """The golden vectors installed with this package (None when a packager stripped them)."""
+    return VECTORS_ROOT if VECTORS_ROOT.is_dir() else None
 
 
 def iter_vectors(root: Path | None = None) -> Iterator[Vector]:
