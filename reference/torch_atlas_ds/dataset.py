@@ -24,12 +24,13 @@ import torch.utils.data
 
 from atlas_format.constants import DEFAULT_LIMITS, DICT_FILE, META_FILE, Limits
 from atlas_format.enums import Codec, DictionaryMode, v2_to_strategy
+from atlas_format.errors import AtlasError
 from atlas_format.files import Location, require_folder
 from atlas_format.layout import v1_shard_folders
 from atlas_format.pickle_values import DEFAULT_PICKLE_LIMITS, PickleLimits
 
 from ._util import BlockCache, OpenShards
-from .errors import AtlasError, IncompleteDatasetError, MetadataError
+from .errors import IncompleteDatasetError, MetadataError
 from .metadata import AtlasDatasetMetadata, AtlasDatasetShardMetadata
 from .safe_pickle import make_loads
 from .shard_v1 import V1Shard, check_version, read_json_file

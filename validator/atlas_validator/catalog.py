@@ -133,8 +133,8 @@ _ENTRIES: tuple[CatalogEntry, ...] = (
     CatalogEntry("ATL603", ERROR, "a global that cannot be named statically (STACK_GLOBAL of non-strings, the "
                  "extension registry)", "PICKLE-2, PICKLE-5"),
     CatalogEntry("ATL604", ERROR, "the torch stream of _load_from_bytes is not what torch writes", "PICKLE-12"),
-    CatalogEntry("ATL605", INFO, "pickles reference a global of the pickle policy, or one trusted with --allow (one "
-                 "note per global and dataset, with counts per shard)", "PICKLE-5"),
+    CatalogEntry("ATL605", INFO, "pickles reference a global of the pickle policy (one note per global and dataset)",
+                 "PICKLE-5"),
     CatalogEntry("ATL606", ERROR, "pickle uses an opcode outside the safe subset", "PICKLE-2"),
     CatalogEntry("ATL607", ERROR, "a call (REDUCE, NEWOBJ) with arguments the pickle policy does not admit",
                  "PICKLE-6"),

@@ -21,9 +21,9 @@ from atlas_format.errors import AtlasError
 
 from . import checks_v1, checks_v2
 from .common import ShardResult, Sink, entry_status, is_int, read_limited, regular_size, short_exc
+from .example_index import shard_starts, with_indexes
 from .findings import Report, Stats, make
 from .layout import v1_shard_folders, v2_root_entries
-from .numbering import shard_starts, with_indexes
 from .pickle_scan import DEFAULT_SCAN_LIMITS, ScanLimits
 from .policy_notes import dataset_notes
 from .tasks import ShardTask
