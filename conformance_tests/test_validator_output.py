@@ -10,6 +10,7 @@ import io
 import json
 import pickle
 import pickletools
+import random
 from pathlib import Path
 
 import jsonschema
@@ -159,6 +160,15 @@ def test_list_item_at_is_total_on_malformed_input():
         for offset in (0, cut // 2, max(cut - 1, 0)):
             result = list_item_at(data[:cut], offset)
             assert result is None or 0 <= result < 20
+    rnd = random.Random(16)
+    bases = [pickle.dumps([{"a": i, "b": (i, "x" * i), "c": [1.5, None, True]} for i in range(30)], protocol=p)
+             for p in range(6)]
+    for _ in range(3000):  # byte flips anywhere: an answer in range or None, never an exception
+        mutated = bytearray(rnd.choice(bases))
+        for _ in range(rnd.randint(1, 4)):
+            mutated[rnd.randrange(len(mutated))] = rnd.randrange(256)
+        result = list_item_at(bytes(mutated), rnd.randrange(len(mutated)))
+        assert result is None or 0 <= result < len(mutated)
     assert list_item_at(b"\x80\x05\xff\xff", 3) is None
     assert list_item_at(pickle.dumps({"not": "a list"}, protocol=5), 5) is None
 
