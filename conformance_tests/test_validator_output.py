@@ -229,6 +229,8 @@ def test_min_severity_filters_the_human_output_not_the_verdict(noisy):
     assert as_notes.splitlines()[:-1] == everything.splitlines()[:-1]  # (the last line is the throughput)
     code, _, err = run(validate_main, noisy, "--min-severity", "loud")
     assert code == 2 and "loud" in err
+    with pytest.raises(ValueError, match="'loud'"):
+        validate(noisy, jobs=1).shown("loud")
 
 
 def test_json_keeps_every_finding_and_counts_what_it_filters(noisy):

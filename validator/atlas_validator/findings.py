@@ -23,9 +23,13 @@ SEVERITY_ALIASES = {"note": INFO}
 
 
 def severity_at_least(severity: str, minimum: str) -> bool:
-    """Whether ``severity`` is ``minimum`` or more severe (an unknown severity is always shown)."""
+    """Whether ``severity`` is ``minimum`` or more severe (an unknown severity is always shown); ValueError
+    naming ``minimum`` when it is not a severity."""
     rank = {name: k for k, name in enumerate(SEVERITY_ORDER)}
-    return rank.get(severity, len(SEVERITY_ORDER)) >= rank[SEVERITY_ALIASES.get(minimum, minimum)]
+    floor = rank.get(SEVERITY_ALIASES.get(minimum, minimum))
+    if floor is None:
+        raise ValueError(f"minimum severity {minimum!r}: expected one of {', '.join(SEVERITY_ORDER)} (or note)")
+    return rank.get(severity, len(SEVERITY_ORDER)) >= floor
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,7 @@ class Report:
 
     def shown(self, min_severity: str = INFO) -> list[Finding]:
         """The findings of ``min_severity`` or more severe (the verdict and ``counts`` always count them all)."""
+        severity_at_least(INFO, min_severity)  # a bad minimum is refused even when there is no finding
         return [f for f in self.findings if severity_at_least(f.severity, min_severity)]
 
     def to_dict(self, min_severity: str = INFO) -> dict[str, Any]:
