@@ -65,7 +65,7 @@ def test_malicious_pickle_is_refused_without_running(tmp_path, payload, format_v
     assert f"{err.module}.{err.name}" in str(err)
     assert err.block == 1 and err.shard is not None and "data.bin" in str(err)
     if format_version == 2:
-        assert err.example == 1 and ds[6] == {"ok": 2}  # v2: only that example is refused
+        assert (err.position, err.index) == (1, 5) and ds[6] == {"ok": 2}  # v2: only that example is refused
     # The unsafe default reader does run it (this is why safe=True exists).
     AtlasDataset(root)[5]
     assert marker.exists()
@@ -158,5 +158,5 @@ def test_pickle_limits_are_a_setting_of_safe_loading(tmp_path):
         assert copy[1] == [2] and copy[2] == "flat"
         with pytest.raises(LimitError) as info:
             copy[0]
-        assert info.value.rule == "depth" and info.value.example == 0 and "data.bin" in str(info.value)
+        assert info.value.rule == "depth" and info.value.position == 0 and "data.bin" in str(info.value)
     assert AtlasDataset(root, safe=True)[0] == [[1]]

@@ -801,7 +801,7 @@ def test_example_frame_declaring_a_huge_size_is_refused_before_allocating(tmp_pa
     assert ds[1] == {"i": 1}
     with pytest.raises(LimitError) as info:
         ds[0]
-    assert (info.value.block, info.value.example) == (0, 0) and "before allocating" in str(info.value)
+    assert (info.value.block, info.value.position) == (0, 0) and "before allocating" in str(info.value)
 
 
 def test_example_frames_random_reads_decode_one_frame(tmp_path, monkeypatch):
@@ -834,7 +834,7 @@ def test_batched_and_iterated_reads_name_the_example_that_fails(tmp_path, varian
     with pytest.raises(FormatError) as iterated:
         list(ds)
     for err in (batch.value, iterated.value):
-        assert (err.block, err.example) == (2, 5) and "neighbour was unpickled" in str(err)
+        assert (err.block, err.position, err.index) == (2, 5, 21) and "neighbour was unpickled" in str(err)
 
 
 @pytest.mark.parametrize("variant", ["shared", "lz4", "none"])
@@ -853,7 +853,7 @@ def test_in_order_reads_hand_out_fresh_objects_and_fail_only_on_the_bad_example(
     assert [ds[i] for i in range(8, 13)] == [{"i": i} for i in range(8, 13)]  # block 1 holds the bomb at 13
     with pytest.raises(FormatError) as info:
         ds[13]
-    assert (info.value.block, info.value.example) == (1, 5)
+    assert (info.value.block, info.value.position, info.value.index) == (1, 5, 13)
     assert [ds[i] for i in range(14, 24)] == [{"i": i} for i in range(14, 24)]
 
 

@@ -41,7 +41,7 @@ def test_the_packages_and_vectors_are_installed_not_read_from_the_checkout():
     installed = Path(atlas_format.__file__).resolve()
     assert "site-packages" in installed.parts and CHECKOUT / "spec" not in installed.parents
     corpora = {v.folder.parent.name for v in iter_vectors()}
-    assert corpora == {"seed-v1", "v2", "invalid"}
+    assert corpora == {"seed-v1", "v2", "invalid", "warnings"}
     assert len(list(iter_vectors())) >= 90
 
 

@@ -24,6 +24,7 @@ import torch.utils.data
 
 from atlas_format.constants import DEFAULT_LIMITS, DICT_FILE, META_FILE, Limits
 from atlas_format.enums import Codec, DictionaryMode, v2_to_strategy
+from atlas_format.errors import AtlasError
 from atlas_format.files import Location, require_folder
 from atlas_format.layout import v1_shard_folders
 from atlas_format.pickle_values import DEFAULT_PICKLE_LIMITS, PickleLimits
@@ -116,13 +117,23 @@ class _Reader:
         shard = self._shards[k]
         if shard is not self._current:
             self._switch(shard)
-        value = shard.get(i - starts[k])
+        try:
+            value = shard.get(i - starts[k])
+        except AtlasError as exc:
+            raise self._located(exc, k) from None
         if shard.unpickles_lists:
             block = shard.unpickled_block()
             if block is not None:
                 first = starts[k] + block[0]
                 self._run = (first, first + len(block[1]), block[1])
         return value
+
+    def _located(self, exc: AtlasError, k: int) -> AtlasError:
+        """``exc`` of shard ``k`` with the example's index in the dataset added: a shard numbers its own
+        examples, the dataset names them as ``ds[i]`` does (``atlas_format.errors.format_example``)."""
+        if exc.index is not None or exc.example is None:
+            return exc
+        return exc.relocated(index=self._starts[k] + exc.example)
 
     def _switch(self, shard: Shard) -> None:
         previous, self._current = self._current, shard
@@ -166,22 +177,33 @@ class _Reader:
         for k, (slots, js) in each.items():
             if shards[k] is not self._current:
                 self._switch(shards[k])
-            for slot, value in zip(slots, shards[k].get_each(js), strict=True):
+            try:
+                values = shards[k].get_each(js)
+            except AtlasError as exc:
+                raise self._located(exc, k) from None
+            for slot, value in zip(slots, values, strict=True):
                 out[slot] = value
         for (k, b), (slots, positions) in groups.items():
             if shards[k] is not self._current:
                 self._switch(shards[k])
-            values = shards[k].get_many(b, positions)
+            try:
+                values = shards[k].get_many(b, positions)
+            except AtlasError as exc:
+                raise self._located(exc, k) from None
             for slot, value in zip(slots, values, strict=True):
                 out[slot] = value
         return out
 
     def __iter__(self) -> Iterator[Any]:
-        for shard in self._shards:
+        for k, shard in enumerate(self._shards):
             if shard is not self._current:
                 self._switch(shard)
             for b in range(shard.num_blocks):
-                yield from shard.iter_block(b)
+                try:
+                    block = shard.iter_block(b)
+                except AtlasError as exc:
+                    raise self._located(exc, k) from None
+                yield from block
 
     def close(self) -> None:
         """Release memory maps and unpickled blocks now (maps reopen on the next read)."""

@@ -24,6 +24,7 @@ from atlas_format.codecs import check_declared_size, codec_info
 from atlas_format.constants import DATA_FILE, DEFAULT_LIMITS, DICT_FILE, META_FILE, V1_INDEX_FILE, Limits
 from atlas_format.enums import Codec, CompressionStrategy
 from atlas_format.files import Location, RegularFile, open_regular, read_regular
+from atlas_format.list_items import list_item_at
 from atlas_format.metadata import parse_json
 
 from ._util import (
@@ -57,12 +58,20 @@ def read_json_file(location: Location, limits: Limits, *, missing: type[AtlasErr
     return data, parse_json(data, path=location.path, limits=limits)
 
 
-def unpickle_list_block(loads: Loads, raw: Any, count: int, where: dict[str, Any]) -> list[Any]:
+def unpickle_list_block(loads: Loads, raw: Any, count: int, where: dict[str, Any],
+                        first: int | None = None) -> list[Any]:
     """A decoded block that is one pickle of a list of ``count`` examples (version 1; version 2
-    framing "list", V2-FRAME-5), unpickled and checked; failures are located at ``where``."""
+    framing "list", V2-FRAME-5), unpickled and checked; failures are located at ``where``.
+
+    A refusal inside one example's opcodes also names that example (its position in the block, and
+    ``first`` + position in the shard), found from the refusal's offset as the validator finds it.
+    """
     try:
         examples = loads(raw)
     except AtlasError as exc:  # a refusal of safe loading: same type and rule, located here
+        position = None if exc.pickle_offset is None else list_item_at(raw, exc.pickle_offset)
+        if position is not None:
+            where = {**where, "position": position, "example": None if first is None else first + position}
         raise exc.relocated(**where) from None
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is corrupt data
         raise FormatError(f"block does not unpickle: {type(exc).__name__}: {exc}", **where) from None
@@ -280,7 +289,7 @@ class V1Shard(ProcessLocalState):
             except zstandard.ZstdError as exc:
                 raise CodecError(f"zstd cannot decode the block: {exc}", **where) from None
         size = len(raw)  # the decoded pickle: what the cache's byte budget counts for the list
-        examples = unpickle_list_block(self.loads, raw, self.block_count(b), where)
+        examples = unpickle_list_block(self.loads, raw, self.block_count(b), where, b * self.block_size)
         self.cache.put(key, examples, size)
         self._memo = (b, examples)
         return examples

@@ -418,6 +418,11 @@ class V2Shard(ProcessLocalState):
         return {"path": self.path / DATA_FILE, "shard": self.label, "block": b,
                 "offset": int(self._maps().offsets[b])}
 
+    def _example(self, b: int, pos: int) -> dict[str, Any]:
+        """Where example ``pos`` of block ``b`` is: the block, its position there, its number in the shard (the
+        dataset adds its index in the dataset)."""
+        return {**self._where(b), "position": pos, "example": b * self.block_size + pos}
+
     def _stored_block(self, b: int, maps: _Maps) -> memoryview:
         """Stored block ``b`` of ``maps`` (a view of data.bin), its checksum verified the first time in this
         process."""
@@ -469,17 +474,17 @@ class V2Shard(ProcessLocalState):
                 if declared is not None and 0 <= declared <= limit:
                     data = lz4.frame.decompress(frame)
         except (zstandard.ZstdError, RuntimeError, ValueError) as exc:
-            raise CodecError(f"{self.codec.label} cannot decode example {pos}'s frame: {exc}", example=pos,
-                             **self._where(b)) from None
+            raise CodecError(f"{self.codec.label} cannot decode the example's frame: {exc}",
+                             **self._example(b, pos)) from None
         if declared is None or declared < 0:
-            raise CodecError(f"example {pos}'s {self.codec.label} frame does not declare its content size",
-                             example=pos, **self._where(b))
+            raise CodecError(f"the example's {self.codec.label} frame does not declare its content size",
+                             **self._example(b, pos))
         if declared > limit:
-            raise LimitError(f"example {pos}'s frame declares {declared} bytes, more than the block's raw_size "
-                             f"allows ({limit}); refused before allocating", example=pos, **self._where(b))
+            raise LimitError(f"the example's frame declares {declared} bytes, more than the block's raw_size "
+                             f"allows ({limit}); refused before allocating", **self._example(b, pos))
         if len(data) != declared:
-            raise CodecError(f"example {pos}'s frame decodes to {len(data)} bytes, it declares {declared}",
-                             example=pos, **self._where(b))
+            raise CodecError(f"the example's frame decodes to {len(data)} bytes, it declares {declared}",
+                             **self._example(b, pos))
         return data
 
     def decoded_block(self, b: int) -> Any:
@@ -574,7 +579,7 @@ class V2Shard(ProcessLocalState):
             raise FormatError(f"block holds {stored_count} examples, expected {count}", **self._where(b))
         start, end = U32_PAIR.unpack_from(block, 4 + 4 * pos)
         if not start < end <= len(block) - base:
-            raise FormatError(f"example {pos} spans [{start}, {end}) outside the block payload", **self._where(b))
+            raise FormatError(f"the example spans [{start}, {end}) outside the block payload", **self._example(b, pos))
         return block[base + start:base + end]
 
     def _table(self, block: Any, b: int) -> tuple[int, ...]:
@@ -602,13 +607,12 @@ class V2Shard(ProcessLocalState):
     def _load_error(self, exc: Exception, b: int, pos: int) -> AtlasError:
         """The error for example ``pos`` of block ``b`` failing to unpickle, located."""
         if isinstance(exc, AtlasError):  # a refusal of safe loading: same type and rule, located here
-            return exc.relocated(example=pos, **self._where(b))
-        return FormatError(f"example {pos} does not unpickle: {type(exc).__name__}: {exc}", example=pos,
-                           **self._where(b))
+            return exc.relocated(**self._example(b, pos))
+        return FormatError(f"the example does not unpickle: {type(exc).__name__}: {exc}", **self._example(b, pos))
 
     def _unpickle_list(self, block: Any, b: int) -> list[Any]:
         """Framing "list": every example of block ``b``, one unpickle of the decoded block (V2-FRAME-5)."""
-        return unpickle_list_block(self.loads, block, self.block_count(b), self._where(b))
+        return unpickle_list_block(self.loads, block, self.block_count(b), self._where(b), b * self.block_size)
 
     def _take(self, b: int, positions: Any) -> list[Any]:
         """Framing "list": examples at ``positions`` of block ``b``, each object handed out once.

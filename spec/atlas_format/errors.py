@@ -1,8 +1,9 @@
 """The one exception hierarchy of the Atlas format.
 
 Every error names where it happened (file, shard, block, example, byte offset) so
-that a user can find the bad bytes. The reference implementation raises these
-types; the validator turns them into findings.
+that a user can find the bad bytes; an example is named one way everywhere
+(``format_example``). The reference implementation raises these types; the
+validator turns them into findings.
 """
 
 from __future__ import annotations
@@ -11,18 +12,44 @@ from os import PathLike
 from typing import Any
 
 
+def format_example(index: int | None, shard: int | str | None = None, block: int | None = None,
+                   position: int | None = None) -> str:
+    """The one way errors and findings name an example: 'example 1234 (shard 000003, block 5, position 2)'.
+
+    ``index`` is the example's index in the whole dataset (what ``ds[i]`` takes), ``position`` its place in
+    its block; a reader and the validator use this text so that both name a bad example alike.
+    """
+    inner = []
+    if shard is not None:
+        inner.append(f"shard {shard}")
+    if block is not None:
+        inner.append(f"block {block}")
+    if position is not None:
+        inner.append(f"position {position}")
+    head = "example" if index is None else f"example {index}"
+    return f"{head} ({', '.join(inner)})" if inner else head
+
+
 def format_location(path: str | None, shard: int | str | None, block: int | None, example: int | None,
-                    offset: int | None) -> str:
-    """'file, shard s, block b, example e, byte offset o' with the parts that are known (errors and findings)."""
+                    offset: int | None, *, index: int | None = None, position: int | None = None) -> str:
+    """'file, example i (shard s, block b, position p), byte offset o' with the parts that are known (errors and
+    findings); without an example, 'file, shard s, block b, byte offset o'.
+
+    ``example`` is the example's number within its shard; it is named only when neither ``index`` nor
+    ``position`` is known (the text then says so).
+    """
     parts: list[str] = []
     if path is not None:
         parts.append(path)
-    if shard is not None:
-        parts.append(f"shard {shard}")
-    if block is not None:
-        parts.append(f"block {block}")
-    if example is not None:
-        parts.append(f"example {example}")
+    if index is not None or position is not None:
+        parts.append(format_example(index, shard, block, position))
+    else:
+        if shard is not None:
+            parts.append(f"shard {shard}")
+        if block is not None:
+            parts.append(f"block {block}")
+        if example is not None:
+            parts.append(f"example {example} of the shard")
     if offset is not None:
         parts.append(f"byte offset {offset}")
     return ", ".join(parts)
@@ -40,6 +67,8 @@ class AtlasError(Exception):
         shard: int | str | None = None,
         block: int | None = None,
         example: int | None = None,
+        position: int | None = None,
+        index: int | None = None,
         rule: str | None = None,
         pickle_offset: int | None = None,
     ) -> None:
@@ -48,14 +77,17 @@ class AtlasError(Exception):
         self.offset = offset
         self.shard = shard
         self.block = block
-        self.example = example
+        self.example = example    # number within the shard
+        self.position = position  # position within the block
+        self.index = index        # index in the whole dataset (ds[i]), known to the dataset reader
         self.rule = rule
         self.pickle_offset = pickle_offset
         super().__init__(self._render())
 
     def location(self) -> str:
-        """Where the error is, as 'file, shard s, block b, example e, byte offset o'."""
-        return format_location(self.path, self.shard, self.block, self.example, self.offset)
+        """Where the error is, as 'file, example i (shard s, block b, position p), byte offset o'."""
+        return format_location(self.path, self.shard, self.block, self.example, self.offset, index=self.index,
+                               position=self.position)
 
     def _render(self) -> str:
         where = self.location()

@@ -20,6 +20,7 @@ from atlas_format.codecs import CodecInfo, zstd_decompressor
 from atlas_format.constants import Limits
 from atlas_format.enums import Codec
 from atlas_format.errors import AtlasError, CodecError, LimitError
+from atlas_format.list_items import list_item_at
 from atlas_format.lz4_frame import Lz4FrameHeader
 from atlas_format.zstd_frame import ZstdFrameHeader
 
@@ -148,7 +149,8 @@ def protocol_text(protocol: int | None) -> str:
 
 def check_list_pickle(raw: bytes, *, scan_limits: ScanLimits, sink: Sink, path: str, block: int, offset: int,
                       compressed: bool, expected: int | None, clauses: dict[str, str],
-                      protocol: int | None = None) -> None:
+                      protocol: int | None = None, allowed: frozenset[tuple[str, str]] = frozenset(),
+                      first: int | None = None) -> None:
     """Scan a decoded block that must be one pickle of a list of ``expected`` examples (None: not known),
     ending with STOP at the end of the block: version 1 blocks (V1-BLOCK-2) and version 2 blocks of
     framing "list" (V2-FRAME-5). Never unpickles: the opcode scan counts the list's items.
@@ -156,16 +158,22 @@ def check_list_pickle(raw: bytes, *, scan_limits: ScanLimits, sink: Sink, path: 
     ``offset`` is the block's offset in data.bin; an issue inside an uncompressed block is located at its
     byte, inside a compressed one at the block with the decoded offset in the message. ``clauses`` gives
     the clause of the shape findings by id (ATL411, ATL412, ATL414, and ATL415 with ``protocol``);
-    ``protocol``, when given, is the protocol writers must use (ATL415, a warning, otherwise).
+    ``protocol``, when given, is the protocol writers must use (ATL415, a warning, otherwise). ``allowed``:
+    globals trusted by the caller (``scan_pickle``). An issue inside one example's opcodes also names that
+    example (its position, from the issue's offset, as the reader finds it: ``atlas_format.list_items``;
+    ``first`` + position in the shard).
     """
     where = {"path": path, "block": block}
-    result = scan_pickle(raw, limits=scan_limits, shape=True)
+    result = scan_pickle(raw, limits=scan_limits, shape=True, allowed=allowed)
     sink.note_allowed(result.allowed, **where, offset=offset)
     for issue in result.issues:
+        position = None if issue.offset is None else list_item_at(raw, issue.offset)
+        example = {} if position is None else {
+            "position": position, "example": None if first is None else first + position}
         if compressed:
-            sink.add(issue.id, f"{issue.message} (decoded offset {issue.offset})", **where, offset=offset)
+            sink.add(issue.id, f"{issue.message} (decoded offset {issue.offset})", **where, **example, offset=offset)
         else:
-            sink.add(issue.id, issue.message, **where, offset=offset + (issue.offset or 0))
+            sink.add(issue.id, issue.message, **where, **example, offset=offset + (issue.offset or 0))
     if result.end is None:
         return
     if result.end != len(raw):

@@ -256,7 +256,7 @@ _ENTRIES: tuple[CatalogEntry, ...] = (
                  "extension registry)", "PICKLE-2, PICKLE-5", BY_DESIGN, _POLICY_WHY(o=_O, c="PICKLE-2, PICKLE-5")),
     CatalogEntry("ATL604", ERROR, "the torch stream of _load_from_bytes is not what torch writes", "PICKLE-12",
                  BY_DESIGN, _POLICY_WHY(o=_O, c="PICKLE-12")),
-    CatalogEntry("ATL605", INFO, "pickles reference a global of the pickle policy (one note per global and shard)",
+    CatalogEntry("ATL605", INFO, "pickles reference a global of the pickle policy (one note per global and dataset)",
                  "PICKLE-5", READS, "a note: the policy admits the global"),
     CatalogEntry("ATL606", ERROR, "pickle uses an opcode outside the safe subset", "PICKLE-2", BY_DESIGN,
                  _POLICY_WHY(o=_O, c="PICKLE-2")),

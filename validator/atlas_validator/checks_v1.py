@@ -314,7 +314,8 @@ def _check_block(task: ShardTask, sink: Sink, stats: Stats, data: bytes, b: int,
     if block_size is not None and stored is not None:
         expected = min(block_size, stored - b * block_size)
     check_list_pickle(raw, scan_limits=task.scan_limits, sink=sink, path=shown, block=b, offset=start,
-                      compressed=info.codec != Codec.NONE, expected=expected, clauses=V1_LIST_CLAUSES)
+                      compressed=info.codec != Codec.NONE, expected=expected, clauses=V1_LIST_CLAUSES,
+                      allowed=task.allowed, first=None if block_size is None else b * block_size)
 
 
 def check_root_dictionary(root: Path, sink: Sink, limits: Any) -> tuple[bytes, int] | None:

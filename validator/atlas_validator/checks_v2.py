@@ -543,7 +543,8 @@ def _check_block(task: ShardTask, sink: Sink, stats: Stats, data: bytes, b: int,
             expected = min(block_size, num_examples - b * block_size)
         check_list_pickle(raw, scan_limits=task.scan_limits, sink=sink, path=shown, block=b, offset=offset,
                           compressed=compressed, expected=expected, clauses=LIST_CLAUSES,
-                          protocol=V2_LIST_PICKLE_PROTOCOL)
+                          protocol=V2_LIST_PICKLE_PROTOCOL, allowed=task.allowed,
+                          first=b * block_size if block_size else None)
         return
     where = {"path": shown, "block": b, "offset": offset}
     table = _parse_table(task, sink, raw, b, block_size, num_examples, where, stored=False)
@@ -619,7 +620,7 @@ def _check_example_frames(task: ShardTask, sink: Sink, stats: Stats, data: bytes
     stats.decoded_bytes += base  # the table is part of the decoded block too (raw_size counts it)
 
     def frame_where(k: int) -> dict[str, Any]:
-        return {"path": shown, "block": b, "example": first + k if block_size else None,
+        return {"path": shown, "block": b, "example": first + k if block_size else None, "position": k,
                 "offset": offset + base + offs[k]}
 
     def frame_name(k: int) -> str:
@@ -677,28 +678,29 @@ def _scan_examples(task: ShardTask, sink: Sink, buf: bytes, slices: list[tuple[i
     first = b * (block_size or 0)
     limits = task.scan_limits
     for k, start, end in slices:
-        result = scan_pickle(buf, limits=limits, start=start, stop=end)  # in place: no copy of the slice
+        result = scan_pickle(buf, limits=limits, start=start, stop=end, allowed=task.allowed)  # in place, no copy
         clean = not result.issues and result.end == end and result.protocol == V2_PICKLE_PROTOCOL
         if clean and not result.allowed:
             continue  # the common case: a clean protocol-5 pickle of plain data filling its slice
         example = first + k if block_size else None
         at_example, suffix = locate(k, None)  # only when something is noted (it formats a message)
         if result.allowed:
-            sink.note_allowed(result.allowed, path=shown, block=b, example=example, offset=at_example)
+            sink.note_allowed(result.allowed, path=shown, block=b, example=example, position=k, offset=at_example)
         if clean:
             continue
         for issue in result.issues:
             at, where_text = locate(k, (issue.offset or start) - start)
-            sink.add(issue.id, f"{issue.message} ({where_text})", path=shown, block=b, example=example, offset=at)
+            sink.add(issue.id, f"{issue.message} ({where_text})", path=shown, block=b, example=example, position=k,
+                     offset=at)
         if result.end is not None and result.end != end:
             at, where_text = locate(k, result.end - start)
             sink.add("ATL414", f"example pickle ends at STOP {end - result.end} bytes before the end of its "
-                               f"slice ({where_text})", path=shown, block=b, example=example, offset=at,
-                     clause="V2-BLOCK-4")
+                               f"slice ({where_text})", path=shown, block=b, example=example, position=k,
+                     offset=at, clause="V2-BLOCK-4")
         if result.end is not None and result.protocol != V2_PICKLE_PROTOCOL:
             sink.add("ATL415", f"example pickle uses protocol {protocol_text(result.protocol)}, writers must use "
                                f"{V2_PICKLE_PROTOCOL} ({suffix})", path=shown, block=b, example=example,
-                     offset=at_example)
+                     position=k, offset=at_example)
 
 
 def check_root(root: Path, sink: Sink, limits: Any) -> tuple[dict[str, Any], list[str], dict[str, Any]]:

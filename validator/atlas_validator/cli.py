@@ -1,8 +1,9 @@
 """The ``atlas-validate`` command line.
 
 Exit codes: 0 valid (warnings allowed unless --strict), 1 invalid, 2 usage or I/O
-error (a path that does not exist or cannot be read). ``--format json`` prints one
-document following ``report.schema.json`` (shipped in this package).
+error (a path that does not exist or cannot be read, a bad --allow value). ``--format json``
+prints one document following ``report.schema.json`` (shipped in this package).
+``--min-severity`` filters what is printed, never the verdict or the counts.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import __version__
-from .catalog import markdown
-from .findings import REPORT_SCHEMA_ID, Report
+from .catalog import INFO, markdown
+from .findings import REPORT_SCHEMA_ID, SEVERITY_ALIASES, SEVERITY_ORDER, Report
 from .runner import validate
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
@@ -34,6 +35,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing; the exit code tells")
     p.add_argument("--jobs", "-j", type=int, default=None,
                    help="worker processes for full validation (default: CPU count)")
+    p.add_argument("--min-severity", choices=(*SEVERITY_ORDER, *SEVERITY_ALIASES), default=INFO,
+                   help="print findings of this severity and above (default: info, every finding; 'note' is "
+                        "info); the verdict and the counts always include every finding")
+    p.add_argument("--allow", action="append", default=[], metavar="MODULE:NAME",
+                   help="trust this global outside the pickle policy completely, as the reader's "
+                        "allowed_globals=[(module, name)] (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     p.add_argument("--catalog-markdown", action="store_true", help="print FINDINGS.md (the findings catalog)")
     p.add_argument("--version", action="version", version=f"atlas-validate {__version__}")
@@ -60,17 +67,36 @@ def _progress_factory(enabled: bool) -> Any:
     return factory
 
 
-def render_human(report: Report) -> str:
-    """One line per finding (severity, id, location, message), then a summary and the throughput."""
-    lines = [f"{f.severity.upper():7} {f.id} {f.location()}: {f.message} [{f.clause}]" for f in report.findings]
+def parse_allow(value: str) -> tuple[str, str]:
+    """``module:name`` of --allow as the (module, name) pair of the reader's ``allowed_globals``; ValueError
+    naming the value when it is not a dotted module, a colon and a dotted name."""
+    module, sep, name = value.partition(":")
+    if not sep or not all(part.isidentifier() for part in module.split(".")) \
+            or not all(part.isidentifier() for part in name.split(".")):
+        raise ValueError(f"--allow {value!r}: expected MODULE:NAME, e.g. mypkg.types:Box")
+    return module, name
+
+
+def render_human(report: Report, min_severity: str = INFO) -> str:
+    """One line per finding of ``min_severity`` and above (severity, id, location, message), then a summary
+    (counting every finding, and saying how many lines the filter left out) and the throughput."""
+    shown = report.shown(min_severity)
+    lines = [f"{f.severity.upper():7} {f.id} {f.location()}: {f.message} [{f.clause}]" for f in shown]
     verdict = "VALID" if report.ok else "INVALID"
     version = f"version {report.format_version}" if report.format_version else "unknown version"
     lines.append(f"{report.path}: {verdict} ({version}, {report.level}): {len(report.errors)} errors, "
                  f"{len(report.warnings)} warnings, {len(report.infos)} notes")
+    hidden = len(report.findings) - len(shown)
+    if hidden:
+        lines.append(f"  {hidden} findings below {SEVERITY_ALIASES.get(min_severity, min_severity)} not shown "
+                     "(--min-severity info shows every one)")
+    if report.allowed_globals:
+        lines.append(f"  trusted with --allow: {', '.join(report.allowed_globals)}")
     if report.safe_load is None:
         lines.append("  safe loading: not checked (--quick reads no pickle)")
     elif report.safe_load:
-        lines.append("  safe loading: every example loads under the pickle policy")
+        lines.append("  safe loading: every example loads under the pickle policy" + (
+            " with allowed_globals of the --allow globals" if report.allowed_globals else ""))
     else:
         refused = report.pickles_refused
         lines.append("  safe loading: refuses this dataset" + (
@@ -118,23 +144,28 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.jobs is not None and args.jobs < 1:
         print("atlas-validate: error: --jobs must be at least 1", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        allowed = [parse_allow(value) for value in args.allow]
+    except ValueError as exc:
+        print(f"atlas-validate: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     jobs = args.jobs or _cpu_count()
     show_bar = not (args.quiet or args.no_progress or args.quick) and sys.stderr.isatty()
     reports: list[Report] = []
     code = EXIT_OK
     for path in args.paths:
         report = validate(path, quick=args.quick, jobs=jobs, strict=args.strict,
-                          progress_factory=_progress_factory(show_bar))
+                          progress_factory=_progress_factory(show_bar), allowed_globals=allowed)
         reports.append(report)
         code = max(code, exit_code(report))
         if report.io_error and not args.quiet:
             for f in report.findings:
                 print(f"atlas-validate: error: {f.message}", file=sys.stderr)
         if args.format == "human" and not args.quiet and not report.io_error:
-            print(render_human(report), flush=True)
+            print(render_human(report, args.min_severity), flush=True)
     if args.format == "json" and not args.quiet:
         doc = {"schema": REPORT_SCHEMA_ID, "ok": code == EXIT_OK, "exit_code": code,
-               "reports": [r.to_dict() for r in reports]}
+               "reports": [r.to_dict(args.min_severity) for r in reports]}
         print(json.dumps(doc, indent=2))
     return code
 

@@ -39,7 +39,7 @@ class Sink:
     allowed_first: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
     def note_allowed(self, keys: set[tuple[str, str]] | None, **where: Any) -> None:
-        """Count the allow-listed globals of one pickle (reported once per shard as ATL605)."""
+        """Count the allow-listed globals of one pickle (reported once per dataset as ATL605, ``policy_notes``)."""
         if not keys:
             return
         for key in keys:
@@ -64,13 +64,16 @@ class Sink:
     def count(self, finding_id: str) -> int:
         return self._counts[finding_id]
 
-    def close(self) -> list[Finding]:
+    def allowed_counts(self) -> list[tuple[str, str, int, dict[str, Any]]]:
+        """(module, name, pickles, first location) of every allow-listed global this unit's pickles reference."""
+        out = []
         for key, n in sorted(self.allowed.items()):
             where = dict(self.allowed_first[key])
             where.setdefault("shard", self.shard)
-            self.findings.append(make("ATL605", f"{n} pickles reference {key[0]}.{key[1]}, a global of the pickle "
-                                                "policy (first location given)", **where))
-        self.allowed.clear()
+            out.append((key[0], key[1], n, where))
+        return out
+
+    def close(self) -> list[Finding]:
         for finding_id, n in sorted(self.dropped.items()):
             self.findings.append(make(finding_id, f"{n} more findings of this kind not listed", shard=self.shard))
         self.dropped.clear()
@@ -98,6 +101,7 @@ def guarded_shard_check(task: Any, progress: Any,
         check(task, sink, stats, summary, progress)
     except Exception as exc:  # noqa: BLE001 - the validator must never crash; report where it happened
         sink.add("ATL990", f"internal error: {type(exc).__name__}: {exc}", path=task.name)
+    summary["allowed"] = sink.allowed_counts()
     return ShardResult(task.position, task.name, sink.close(), stats, summary)
 
 

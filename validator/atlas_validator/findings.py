@@ -17,11 +17,30 @@ from .catalog import ERROR, INFO, WARNING, entry
 from .pickle_scan import POLICY_FINDINGS
 
 REPORT_SCHEMA_ID = "atlas-validator-report/1"
+#: Severities from the least to the most severe (``--min-severity``; "note" is what the human output calls info).
+SEVERITY_ORDER = (INFO, WARNING, ERROR)
+SEVERITY_ALIASES = {"note": INFO}
+
+
+def severity_at_least(severity: str, minimum: str) -> bool:
+    """Whether ``severity`` is ``minimum`` or more severe (an unknown severity is always shown); ValueError
+    naming ``minimum`` when it is not a severity."""
+    rank = {name: k for k, name in enumerate(SEVERITY_ORDER)}
+    floor = rank.get(SEVERITY_ALIASES.get(minimum, minimum))
+    if floor is None:
+        raise ValueError(f"minimum severity {minimum!r}: expected one of {', '.join(SEVERITY_ORDER)} (or note)")
+    return rank.get(severity, len(SEVERITY_ORDER)) >= floor
 
 
 @dataclass(frozen=True)
 class Finding:
-    """One problem (or note) at one location: file, shard, block, example, byte offset."""
+    """One problem (or note) at one location: file, shard, block, example, byte offset.
+
+    An example is numbered as the reader numbers it (``atlas_format.errors.format_example``): ``index`` in the
+    whole dataset, ``shard``, ``block`` and ``position`` in the block; ``example`` is its number within the
+    shard (kept: the JSON member predates ``index``). ``data`` holds structured detail of some findings
+    (ATL605: counts per shard), bounded.
+    """
 
     id: str
     severity: str
@@ -32,9 +51,13 @@ class Finding:
     block: int | None = None
     example: int | None = None
     offset: int | None = None
+    position: int | None = None
+    index: int | None = None
+    data: dict[str, Any] | None = None
 
     def location(self) -> str:
-        return format_location(self.path, self.shard, self.block, self.example, self.offset) or "-"
+        return format_location(self.path, self.shard, self.block, self.example, self.offset, index=self.index,
+                               position=self.position) or "-"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -42,14 +65,16 @@ class Finding:
 
 def make(finding_id: str, message: str, *, clause: str | None = None, severity: str | None = None,
          path: Any = None, shard: Any = None, block: int | None = None, example: int | None = None,
-         offset: int | None = None) -> Finding:
+         offset: int | None = None, position: int | None = None, index: int | None = None,
+         data: dict[str, Any] | None = None) -> Finding:
     """A finding of a catalog id; severity and clause default to the catalog's."""
     e = entry(finding_id)
     return Finding(
         id=finding_id, severity=severity or e.severity, clause=clause or e.clause, message=message,
         path=None if path is None else str(path), shard=None if shard is None else str(shard),
         block=None if block is None else int(block), example=None if example is None else int(example),
-        offset=None if offset is None else int(offset),
+        offset=None if offset is None else int(offset), position=None if position is None else int(position),
+        index=None if index is None else int(index), data=data,
     )
 
 
@@ -79,6 +104,7 @@ class Report:
     findings: list[Finding] = field(default_factory=list)
     not_verifiable: list[str] = field(default_factory=list)
     stats: Stats = field(default_factory=Stats)
+    allowed_globals: list[str] = field(default_factory=list)  # 'module:name' trusted by the caller (--allow)
 
     @property
     def errors(self) -> list[Finding]:
@@ -116,7 +142,15 @@ class Report:
     def ids(self) -> set[str]:
         return {f.id for f in self.findings}
 
-    def to_dict(self) -> dict[str, Any]:
+    def shown(self, min_severity: str = INFO) -> list[Finding]:
+        """The findings of ``min_severity`` or more severe (the verdict and ``counts`` always count them all)."""
+        severity_at_least(INFO, min_severity)  # a bad minimum is refused even when there is no finding
+        return [f for f in self.findings if severity_at_least(f.severity, min_severity)]
+
+    def to_dict(self, min_severity: str = INFO) -> dict[str, Any]:
+        """The JSON report; ``findings`` holds those of ``min_severity`` or more severe (default: every one),
+        ``counts`` counts every finding and ``not_shown`` how many the filter left out."""
+        shown = self.shown(min_severity)
         return {
             "schema": REPORT_SCHEMA_ID,
             "validator_version": __version__,
@@ -133,8 +167,11 @@ class Report:
                 "decoded_bytes": self.stats.decoded_bytes, "seconds": round(self.stats.seconds, 6),
                 "mb_per_s": round(self.stats.mb_per_s, 3),
             },
-            "findings": [f.to_dict() for f in self.findings],
+            "allowed_globals": list(self.allowed_globals),
+            "min_severity": SEVERITY_ALIASES.get(min_severity, min_severity),
+            "not_shown": len(self.findings) - len(shown),
+            "findings": [f.to_dict() for f in shown],
         }
 
-    def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
+    def to_json(self, indent: int | None = 2, min_severity: str = INFO) -> str:
+        return json.dumps(self.to_dict(min_severity), indent=indent)

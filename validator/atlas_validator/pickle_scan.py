@@ -153,6 +153,16 @@ class Marker:
         self.entry = entry
 
 
+class Trusted:
+    """A global the caller trusts completely (``allowed``, the reader's ``allowed_globals``), or an object it made:
+    calls and BUILD on it are admitted as the safe loader admits them, and no check of the policy accepts it."""
+
+    __slots__ = ("name", "made")
+
+    def __init__(self, name: str, made: bool) -> None:
+        self.name, self.made = name, made
+
+
 class Pending:
     """What the storage pickle of a torch stream loads: its persistent id, before the bytes are read."""
 
@@ -202,12 +212,13 @@ class _Scanner:
     """One pickle's scan. ``persistent``: the storage pickle of a torch stream (BINPERSID allowed)."""
 
     def __init__(self, data: bytes, limits: PickleLimits, persistent: bool, globals_seen: set[tuple[str, str]],
-                 stop: int | None = None) -> None:
+                 stop: int | None = None, trusted: frozenset[tuple[str, str]] = frozenset()) -> None:
         self.data = data
         self.stop = len(data) if stop is None else stop  # the pickle ends here (it may sit inside a block)
         self.limits = limits
         self.persistent = persistent
         self.globals_seen = globals_seen
+        self.trusted = trusted
         self.stack: list[Any] = []
         self.frames: list[list[Any]] = []  # the stacks below the open marks
         self.memo: dict[int, Any] = {}
@@ -385,6 +396,10 @@ class _Scanner:
         module, name = resolve_name(module, name, self.protocol)
         entry = POLICY.get((module, name))
         if entry is None:
+            if (module, name) in self.trusted:  # as the safe loader: the caller trusts it completely
+                self.globals_seen.add((module, name))
+                self.stack.append(Trusted(f"{module}.{name}", made=False))
+                return
             raise refuse_global(module, name)
         self.globals_seen.add(entry.key)
         self.markers = self.markers or not entry.value
@@ -397,6 +412,10 @@ class _Scanner:
         return made
 
     def _make(self, func: Any, args: Any, how: str) -> Any:
+        if isinstance(func, Trusted):
+            if type(args) is not tuple:
+                raise self.fail(Rule.STRUCTURE, "a call's arguments must be a tuple")
+            return Trusted(func.name, made=True)
         entry = POLICY.get((func.module, func.name)) if isinstance(func, Ref) else \
             func.entry if isinstance(func, Marker) else None
         check = None if entry is None else entry.call if how == "call" else entry.new
@@ -408,7 +427,7 @@ class _Scanner:
             raise self.fail(Rule.STRUCTURE, f"{entry.module}.{entry.name}: arguments must be a tuple")
         result = check(self.view(args), self.limits)
         if entry.nested:
-            return scan_legacy_stream(result, self.limits, self.globals_seen)
+            return scan_legacy_stream(result, self.limits, self.globals_seen, self.trusted)
         if not isinstance(result, Made):
             return result  # plain data the check computed (bytes, bytearray)
         if result.kind in PLAIN_KINDS:
@@ -429,6 +448,8 @@ class _Scanner:
         return SContainer(result, content)
 
     def build(self, target: Any, state: Any) -> None:
+        if isinstance(target, Trusted):
+            return  # the safe loader applies the standard BUILD to what a trusted global made
         made = target.made if isinstance(target, SContainer) else target if isinstance(target, Made) else None
         kind = KINDS.get(made.kind) if made is not None else None
         if made is None or kind is None or kind.build is None:
@@ -462,7 +483,7 @@ class _Scanner:
                 todo.extend((item, depth + 1) for item in node.members.values())
             elif isinstance(node, Made):
                 key_of(node)
-            elif not isinstance(node, Ref):
+            elif not isinstance(node, (Ref, Trusted)):
                 raise self.fail(Rule.KEY, f"{_describe_value(node)} cannot be a dict key or set member (unhashable)")
         return _canonical(value)
 
@@ -545,7 +566,7 @@ class _Scanner:
 def _canonical(value: Any) -> Any:
     """The plain value a checked key equals, as a real dict would compare it: atoms and globals as themselves, a
     numpy scalar as its value, a frozenset by its members' (already canonical) keys, a tuple item by item."""
-    if type(value) in _ATOMS or isinstance(value, Ref):
+    if type(value) in _ATOMS or isinstance(value, (Ref, Trusted)):
         return value
     if type(value) is Blob:
         return value.value()
@@ -587,6 +608,8 @@ def _describe_value(value: Any) -> str:
         return str(value)
     if isinstance(value, Marker):
         return f"{value.entry.module}.{value.entry.name}"
+    if isinstance(value, Trusted):
+        return f"an object made by {value.name}" if value.made else value.name
     if isinstance(value, Made):
         return f"a {value.kind}"
     if isinstance(value, SContainer):
@@ -893,10 +916,11 @@ def _finding_id(exc: PolicyViolation) -> str:
 
 
 def _scan_value(data: bytes, start: int, limits: PickleLimits, persistent: bool,
-                globals_seen: set[tuple[str, str]], stop: int | None = None) -> tuple[Any, int, int | None]:
+                globals_seen: set[tuple[str, str]], stop: int | None = None,
+                trusted: frozenset[tuple[str, str]] = frozenset()) -> tuple[Any, int, int | None]:
     """(value, end, protocol) of the pickle from ``start`` (to ``stop`` at most); raises PolicyViolation with its
     offset set."""
-    scanner = _Scanner(data, limits, persistent, globals_seen, stop)
+    scanner = _Scanner(data, limits, persistent, globals_seen, stop, trusted)
     try:
         value, end = scanner.scan(start)
         scanner.measure(value, end - start)
@@ -912,14 +936,15 @@ def _scan_value(data: bytes, start: int, limits: PickleLimits, persistent: bool,
         raise PolicyViolation(Rule.DEPTH, "nesting too deep to check", scanner.pos) from None
 
 
-def scan_legacy_stream(data: bytes, limits: PickleLimits, globals_seen: set[tuple[str, str]]) -> Made:
+def scan_legacy_stream(data: bytes, limits: PickleLimits, globals_seen: set[tuple[str, str]],
+                       trusted: frozenset[tuple[str, str]] = frozenset()) -> Made:
     """The storage that torch.storage._load_from_bytes would read from ``data`` (POLICY-10): five pickles scanned
     with this policy (a persistent id only in the fourth), then an element count and the bytes."""
     pos = 0
     values: list[Any] = []
     for i, what in enumerate(LEGACY_PICKLES):
         try:
-            value, pos, _protocol = _scan_value(data, pos, limits, i == 3, globals_seen)
+            value, pos, _protocol = _scan_value(data, pos, limits, i == 3, globals_seen, trusted=trusted)
         except PolicyViolation as exc:
             raise PolicyViolation(Rule.NESTED, f"torch stream in _load_from_bytes, {what} pickle: {exc.message} "
                                                f"(inner offset {exc.offset})") from None
@@ -936,12 +961,15 @@ def scan_legacy_stream(data: bytes, limits: PickleLimits, globals_seen: set[tupl
 
 
 def scan_pickle(data: bytes | bytearray | memoryview, *, limits: PickleLimits = DEFAULT_SCAN_LIMITS,
-                start: int = 0, stop: int | None = None, shape: bool = False) -> ScanResult:
+                start: int = 0, stop: int | None = None, shape: bool = False,
+                allowed: frozenset[tuple[str, str]] = frozenset()) -> ScanResult:
     """Scan the pickle in ``data[start:stop]`` up to its STOP, in place; offsets in the result are offsets in
     ``data``. Nothing at or after ``stop`` (default: the end of ``data``) is read as the pickle's.
 
     ``shape=True`` also reports whether the value is a list and its length (version 1 blocks and
-    version 2 blocks of framing "list"). Never raises.
+    version 2 blocks of framing "list"). ``allowed``: (module, name) globals outside the policy the caller
+    trusts completely, as the safe loader's ``allowed_globals`` (they are in ``allowed`` of the result too).
+    Never raises.
     """
     result = ScanResult()
     raw = bytes(data) if type(data) is not bytes else data
@@ -952,7 +980,7 @@ def scan_pickle(data: bytes | bytearray | memoryview, *, limits: PickleLimits = 
         return result
     seen: set[tuple[str, str]] = set()
     try:
-        value, end, protocol = _scan_value(raw, start, limits, False, seen, stop)
+        value, end, protocol = _scan_value(raw, start, limits, False, seen, stop, allowed)
     except PolicyViolation as exc:
         result.issues.append(ScanIssue(_finding_id(exc), exc.message, exc.offset, exc.rule.value))
         result.allowed = seen or None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -21,9 +21,11 @@ from atlas_format.errors import AtlasError
 
 from . import checks_v1, checks_v2
 from .common import ShardResult, Sink, entry_status, is_int, read_limited, regular_size, short_exc
+from .example_index import shard_starts, with_indexes
 from .findings import Report, Stats, make
 from .layout import unfinished_write, v1_shard_folders, v2_root_entries
 from .pickle_scan import DEFAULT_SCAN_LIMITS, ScanLimits
+from .policy_notes import dataset_notes
 from .tasks import ShardTask
 
 Progress = Callable[[int], None]
@@ -42,17 +44,23 @@ def run_shard(task: ShardTask, progress: Progress | None = None) -> ShardResult:
 
 def validate(path: str | os.PathLike[str], *, quick: bool = False, jobs: int = 1, strict: bool = False,
              limits: Limits | None = None, scan_limits: ScanLimits | None = None,
-             progress_factory: Callable[[int], Any] | None = None) -> Report:
+             progress_factory: Callable[[int], Any] | None = None,
+             allowed_globals: Iterable[tuple[str, str]] = ()) -> Report:
     """Validate the dataset at ``path`` and return a Report; never raises for any dataset content.
 
     ``jobs`` > 1 checks shards in that many processes. ``progress_factory(total_bytes)``
     may return an object with ``update(n)`` and ``close()`` (a tqdm bar) for full runs.
+    ``allowed_globals``: (module, name) pairs trusted completely, as the reader's ``allowed_globals``
+    (the scan admits them as safe loading with them does).
     """
     started = time.perf_counter()
-    report = Report(path=str(path), level="quick" if quick else "full", strict=strict)
+    allowed = frozenset((str(m), str(n)) for m, n in allowed_globals)
+    report = Report(path=str(path), level="quick" if quick else "full", strict=strict,
+                    allowed_globals=[f"{m}:{n}" for m, n in sorted(allowed)])
     try:
         _validate(Path(path), report, quick=quick, jobs=max(1, int(jobs)), limits=limits or DEFAULT_LIMITS,
-                  scan_limits=scan_limits or DEFAULT_SCAN_LIMITS, progress_factory=progress_factory)
+                  scan_limits=scan_limits or DEFAULT_SCAN_LIMITS, progress_factory=progress_factory,
+                  allowed=allowed)
     except Exception as exc:  # noqa: BLE001 - the validator must never crash
         report.findings.append(make("ATL990", f"internal error: {short_exc(exc)}", path="."))
     report.stats.seconds = time.perf_counter() - started
@@ -60,7 +68,7 @@ def validate(path: str | os.PathLike[str], *, quick: bool = False, jobs: int = 1
 
 
 def _validate(root: Path, report: Report, *, quick: bool, jobs: int, limits: Limits, scan_limits: ScanLimits,
-              progress_factory: Callable[[int], Any] | None) -> None:
+              progress_factory: Callable[[int], Any] | None, allowed: frozenset[tuple[str, str]]) -> None:
     sink = Sink()
     if not root.exists():
         unfinished = unfinished_write(root)
@@ -94,20 +102,22 @@ def _validate(root: Path, report: Report, *, quick: bool, jobs: int, limits: Lim
         report.findings.extend(sink.close())
         return
     if version == 1:
-        tasks, finish = _root_v1(root, sink, quick=quick, limits=limits, scan_limits=scan_limits)
+        tasks, finish = _root_v1(root, sink, quick=quick, limits=limits, scan_limits=scan_limits, allowed=allowed)
         report.not_verifiable = list(checks_v1.NOT_VERIFIABLE_V1)
         sink.add("ATL590", "version 1 has no checksums; not verifiable: " + "; ".join(report.not_verifiable),
                  path=".")
     else:
-        tasks, finish = _root_v2(root, sink, quick=quick, limits=limits, scan_limits=scan_limits)
+        tasks, finish = _root_v2(root, sink, quick=quick, limits=limits, scan_limits=scan_limits, allowed=allowed)
     report.findings.extend(sink.close())
     results = _run_tasks(root, tasks, jobs=jobs, quick=quick, progress_factory=progress_factory)
+    starts = shard_starts(results, "stored_examples" if version == 1 else "num_examples")
     for result in results:
-        report.findings.extend(result.findings)
+        report.findings.extend(with_indexes(result.findings, starts))
         report.stats.shards += result.stats.shards
         report.stats.blocks += result.stats.blocks
         report.stats.bytes_read += result.stats.bytes_read
         report.stats.decoded_bytes += result.stats.decoded_bytes
+    report.findings.extend(with_indexes(dataset_notes(results, allowed), starts))
     try:
         report.findings.extend(finish(results))
     except Exception as exc:  # noqa: BLE001
@@ -128,8 +138,8 @@ def _detect_version(raw: bytes, sink: Sink) -> int | None:
     return int(version)
 
 
-def _root_v1(root: Path, sink: Sink, *, quick: bool, limits: Limits,
-             scan_limits: ScanLimits) -> tuple[list[ShardTask], Callable[[list[ShardResult]], list[Any]]]:
+def _root_v1(root: Path, sink: Sink, *, quick: bool, limits: Limits, scan_limits: ScanLimits,
+             allowed: frozenset[tuple[str, str]]) -> tuple[list[ShardTask], Callable[[list[ShardResult]], list[Any]]]:
     doc = checks_v1.load_json(root, META_FILE, sink, limits=limits, schema="v1-root",
                               schema_id="ATL202")
     doc = doc if isinstance(doc, dict) else {}
@@ -139,12 +149,13 @@ def _root_v1(root: Path, sink: Sink, *, quick: bool, limits: Limits,
         root_dict = checks_v1.check_root_dictionary(root, sink, limits)
     names = v1_shard_folders(root, sink, root_dict_expected=strategy == 2)
     expect: dict[str, Any] = {"root_dictionary": root_dict, "root_strategy": strategy}
-    tasks = [ShardTask(str(root), name, k, 1, quick, limits, scan_limits, expect) for k, name in enumerate(names)]
+    tasks = [ShardTask(str(root), name, k, 1, quick, limits, scan_limits, expect, allowed)
+             for k, name in enumerate(names)]
     return tasks, lambda results: checks_v1.cross_shard(doc, names, results)
 
 
-def _root_v2(root: Path, sink: Sink, *, quick: bool, limits: Limits,
-             scan_limits: ScanLimits) -> tuple[list[ShardTask], Callable[[list[ShardResult]], list[Any]]]:
+def _root_v2(root: Path, sink: Sink, *, quick: bool, limits: Limits, scan_limits: ScanLimits,
+             allowed: frozenset[tuple[str, str]]) -> tuple[list[ShardTask], Callable[[list[ShardResult]], list[Any]]]:
     doc, listed, expect = checks_v2.check_root(root, sink, limits)
     present, refused = v2_root_entries(root, listed, sink, shared_dict_expected=doc.get("dictionary") == "shared")
     shards_value = doc.get("shards")
@@ -158,7 +169,8 @@ def _root_v2(root: Path, sink: Sink, *, quick: bool, limits: Limits,
                      shard=name, clause="V2-META-5, V2-READ-2")
             continue
         entry = shards[k] if isinstance(shards[k], dict) else {}
-        tasks.append(ShardTask(str(root), name, k, 2, quick, limits, scan_limits, {**expect, "entry": entry}))
+        tasks.append(ShardTask(str(root), name, k, 2, quick, limits, scan_limits, {**expect, "entry": entry},
+                               allowed))
     return tasks, lambda results: checks_v2.cross_shard(doc, results) if len(results) == len(listed) else \
         checks_v2.cross_shard({k: v for k, v in doc.items() if k not in ("num_examples", "max_block_raw_size")},
                               results)

@@ -26,3 +26,5 @@ class ShardTask:
     scan_limits: ScanLimits = DEFAULT_SCAN_LIMITS
     # Root-level facts the shard is checked against (version specific, JSON-like values).
     expect: dict[str, Any] = field(default_factory=dict)
+    # Globals outside the pickle policy the caller trusts completely (the reader's allowed_globals).
+    allowed: frozenset[tuple[str, str]] = frozenset()
