@@ -51,9 +51,10 @@ def test_info_v2_excludes_leftovers_from_the_size_and_reports_them(tmp_path):
     info = _info(root)
     assert info["bytes_on_disk"] == clean["bytes_on_disk"]
     assert info["num_shards"] == 4 and info["num_examples"] == 35
-    assert info["leftovers"] == [{"name": ".atlas-tmp-3f2a", "kind": "temporary", "bytes": 5000},
-                                 {"name": ".atlas-tmp-9c1d.json", "kind": "temporary", "bytes": 2},
-                                 {"name": "000004", "kind": "unlisted-shard", "bytes": unlisted}]
+    assert info["leftovers"] == [
+        {"name": ".atlas-tmp-3f2a", "kind": "append", "bytes": 5000, "writer_alive": False},
+        {"name": ".atlas-tmp-9c1d.json", "kind": "append", "bytes": 2, "writer_alive": False},
+        {"name": "000004", "kind": "shard", "bytes": unlisted, "writer_alive": False}]
     text = atlas_ds("info", root).stdout
     line = next(row for row in text.splitlines() if row.startswith("leftovers"))
     assert line.startswith("leftovers          3 ") and ".atlas-tmp-3f2a" in line and "000004" in line
@@ -70,7 +71,7 @@ def test_info_v1_excludes_leftovers_and_counts_every_shard_folder(tmp_path):
     (root / ".atlas-tmp-x" / "meta.json").write_bytes(b"{" * 300)
     info = _info(root)
     assert info["bytes_on_disk"] == clean["bytes_on_disk"]
-    assert info["leftovers"] == [{"name": ".atlas-tmp-x", "kind": "temporary", "bytes": 300}]
+    assert info["leftovers"] == [{"name": ".atlas-tmp-x", "kind": "append", "bytes": 300, "writer_alive": False}]
 
 
 @pytest.mark.parametrize("version,removed,named", [
@@ -191,3 +192,16 @@ def test_allow_with_a_bad_value_exits_2_naming_it(tmp_path, addresses, command, 
 def test_allow_with_trust_is_refused(addresses):
     done = atlas_ds("show", addresses, "0", "--trust", *ALLOW)
     assert done.returncode == 2 and "--trust" in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_info_marks_a_running_appenders_files_and_does_not_count_them(tmp_path):
+    root = _write(tmp_path / "ds")
+    clean = _info(root)
+    with AtlasDatasetWriter.append(root) as writer:
+        for i in range(40):
+            writer.add_example({"late": i})
+        running = _info(root)
+        assert running["bytes_on_disk"] == clean["bytes_on_disk"]
+        assert running["leftovers"] and all(x["writer_alive"] for x in running["leftovers"])
+        assert "its writer is still running" in atlas_ds("info", root).stdout
+    assert _info(root)["leftovers"] == []

@@ -70,24 +70,13 @@ def _dataset_bytes(root: Path, shards: Sequence[str]) -> int:
     return sum(_bytes_on_disk(root / name) for name in (META_FILE, DICT_FILE, *shards))
 
 
-def _leftovers(root: Path, listed: Sequence[str] | None) -> list[dict[str, Any]]:
-    """Entries of root left by an interrupted write or append (FORMAT.md V2-LAYOUT-4, V2-STATE-1): names
-    starting with ``.atlas-tmp-``, and, in version 2 (``listed``: the root meta.json's shards), shard
-    folders that meta.json does not list. Readers ignore them; info reports them apart from the size."""
-    from atlas_format.constants import TEMP_PREFIX
-    from atlas_format.layout import V2_SHARD_NAME
+def _leftovers(root: Path) -> list[dict[str, Any]]:
+    """Entries inside root left by interrupted writes and appends (FORMAT.md V2-STATE-1), as
+    ``atlas-ds gc`` sees them (``leftovers.list_leftovers``); a running writer's are marked, not counted."""
+    from .leftovers import list_leftovers
 
-    found = []
-    with os.scandir(root) as entries:
-        for entry in entries:
-            if entry.name.startswith(TEMP_PREFIX):
-                kind = "temporary"
-            elif (listed is not None and V2_SHARD_NAME.match(entry.name) and entry.name not in listed
-                  and entry.is_dir(follow_symlinks=False)):
-                kind = "unlisted-shard"
-            else:
-                continue
-            found.append({"name": entry.name, "kind": kind, "bytes": _bytes_on_disk(Path(entry.path))})
+    found = [{"name": x.path.name, "kind": x.kind, "bytes": x.size, "writer_alive": x.writer_alive}
+             for x in list_leftovers(root) if x.path.parent == root]
     return sorted(found, key=lambda leftover: leftover["name"])
 
 
@@ -163,7 +152,7 @@ def dataset_info(root: Path) -> dict[str, Any]:
             "decoded_bytes": decoded, "dictionary_ids": dict_ids, "user_metadata": doc["user_metadata"],
             "generation": doc["generation"], "writer": doc["writer"],
             "bytes_on_disk": _dataset_bytes(root, [s["name"] for s in doc["shards"]]),
-            "leftovers": _leftovers(root, [s["name"] for s in doc["shards"]]),
+            "leftovers": _leftovers(root),
         })
     elif version == 1:
         import zstandard
@@ -208,7 +197,7 @@ def dataset_info(root: Path) -> dict[str, Any]:
             "block_size": blocks.pop() if len(blocks) == 1 else sorted(blocks),
             "shard_size": max(sizes, default=0), "data_bytes": data_bytes, "decoded_bytes": decoded,
             "dictionary_ids": dict_ids, "user_metadata": None, "generation": None, "writer": None,
-            "bytes_on_disk": _dataset_bytes(root, names), "leftovers": _leftovers(root, None),
+            "bytes_on_disk": _dataset_bytes(root, names), "leftovers": _leftovers(root),
         })
     else:
         from atlas_format.errors import VersionError
@@ -230,15 +219,18 @@ def _human_size(n: int) -> str:
     return f"{n} B"
 
 
-_LEFTOVER_TEXT = {"temporary": "temporary entry of an interrupted write or append",
-                  "unlisted-shard": "shard folder not listed in meta.json"}
+_LEFTOVER_TEXT = {"write": "temporary folder of an unfinished write",
+                  "append": "temporary entry of an unfinished append",
+                  "shard": "shard folder not listed in meta.json",
+                  "lock": "lock file of a writer that is gone"}
 
 
 def _leftovers_text(path: str, leftovers: list[dict[str, Any]]) -> str:
     if not leftovers:
         return "none"
     total = sum(leftover["bytes"] for leftover in leftovers)
-    named = "; ".join(f"{leftover['name']} ({_LEFTOVER_TEXT[leftover['kind']]}, {_human_size(leftover['bytes'])})"
+    named = "; ".join(f"{leftover['name']} ({_LEFTOVER_TEXT[leftover['kind']]}, {_human_size(leftover['bytes'])}"
+                      f"{', its writer is still running' if leftover['writer_alive'] else ''})"
                       for leftover in leftovers)
     return (f"{len(leftovers)} ({_human_size(total)}, not counted above): {named}; "
             f"remove them with atlas-ds gc {path}")
