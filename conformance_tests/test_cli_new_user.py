@@ -205,3 +205,11 @@ def test_info_marks_a_running_appenders_files_and_does_not_count_them(tmp_path):
         assert running["leftovers"] and all(x["writer_alive"] for x in running["leftovers"])
         assert "its writer is still running" in atlas_ds("info", root).stdout
     assert _info(root)["leftovers"] == []
+
+
+@pytest.mark.parametrize("arguments", [["--quick", "{p}"], ["{p}", "--quick"], ["--jobs", "2", "--quick", "{p}"]])
+def test_atlas_ds_validate_takes_options_before_or_after_the_path(tmp_path, arguments):
+    root = _write(tmp_path / "ds")
+    done = atlas_ds("validate", *[a.format(p=root) for a in arguments])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "VALID (version 2, quick)" in done.stdout

@@ -267,10 +267,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 # -- validate ---------------------------------------------------------------------------
 
 
-def cmd_validate(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    readable_folder(args.path)
-    # A separate process: the validator must not share this process's imports (torch, us).
-    command = [sys.executable, "-m", "atlas_validator", args.path, *extra]
+def cmd_validate(validator_args: Sequence[str]) -> int:
+    """atlas-validate with these arguments, in a separate process: the validator must not share this
+    process's imports (torch, us)."""
+    command = [sys.executable, "-m", "atlas_validator", *validator_args]
     if sys.stdout is sys.__stdout__ and sys.stderr is sys.__stderr__:
         return subprocess.call(command)  # the terminal is the validator's (its progress bar shows)
     done = subprocess.run(command, capture_output=True, text=True)
@@ -512,9 +512,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON (schema: torch_atlas_ds/info.schema.json)")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("validate", help="run the standalone validator (arguments after PATH go to atlas-validate)",
-                       description="Run atlas-validate on PATH in a separate process (no torch, no unpickling). "
-                                   "Options such as --quick, --strict, --format json, --jobs N are passed on.")
+    p = sub.add_parser("validate", help="run the standalone validator (every argument goes to atlas-validate)",
+                       description="Run atlas-validate in a separate process (no torch, no unpickling), with every "
+                                   "argument after 'validate': PATH, and options such as --quick, --strict, "
+                                   "--format json, --jobs N, --allow MODULE:NAME, --min-severity before or after it.")
     p.add_argument("path")
     p.set_defaults(func=None)
 
@@ -567,13 +568,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    extra: list[str] = []
-    if argv[:1] == ["validate"] and len(argv) > 2:
-        argv, extra = argv[:2], argv[2:]
+    if argv[:1] == ["validate"] and not {"-h", "--help"} & set(argv[1:]):
+        # everything after "validate" is atlas-validate's (options before or after PATH; it checks the path)
+        return cmd_validate(argv[1:])
     args = parser.parse_args(argv)
     try:
-        if args.command == "validate":
-            return cmd_validate(args, extra)
         return int(args.func(args))
     except UsageError as exc:
         print(f"atlas-ds: error: {exc}", file=sys.stderr)
