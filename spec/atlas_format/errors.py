@@ -12,6 +12,11 @@ from os import PathLike
 from typing import Any
 
 
+def _known(**named: int | str | None) -> list[str]:
+    """'shard 3', 'block 5', ... for the parts that are known, in the order given."""
+    return [f"{name} {value}" for name, value in named.items() if value is not None]
+
+
 def format_example(index: int | None, shard: int | str | None = None, block: int | None = None,
                    position: int | None = None) -> str:
     """The one way errors and findings name an example: 'example 1234 (shard 000003, block 5, position 2)'.
@@ -19,13 +24,7 @@ def format_example(index: int | None, shard: int | str | None = None, block: int
     ``index`` is the example's index in the whole dataset (what ``ds[i]`` takes), ``position`` its place in
     its block; a reader and the validator use this text so that both name a bad example alike.
     """
-    inner = []
-    if shard is not None:
-        inner.append(f"shard {shard}")
-    if block is not None:
-        inner.append(f"block {block}")
-    if position is not None:
-        inner.append(f"position {position}")
+    inner = _known(shard=shard, block=block, position=position)
     head = "example" if index is None else f"example {index}"
     return f"{head} ({', '.join(inner)})" if inner else head
 
@@ -44,10 +43,7 @@ def format_location(path: str | None, shard: int | str | None, block: int | None
     if index is not None or position is not None:
         parts.append(format_example(index, shard, block, position))
     else:
-        if shard is not None:
-            parts.append(f"shard {shard}")
-        if block is not None:
-            parts.append(f"block {block}")
+        parts += _known(shard=shard, block=block)
         if example is not None:
             parts.append(f"example {example} of the shard")
     if offset is not None:
