@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ._cli_paths import UsageError, input_file, new_destination, readable_folder
+from .leftovers import human_size
 
 EPILOG = """examples:
   atlas-ds info data/train                      # what is in a dataset
@@ -210,15 +211,6 @@ def dataset_info(root: Path) -> dict[str, Any]:
 _FRAMING_TEXT = {"block": "block (one codec frame per block)", "example": "example (one codec frame per example)",
                  "list": "list (one codec frame per block over a pickled list)"}
 
-def _human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1024 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
-
-
 _LEFTOVER_TEXT = {"write": "temporary folder of an unfinished write",
                   "append": "temporary entry of an unfinished append",
                   "shard": "shard folder not listed in meta.json",
@@ -229,10 +221,10 @@ def _leftovers_text(path: str, leftovers: list[dict[str, Any]]) -> str:
     if not leftovers:
         return "none"
     total = sum(leftover["bytes"] for leftover in leftovers)
-    named = "; ".join(f"{leftover['name']} ({_LEFTOVER_TEXT[leftover['kind']]}, {_human_size(leftover['bytes'])}"
+    named = "; ".join(f"{leftover['name']} ({_LEFTOVER_TEXT[leftover['kind']]}, {human_size(leftover['bytes'])}"
                       f"{', its writer is still running' if leftover['writer_alive'] else ''})"
                       for leftover in leftovers)
-    return (f"{len(leftovers)} ({_human_size(total)}, not counted above): {named}; "
+    return (f"{len(leftovers)} ({human_size(total)}, not counted above): {named}; "
             f"remove them with atlas-ds gc {path}")
 
 
@@ -246,8 +238,8 @@ def render_info(info: dict[str, Any]) -> str:
         f"framing            {_FRAMING_TEXT.get(info['framing'], info['framing'])}",
         f"compression level  {info['compression_level']}",
         f"block size         {info['block_size']} examples; shard size {info['shard_size']}",
-        f"bytes on disk      {_human_size(info['bytes_on_disk'])} ({info['bytes_on_disk']:,} bytes)",
-        f"decoded blocks     {_human_size(info['decoded_bytes'])}; compression ratio {info['compression_ratio']}",
+        f"bytes on disk      {human_size(info['bytes_on_disk'])} ({info['bytes_on_disk']:,} bytes)",
+        f"decoded blocks     {human_size(info['decoded_bytes'])}; compression ratio {info['compression_ratio']}",
         f"dictionary ids     {', '.join(map(str, info['dictionary_ids'])) or '-'}",
         f"leftovers          {_leftovers_text(info['path'], info['leftovers'])}",
     ]
@@ -488,11 +480,11 @@ def cmd_gc(args: argparse.Namespace) -> int:
     verb = "would remove" if args.dry_run else "removed"
     for x in result.removed:
         who = f", writer pid {x.writer_pid} not running" if x.writer_pid is not None else ""
-        print(f"{verb} {x.path} ({x.kind} leftover, {_human_size(x.size)}{who})")
+        print(f"{verb} {x.path} ({x.kind} leftover, {human_size(x.size)}{who})")
     for x in result.kept:
         print(f"kept {x.path}: its writer (pid {x.writer_pid}) is still running")
     freed = result.bytes_freed
-    print(f"{'would free' if args.dry_run else 'freed'} {_human_size(freed)} ({freed} bytes)"
+    print(f"{'would free' if args.dry_run else 'freed'} {human_size(freed)} ({freed} bytes)"
           if result.removed else "nothing to remove")
     return 0
 

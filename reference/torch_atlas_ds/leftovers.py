@@ -225,11 +225,11 @@ def remove_leftovers(path: str | os.PathLike[str], *, dry_run: bool = False) -> 
     return result
 
 
-def _human(n: int) -> str:
+def human_size(n: int) -> str:
     """A size as ``atlas-ds`` prints it (1024-based)."""
     size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"
@@ -246,7 +246,7 @@ def unfinished_write(path: str | os.PathLike[str]) -> str | None:
     found = [x for x in _describe(_sibling_entries(path), lock, live) if x.kind == "write"]
     if not found:
         return None
-    names = ", ".join(f"{x.path} ({_human(x.size)})" for x in found[:3]) + (", ..." if len(found) > 3 else "")
+    names = ", ".join(f"{x.path} ({human_size(x.size)})" for x in found[:3]) + (", ..." if len(found) > 3 else "")
     if live is not None:
         return (f"no dataset yet: a write to it is still running ({live.describe()}); it appears when that write "
                 f"finishes. Its temporary folder: {names}")
