@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.metadata
 import ipaddress
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -213,3 +214,28 @@ def test_atlas_ds_validate_takes_options_before_or_after_the_path(tmp_path, argu
     done = atlas_ds("validate", *[a.format(p=root) for a in arguments])
     assert done.returncode == 0, done.stdout + done.stderr
     assert "VALID (version 2, quick)" in done.stdout
+
+
+def _truncate(path, size):
+    os.truncate(path, size)
+
+
+def _overwrite_start(path, data):
+    with open(path, "r+b") as f:
+        f.write(data)
+
+
+@pytest.mark.parametrize("version,damaged,damage", [
+    (2, "000001/index.bin", lambda p: _truncate(p, 70)),
+    (2, "000001/index.bin", lambda p: _overwrite_start(p, b"NOTANIDX")),
+    (1, "1/index.npy", lambda p: p.write_bytes(b"garbage")),
+    (1, "1/index.npy", lambda p: _truncate(p, 100)),
+    (1, "1/data.bin", lambda p: _overwrite_start(p, b"XXXX")),
+])
+def test_info_reads_indexes_as_the_reader_does_and_names_a_damaged_file(tmp_path, version, damaged, damage):
+    root = _write(tmp_path / "ds", version=version)
+    damage(root / damaged)
+    done = atlas_ds("info", root)
+    assert done.returncode == 1 and not done.stdout
+    assert done.stderr.startswith("atlas-ds: error: ") and done.stderr.count("\n") == 1, done.stderr
+    assert str(root / damaged) in done.stderr and "Traceback" not in done.stderr

@@ -95,19 +95,29 @@ def _dict_id(location: Any) -> int | None:
         return None
 
 
+def _reader_shards(root: Path, version: int) -> list[Any]:
+    """The shards of the dataset at ``root`` as the reader opens them (``shards.py``: metadata checked, each
+    index read and checked on first use), without torch."""
+    from atlas_format.constants import DEFAULT_LIMITS, META_FILE
+    from atlas_format.files import Location
+
+    from .shard_v1 import read_json_file
+    from .shards import open_v1_shards, open_v2_shards
+
+    if version == 1:
+        _, doc = read_json_file(Location(root, META_FILE), DEFAULT_LIMITS)
+        return open_v1_shards(root, doc)[1]
+    return open_v2_shards(root)[2]
+
+
 def dataset_info(root: Path) -> dict[str, Any]:
     """What ``atlas-ds info`` prints, from metadata and index files only (no example is decoded). Files are
     opened as the readers open them (``atlas_format.files``: no symlink followed, never blocking, bounded)."""
-    import io
-
-    import numpy as np
-
     from atlas_format import metadata
-    from atlas_format.constants import DATA_FILE, DEFAULT_LIMITS, DICT_FILE, META_FILE, V1_INDEX_FILE, V2_INDEX_FILE
+    from atlas_format.constants import DATA_FILE, DEFAULT_LIMITS, DICT_FILE, META_FILE
     from atlas_format.enums import Codec, CompressionStrategy, DictionaryMode, v2_to_strategy
     from atlas_format.errors import IncompleteDatasetError, MissingShardError
-    from atlas_format.files import Location, open_regular, read_regular, require_folder
-    from atlas_format.index_v2 import INDEX_ENTRY_DTYPE
+    from atlas_format.files import Location, open_regular, read_regular
     from atlas_format.layout import v1_shard_folders
 
     limits = DEFAULT_LIMITS
@@ -127,18 +137,10 @@ def dataset_info(root: Path) -> dict[str, Any]:
         dict_ids = []
         if doc["shared_dictionary"]:
             dict_ids.append(doc["shared_dictionary"]["dict_id"])
-        for shard in doc["shards"]:
-            name = shard["name"]
-            require_folder(dataset / name, what="shard folder listed in root meta.json", shard=name)
-            for file_name, limit in ((META_FILE, limits.max_metadata_size), (DATA_FILE, limits.max_data_size)):
-                open_regular(dataset / name / file_name, limit=limit, shard=name).close()
-            index = read_regular(dataset / name / V2_INDEX_FILE, limit=limits.max_index_size, shard=name)
-            entries = np.frombuffer(index, dtype=INDEX_ENTRY_DTYPE, offset=64, count=shard["num_blocks"])
-            decoded += int(entries["raw_size"].sum())
-            if shard["dictionary"] == "shard":
-                shard_id = _dict_id(dataset / shard["name"] / DICT_FILE)
-                if shard_id is not None:
-                    dict_ids.append(shard_id)
+        for shard in _reader_shards(root, 2):  # each index read and checked as the reader does
+            decoded += shard.decoded_bytes()
+            if shard.dictionary == "shard":
+                dict_ids.append(shard.dict_id)
         codec, mode = Codec.from_label(doc["codec"]), DictionaryMode(doc["dictionary"])
         strategy = v2_to_strategy(codec, mode)
         data_bytes = sum(s["data_size"] for s in doc["shards"])
@@ -156,35 +158,20 @@ def dataset_info(root: Path) -> dict[str, Any]:
             "leftovers": _leftovers(root),
         })
     elif version == 1:
-        import zstandard
 
         metadata.validate_schema(doc, "v1-root", path=meta_path)
         strategy = CompressionStrategy(doc["compression_strategy"])
         names = v1_shard_folders(root)
         sizes, blocks, levels, data_bytes, decoded = [], set(), set(), 0, 0
         dict_ids = [i for i in [_dict_id(dataset / DICT_FILE)] if i is not None]
-        for name in names:
-            shard_raw = read_regular(dataset / name / META_FILE, limit=limits.max_metadata_size, shard=name)
-            shard_doc = metadata.parse_json(shard_raw, path=root / name / META_FILE)
-            sizes.append(shard_doc["stored_examples"])
-            blocks.add(shard_doc["block_size"])
-            levels.add(shard_doc["compression_level"])
-            index = read_regular(dataset / name / V1_INDEX_FILE, limit=limits.max_index_size, shard=name)
-            offsets = np.load(io.BytesIO(index), allow_pickle=False)
-            try:
-                data = open_regular(dataset / name / DATA_FILE, limit=limits.max_data_size, shard=name)
-            except MissingShardError:
-                continue
-            with data:
-                data_bytes += data.size
-                if shard_doc["compression_strategy"] == 0:
-                    decoded += data.size
-                elif (mapped := data.raw_map()) is not None:
-                    try:
-                        for start in offsets[:-1]:
-                            decoded += max(zstandard.frame_content_size(mapped[int(start):int(start) + 18]), 0)
-                    finally:
-                        mapped.close()
+        for name, shard in zip(names, _reader_shards(root, 1), strict=True):  # read and checked as the reader does
+            sizes.append(shard.num_examples)
+            blocks.add(shard.block_size)
+            levels.add(shard.metadata.compression_level)
+            decoded += shard.decoded_bytes()
+            if shard.num_blocks:
+                with open_regular(dataset / name / DATA_FILE, limit=limits.max_data_size, shard=name) as data:
+                    data_bytes += data.size
             shard_id = _dict_id(dataset / name / DICT_FILE)
             if shard_id is not None:
                 dict_ids.append(shard_id)

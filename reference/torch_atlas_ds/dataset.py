@@ -22,20 +22,19 @@ from typing import Any
 
 import torch.utils.data
 
-from atlas_format.constants import DEFAULT_LIMITS, DICT_FILE, META_FILE, Limits
-from atlas_format.enums import Codec, DictionaryMode, v2_to_strategy
+from atlas_format.constants import DEFAULT_LIMITS, META_FILE, Limits
 from atlas_format.errors import AtlasError
-from atlas_format.files import Location, require_folder
-from atlas_format.layout import v1_shard_folders
+from atlas_format.files import Location
 from atlas_format.pickle_values import DEFAULT_PICKLE_LIMITS, PickleLimits
 
 from ._util import BlockCache, OpenShards
-from .errors import IncompleteDatasetError, MetadataError
+from .errors import IncompleteDatasetError
 from .leftovers import unfinished_write
-from .metadata import AtlasDatasetMetadata, AtlasDatasetShardMetadata
+from .metadata import AtlasDatasetShardMetadata
 from .safe_pickle import make_loads
 from .shard_v1 import V1Shard, check_version, read_json_file
-from .shard_v2 import _TAKEN, V2Shard, read_dictionary, read_v2_meta
+from .shard_v2 import _TAKEN, V2Shard
+from .shards import Shard, open_v1_shards, open_v2_shards
 
 #: Decoded blocks kept per dataset (per process). Small on purpose: a random-access
 #: workload gains nothing from a big cache; sequential and block-shuffled reads need
@@ -50,7 +49,6 @@ DEFAULT_BLOCK_CACHE_BYTES = 64 << 20
 #: shard beyond it is closed and reopens (checked again) on its next read.
 DEFAULT_MAX_OPEN_SHARDS = 64
 
-Shard = V1Shard | V2Shard
 
 
 def _refuse_unfinished(root: Path) -> None:
@@ -290,56 +288,20 @@ class AtlasDataset(_Reader, torch.utils.data.Dataset):  # type: ignore[type-arg]
             raise FileNotFoundError(f"no dataset folder at {self.root}")
         _, doc = read_json_file(Location(self.root, META_FILE), limits, missing=IncompleteDatasetError)
         self.version = check_version(doc, meta_path)
+        opening: dict[str, Any] = {"mmap_index": mmap_index, "limits": limits, "loads": loads, "cache": self._cache,
+                                   "opened": self._opened}
+        self.v2_metadata: dict[str, Any] | None = None
         if self.version == 1:
-            self._open_v1(doc, meta_path, loads)
+            self.metadata, self._shards = open_v1_shards(self.root, doc, **opening)
         else:
-            self._open_v2(meta_path, loads)
+            self.v2_metadata, self.metadata, self._shards = open_v2_shards(
+                self.root, verify_checksums=verify_checksums, **opening)
         self._starts = []
         total = 0
         for shard in self._shards:
             self._starts.append(total)
             total += len(shard)
         self._len = total
-
-    def _open_v1(self, doc: dict[str, Any], meta_path: Path, loads: Any) -> None:
-        strategy = doc.get("compression_strategy")
-        sizes = doc.get("shard_sizes")
-        if not isinstance(sizes, list):
-            raise MetadataError("root meta.json lacks the shard_sizes list", path=meta_path)
-        self.metadata = AtlasDatasetMetadata(1, sizes, strategy)
-        self.v2_metadata: dict[str, Any] | None = None
-        self._shards = [V1Shard(Location(self.root, name), mmap_index=self.mmap_index, limits=self.limits,
-                                loads=loads, cache=self._cache, opened=self._opened, label=name)
-                        for name in v1_shard_folders(self.root)]  # a node may hold a subset (as the original)
-
-    def _open_v2(self, meta_path: Path, loads: Any) -> None:
-        doc, _ = read_v2_meta(Location(self.root, META_FILE), "v2-root", self.limits)
-        self.v2_metadata = doc
-        shared: bytes | None = None
-        if doc["dictionary"] == "shared" and doc["shared_dictionary"] is not None:
-            shared = read_dictionary(Location(self.root, DICT_FILE), doc["shared_dictionary"], self.limits)
-        shards: list[Shard] = []
-        seen: set[str] = set()
-        for entry in doc["shards"]:
-            name = entry["name"]
-            if name in seen:
-                raise MetadataError(f"shard {name} listed twice", path=meta_path)
-            seen.add(name)
-            folder = Location(self.root, name)
-            require_folder(folder, what="shard folder listed in root meta.json", shard=name)
-            if entry["dictionary"] == "shared" and shared is None:
-                raise MetadataError("a shard uses the shared dictionary but the root has none", path=meta_path,
-                                    shard=name)
-            shards.append(V2Shard(folder, mmap_index=self.mmap_index, shared_dict_record=doc["shared_dictionary"],
-                                  verify_checksums=self.verify_checksums, limits=self.limits, loads=loads,
-                                  cache=self._cache, opened=self._opened,
-                                  expected={**entry, "framing": doc.get("framing", "block")}, label=name))
-        self._shards = shards
-        if sum(len(s) for s in shards) != doc["num_examples"]:
-            raise MetadataError("root num_examples differs from the sum of its shards", path=meta_path)
-        codec = Codec.from_label(doc["codec"])
-        self.metadata = AtlasDatasetMetadata(2, [len(s) for s in shards],
-                                             v2_to_strategy(codec, DictionaryMode(doc["dictionary"])))
 
     # -- structure (used by BlockShuffleSampler) --------------------------------------
 

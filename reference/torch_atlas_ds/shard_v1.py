@@ -299,6 +299,22 @@ class V1Shard(ProcessLocalState):
         b, pos = divmod(i, self.block_size)
         return self.read_block(b)[pos]
 
+    def decoded_bytes(self) -> int:
+        """The decoded size of the shard's blocks from their checked index and frame headers (atlas-ds info:
+        no block is decoded)."""
+        maps = self._m if self._m.gen == fork_generation() else self._open()
+        if self.strategy == CompressionStrategy.NO_COMPRESSION:
+            return int(maps.index[-1]) - int(maps.index[0])
+        total = 0
+        for b in range(self.num_blocks):
+            start = int(maps.index[b])
+            try:
+                total += check_declared_size(_ZSTD, maps.data[start:int(maps.index[b + 1])], None, self.limits)
+            except AtlasError as exc:
+                raise type(exc)(exc.message, path=self.path / DATA_FILE, shard=self.label, block=b,
+                                offset=start) from None
+        return total
+
     def get_each(self, indices: list[int]) -> list[Any]:
         return [self.get(j) for j in indices]
 

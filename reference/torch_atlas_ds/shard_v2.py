@@ -304,6 +304,10 @@ class V2Shard(ProcessLocalState):
         self._last_pos = -2  # the position of the last example get() returned (sequential detection)
         self._info = codec_info(self.codec)
 
+    def decoded_bytes(self) -> int:
+        """The decoded size of the shard's blocks, from its checked index (atlas-ds info: no block is decoded)."""
+        return int(np.asarray(self._maps().raw, dtype=np.uint64).sum())
+
     def _maps(self) -> _Maps:
         """This process's maps, opened again if the shard was released or the process forked."""
         maps = self._m
