@@ -113,9 +113,9 @@ BUGS = [
     ("abort writes the failed buffer again (writer)", "reference/torch_atlas_ds/writer.py",
      '        getattr(f, "raw", f).close()  # the raw file first', "        f.flush()  # the raw file first",
      "on a full disk the abort fails again and leaves the temporary folder behind"),
-    ("gc removes a running writer's files (leftovers)", "reference/torch_atlas_ds/leftovers.py",
-     "        if live is not None or dry_run:", "        if dry_run:",
-     "atlas-ds gc deletes the temporary folder of a write that is still running"),
+    ("a running writer's lock is not seen (locking)", "reference/torch_atlas_ds/locking.py",
+     "            return _read_fd(fd) or Holder(None)", "            return None",
+     "a live writer's files are listed as a dead writer's leftovers (gc is still refused by the lock)"),
     ("an unfinished write reads as a missing path (reader)", "reference/torch_atlas_ds/dataset.py",
      "        if not self.root.is_dir():  # the root may be a symlink: the user named it\n"
      "            _refuse_unfinished(self.root)\n",

@@ -397,6 +397,7 @@ class _Disk:
     def __init__(self, free: int) -> None:
         self.free = free
         self.written = 0
+        self.refused = 0  # writes that failed with ENOSPC: a writer that never retries a failed buffer makes one
 
 
 class _FullRaw(io.RawIOBase):
@@ -415,6 +416,7 @@ class _FullRaw(io.RawIOBase):
     def write(self, b) -> int:
         n = min(len(b), self._disk.free)
         if n == 0 and len(b):
+            self._disk.refused += 1
             raise OSError(errno.ENOSPC, "No space left on device")
         self._disk.free -= n
         self._disk.written += n
@@ -500,6 +502,7 @@ def test_an_abort_never_writes_a_failed_buffer_again(tmp_path, monkeypatch):
         with pytest.raises(OSError):
             _write_big(tmp_path / "d", codec="none")
         assert disk.free == 0 and disk.written == 20_000
+        assert disk.refused == 1  # the abort closed the file without flushing its buffer again
     assert os.listdir(tmp_path) == []
 
 
