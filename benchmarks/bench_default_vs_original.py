@@ -175,7 +175,7 @@ def render(results: list[tuple[str, int, dict[str, dict[str, Any]]]], args: argp
         f"- Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; Python {platform.python_version()}, "
         f"{platform.machine()}, {os.cpu_count()} logical CPUs shared with other jobs (1-minute load "
         f"{load[0]:.2f} at start, {load[1]:.2f} at end)",
-        f"- Command: `python benchmarks/bench_default_vs_original.py {' '.join(args.argv)}`".rstrip() + "",
+        "- Command: `" + " ".join(["python benchmarks/bench_default_vs_original.py", *args.argv]) + "`",
         "- Call: `AtlasDatasetWriter(path, 10000, block_size)` with the defaults (version 2, zstd, shared "
         "dictionary, level 3) and the layout's extra arguments; the original is `format_version=1` of this "
         "package (the original's exact bytes, read by this package's version 1 reader, which runs the "
