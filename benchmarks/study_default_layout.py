@@ -316,7 +316,8 @@ class Grouped(Candidate):
 
     Decoded frame j of a block (a block is one frame unless ``frame_examples`` cuts it):
     ``PROTO 3`` (frame 0 only), ``SHORT_BINBYTES t POP`` (t: u32 start of the slices in this frame,
-    then u32 offsets of groups of ceil(m/8) of its m examples), the shard preamble (frame 0 only,
+    then the offsets of groups of ceil(m/8) of its m examples, u16 if the slices take < 64 KiB,
+    else u32), the shard preamble (frame 0 only,
     memoizes shared globals/keys/dtypes, ends with EMPTY_LIST MARK), the examples' memo-free slices,
     ``APPENDS STOP`` (last frame only). The frames' concatenation is one pickle of the block's list.
     """
@@ -344,9 +345,10 @@ class Grouped(Candidate):
             for i in range(0, len(chunk), g):
                 offsets.append(offsets[-1] + sum(map(len, chunk[i:i + g])))
             first = b"\x80\x03" if a == 0 else b""
-            tab_len = 4 * (len(offsets) + 1)
+            width = "H" if offsets[-1] < 1 << 16 else "I"  # u16 group offsets when the slices fit in 64 KiB
+            tab_len = 4 + struct.calcsize(f"<{len(offsets)}{width}")
             start = len(first) + 2 + tab_len + 1 + len(head)
-            tab = struct.pack(f"<{len(offsets) + 1}I", start, *offsets)
+            tab = struct.pack(f"<I{len(offsets)}{width}", start, *offsets)
             tail = b"e." if a + size >= len(slices) else b""
             parts.append(first + b"C" + bytes([tab_len]) + tab + b"0" + head + b"".join(chunk) + tail)
         return parts
@@ -364,8 +366,10 @@ class Grouped(Candidate):
         """Example ``k`` of decoded frame ``j``: unpickle the shard preamble + its group's slices."""
         p = 4 if j == 0 else 2  # after PROTO (frame 0), the table's opcode and length byte
         tab_len = raw[p - 1]
-        start, *offsets = struct.unpack_from(f"<{tab_len // 4}I", raw, p)
         g = -(-n_in_frame // 8)
+        count = -(-n_in_frame // g) + 1
+        width = "H" if tab_len - 4 == 2 * count else "I"
+        start, *offsets = struct.unpack_from(f"<I{count}{width}", raw, p)
         gi = k // g
         return pickle.loads(pre + raw[start + offsets[gi]:start + offsets[gi + 1]] + b"e.")[0 if g == 1 else k % g]
 
@@ -378,15 +382,23 @@ class GroupedLean(Grouped):
 
 class GroupedLeanSub(GroupedLean):
     name = "grouped-lean-sub16"
-    doc = ("grouped-lean cut into frames of 16 examples under an uncompressed u32 frame table: a random read "
-           "decodes one frame; the frames' concatenation is still one pickle")
+    doc = ("grouped-lean (content size kept) cut into frames of 16 examples under an uncompressed u32 frame "
+           "table (a block of <= 16 examples is one frame, no table): a random read decodes one frame; the "
+           "frames' concatenation is still one pickle")
     frame_examples = 16
     frames_per_block = 0
+    compressor_args = {"magicless": True, "write_dict_id": False, "write_content_size": True}
+
+
+class GroupedLeanSub32(GroupedLeanSub):
+    name = "grouped-lean-sub32"
+    doc = "as grouped-lean-sub16 with frames of 32 examples (a block of 64: two frames)"
+    frame_examples = 32
 
 
 CANDIDATES: dict[str, Candidate] = {c.name: c for c in (
     Original(), ListFraming(), BlockFraming(), Headerless(), ExampleFraming(), MemoFreeList(), BlockPreamble(),
-    ShardPreamble(), Grouped(), GroupedLean(), GroupedLeanSub())}
+    ShardPreamble(), Grouped(), GroupedLean(), GroupedLeanSub(), GroupedLeanSub32())}
 
 
 # -- encoding ------------------------------------------------------------------------------------
@@ -440,7 +452,8 @@ def encode(cand: Candidate, examples: list[Any], block: int, out: Path) -> dict[
         entries = []
         for parts in raws:
             frames = [compress(p) for p in parts]
-            stored = frames[0] if cand.frames_per_block == 1 and not cand.per_example_frames else \
+            one_frame = cand.frames_per_block == 1 or (cand.grouped and len(frames) == 1)
+            stored = frames[0] if one_frame and not cand.per_example_frames else \
                 table([len(f) for f in frames]) + b"".join(frames)
             entries.append((len(data), len(stored), sum(map(len, parts)), xxhash.xxh3_64_intdigest(stored)))
             data += stored
@@ -529,6 +542,8 @@ class ShardReader:
                 state = cand.prepare(self.frame(self.frames(b), g), self)
             else:
                 state = cand.prepare(self.dctx.decompress(self.stored_block(b), max_output_size=self.raw[b]), self)
+                if k == 0 and b == last_key + 1 and cand.unpickles_lists and type(state) is not list:
+                    state = cand.all(state, self)  # reading on from the previous block's end: one loads
             self.last = (key, state)
             self.hits = 0
         else:
@@ -544,7 +559,7 @@ class ShardReader:
     def whole(self, b: int, have: tuple[int, bytes] | None = None) -> list[Any]:
         """Block ``b`` decoded and unpickled in one loads (grouped family); ``have``: (frame, its decoded
         bytes) already decoded by a random read of the block."""
-        if self.cand.frames_per_block != 1:
+        if self.multi_frame(b):
             state = self.frames(b)
             raw = b"".join([have[1] if have and have[0] == g else self.frame(state, g)
                             for g in range(len(state[2]) - 1)])
@@ -561,8 +576,12 @@ class ShardReader:
                 state = self.whole(b, state)
                 self.last = (b, state)
             return state[k]
+        if k == 0 and b == last_b + 1:  # reading on from the previous block's end: in order, one loads
+            state = self.whole(b)
+            self.last = (b, state)
+            return state[0]
         pre = self.preamble_bytes()
-        if self.cand.frames_per_block != 1:
+        if self.multi_frame(b):
             fe = self.cand.frame_examples  # type: ignore[attr-defined]
             j, kk = divmod(k, fe)
             raw = self.frame(self.frames(b), j)
@@ -572,6 +591,9 @@ class ShardReader:
         raw = self.dctx.decompress(self.stored_block(b), max_output_size=self.raw[b])
         self.last = (b, (0, raw))
         return self.cand.group(raw, 0, k, pre, self.block_count(b))  # type: ignore[attr-defined]
+
+    def multi_frame(self, b: int) -> bool:
+        return self.cand.frames_per_block != 1 and self.block_count(b) > self.cand.frame_examples  # type: ignore
 
     def block_count(self, b: int) -> int:
         return min(self.block, self.count - b * self.block)
@@ -589,7 +611,7 @@ class ShardReader:
             elif cand.per_example_frames:
                 state = self.frames(b)
                 yield from (pickle.loads(self.frame(state, j)) for j in range(len(state[2]) - 1))
-            elif cand.frames_per_block != 1:
+            elif cand.frames_per_block != 1 and not cand.grouped:
                 state = self.frames(b)
                 for g in range(len(state[2]) - 1):
                     yield from cand.all(cand.prepare(self.frame(state, g), self), self)
