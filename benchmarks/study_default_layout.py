@@ -132,6 +132,7 @@ class Candidate:
     frames_per_block = 1  # 1: one zstd frame per block; 0: a frame per 16 examples under a table
     unpickles_lists = True  # a second read of a block unpickles its whole list (one loads)
     grouped = False
+    split = False  # frames of a multi-frame block carry no group table; the stored block starts with u32 frame starts
     compressor_args: dict[str, Any] = {}
 
     def shard_preamble(self, first_block: list[Any]) -> tuple[bytes, dict[int, Any]]:
@@ -396,9 +397,29 @@ class GroupedLeanSub32(GroupedLeanSub):
     frame_examples = 32
 
 
+class GroupedSplit(GroupedLeanSub32):
+    """grouped-lean; a block of more than 32 examples is cut into frames of 32 without group tables."""
+
+    name = "grouped-lean-split32"
+    doc = ("grouped-lean for blocks of <= 32 examples; a larger block is frames of 32 examples (content size "
+           "kept) after (frames - 1) u32 frame starts, each frame without a group table: a random read decodes "
+           "and unpickles its frame; the frames' concatenation is one pickle")
+    split = True
+
+    def frame_parts(self, examples: list[Any], pre: dict[str, Any]) -> list[bytes]:
+        if len(examples) <= self.frame_examples:
+            return super().frame_parts(examples, pre)
+        slices = memo_free_slices(examples, pre["memo"])
+        f = self.frame_examples
+        parts = [b"".join(slices[a:a + f]) for a in range(0, len(slices), f)]
+        parts[0] = pre["bytes"] + parts[0]
+        parts[-1] += b"e."
+        return parts
+
+
 CANDIDATES: dict[str, Candidate] = {c.name: c for c in (
     Original(), ListFraming(), BlockFraming(), Headerless(), ExampleFraming(), MemoFreeList(), BlockPreamble(),
-    ShardPreamble(), Grouped(), GroupedLean(), GroupedLeanSub(), GroupedLeanSub32())}
+    ShardPreamble(), Grouped(), GroupedLean(), GroupedLeanSub(), GroupedLeanSub32(), GroupedSplit())}
 
 
 # -- encoding ------------------------------------------------------------------------------------
@@ -431,8 +452,10 @@ def encode(cand: Candidate, examples: list[Any], block: int, out: Path) -> dict[
     for s0 in range(0, len(examples), SHARD_SIZE):
         shard_ex = examples[s0:s0 + SHARD_SIZE]
         blocks = [shard_ex[b:b + block] for b in range(0, len(shard_ex), block)]
-        pre_bytes, memo = cand.shard_preamble(blocks[0])
-        pre = {"bytes": pre_bytes, "memo": memo}
+        if not shards:  # one preamble per dataset, made from its first block (as the shared dictionary is)
+            pre_bytes, memo = cand.shard_preamble(blocks[0])
+            pre = {"bytes": pre_bytes, "memo": memo}
+            total += len(pre_bytes) * (cand.uses_shard_preamble or cand.grouped)  # stored once (root)
         if cand.grouped:
             raws = [cand.frame_parts(b, pre) for b in blocks]  # type: ignore[attr-defined]
         elif cand.frames_per_block != 1:
@@ -453,14 +476,17 @@ def encode(cand: Candidate, examples: list[Any], block: int, out: Path) -> dict[
         for parts in raws:
             frames = [compress(p) for p in parts]
             one_frame = cand.frames_per_block == 1 or (cand.grouped and len(frames) == 1)
-            stored = frames[0] if one_frame and not cand.per_example_frames else \
+            if cand.split and len(frames) > 1:
+                starts = [sum(map(len, frames[:i])) for i in range(1, len(frames))]
+                frames = [struct.pack(f"<{len(starts)}I", *starts) + frames[0], *frames[1:]]
+                one_frame = False
+            stored = frames[0] if one_frame and not cand.per_example_frames else b"".join(frames) if cand.split else \
                 table([len(f) for f in frames]) + b"".join(frames)
             entries.append((len(data), len(stored), sum(map(len, parts)), xxhash.xxh3_64_intdigest(stored)))
             data += stored
         (out / f"{len(shards)}.data").write_bytes(data)
         header = V1_INDEX_HEADER if cand.version == 1 else V2_INDEX_HEADER
-        total += len(data) + header + cand.index_entry * len(entries) + len(pre_bytes) * (
-            cand.uses_shard_preamble or cand.grouped)
+        total += len(data) + header + cand.index_entry * len(entries)
         shards.append({"entries": entries, "count": len(shard_ex), "preamble": pre_bytes.hex()})
     (out / "dict.bin").write_bytes(dictionary.as_bytes() if dictionary else b"")
     (out / "layout.json").write_text(json.dumps({"candidate": cand.name, "block": block, "shards": shards}))
@@ -515,6 +541,10 @@ class ShardReader:
     def frames(self, b: int) -> tuple[Any, int, tuple[int, ...], int]:
         """(stored block, payload start, frame offsets, raw bound) of a block stored as a table of frames."""
         data = self.stored_block(b)
+        if self.cand.split:
+            m = -(-self.block_count(b) // self.cand.frame_examples)  # type: ignore[attr-defined]
+            starts = struct.unpack_from(f"<{m - 1}I", data, 0)
+            return data, 4 * (m - 1), (0, *starts, len(data) - 4 * (m - 1)), self.raw[b]
         start, offsets = read_table(data)
         return data, start, offsets, self.raw[b]
 
@@ -587,6 +617,9 @@ class ShardReader:
             raw = self.frame(self.frames(b), j)
             self.last = (b, (j, raw))
             n_frame = min(fe, self.block_count(b) - j * fe)
+            if self.cand.split:  # the whole frame: (preamble +) its slices (+ APPENDS STOP)
+                last = (j + 1) * fe >= self.block_count(b)
+                return pickle.loads((b"" if j == 0 else pre) + raw + (b"" if last else b"e."))[kk]
             return self.cand.group(raw, j, kk, pre, n_frame)  # type: ignore[attr-defined]
         raw = self.dctx.decompress(self.stored_block(b), max_output_size=self.raw[b])
         self.last = (b, (0, raw))
@@ -761,7 +794,8 @@ def render(results: list[tuple[str, int, dict[str, dict[str, Any]]]], args: argp
         f"of {SHARD_SIZE:,}; zstd level {LEVEL}, shared dictionary of 1% of the first shard's decoded blocks "
         "(original: zstd's default training; others: fastCover k=400 d=8)",
         "- bytes = stored blocks + index (original: 128 + 4 per block per shard; others 64 + 24) + dictionary "
-        "(+ the shard preamble where stored once per shard); JSON metadata (about 1 KB a shard) is left out",
+        "(+ the preamble once, where a reader needs it outside the blocks); JSON metadata (about 1 KB a shard) "
+        "is left out",
         f"- reads: each in a fresh process, median of {args.reps} runs, candidates alternating order; random "
         f"`ds[i]` over {args.random:,} indices; ratio = candidate / original in the same run",
         "",
