@@ -13,7 +13,7 @@ Ratios layout/original of: bytes on disk, random ``ds[i]``, in-order ``ds[i]``,
 ``for x in ds``, write examples/s. Every write and every read runs in a fresh process;
 each cell is the median of ``--reps`` runs, the layouts alternating their order per run.
 
-    python benchmarks/bench_default_vs_original.py                      # the default (about 5 minutes)
+    python benchmarks/bench_default_vs_original.py                      # the default (about 3 minutes)
     python benchmarks/bench_default_vs_original.py --layout list --layout example --output /tmp/x.md
 
 ``--layout`` names a row of LAYOUTS (writer keyword arguments); the study

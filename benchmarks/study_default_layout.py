@@ -11,11 +11,12 @@ decoded block kept); every ratio is candidate / original measured in the same ru
 Reads run in a fresh process each (random ``ds[i]``, in-order ``ds[i]``, iteration); each
 cell is the median of ``--reps`` runs with candidates and baseline alternating order.
 
-    python benchmarks/study_default_layout.py                 # about 8 minutes on 2 cores
+    python benchmarks/study_default_layout.py                 # about 3 minutes on 2 cores (--reps 5: 5)
     python benchmarks/study_default_layout.py --quick --candidates original,preamble
 
-Writes benchmarks/RESULTS-default-layout-study.md (``--output``) and prints micro-costs
-(decode us per block, unpickle us per example) used by the arithmetic of the results.
+Writes the measured tables into benchmarks/RESULTS-default-layout-study.md (``--output``) between
+its markers, keeping the analysis around them, with the micro-costs (decompress us per block,
+unpickle us per block and per example) that the analysis's arithmetic uses.
 """
 
 from __future__ import annotations
@@ -271,8 +272,8 @@ class BlockPreamble(Candidate):
 
 class ShardPreamble(Candidate):
     name = "preamble-shard"
-    doc = ("as preamble-block, but the preamble is stored once per shard (index header area) and its "
-           "unpickled memo cached per shard: a random read is one Unpickler over the slice with that memo")
+    doc = ("as preamble-block, but the preamble is stored outside the blocks (once, like the dictionary) and its "
+           "unpickled memo cached: a random read is one Unpickler over the slice with that memo")
     uses_shard_preamble = True
 
     def shard_preamble(self, first_block: list[Any]) -> tuple[bytes, dict[int, Any]]:
@@ -318,14 +319,14 @@ class Grouped(Candidate):
     Decoded frame j of a block (a block is one frame unless ``frame_examples`` cuts it):
     ``PROTO 3`` (frame 0 only), ``SHORT_BINBYTES t POP`` (t: u32 start of the slices in this frame,
     then the offsets of groups of ceil(m/8) of its m examples, u16 if the slices take < 64 KiB,
-    else u32), the shard preamble (frame 0 only,
+    else u32), the dataset preamble (frame 0 only,
     memoizes shared globals/keys/dtypes, ends with EMPTY_LIST MARK), the examples' memo-free slices,
     ``APPENDS STOP`` (last frame only). The frames' concatenation is one pickle of the block's list.
     """
 
     name = "grouped"
     doc = ("one protocol 3 list pickle per block = PROTO, a popped SHORT_BINBYTES table of <= 8 group "
-           "offsets, the shard preamble, memo-free example slices, APPENDS STOP; random read: preamble + one "
+           "offsets, the dataset preamble, memo-free example slices, APPENDS STOP; random read: preamble + one "
            "group; in-order: one loads of the block")
     frame_examples = 0  # 0: the whole block in one frame
     grouped = True
@@ -364,7 +365,7 @@ class Grouped(Candidate):
         return self.group(state, 0, k, shard.preamble_bytes(), shard.block)
 
     def group(self, raw: Any, j: int, k: int, pre: bytes, n_in_frame: int) -> Any:
-        """Example ``k`` of decoded frame ``j``: unpickle the shard preamble + its group's slices."""
+        """Example ``k`` of decoded frame ``j``: unpickle the dataset preamble + its group's slices."""
         p = 4 if j == 0 else 2  # after PROTO (frame 0), the table's opcode and length byte
         tab_len = raw[p - 1]
         g = -(-n_in_frame // 8)
@@ -632,7 +633,7 @@ class ShardReader:
         return min(self.block, self.count - b * self.block)
 
     def preamble_bytes(self) -> bytes:
-        """PROTO + the shard preamble without its PROTO, ready to prefix one group's slices."""
+        """The dataset preamble (with its PROTO), ready to prefix one group's slices."""
         return self._pre
 
     def iterate(self) -> Iterator[Any]:
@@ -865,8 +866,20 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     text = render(results, args, (load0, os.getloadavg()[0]))
-    Path(args.output).write_text(text, encoding="utf-8")
+    write_results(Path(args.output), text)
     print(text)
+
+
+BEGIN, END = "<!-- measured: written by study_default_layout.py -->", "<!-- end of measured -->"
+
+
+def write_results(path: Path, tables: str) -> None:
+    """Writes the measured tables into ``path`` between the markers, keeping the analysis around them."""
+    block = f"{BEGIN}\n{tables}\n{END}"
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    if BEGIN in old and END in old:
+        block = old[:old.index(BEGIN)] + block + old[old.index(END) + len(END):]
+    path.write_text(block, encoding="utf-8")
 
 
 def check(examples: list[Any]) -> None:
