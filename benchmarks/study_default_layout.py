@@ -129,14 +129,15 @@ class Candidate:
     version = 2
     index_entry = V2_INDEX_ENTRY
     per_example_frames = False
-    uses_shard_preamble = False
-    frames_per_block = 1  # 1: one zstd frame per block; 0: a frame per 16 examples under a table
+    preamble_outside = False
+    frames_per_block = 1  # 1: one zstd frame per block; 0: frames of 16 (or frame_examples) under a table
     unpickles_lists = True  # a second read of a block unpickles its whole list (one loads)
     grouped = False
-    split = False  # frames of a multi-frame block carry no group table; the stored block starts with u32 frame starts
+    split = False  # multi-frame blocks: frames without group tables after u32 frame starts
     compressor_args: dict[str, Any] = {}
 
-    def shard_preamble(self, first_block: list[Any]) -> tuple[bytes, dict[int, Any]]:
+    def dataset_preamble(self, first_block: list[Any]) -> tuple[bytes, dict[int, Any]]:
+        """(preamble bytes, pickler memo) made from the dataset's first block; none by default."""
         return b"", {}
 
     def encode_block(self, examples: list[Any], pre: dict[int, Any]) -> bytes:
@@ -250,7 +251,7 @@ class BlockPreamble(Candidate):
     doc = ("table + [preamble][slices][APPENDS STOP]: one protocol 3 list pickle per block; a preamble "
            "per block memoizes what the examples share; a random read unpickles preamble + slice")
 
-    def shard_preamble(self, first_block: list[Any]) -> tuple[bytes, dict[int, Any]]:
+    def dataset_preamble(self, first_block: list[Any]) -> tuple[bytes, dict[int, Any]]:
         return preamble_of(shared_objects(first_block))
 
     def encode_block(self, examples: list[Any], pre: dict[int, Any]) -> bytes:
@@ -274,9 +275,9 @@ class ShardPreamble(Candidate):
     name = "preamble-shard"
     doc = ("as preamble-block, but the preamble is stored outside the blocks (once, like the dictionary) and its "
            "unpickled memo cached: a random read is one Unpickler over the slice with that memo")
-    uses_shard_preamble = True
+    preamble_outside = True
 
-    def shard_preamble(self, first_block: list[Any]) -> tuple[bytes, dict[int, Any]]:
+    def dataset_preamble(self, first_block: list[Any]) -> tuple[bytes, dict[int, Any]]:
         return preamble_of(shared_objects(first_block))
 
     def encode_block(self, examples: list[Any], pre: dict[int, Any]) -> bytes:
@@ -331,7 +332,7 @@ class Grouped(Candidate):
     frame_examples = 0  # 0: the whole block in one frame
     grouped = True
 
-    def shard_preamble(self, first_block: list[Any]) -> tuple[bytes, dict[int, Any]]:
+    def dataset_preamble(self, first_block: list[Any]) -> tuple[bytes, dict[int, Any]]:
         return preamble_of(shared_objects(first_block))
 
     def frame_parts(self, examples: list[Any], pre: dict[str, Any]) -> list[bytes]:
@@ -454,9 +455,9 @@ def encode(cand: Candidate, examples: list[Any], block: int, out: Path) -> dict[
         shard_ex = examples[s0:s0 + SHARD_SIZE]
         blocks = [shard_ex[b:b + block] for b in range(0, len(shard_ex), block)]
         if not shards:  # one preamble per dataset, made from its first block (as the shared dictionary is)
-            pre_bytes, memo = cand.shard_preamble(blocks[0])
+            pre_bytes, memo = cand.dataset_preamble(blocks[0])
             pre = {"bytes": pre_bytes, "memo": memo}
-            total += len(pre_bytes) * (cand.uses_shard_preamble or cand.grouped)  # stored once (root)
+            total += len(pre_bytes) * (cand.preamble_outside or cand.grouped)  # stored once (root)
         if cand.grouped:
             raws = [cand.frame_parts(b, pre) for b in blocks]  # type: ignore[attr-defined]
         elif cand.frames_per_block != 1:
