@@ -811,9 +811,9 @@ def test_example_frames_random_reads_decode_one_frame(tmp_path, monkeypatch):
     ds = AtlasDataset(root)
     shard = ds.shards[0]
     calls = []
-    original = shard._decode_frame
-    monkeypatch.setattr(shard, "_decode_frame",
-                        lambda frame, b, pos, raw: calls.append((b, pos)) or original(frame, b, pos, raw))
+    original = shard.decode_frame
+    monkeypatch.setattr(shard, "decode_frame",
+                        lambda frame, b, pos, limit: calls.append((b, pos)) or original(frame, b, pos, limit))
     assert same(ds[17], examples[17]) and calls == [(1, 1)]
     calls.clear()
     got = ds.__getitems__([3, 5, 7, 40])
