@@ -124,10 +124,10 @@ class _Reader:
         except AtlasError as exc:
             raise self._located(exc, k) from None
         last = self._cache.last  # the block that read went through (unless another thread read since)
-        values = last.values
-        if values is not None and last.label == shard.label:
+        unpickled = last.values
+        if unpickled is not None and last.label == shard.label:
             first = starts[k] + last.first
-            self._run = (first, first + len(values), values)
+            self._run = (first, first + len(unpickled), unpickled)
         return value
 
     def _located(self, exc: AtlasError, k: int) -> AtlasError:

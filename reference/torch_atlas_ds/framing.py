@@ -239,7 +239,7 @@ class ListFraming(Framing):
         out: list[Any] = []
         for pos in positions:
             value = TAKEN if values is None else values[pos]
-            if value is TAKEN:
+            if values is None or value is TAKEN:
                 values = blk.values = self.unpickle(blk)
                 value = values[pos]
             values[pos] = TAKEN

@@ -39,7 +39,7 @@ class ProcessLocalState:
     _tls: Any
     _tls_gen: int
     _dict_source: Any
-    cache: Any
+    cache: BlockCache
     opened: Any
     loads: Any
 

@@ -239,7 +239,7 @@ class V1Shard(ProcessLocalState):
         dctx = getattr(self._tls, "dctx", None)
         if dctx is None:
             dctx = self._tls.dctx = self._new_dctx()
-        return dctx  # type: ignore[no-any-return]
+        return dctx
 
     def get(self, i: int) -> Any:
         """Example ``i`` of this shard (0 <= i < len, checked by the caller)."""

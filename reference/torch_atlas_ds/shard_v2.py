@@ -326,7 +326,7 @@ class V2Shard(ProcessLocalState):
             return last
         count = self.block_size if b != self._last_block else self._last_count
         if self._decodes:
-            blk = cache.get((self.label, b))
+            blk: CachedBlock | None = cache.get((self.label, b))
             if blk is None:
                 data = self.decoded_block(b)
                 return cache.keep(CachedBlock(self.label, b, b * self.block_size, count, data, len(data)))
