@@ -606,7 +606,7 @@ def _parse_table(task: ShardTask, sink: Sink, buf: bytes, b: int, block_size: in
         sink.add("ATL410", f"{table} of {n} {items} needs {base} bytes, the {block} has {len(buf)}", **where,
                  **rule)
         return None
-    offs = example_offsets(buf, n)
+    offs = list(example_offsets(buf, n))
     if offs[0] != 0:
         sink.add("ATL410", f"{table} offsets[0] is {offs[0]}, must be 0", **where, **rule)
         return None
