@@ -29,11 +29,14 @@ class CachedBlock:
     in ``data``, from its offset table checked once), ``values`` (examples unpickled in one pass, TAKEN
     once handed out), ``last_pos`` the position read last."""
 
-    __slots__ = ("label", "b", "first", "count", "data", "nbytes", "raw", "table", "values", "last_pos")
+    __slots__ = ("label", "b", "first", "count", "data", "nbytes", "raw", "base", "table", "values", "last_pos")
 
-    def __init__(self, label: str, b: int, first: int, count: int, data: Any, nbytes: int, raw: int = -1) -> None:
+    def __init__(self, label: str, b: int, first: int, count: int, data: Any, nbytes: int, raw: int = -1,
+                 base: int = 0) -> None:
         self.label, self.b, self.first, self.count = label, b, first, count
         self.data, self.nbytes, self.raw = data, nbytes, raw
+        #: where the payload starts in a block with an offset table (set by the shard that read it)
+        self.base = base
         self.table: tuple[int, ...] | None = None
         self.values: list[Any] | None = None
         self.last_pos = -2
@@ -83,12 +86,6 @@ class BlockCache:
         """``block`` was just read: it is the block in hand, and cached if it fits the budget."""
         self.last = block
         self.put((block.label, block.b), block, block.nbytes)
-        return block
-
-    def hold(self, block: CachedBlock) -> CachedBlock:
-        """``block`` was just read and costs nothing to read again (a view of stored bytes): it is the block
-        in hand, not cached."""
-        self.last = block
         return block
 
     def get(self, key: tuple[str, int]) -> Any:

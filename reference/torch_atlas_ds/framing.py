@@ -107,8 +107,7 @@ class _TableFraming(Framing):
         table = blk.table
         if table is not None:
             return table[pos], table[pos + 1]
-        data, count = blk.data, blk.count
-        base = table_size(count)
+        data, count, base = blk.data, blk.count, blk.base
         if len(data) >= base and block_count(data) == count:
             start, end = example_span(data, pos)
             if start < end <= len(data) - base:
@@ -197,7 +196,7 @@ class ExampleFraming(_TableFraming):
     only its examples' own frames, each bounded by the block's raw_size (``blk.raw``)."""
 
     def _frame(self, blk: CachedBlock, start: int, end: int, pos: int) -> Any:
-        data = self.site.decode_frame(blk.data[start:end], blk.b, pos, blk.raw - table_size(blk.count))
+        data = self.site.decode_frame(blk.data[start:end], blk.b, pos, blk.raw - blk.base)
         try:
             return self.site.loads(data)
         except Exception as exc:  # noqa: BLE001 - any unpickling failure is corrupt data

@@ -21,6 +21,7 @@ import numpy as np
 import xxhash
 import zstandard
 
+from atlas_format.block_v2 import table_size
 from atlas_format.checksum import XXH3_64
 from atlas_format.codecs import codec_info, decode
 from atlas_format.constants import (
@@ -152,6 +153,7 @@ class V2Shard(ProcessLocalState):
         elif self.dict_id != 0:
             raise MetadataError("dict_id must be 0 without a dictionary", **where)
         self._last_block = self.num_blocks - 1
+        self._base = table_size(self.block_size)  # where a full block's payload starts (block_v2.Block)
         self._last_count = self.num_examples - self._last_block * self.block_size if self.num_blocks else 0
         # A block is decoded as a whole by its codec (framings block and list), or read where it is stored:
         # codec none (its decoded bytes are the stored ones) and framing example (each frame on its own).
@@ -314,8 +316,9 @@ class V2Shard(ProcessLocalState):
             except AtlasError as exc:
                 raise exc.relocated(**self.where(b)) from None
         if isinstance(self._framing, ExampleFraming):
-            return self._framing.decoded(CachedBlock(self.label, b, b * self.block_size, self.count(b), stored, 0,
-                                                     int(maps.raw[b])))
+            count = self.count(b)
+            return self._framing.decoded(CachedBlock(self.label, b, b * self.block_size, count, stored, 0,
+                                                     int(maps.raw[b]), table_size(count)))
         return stored
 
     def _block(self, b: int) -> CachedBlock:
@@ -329,7 +332,8 @@ class V2Shard(ProcessLocalState):
             blk: CachedBlock | None = cache.get((self.label, b))
             if blk is None:
                 data = self.decoded_block(b)
-                return cache.keep(CachedBlock(self.label, b, b * self.block_size, count, data, len(data)))
+                return cache.keep(CachedBlock(self.label, b, b * self.block_size, count, data, len(data), -1,
+                                              self._base if b != self._last_block else table_size(count)))
             cache.last = blk
             return blk
         # read where it is stored: nothing to keep beyond the block in hand (and the maps stay closable)
@@ -337,7 +341,9 @@ class V2Shard(ProcessLocalState):
         if maps.gen != _FORK_GENERATION[0]:
             maps = self._open()
         data = self._stored(b, maps)
-        return cache.hold(CachedBlock(self.label, b, b * self.block_size, count, data, len(data), int(maps.raw[b])))
+        cache.last = blk = CachedBlock(self.label, b, b * self.block_size, count, data, len(data), int(maps.raw[b]),
+                                       self._base if b != self._last_block else table_size(count))
+        return blk
 
     def get(self, i: int) -> Any:
         """Example ``i`` of this shard (0 <= i < len, checked by the caller)."""

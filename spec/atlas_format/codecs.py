@@ -39,7 +39,8 @@ class CodecInfo:
     decompress: Callable[[Buffer, int, zstandard.ZstdDecompressor | None], bytes]
     strict_decompress: Callable[[Buffer, int, zstandard.ZstdDecompressor | None], tuple[bytes, int]]
     #: the declared size read without a full header parse (readers' hot path: the decoder checks the
-    #: rest); CodecError when the bytes do not start like a frame of this codec
+    #: rest): None or a negative number when the frame declares none; ValueError (or the library's
+    #: error) when the bytes do not start like a frame of this codec
     peek_size: Callable[[Buffer], int | None]
 
     @property
@@ -146,13 +147,6 @@ def _lz4_declared(data: Buffer) -> int | None:
     return None if not size else int(size)
 
 
-def _lz4_peek(data: Buffer) -> int | None:
-    try:
-        return _lz4_content_size(data)
-    except ValueError as exc:
-        raise CodecError(str(exc)) from None
-
-
 def _lz4_compressor(level: int, dictionary: bytes | None) -> Compress:
     def compress(data: bytes) -> bytes:
         out: bytes = lz4.frame.compress(data, compression_level=level, store_size=True, content_checksum=False)
@@ -186,9 +180,9 @@ CODECS: dict[Codec, CodecInfo] = {
     Codec.NONE: CodecInfo(Codec.NONE, None, False, (0, 0), lambda data: len(data), _none_compressor,
                           _none_decompress, _none_strict, lambda data: len(data)),
     Codec.ZSTD: CodecInfo(Codec.ZSTD, ZstdFrameHeader, True, (-131072, 22), _zstd_declared, _zstd_compressor,
-                          _zstd_decompress, _zstd_strict, _zstd_declared),
+                          _zstd_decompress, _zstd_strict, zstandard.frame_content_size),
     Codec.LZ4: CodecInfo(Codec.LZ4, Lz4FrameHeader, False, (0, 16), _lz4_declared, _lz4_compressor,
-                         _lz4_decompress, _lz4_strict, _lz4_peek),
+                         _lz4_decompress, _lz4_strict, _lz4_content_size),
 }
 
 
@@ -223,8 +217,11 @@ def decode(info: CodecInfo, data: Buffer, dctx: zstandard.ZstdDecompressor | Non
 
     Readers decode every frame through this call, whatever the codec (errors carry no location: the
     caller knows the file, block and example and adds them)."""
-    declared = info.peek_size(data)
-    if declared is None:
+    try:
+        declared = info.peek_size(data)
+    except (ValueError, zstandard.ZstdError) as exc:
+        raise CodecError(f"not a readable {info.label} frame header: {exc}") from None
+    if declared is None or declared < 0:
         raise CodecError(f"{info.label} frame does not declare its content size")
     if declared > limits.max_block_raw_size:
         raise LimitError(f"{info.label} frame declares {declared} bytes, above the limit of "
