@@ -901,7 +901,8 @@ def test_list_blocks_hold_version_1s_block_content(tmp_path, variant):
     for b, entry in enumerate(entries):
         decoded = bytes(shard.decoded_block(b))
         maps = v1._m
-        v1_block = v1._new_dctx().decompress(bytes(maps.data[int(maps.index[b]):int(maps.index[b + 1])]))
+        start, end = int(maps.index[b]), int(maps.index[b + 1])
+        v1_block = v1._new_dctx().decompress(bytes(maps.data.read(start, end - start)))
         assert decoded == pickle.dumps(examples[8 * b:8 * b + 8], protocol=4) == v1_block
         assert int(entry["raw_size"]) == len(decoded)
     if variant == "shared-list":  # the same samples and size rule; version 2's fixed fastCover parameters

@@ -167,7 +167,10 @@ class BlockFraming(_TableFraming):
                 return rest[0]
         blk.last_pos = pos
         start, end = self.span(blk, pos)
-        return self.load(blk.data[start:end], blk, pos)
+        try:
+            return self.site.loads(blk.data[start:end])
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure is corrupt data
+            raise self.load_error(exc, blk, pos) from None
 
     def loads(self, blk: CachedBlock, positions: Sequence[int]) -> list[Any]:
         """Examples at ``positions`` unpickled in one loop (no calls per example but the unpickler's)."""

@@ -23,10 +23,11 @@ from atlas_format.binary import parse
 from atlas_format.codecs import check_declared_size, codec_info, decode
 from atlas_format.constants import DATA_FILE, DEFAULT_LIMITS, DICT_FILE, META_FILE, V1_INDEX_FILE, Limits
 from atlas_format.enums import Codec, CompressionStrategy
-from atlas_format.files import Location, RegularFile, open_regular
+from atlas_format.files import Location
 
-from ._util import file_identity, fork_generation, shared_dictionary, zstd_decompressor
+from ._util import fork_generation, shared_dictionary, zstd_decompressor
 from .block_cache import BlockCache, CachedBlock
+from .byte_source import ByteSource, MappedFile
 from .errors import (
     AtlasError,
     CodecError,
@@ -52,13 +53,14 @@ def _int_field(doc: dict[str, Any], key: str, path: Path, minimum: int = 0) -> i
 
 
 class _Maps:
-    """What an open version 1 shard maps, rebound as a whole (threads read one consistent snapshot, and
-    releasing it while another thread reads leaves that thread its own references)."""
+    """What an open version 1 shard reads from (its byte sources, data.bin's bytes, the index), rebound as a
+    whole (threads read one consistent snapshot, and releasing it while another thread reads leaves that
+    thread its own references)."""
 
-    __slots__ = ("gen", "mm", "data", "index")
+    __slots__ = ("gen", "sources", "data", "index")
 
-    def __init__(self, gen: int = -1, mm: Any = None, data: Any = None, index: Any = None) -> None:
-        self.gen, self.mm, self.data, self.index = gen, mm, data, index
+    def __init__(self, gen: int = -1, sources: Any = None, data: Any = None, index: Any = None) -> None:
+        self.gen, self.sources, self.data, self.index = gen, sources, data, index
 
 
 _CLOSED = _Maps()
@@ -131,34 +133,35 @@ class V1Shard(ProcessLocalState):
         """Open, check and map index.npy and data.bin (V1-INDEX-*), and join the dataset's open shards. Files
         checked in this process and unchanged since (same identity) are mapped again without the checks."""
         index_path = self.path / V1_INDEX_FILE
-        with open_regular(self.location / V1_INDEX_FILE, limit=self.limits.max_index_size, shard=self.label) as f:
-            index_id = file_identity(f.status)
-            dtype, start = self._layout[1:] if self._layout[0][:1] == (index_id,) else self._index_layout(f, index_path)
-            mm, raw = f.map() if self.mmap_index else (None, f.read())
+        index_source = MappedFile(self.location / V1_INDEX_FILE, limit=self.limits.max_index_size, shard=self.label,
+                                  mapped=self.mmap_index)
+        index_id = index_source.identity
+        dtype, start = self._layout[1:] if self._layout[0][:1] == (index_id,) else self._index_layout(index_source,
+                                                                                                     index_path)
+        raw = index_source.read(0, index_source.size)
         index: np.ndarray[Any, Any] = np.frombuffer(raw, dtype=dtype, count=self.num_blocks + 1, offset=start)
         if self.num_blocks == 0:
-            maps = _Maps(fork_generation(), [mm], memoryview(b""), index)
+            maps = _Maps(fork_generation(), [index_source], None, index)
             if int(index[0]) != 0:
                 raise FormatError("the index of an empty shard must be [0]", path=index_path, shard=self.label)
             ids: tuple[Any, ...] = (index_id,)
         else:
-            with open_regular(self.location / DATA_FILE, limit=self.limits.max_data_size, shard=self.label) as f:
-                data_mm, data = f.map()
-                ids = (index_id, file_identity(f.status))
-            maps = _Maps(fork_generation(), [mm, data_mm], data, index)
+            data_source = MappedFile(self.location / DATA_FILE, limit=self.limits.max_data_size, shard=self.label)
+            ids = (index_id, data_source.identity)
+            maps = _Maps(fork_generation(), [index_source, data_source], data_source, index)
             if ids != self._layout[0]:
-                self._check_offsets(index, len(data), index_path)
+                self._check_offsets(index, data_source.size, index_path)
         self._layout = (ids, dtype, start)
         if self._dict_bytes is None and self._dict_source is not None:
             self._dict_bytes = read_dictionary(self._dict_source, None, self.limits, self.label)
         return self._finish_open(maps, zstd=self.strategy != CompressionStrategy.NO_COMPRESSION)
 
-    def _index_layout(self, f: RegularFile, index_path: Path) -> tuple[np.dtype[Any], int]:
+    def _index_layout(self, f: ByteSource, index_path: Path) -> tuple[np.dtype[Any], int]:
         """(dtype, data offset) of index.npy: its npy header parsed as a literal and checked against the
         shard's block count and the file size before the entries are mapped or read. What the original reads
         through np.load is read (either byte order, a signed type, npy 2.0/3.0, bytes after the array:
         V1-INDEX-2), though writers write only unsigned little-endian 1.0 files."""
-        header = parse(npy.NpyHeader, f.read(4096), path=index_path)
+        header = parse(npy.NpyHeader, bytes(f.read(0, min(4096, f.size))), path=index_path)
         dtype = npy.readable_dtype(header.header["descr"])
         shape = header.header["shape"]
         if dtype is None or not isinstance(header.header["fortran_order"], bool) \
@@ -224,7 +227,7 @@ class V1Shard(ProcessLocalState):
             return blk
         maps = self._m if self._m.gen == fork_generation() else self._open()
         start, end = int(maps.index[b]), int(maps.index[b + 1])
-        raw: Any = maps.data[start:end]
+        raw: Any = maps.data.read(start, end - start)
         where = self.where(b)
         if self.strategy != CompressionStrategy.NO_COMPRESSION:
             try:
@@ -256,7 +259,8 @@ class V1Shard(ProcessLocalState):
         for b in range(self.num_blocks):
             start = int(maps.index[b])
             try:
-                total += check_declared_size(_ZSTD, maps.data[start:int(maps.index[b + 1])], None, self.limits)
+                stored = maps.data.read(start, int(maps.index[b + 1]) - start)
+                total += check_declared_size(_ZSTD, stored, None, self.limits)
             except AtlasError as exc:
                 raise type(exc)(exc.message, path=self.path / DATA_FILE, shard=self.label, block=b,
                                 offset=start) from None
