@@ -811,9 +811,9 @@ def test_example_frames_random_reads_decode_one_frame(tmp_path, monkeypatch):
     ds = AtlasDataset(root)
     shard = ds.shards[0]
     calls = []
-    original = shard._decode_frame
-    monkeypatch.setattr(shard, "_decode_frame",
-                        lambda frame, b, pos, raw: calls.append((b, pos)) or original(frame, b, pos, raw))
+    original = shard.decode_frame
+    monkeypatch.setattr(shard, "decode_frame",
+                        lambda frame, b, pos, limit: calls.append((b, pos)) or original(frame, b, pos, limit))
     assert same(ds[17], examples[17]) and calls == [(1, 1)]
     calls.clear()
     got = ds.__getitems__([3, 5, 7, 40])
@@ -901,7 +901,8 @@ def test_list_blocks_hold_version_1s_block_content(tmp_path, variant):
     for b, entry in enumerate(entries):
         decoded = bytes(shard.decoded_block(b))
         maps = v1._m
-        v1_block = v1._new_dctx().decompress(bytes(maps.data[int(maps.index[b]):int(maps.index[b + 1])]))
+        start, end = int(maps.index[b]), int(maps.index[b + 1])
+        v1_block = v1._new_dctx().decompress(bytes(maps.data.read(start, end - start)))
         assert decoded == pickle.dumps(examples[8 * b:8 * b + 8], protocol=4) == v1_block
         assert int(entry["raw_size"]) == len(decoded)
     if variant == "shared-list":  # the same samples and size rule; version 2's fixed fastCover parameters

@@ -366,7 +366,7 @@ def test_decoded_blocks_kept_are_bounded_in_bytes(tmp_path, version):
 
 
 def test_block_cache_bounds_count_and_bytes():
-    from torch_atlas_ds._util import BlockCache
+    from torch_atlas_ds.block_cache import BlockCache
 
     cache = BlockCache(3, max_bytes=100)
     cache.put(("a", 0), "A", 60)

@@ -101,7 +101,7 @@ def _reader_shards(root: Path, version: int) -> list[Any]:
     from atlas_format.constants import DEFAULT_LIMITS, META_FILE
     from atlas_format.files import Location
 
-    from .shard_v1 import read_json_file
+    from .shard_files import read_json_file
     from .shards import open_v1_shards, open_v2_shards
 
     if version == 1:

@@ -27,13 +27,15 @@ from atlas_format.errors import AtlasError
 from atlas_format.files import Location
 from atlas_format.pickle_values import DEFAULT_PICKLE_LIMITS, PickleLimits
 
-from ._util import BlockCache, OpenShards
+from .block_cache import TAKEN, BlockCache
 from .errors import IncompleteDatasetError
 from .leftovers import unfinished_write
 from .metadata import AtlasDatasetShardMetadata
 from .safe_pickle import make_loads
-from .shard_v1 import V1Shard, check_version, read_json_file
-from .shard_v2 import _TAKEN, V2Shard
+from .shard_files import check_version, read_json_file
+from .shard_state import OpenShards
+from .shard_v1 import V1Shard
+from .shard_v2 import V2Shard
 from .shards import Shard, open_v1_shards, open_v2_shards
 
 #: Decoded blocks kept per dataset (per process). Small on purpose: a random-access
@@ -79,11 +81,13 @@ class _Reader:
     _starts: list[int]
     _len: int
     _opened: OpenShards
-    #: The shard read last: when reads move to another, it forgets its last block (one block stays
-    #: in memory besides the cache) and the new one becomes the most recently used open shard.
+    _cache: BlockCache
+    #: The shard read last: when reads move to another, it becomes the most recently used open shard.
     _current: Shard | None = None
-    #: (first, stop, examples) of the framing-list block last unpickled through ds[i]: an in-order
-    #: ds[i] inside it is one range test and one list slot, not a bisect and two calls.
+    #: (first, stop, examples): the dataset's indices of the block in hand (the cache's ``last``) when its
+    #: examples were unpickled in one pass (framing list, or a block read in order): an in-order ds[i]
+    #: inside it is one range test and one list slot, not a bisect and two calls. Each slot is handed
+    #: out once (then TAKEN), as the framing hands them out.
     _run: tuple[int, int, list[Any]] = (0, 0, [])
 
     def _locate(self, i: int) -> tuple[int, int]:
@@ -97,8 +101,8 @@ class _Reader:
         first, stop, values = self._run
         if type(i) is int and first <= i < stop:
             value = values[i - first]
-            if value is not _TAKEN:
-                values[i - first] = _TAKEN
+            if value is not TAKEN:
+                values[i - first] = TAKEN
                 return value
         n = self._len
         if type(i) is not int:
@@ -119,11 +123,11 @@ class _Reader:
             value = shard.get(i - starts[k])
         except AtlasError as exc:
             raise self._located(exc, k) from None
-        if shard.unpickles_lists:
-            block = shard.unpickled_block()
-            if block is not None:
-                first = starts[k] + block[0]
-                self._run = (first, first + len(block[1]), block[1])
+        last = self._cache.last  # the block that read went through (unless another thread read since)
+        unpickled = last.values
+        if unpickled is not None and last.label == shard.label:
+            first = starts[k] + last.first
+            self._run = (first, first + len(unpickled), unpickled)
         return value
 
     def _located(self, exc: AtlasError, k: int) -> AtlasError:
@@ -134,62 +138,45 @@ class _Reader:
         return exc.relocated(index=self._starts[k] + exc.example)
 
     def _switch(self, shard: Shard) -> None:
-        previous, self._current = self._current, shard
-        if previous is not None:
-            previous.forget_block()
+        self._current = shard
         if len(self._shards) > self._opened.capacity:  # else no shard is ever closed: no order to keep
             self._opened.touch(shard)
 
     def __getitems__(self, indices: Sequence[int]) -> list[Any]:
-        """Examples at ``indices``, reading and decoding each block once (torch's batched fetch).
-
-        Indices in shards that decode no block (codec none, framing "example") are read one by
-        one, as ``ds[i]`` does; the others are grouped per block and each block decoded once.
-        """
+        """Examples at ``indices`` (torch's batched fetch), each block read once: in shards that decode
+        blocks, indices are grouped per block and the block's framing cuts out its examples from one
+        decode; in the others (codec none, framing "example") each index is read as ``ds[i]`` reads it,
+        where it is stored (grouping costs more than it saves there: 0.7x measured, RESULTS-read-paths.md)."""
         n = self._len
         starts, shards = self._starts, self._shards
         out: list[Any] = [None] * len(indices)
         groups: dict[tuple[int, int], tuple[list[int], list[int]]] = {}
-        each: dict[int, tuple[list[int], list[int]]] = {}  # per shard that decodes no block: (slots, indices)
-        for slot, i in enumerate(indices):
-            if type(i) is not int or not 0 <= i < n:
-                i = _normalize(i, n)
-            k = bisect.bisect_right(starts, i) - 1
-            shard = shards[k]
-            j = i - starts[k]
-            if not shard.decodes_blocks:
-                mine = each.get(k)
-                if mine is None:
-                    each[k] = ([slot], [j])
+        k = 0
+        try:
+            for slot, i in enumerate(indices):
+                if type(i) is not int or not 0 <= i < n:
+                    i = _normalize(i, n)
+                k = bisect.bisect_right(starts, i) - 1
+                shard = shards[k]
+                if not shard.decodes_blocks:
+                    if shard is not self._current:
+                        self._switch(shard)
+                    out[slot] = shard.get(i - starts[k])
+                    continue
+                b, pos = divmod(i - starts[k], shard.block_size)
+                group = groups.get((k, b))
+                if group is None:
+                    groups[k, b] = ([slot], [pos])
                 else:
-                    mine[0].append(slot)
-                    mine[1].append(j)
-                continue
-            b, pos = divmod(j, shard.block_size)
-            group = groups.get((k, b))
-            if group is None:
-                groups[k, b] = ([slot], [pos])
-            else:
-                group[0].append(slot)
-                group[1].append(pos)
-        for k, (slots, js) in each.items():
-            if shards[k] is not self._current:
-                self._switch(shards[k])
-            try:
-                values = shards[k].get_each(js)
-            except AtlasError as exc:
-                raise self._located(exc, k) from None
-            for slot, value in zip(slots, values, strict=True):
-                out[slot] = value
-        for (k, b), (slots, positions) in groups.items():
-            if shards[k] is not self._current:
-                self._switch(shards[k])
-            try:
-                values = shards[k].get_many(b, positions)
-            except AtlasError as exc:
-                raise self._located(exc, k) from None
-            for slot, value in zip(slots, values, strict=True):
-                out[slot] = value
+                    group[0].append(slot)
+                    group[1].append(pos)
+            for (k, b), (slots, positions) in groups.items():
+                if shards[k] is not self._current:
+                    self._switch(shards[k])
+                for slot, value in zip(slots, shards[k].get_many(b, positions), strict=True):
+                    out[slot] = value
+        except AtlasError as exc:
+            raise self._located(exc, k) from None
         return out
 
     def __iter__(self) -> Iterator[Any]:

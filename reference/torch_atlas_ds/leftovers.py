@@ -94,7 +94,7 @@ def _is_real_dir(path: Path) -> bool:
 def _listed_shards(root: Path) -> set[str] | None:
     """The shard names a version 2 root meta.json lists, or None if it is not one that verifies (then no
     folder can be called an orphan)."""
-    from .shard_v2 import read_v2_meta
+    from .shard_files import read_v2_meta
 
     try:
         doc, _ = read_v2_meta(Location(root, META_FILE), "v2-root", DEFAULT_LIMITS)

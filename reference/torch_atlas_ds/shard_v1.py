@@ -20,76 +20,29 @@ import zstandard
 
 from atlas_format import npy
 from atlas_format.binary import parse
-from atlas_format.codecs import check_declared_size, codec_info
+from atlas_format.codecs import check_declared_size, codec_info, decode
 from atlas_format.constants import DATA_FILE, DEFAULT_LIMITS, DICT_FILE, META_FILE, V1_INDEX_FILE, Limits
 from atlas_format.enums import Codec, CompressionStrategy
-from atlas_format.files import Location, RegularFile, open_regular, read_regular
-from atlas_format.list_items import list_item_at
-from atlas_format.metadata import parse_json
+from atlas_format.files import Location
 
-from ._util import (
-    BlockCache,
-    OpenShards,
-    ProcessLocalState,
-    file_identity,
-    fork_generation,
-    shared_dictionary,
-    zstd_decompressor,
-)
+from ._util import fork_generation, shared_dictionary, zstd_decompressor
+from .block_cache import BlockCache, CachedBlock
+from .byte_source import ByteSource, MappedFile
 from .errors import (
     AtlasError,
     CodecError,
     FormatError,
     LimitError,
     MetadataError,
-    MissingShardError,
     VersionError,
 )
+from .framing import V1ListFraming, unpickle_list_block
 from .metadata import AtlasDatasetShardMetadata
 from .safe_pickle import Loads
+from .shard_files import check_version, read_dictionary, read_json_file
+from .shard_state import OpenShards, ProcessLocalState
 
 _ZSTD = codec_info(Codec.ZSTD)
-
-
-def read_json_file(location: Location, limits: Limits, *, missing: type[AtlasError] = MissingShardError,
-                   shard: str | None = None) -> tuple[bytes, Any]:
-    """(bytes, parsed JSON) of a metadata file; absent is ``missing``, too large a LimitError (before reading)."""
-    data = read_regular(location, limit=limits.max_metadata_size, missing=missing, shard=shard)
-    return data, parse_json(data, path=location.path, limits=limits)
-
-
-def unpickle_list_block(loads: Loads, raw: Any, count: int, where: dict[str, Any],
-                        first: int | None = None) -> list[Any]:
-    """A decoded block that is one pickle of a list of ``count`` examples (version 1; version 2
-    framing "list", V2-FRAME-5), unpickled and checked; failures are located at ``where``.
-
-    A refusal inside one example's opcodes also names that example (its position in the block, and
-    ``first`` + position in the shard), found from the refusal's offset as the validator finds it.
-    """
-    try:
-        examples = loads(raw)
-    except AtlasError as exc:  # a refusal of safe loading: same type and rule, located here
-        position = None if exc.pickle_offset is None else list_item_at(raw, exc.pickle_offset)
-        if position is not None:
-            where = {**where, "position": position, "example": None if first is None else first + position}
-        raise exc.relocated(**where) from None
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is corrupt data
-        raise FormatError(f"block does not unpickle: {type(exc).__name__}: {exc}", **where) from None
-    if not isinstance(examples, list) or len(examples) != count:
-        got = f"a list of {len(examples)}" if isinstance(examples, list) else type(examples).__name__
-        raise FormatError(f"block holds {got}, expected a list of {count} examples", **where)
-    return examples
-
-
-def check_version(doc: Any, path: Path) -> int:
-    """The format version of a parsed meta.json: exactly the integer 1 or 2, else VersionError."""
-    if not isinstance(doc, dict):
-        raise MetadataError("meta.json is not a JSON object", path=path)
-    version = doc.get("version")
-    if type(version) is not int or version not in (1, 2):
-        raise VersionError(f"unsupported format version {version!r} (this reader reads versions 1 and 2)",
-                           path=path)
-    return version
 
 
 def _int_field(doc: dict[str, Any], key: str, path: Path, minimum: int = 0) -> int:
@@ -99,38 +52,29 @@ def _int_field(doc: dict[str, Any], key: str, path: Path, minimum: int = 0) -> i
     return value
 
 
-def read_dictionary(location: Location, expected: Any, limits: Limits, shard: str | None = None) -> bytes:
-    """See shard_v2.read_dictionary (imported lazily: shard_v2 imports this module)."""
-    from .shard_v2 import read_dictionary as read
-
-    return read(location, expected, limits, shard)
-
-
 class _Maps:
-    """What an open version 1 shard maps, rebound as a whole (threads read one consistent snapshot, and
-    releasing it while another thread reads leaves that thread its own references)."""
+    """What an open version 1 shard reads from (its byte sources, data.bin's bytes, the index), rebound as a
+    whole (threads read one consistent snapshot, and releasing it while another thread reads leaves that
+    thread its own references)."""
 
-    __slots__ = ("gen", "mm", "data", "index")
+    __slots__ = ("gen", "sources", "data", "index")
 
-    def __init__(self, gen: int = -1, mm: Any = None, data: Any = None, index: Any = None) -> None:
-        self.gen, self.mm, self.data, self.index = gen, mm, data, index
+    def __init__(self, gen: int = -1, sources: Any = None, data: Any = None, index: Any = None) -> None:
+        self.gen, self.sources, self.data, self.index = gen, sources, data, index
 
 
 _CLOSED = _Maps()
-_NO_MEMO: tuple[int, Any] = (-1, None)
 
 
 class V1Shard(ProcessLocalState):
     """One version 1 shard folder. Files are checked at construction, mapped lazily, released when the
     dataset's open-shard LRU (``opened``) needs room, and reopened after that, after fork or unpickling."""
 
-    _PROCESS_LOCAL = ("_m", "_layout", "_tls", "_memo")
+    _PROCESS_LOCAL = ("_m", "_layout", "_tls", "_framing")
     _CLOSED = _CLOSED
-    _NO_MEMO = _NO_MEMO
 
     version = 1
     decodes_blocks = True  # every read decodes (and unpickles) its whole block
-    unpickles_lists = False  # its cached block list is read in place, as the original does
 
     def __init__(self, location: Location, *, mmap_index: bool = True, compression_dict_bytes: Any = None,
                  limits: Limits = DEFAULT_LIMITS, loads: Loads = pickle.loads, cache: BlockCache | None = None,
@@ -183,40 +127,41 @@ class V1Shard(ProcessLocalState):
         self._layout: tuple[tuple[Any, ...], Any, int] = ((), None, 0)
         self._tls = threading.local()  # one zstd decompressor per thread (they are not thread-safe)
         self._tls_gen = -1  # the fork generation _tls belongs to
-        self._memo: tuple[int, Any] = _NO_MEMO  # (block number, its examples), rebound as a whole
+        self._framing = V1ListFraming(self)  # its cached block list is read in place, as the original does
 
     def _open(self) -> _Maps:
         """Open, check and map index.npy and data.bin (V1-INDEX-*), and join the dataset's open shards. Files
         checked in this process and unchanged since (same identity) are mapped again without the checks."""
         index_path = self.path / V1_INDEX_FILE
-        with open_regular(self.location / V1_INDEX_FILE, limit=self.limits.max_index_size, shard=self.label) as f:
-            index_id = file_identity(f.status)
-            dtype, start = self._layout[1:] if self._layout[0][:1] == (index_id,) else self._index_layout(f, index_path)
-            mm, raw = f.map() if self.mmap_index else (None, f.read())
+        index_source = MappedFile(self.location / V1_INDEX_FILE, limit=self.limits.max_index_size, shard=self.label,
+                                  mapped=self.mmap_index)
+        index_id = index_source.identity
+        dtype, start = self._layout[1:] if self._layout[0][:1] == (index_id,) else self._index_layout(index_source,
+                                                                                                     index_path)
+        raw = index_source.read(0, index_source.size)
         index: np.ndarray[Any, Any] = np.frombuffer(raw, dtype=dtype, count=self.num_blocks + 1, offset=start)
         if self.num_blocks == 0:
-            maps = _Maps(fork_generation(), [mm], memoryview(b""), index)
+            maps = _Maps(fork_generation(), [index_source], None, index)
             if int(index[0]) != 0:
                 raise FormatError("the index of an empty shard must be [0]", path=index_path, shard=self.label)
             ids: tuple[Any, ...] = (index_id,)
         else:
-            with open_regular(self.location / DATA_FILE, limit=self.limits.max_data_size, shard=self.label) as f:
-                data_mm, data = f.map()
-                ids = (index_id, file_identity(f.status))
-            maps = _Maps(fork_generation(), [mm, data_mm], data, index)
+            data_source = MappedFile(self.location / DATA_FILE, limit=self.limits.max_data_size, shard=self.label)
+            ids = (index_id, data_source.identity)
+            maps = _Maps(fork_generation(), [index_source, data_source], data_source, index)
             if ids != self._layout[0]:
-                self._check_offsets(index, len(data), index_path)
+                self._check_offsets(index, data_source.size, index_path)
         self._layout = (ids, dtype, start)
         if self._dict_bytes is None and self._dict_source is not None:
             self._dict_bytes = read_dictionary(self._dict_source, None, self.limits, self.label)
         return self._finish_open(maps, zstd=self.strategy != CompressionStrategy.NO_COMPRESSION)
 
-    def _index_layout(self, f: RegularFile, index_path: Path) -> tuple[np.dtype[Any], int]:
+    def _index_layout(self, f: ByteSource, index_path: Path) -> tuple[np.dtype[Any], int]:
         """(dtype, data offset) of index.npy: its npy header parsed as a literal and checked against the
         shard's block count and the file size before the entries are mapped or read. What the original reads
         through np.load is read (either byte order, a signed type, npy 2.0/3.0, bytes after the array:
         V1-INDEX-2), though writers write only unsigned little-endian 1.0 files."""
-        header = parse(npy.NpyHeader, f.read(4096), path=index_path)
+        header = parse(npy.NpyHeader, bytes(f.read(0, min(4096, f.size))), path=index_path)
         dtype = npy.readable_dtype(header.header["descr"])
         shape = header.header["shape"]
         if dtype is None or not isinstance(header.header["fortran_order"], bool) \
@@ -260,44 +205,49 @@ class V1Shard(ProcessLocalState):
     def block_count(self, b: int) -> int:
         return min(self.block_size, self.num_examples - b * self.block_size)
 
+    def count(self, b: int) -> int:
+        """Examples in block ``b``."""
+        return self.block_count(b)
+
+    def where(self, b: int) -> dict[str, Any]:
+        maps = self._m if self._m.gen == fork_generation() else self._open()
+        return {"path": self.path / DATA_FILE, "shard": self.label, "block": b, "offset": int(maps.index[b])}
+
+    def decode_frame(self, frame: Any, b: int, pos: int, limit: int) -> bytes:
+        raise NotImplementedError("version 1 blocks are one frame each")
+
     def read_block(self, b: int) -> list[Any]:
-        """The decoded, unpickled list of examples of block ``b`` (cached)."""
-        maps = self._m
-        if maps.gen != fork_generation():
-            maps = self._open()
-        memo = self._memo
-        if memo[0] == b:
-            return memo[1]  # type: ignore[no-any-return]
-        key = (self.label, b)
-        cached = self.cache.get(key)
-        if cached is not None:
-            self._memo = (b, cached)
-            return cached  # type: ignore[no-any-return]
+        """The decoded, unpickled list of examples of block ``b``."""
+        return self._block(b).data  # type: ignore[no-any-return]
+
+    def _block(self, b: int) -> CachedBlock:
+        """Block ``b`` (its unpickled list) from the dataset's cache, or read, decoded, unpickled and kept."""
+        blk = self.cache.block(self.label, b)
+        if blk is not None:
+            return blk
+        maps = self._m if self._m.gen == fork_generation() else self._open()
         start, end = int(maps.index[b]), int(maps.index[b + 1])
-        raw: Any = maps.data[start:end]
-        data_path = self.path / DATA_FILE
-        where: dict[str, Any] = {"path": data_path, "shard": self.label, "block": b, "offset": start}
+        raw: Any = maps.data.read(start, end - start)
+        where = self.where(b)
         if self.strategy != CompressionStrategy.NO_COMPRESSION:
             try:
-                declared = check_declared_size(_ZSTD, raw, None, self.limits)
-                dctx = getattr(self._tls, "dctx", None)
-                if dctx is None:
-                    dctx = self._tls.dctx = self._new_dctx()
-                raw = dctx.decompress(raw, max_output_size=declared)
+                raw = decode(_ZSTD, raw, self._dctx(), limits=self.limits)
             except AtlasError as exc:
-                raise type(exc)(exc.message, **where) from None
-            except zstandard.ZstdError as exc:
-                raise CodecError(f"zstd cannot decode the block: {exc}", **where) from None
+                raise exc.relocated(**where) from None
         size = len(raw)  # the decoded pickle: what the cache's byte budget counts for the list
         examples = unpickle_list_block(self.loads, raw, self.block_count(b), where, b * self.block_size)
-        self.cache.put(key, examples, size)
-        self._memo = (b, examples)
-        return examples
+        return self.cache.keep(CachedBlock(self.label, b, b * self.block_size, len(examples), examples, size))
+
+    def _dctx(self) -> zstandard.ZstdDecompressor:
+        dctx = getattr(self._tls, "dctx", None)
+        if dctx is None:
+            dctx = self._tls.dctx = self._new_dctx()
+        return dctx
 
     def get(self, i: int) -> Any:
         """Example ``i`` of this shard (0 <= i < len, checked by the caller)."""
         b, pos = divmod(i, self.block_size)
-        return self.read_block(b)[pos]
+        return self._framing.example(self._block(b), pos)
 
     def decoded_bytes(self) -> int:
         """The decoded size of the shard's blocks from their checked index and frame headers (atlas-ds info:
@@ -309,22 +259,15 @@ class V1Shard(ProcessLocalState):
         for b in range(self.num_blocks):
             start = int(maps.index[b])
             try:
-                total += check_declared_size(_ZSTD, maps.data[start:int(maps.index[b + 1])], None, self.limits)
+                stored = maps.data.read(start, int(maps.index[b + 1]) - start)
+                total += check_declared_size(_ZSTD, stored, None, self.limits)
             except AtlasError as exc:
                 raise type(exc)(exc.message, path=self.path / DATA_FILE, shard=self.label, block=b,
                                 offset=start) from None
         return total
 
-    def get_each(self, indices: list[int]) -> list[Any]:
-        return [self.get(j) for j in indices]
-
-    def unpickled_block(self) -> None:
-        """No hand-out list (``unpickles_lists`` is False): the cached block list is read in place."""
-        return None
-
     def get_many(self, b: int, positions: list[int]) -> list[Any]:
-        block = self.read_block(b)
-        return [block[p] for p in positions]
+        return self._framing.examples(self._block(b), positions)
 
     def iter_block(self, b: int) -> list[Any]:
-        return self.read_block(b)
+        return self._framing.all(self._block(b))

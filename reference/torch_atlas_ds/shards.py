@@ -16,12 +16,14 @@ from atlas_format.enums import Codec, DictionaryMode, v2_to_strategy
 from atlas_format.files import Location, require_folder
 from atlas_format.layout import v1_shard_folders
 
-from ._util import BlockCache, OpenShards
+from .block_cache import BlockCache
 from .errors import MetadataError
 from .metadata import AtlasDatasetMetadata
 from .safe_pickle import Loads
+from .shard_files import read_dictionary, read_v2_meta
+from .shard_state import OpenShards
 from .shard_v1 import V1Shard
-from .shard_v2 import V2Shard, read_dictionary, read_v2_meta
+from .shard_v2 import V2Shard
 
 Shard = V1Shard | V2Shard
 

@@ -64,7 +64,7 @@ from ._util import fsync_dir, publish_folder, write_file
 from .errors import LimitError, VersionError
 from .leftovers import Leftover, clear_root, clear_siblings
 from .locking import WriterLock
-from .shard_v2 import load_dictionary, read_v2_meta
+from .shard_files import load_dictionary, read_v2_meta
 
 V1_PICKLE_PROTOCOL = 4  # the original's default protocol on Python 3.8 to 3.13 (what seed-v1 holds)
 WRITER_LIBRARY = "torch-atlas-ds"
@@ -716,7 +716,7 @@ class AtlasDatasetWriter(_Publisher):
     def _open_append(cls, root: Path, lock: WriterLock, user_metadata: dict[str, Any] | None,
                      limits: Limits) -> AtlasDatasetWriter:
         meta_path = root / META_FILE
-        from .shard_v1 import check_version, read_json_file
+        from .shard_files import check_version, read_json_file
 
         _, raw = read_json_file(Location(root, META_FILE), limits)
         if check_version(raw, meta_path) != 2:

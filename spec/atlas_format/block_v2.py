@@ -35,11 +35,32 @@ Block = cs.Struct(
 )
 Block.name = "block"
 
-# Fast-path layouts derived from the declaration (count and one offset are u32 LE).
-U32 = struct.Struct(cs.Int32ul.fmtstr)
-U32_PAIR = struct.Struct(cs.Int32ul.fmtstr + cs.Int32ul.fmtstr[1:])
-COUNT_SIZE: int = cs.Int32ul.sizeof()
-OFFSET_SIZE: int = cs.Int32ul.sizeof()
+# Fast-path layouts derived from the declaration: the count field, then one u32 per offset.
+_COUNT_FIELD = BlockTable.subcons[0].subcon
+_OFFSET_FIELD = BlockTable.subcons[1].subcon.subcon
+U32 = struct.Struct(_COUNT_FIELD.fmtstr)
+U32_PAIR = struct.Struct(_OFFSET_FIELD.fmtstr + _OFFSET_FIELD.fmtstr[1:])
+COUNT_SIZE: int = _COUNT_FIELD.sizeof()
+OFFSET_SIZE: int = _OFFSET_FIELD.sizeof()
+_OFFSET_CHAR = _OFFSET_FIELD.fmtstr[1:]
+_OFFSET_ORDER = _OFFSET_FIELD.fmtstr[0]
+
+
+def block_count(buf: Any, at: int = 0) -> int:
+    """The ``count`` field of the block (or stored table) starting at ``at`` of ``buf``."""
+    count: int = U32.unpack_from(buf, at)[0]
+    return count
+
+
+def example_span(buf: Any, pos: int, at: int = 0) -> tuple[int, int]:
+    """(offsets[pos], offsets[pos + 1]) of the block at ``at``: where example ``pos`` lies in the payload."""
+    span: tuple[int, int] = U32_PAIR.unpack_from(buf, at + COUNT_SIZE + OFFSET_SIZE * pos)
+    return span
+
+
+def example_offsets(buf: Any, count: int, at: int = 0) -> tuple[int, ...]:
+    """The whole offsets array (``count + 1`` values) of the block at ``at`` (no check: see the callers)."""
+    return struct.unpack_from(f"{_OFFSET_ORDER}{count + 1}{_OFFSET_CHAR}", buf, at + COUNT_SIZE)
 
 
 def _offsets(examples: list[bytes]) -> list[int]:

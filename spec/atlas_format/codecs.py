@@ -19,6 +19,7 @@ from .constants import DEFAULT_LIMITS, Limits
 from .enums import Codec
 from .errors import CodecError, LimitError
 from .lz4_frame import Lz4FrameHeader
+from .lz4_frame import declared_content_size as _lz4_content_size
 from .zstd_frame import ZstdFrameHeader
 
 Buffer = bytes | bytearray | memoryview
@@ -37,6 +38,10 @@ class CodecInfo:
     compressor: Callable[[int, bytes | None], Compress]
     decompress: Callable[[Buffer, int, zstandard.ZstdDecompressor | None], bytes]
     strict_decompress: Callable[[Buffer, int, zstandard.ZstdDecompressor | None], tuple[bytes, int]]
+    #: the declared size read without a full header parse (readers' hot path: the decoder checks the
+    #: rest): None or a negative number when the frame declares none; ValueError (or the library's
+    #: error) when the bytes do not start like a frame of this codec
+    peek_size: Callable[[Buffer], int | None]
 
     @property
     def label(self) -> str:
@@ -173,11 +178,11 @@ def _lz4_strict(data: Buffer, limit: int, dctx: object) -> tuple[bytes, int]:
 
 CODECS: dict[Codec, CodecInfo] = {
     Codec.NONE: CodecInfo(Codec.NONE, None, False, (0, 0), lambda data: len(data), _none_compressor,
-                          _none_decompress, _none_strict),
+                          _none_decompress, _none_strict, lambda data: len(data)),
     Codec.ZSTD: CodecInfo(Codec.ZSTD, ZstdFrameHeader, True, (-131072, 22), _zstd_declared, _zstd_compressor,
-                          _zstd_decompress, _zstd_strict),
+                          _zstd_decompress, _zstd_strict, zstandard.frame_content_size),
     Codec.LZ4: CodecInfo(Codec.LZ4, Lz4FrameHeader, False, (0, 16), _lz4_declared, _lz4_compressor,
-                         _lz4_decompress, _lz4_strict),
+                         _lz4_decompress, _lz4_strict, _lz4_content_size),
 }
 
 
@@ -203,3 +208,30 @@ def check_declared_size(info: CodecInfo, data: Buffer, expected: int | None,
     if expected is not None and declared != expected:
         raise CodecError(f"{info.label} frame declares {declared} bytes, the index says {expected}")
     return declared
+
+
+def decode(info: CodecInfo, data: Buffer, dctx: zstandard.ZstdDecompressor | None = None, *,
+           size: int | None = None, limit: int | None = None, limits: Limits = DEFAULT_LIMITS) -> bytes:
+    """One frame decoded, its declared size checked before anything is allocated: within the limits,
+    exactly ``size`` when given, at most ``limit`` when given; then the output is checked against it.
+
+    Readers decode every frame through this call, whatever the codec (errors carry no location: the
+    caller knows the file, block and example and adds them)."""
+    try:
+        declared = info.peek_size(data)
+    except (ValueError, zstandard.ZstdError) as exc:
+        raise CodecError(f"not a readable {info.label} frame header: {exc}") from None
+    if declared is None or declared < 0:
+        raise CodecError(f"{info.label} frame does not declare its content size")
+    if declared > limits.max_block_raw_size:
+        raise LimitError(f"{info.label} frame declares {declared} bytes, above the limit of "
+                         f"{limits.max_block_raw_size} bytes (refused before allocating)")
+    if size is not None and declared != size:
+        raise CodecError(f"{info.label} frame declares {declared} bytes, the index says {size}")
+    if limit is not None and declared > limit:
+        raise LimitError(f"{info.label} frame declares {declared} bytes, more than its block's raw_size allows "
+                         f"({limit}); refused before allocating")
+    out = info.decompress(data, declared, dctx)
+    if len(out) != declared:
+        raise CodecError(f"{info.label} frame decodes to {len(out)} bytes, it declares {declared}")
+    return out

@@ -19,9 +19,6 @@ from .constants import FORMAT_VERSION_2, V2_INDEX_ENTRY_SIZE, V2_INDEX_HEADER_SI
 DICTIONARY_MODE_IDS = {"none": 0, "shared": 1, "shard": 2}
 DICTIONARY_MODE_NAMES = {v: k for k, v in DICTIONARY_MODE_IDS.items()}
 
-# Bytes of the header covered by its checksum (everything before the checksum field).
-INDEX_HEADER_CHECKED_SIZE = 56
-
 IndexHeader = cs.Struct(
     "magic" / cs.Const(V2_INDEX_MAGIC),             # 0   8  b"ATLASIDX"
     "format_version" / cs.Int16ul,                  # 8   2  2
@@ -60,6 +57,31 @@ IndexFile = cs.Struct(
     cs.Terminated,
 )
 IndexFile.name = "index.bin"
+
+
+def _field_offset(struct: Any, name: str) -> int:
+    offset = 0
+    for sub in struct.subcons:
+        if sub.name == name:
+            return offset
+        offset += sub.sizeof()
+    raise KeyError(f"the {struct.name} has no field {name!r}")
+
+
+def header_field_offset(name: str) -> int:
+    """Where field ``name`` of the index.bin header starts (from the declaration: error messages name it)."""
+    return _field_offset(IndexHeader, name)
+
+
+def entry_field_offset(name: str) -> int:
+    """Where field ``name`` of an index.bin entry starts, from the entry's start (from the declaration)."""
+    return _field_offset(IndexEntry, name)
+
+
+# Bytes of the header covered by its checksum (everything before the checksum field).
+INDEX_HEADER_CHECKED_SIZE = header_field_offset("checksum")
+#: Where the header's checksum lies (bytes [INDEX_CHECKSUM_OFFSET, +8)).
+INDEX_CHECKSUM_OFFSET = INDEX_HEADER_CHECKED_SIZE
 
 # The same layouts as numpy dtypes, derived from the declarations (used on hot paths).
 INDEX_HEADER_DTYPE = numpy_dtype(IndexHeader)

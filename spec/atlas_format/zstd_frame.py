@@ -61,6 +61,8 @@ ZstdDictionaryHeader = cs.Struct(
     "dict_id" / cs.Int32ul,
 )
 ZstdDictionaryHeader.name = "zstd dictionary header"
+#: Where a dictionary's id lies (after its magic number), from the declaration.
+DICTIONARY_ID_OFFSET: int = ZstdDictionaryHeader.subcons[0].sizeof()
 
 
 def frame_header_fields(content_size: int | None, dict_id: int | None, *, checksum: bool = False,

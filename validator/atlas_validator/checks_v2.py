@@ -14,7 +14,7 @@ import numpy as np
 
 from atlas_format import metadata
 from atlas_format.binary import parse
-from atlas_format.block_v2 import U32, table_size
+from atlas_format.block_v2 import block_count, example_offsets, table_size
 from atlas_format.checksum import ChecksumAlgorithm, parse_checksum_text
 from atlas_format.codecs import codec_info
 from atlas_format.constants import (
@@ -29,8 +29,18 @@ from atlas_format.constants import (
 )
 from atlas_format.enums import KNOWN_INDEX_FLAGS, Codec, Framing
 from atlas_format.errors import AtlasError
-from atlas_format.index_v2 import DICTIONARY_MODE_NAMES, INDEX_ENTRY_DTYPE, IndexHeader, compute_index_checksum
-from atlas_format.zstd_frame import ZstdDictionaryHeader
+from atlas_format.index_v2 import (
+    DICTIONARY_MODE_NAMES,
+    INDEX_CHECKSUM_OFFSET,
+    INDEX_ENTRY_DTYPE,
+    IndexHeader,
+    compute_index_checksum,
+    entry_field_offset,
+)
+from atlas_format.index_v2 import (
+    header_field_offset as header_at,
+)
+from atlas_format.zstd_frame import DICTIONARY_ID_OFFSET, ZstdDictionaryHeader
 
 from .blocks import check_list_pickle, decode_block, decode_frame, frame_declared_size, make_dctx, protocol_text
 from .common import (
@@ -163,14 +173,14 @@ def check_dictionary(root: Path, shown: str, record: Any, sink: Sink, *, limits:
                 sink.add("ATL505", f"dictionary checksum mismatch: the metadata says {text}, the file hashes to "
                                    f"{alg.text(alg.of(raw))}", path=shown)
     try:
-        header = parse(ZstdDictionaryHeader, raw[:8], path=shown)
+        header = parse(ZstdDictionaryHeader, raw[:ZstdDictionaryHeader.sizeof()], path=shown)
     except AtlasError as exc:
         sink.from_error("ATL408", exc, clause="V2-DICT-1")
         return None
     dict_id = int(header.dict_id)
     if is_int(record.get("dict_id")) and record["dict_id"] != dict_id:
         sink.add("ATL409", f"dictionary id is {dict_id}, the metadata records {record['dict_id']}", path=shown,
-                 offset=4)
+                 offset=DICTIONARY_ID_OFFSET)
     return raw, dict_id
 
 
@@ -256,7 +266,7 @@ def _check_shard(task: ShardTask, sink: Sink, stats: Stats, summary: dict[str, A
                      path=meta_shown)
         if dictionary is not None and dict_id is not None and dictionary[1] != dict_id:
             sink.add("ATL409", f"dictionary file id {dictionary[1]} differs from the shard dict_id {dict_id}",
-                     path=dict_shown, offset=4)
+                     path=dict_shown, offset=DICTIONARY_ID_OFFSET)
     else:
         if isinstance(dfile, dict):
             sink.add("ATL212", f"dictionary_file is set but the dictionary mode is {mode!r}", path=meta_shown)
@@ -320,46 +330,50 @@ def _check_index(task: ShardTask, sink: Sink, doc: dict[str, Any], data_len: int
         return None
     usable = True
     if header.format_version != 2:
-        sink.add("ATL309", f"format_version is {header.format_version}, expected 2", path=shown, offset=8)
+        sink.add("ATL309", f"format_version is {header.format_version}, expected 2",
+                 path=shown, offset=header_at("format_version"))
     if header.header_size < V2_INDEX_HEADER_SIZE:
-        sink.add("ATL309", f"header_size {header.header_size} is below 64", path=shown, offset=10)
+        sink.add("ATL309", f"header_size {header.header_size} is below {V2_INDEX_HEADER_SIZE}",
+                 path=shown, offset=header_at("header_size"))
         usable = False
     if header.entry_size < V2_INDEX_ENTRY_SIZE:
-        sink.add("ATL309", f"entry_size {header.entry_size} is below 24", path=shown, offset=12)
+        sink.add("ATL309", f"entry_size {header.entry_size} is below {V2_INDEX_ENTRY_SIZE}",
+                 path=shown, offset=header_at("entry_size"))
         usable = False
     if header.header_size > V2_INDEX_HEADER_SIZE or header.entry_size > V2_INDEX_ENTRY_SIZE:
         sink.add("ATL311", f"header_size {header.header_size}, entry_size {header.entry_size}: extension bytes "
-                           "are ignored", path=shown, offset=10)
+                           "are ignored", path=shown, offset=header_at("header_size"))
     try:
         header_codec = codec_info(header.codec)
     except AtlasError as exc:
-        sink.add("ATL309", exc.message, path=shown, offset=14, clause="V2-COMPAT-3")
+        sink.add("ATL309", exc.message, path=shown, offset=header_at("codec"), clause="V2-COMPAT-3")
         header_codec = None
         usable = False
     header_mode = DICTIONARY_MODE_NAMES.get(header.dictionary)
     if header_mode is None:
-        sink.add("ATL309", f"unknown dictionary mode id {header.dictionary}", path=shown, offset=15,
+        sink.add("ATL309", f"unknown dictionary mode id {header.dictionary}",
+                 path=shown, offset=header_at("dictionary"),
                  clause="V2-COMPAT-3")
-    for field, off in (("reserved", 18), ("reserved2", 52)):
+    for field in ("reserved", "reserved2"):
         if header[field] != 0:
-            sink.add("ATL309", f"{field} is {header[field]}, must be 0", path=shown, offset=off)
+            sink.add("ATL309", f"{field} is {header[field]}, must be 0", path=shown, offset=header_at(field))
     unknown_flags = header.flags & ~KNOWN_INDEX_FLAGS
     if unknown_flags:
         sink.add("ATL309", f"flags is {header.flags:#04x}: bits {unknown_flags:#04x} are not defined (only bits 0 "
-                           "and 1, the framings 'example' and 'list', are)", path=shown, offset=17,
+                           "and 1, the framings 'example' and 'list', are)", path=shown, offset=header_at("flags"),
                  clause="V2-INDEX-1, V2-COMPAT-3")
     framing = framing_of(doc)
     meta_framing = f"meta.json framing is {framing!r}{'' if 'framing' in doc else ' (absent)'}"
     flags_framing = framing_of_flags(header.flags)
     if flags_framing is None:
         sink.add("ATL307", f"index header flags {header.flags:#04x} set both framing bits (bit 0 'example' and bit "
-                           f"1 'list'), which is invalid; {meta_framing}", path=shown, offset=17,
+                           f"1 'list'), which is invalid; {meta_framing}", path=shown, offset=header_at("flags"),
                  clause="V2-INDEX-2, V2-FRAME-1")
         usable = False
     elif framing is not None and flags_framing.value != framing:
         bits = header.flags & FRAMING_FLAGS
         sink.add("ATL307", f"index header flags framing bits are {bits:#04x} (framing {flags_framing.value!r}), "
-                           f"{meta_framing}", path=shown, offset=17, clause="V2-INDEX-2, V2-FRAME-1")
+                           f"{meta_framing}", path=shown, offset=header_at("flags"), clause="V2-INDEX-2, V2-FRAME-1")
         usable = False
     algorithm = None
     try:
@@ -367,12 +381,12 @@ def _check_index(task: ShardTask, sink: Sink, doc: dict[str, Any], data_len: int
 
         algorithm = checksum_algorithm(header.checksum_algorithm)
     except AtlasError as exc:
-        sink.add("ATL309", exc.message, path=shown, offset=16, clause="V2-COMPAT-3")
+        sink.add("ATL309", exc.message, path=shown, offset=header_at("checksum_algorithm"), clause="V2-COMPAT-3")
     if algorithm is not None:
         actual = compute_index_checksum(raw, header.checksum_algorithm)
         if actual != header.checksum:
             sink.add("ATL503", f"index checksum mismatch: header says {algorithm.text(header.checksum)}, the file "
-                               f"hashes to {algorithm.text(actual)}", path=shown, offset=56)
+                               f"hashes to {algorithm.text(actual)}", path=shown, offset=INDEX_CHECKSUM_OFFSET)
             usable = False
         record_value = doc.get("index")
         record = record_value if isinstance(record_value, dict) else {}
@@ -383,35 +397,39 @@ def _check_index(task: ShardTask, sink: Sink, doc: dict[str, Any], data_len: int
             sink.add("ATL504", f"meta.json index.size is {record['size']}, index.bin is {len(raw)} bytes",
                      path=f"{name}/{META_FILE}")
     if header.block_count > limits.max_blocks_per_shard:
-        sink.add("ATL900", f"block_count {header.block_count} exceeds max_blocks_per_shard", path=shown, offset=24)
+        sink.add("ATL900", f"block_count {header.block_count} exceeds max_blocks_per_shard",
+                 path=shown, offset=header_at("block_count"))
         return None
     if header.example_count > limits.max_examples_per_shard:
         sink.add("ATL900", f"example_count {header.example_count} exceeds max_examples_per_shard", path=shown,
-                 offset=32)
+                 offset=header_at("example_count"))
     if header.data_size > limits.max_data_size:
-        sink.add("ATL900", f"data_size {header.data_size} exceeds max_data_size", path=shown, offset=40)
+        sink.add("ATL900", f"data_size {header.data_size} exceeds max_data_size",
+                 path=shown, offset=header_at("data_size"))
     if header.block_size > limits.max_examples_per_block:
-        sink.add("ATL900", f"block_size {header.block_size} exceeds max_examples_per_block", path=shown, offset=20)
+        sink.add("ATL900", f"block_size {header.block_size} exceeds max_examples_per_block",
+                 path=shown, offset=header_at("block_size"))
     expected_len = header.header_size + header.block_count * header.entry_size
     if expected_len != len(raw):
         sink.add("ATL308", f"index.bin is {len(raw)} bytes, header_size + block_count * entry_size = "
                            f"{expected_len}", path=shown, offset=min(len(raw), expected_len))
         usable = False
     # header <-> meta.json (V2-INDEX-2)
-    pairs = (("codec", header_codec.label if header_codec else header.codec, doc.get("codec"), 14),
-             ("dictionary", header_mode, doc.get("dictionary"), 15),
-             ("block_size", header.block_size, doc.get("block_size"), 20),
-             ("block_count", header.block_count, doc.get("num_blocks"), 24),
-             ("example_count", header.example_count, doc.get("num_examples"), 32),
-             ("data_size", header.data_size, doc.get("data_size"), 40),
-             ("dict_id", header.dict_id, doc.get("dict_id"), 48))
-    for field, have, want, off in pairs:
+    pairs = (("codec", header_codec.label if header_codec else header.codec, doc.get("codec")),
+             ("dictionary", header_mode, doc.get("dictionary")),
+             ("block_size", header.block_size, doc.get("block_size")),
+             ("block_count", header.block_count, doc.get("num_blocks")),
+             ("example_count", header.example_count, doc.get("num_examples")),
+             ("data_size", header.data_size, doc.get("data_size")),
+             ("dict_id", header.dict_id, doc.get("dict_id")))
+    for field, have, want in pairs:
         if want is not None and have != want:
-            sink.add("ATL307", f"index header {field} is {have!r}, meta.json says {want!r}", path=shown, offset=off)
+            sink.add("ATL307", f"index header {field} is {have!r}, meta.json says {want!r}", path=shown,
+                     offset=header_at(field))
             usable = False
     if dictionary is not None and header.dict_id != dictionary[1]:
         sink.add("ATL409", f"index header dict_id {header.dict_id} differs from the dictionary's {dictionary[1]}",
-                 path=shown, offset=48)
+                 path=shown, offset=header_at("dict_id"))
     if not usable and expected_len > len(raw):
         return None
     count = min(header.block_count, max(0, (len(raw) - header.header_size) // max(header.entry_size, 1)))
@@ -451,26 +469,27 @@ def _check_index(task: ShardTask, sink: Sink, doc: dict[str, Any], data_len: int
                      offset=entry_offset(max(count - 1, 0)))
             usable = False
     for b in np.nonzero(stored == 0)[0][:10]:
-        sink.add("ATL310", "block has stored_size 0", path=shown, block=int(b), offset=entry_offset(int(b)) + 8)
+        sink.add("ATL310", "block has stored_size 0", path=shown, block=int(b),
+                 offset=entry_offset(int(b)) + entry_field_offset("stored_size"))
         usable = False
     if max_raw is not None:
         for b in np.nonzero(raws > max_raw)[0][:10]:
             sink.add("ATL310", f"raw_size {int(raws[b])} is above the shard max_block_raw_size {max_raw}", path=shown,
-                     block=int(b), offset=entry_offset(int(b)) + 12)
+                     block=int(b), offset=entry_offset(int(b)) + entry_field_offset("raw_size"))
         if count and int(raws.max()) != max_raw:
             sink.add("ATL310", f"max_block_raw_size is {max_raw}, the largest raw_size is {int(raws.max())}",
                      path=f"{name}/{META_FILE}", clause="V2-META-5")
     if header_codec is not None and header_codec.codec == Codec.NONE:
         for b in np.nonzero(raws != entries["stored_size"])[0][:10]:
             sink.add("ATL310", "codec none but raw_size differs from stored_size", path=shown, block=int(b),
-                     offset=entry_offset(int(b)) + 12)
+                     offset=entry_offset(int(b)) + entry_field_offset("raw_size"))
     for b in np.nonzero(stored > limits.max_block_stored_size)[0][:10]:
         sink.add("ATL900", f"stored_size {int(stored[b])} is above max_block_stored_size", path=shown, block=int(b),
-                 offset=entry_offset(int(b)) + 8)
+                 offset=entry_offset(int(b)) + entry_field_offset("stored_size"))
         usable = False
     for b in np.nonzero(raws > limits.max_block_raw_size)[0][:10]:
         sink.add("ATL900", f"raw_size {int(raws[b])} is above max_block_raw_size", path=shown, block=int(b),
-                 offset=entry_offset(int(b)) + 12)
+                 offset=entry_offset(int(b)) + entry_field_offset("raw_size"))
     if algorithm is None:
         usable = False
     return (header, entries) if usable else None
@@ -570,10 +589,10 @@ def _parse_table(task: ShardTask, sink: Sink, buf: bytes, b: int, block_size: in
         block, table, items, rule = "stored block", "frame table", "frames", {"clause": "V2-FRAME-2, V2-BLOCK-3"}
     else:
         block, table, items, rule = "decoded block", "example table", "examples", {}
-    if len(buf) < 8:
+    if len(buf) < table_size(0):
         sink.add("ATL410", f"{block} is {len(buf)} bytes, too short for its {table}", **where, **rule)
         return None
-    (n,) = U32.unpack_from(buf, 0)
+    n = block_count(buf)
     expected = None
     if block_size and num_examples is not None:
         expected = min(block_size, num_examples - b * block_size)
@@ -587,7 +606,7 @@ def _parse_table(task: ShardTask, sink: Sink, buf: bytes, b: int, block_size: in
         sink.add("ATL410", f"{table} of {n} {items} needs {base} bytes, the {block} has {len(buf)}", **where,
                  **rule)
         return None
-    offs: list[int] = np.frombuffer(buf, dtype="<u4", count=n + 1, offset=4).tolist()
+    offs = list(example_offsets(buf, n))
     if offs[0] != 0:
         sink.add("ATL410", f"{table} offsets[0] is {offs[0]}, must be 0", **where, **rule)
         return None

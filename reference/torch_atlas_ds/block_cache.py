@@ -1,0 +1,158 @@
+"""The one cache of a dataset's reads: decoded blocks, bounded in count and bytes, plus the block in hand.
+
+A block is read once and used by every read that follows in it: ``CachedBlock`` holds the decoded
+(or, where nothing is decoded, the stored) bytes, their checked offset table, and the examples
+already unpickled in one pass (framing "list", or the rest of a block read in order). Those
+examples are handed out once each (the slot then holds ``TAKEN``), so a repeated ``ds[i]`` unpickles
+again and returns a new object: what a caller mutates never comes back to another caller.
+
+``BlockCache`` keeps the least recently used blocks within ``capacity`` and ``max_bytes`` and, besides
+them, the block read last (``last``), whatever its size: a block larger than the budget is decoded
+for its reads but never kept beyond the next block. Capacity 0 keeps only the block in hand.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from ._util import fork_safe_lock
+
+#: An unpickled example already handed out (the next read of it unpickles it again).
+TAKEN: Any = object()
+
+
+class CachedBlock:
+    """Block ``b`` of shard ``label``: its ``count`` examples from example ``first`` of the shard; ``data`` as
+    read (decoded bytes, a view of the stored bytes, or version 1's unpickled list), ``nbytes`` what the
+    budget counts, ``raw`` its decoded size per the index (-1: not known), ``table`` (where each example starts
+    in ``data``, from its offset table checked once), ``values`` (examples unpickled in one pass, TAKEN
+    once handed out), ``last_pos`` the position read last."""
+
+    __slots__ = ("label", "b", "first", "count", "data", "nbytes", "raw", "base", "table", "values", "last_pos")
+
+    def __init__(self, label: str, b: int, first: int, count: int, data: Any, nbytes: int, raw: int = -1,
+                 base: int = 0) -> None:
+        self.label, self.b, self.first, self.count = label, b, first, count
+        self.data, self.nbytes, self.raw = data, nbytes, raw
+        #: where the payload starts in a block with an offset table (set by the shard that read it)
+        self.base = base
+        self.table: tuple[int, ...] | None = None
+        self.values: list[Any] | None = None
+        self.last_pos = -2
+
+
+_NONE = CachedBlock("", -1, 0, 0, None, 0)
+
+
+class BlockCache:
+    """A bounded LRU of blocks keyed by (shard label, block number), bounded in count and in bytes, and the
+    block read last. One per dataset and process, shared by its shards, so the bound holds whatever the
+    number of shards; a few KB of compressible blocks can decode to gigabytes, hence the byte bound.
+
+    ``get`` and ``put`` take no lock (a put follows every decode of a random read): each OrderedDict call
+    is atomic under the GIL. Bytes are counted exactly, under a lock, only when ``count * largest block``
+    could exceed the budget, which typical blocks (16 of 24 KB against 64 MiB) never reach.
+    """
+
+    __slots__ = ("capacity", "max_bytes", "last", "_limit", "_largest", "_items", "_sizes", "_lock", "__weakref__")
+
+    def __init__(self, capacity: int, max_bytes: int | None = None) -> None:
+        if capacity < 0:
+            raise ValueError(f"block_cache_size must be >= 0, got {capacity}")
+        if max_bytes is not None and max_bytes < 0:
+            raise ValueError(f"block_cache_bytes must be >= 0, got {max_bytes}")
+        self.capacity = capacity
+        self.max_bytes = max_bytes
+        #: the block read last (kept even when the LRU keeps nothing)
+        self.last: CachedBlock = _NONE
+        self._limit = -1 if capacity == 0 else max_bytes if max_bytes is not None else 1 << 62
+        self._largest = 0  # at least the largest size held (it only shrinks when bytes are counted)
+        self._items: OrderedDict[tuple[str, int], Any] = OrderedDict()
+        self._sizes: dict[tuple[str, int], int] = {}
+        self._lock = fork_safe_lock(self)
+
+    def block(self, label: str, b: int) -> CachedBlock | None:
+        """Block ``b`` of shard ``label`` if held (it becomes the block in hand)."""
+        last = self.last
+        if last.b == b and last.label == label:
+            return last
+        found: CachedBlock | None = self.get((label, b))
+        if found is not None:
+            self.last = found
+        return found
+
+    def keep(self, block: CachedBlock) -> CachedBlock:
+        """``block`` was just read: it is the block in hand, and cached if it fits the budget."""
+        self.last = block
+        self.put((block.label, block.b), block, block.nbytes)
+        return block
+
+    def get(self, key: tuple[str, int]) -> Any:
+        # A miss (most random reads) raises nothing. A key evicted by another thread in between
+        # is still a hit for this caller.
+        items = self._items
+        value = items.get(key)
+        if value is not None:
+            try:
+                items.move_to_end(key)
+            except KeyError:
+                pass
+        return value
+
+    def put(self, key: tuple[str, int], value: Any, size: int) -> None:
+        """Keep ``value`` (``size`` bytes), evicting the least recently used beyond either bound."""
+        if size > self._limit:
+            return
+        items, sizes = self._items, self._sizes
+        sizes[key] = size
+        items[key] = value
+        try:
+            items.move_to_end(key)
+            while len(items) > self.capacity:
+                sizes.pop(items.popitem(last=False)[0], None)
+        except KeyError:  # another thread emptied it concurrently: the bound still holds
+            pass
+        if size > self._largest:
+            self._largest = size
+        if len(items) * self._largest > self._limit:
+            self._fit()
+
+    def _fit(self) -> None:
+        """Count the bytes held exactly and evict the least recently used beyond the budget."""
+        items, sizes = self._items, self._sizes
+        with self._lock:
+            held = list(items)
+            for key in [k for k in list(sizes) if k not in items]:  # left by a race between two puts
+                sizes.pop(key, None)
+            total = sum(sizes.get(k, 0) for k in held)
+            while total > self._limit and items:
+                try:
+                    total -= sizes.pop(items.popitem(last=False)[0], 0)
+                except KeyError:
+                    break
+            self._largest = max((sizes.get(k, 0) for k in list(items)), default=0)
+
+    def drop(self, label: str) -> None:
+        """Forget shard ``label``'s blocks (it released its files: views of them must not keep them open)."""
+        if self.last.label == label:
+            self.last = _NONE
+        with self._lock:
+            for key in [k for k in list(self._items) if k[0] == label]:
+                self._items.pop(key, None)
+                self._sizes.pop(key, None)
+
+    @property
+    def nbytes(self) -> int:
+        """The bytes of the blocks the LRU holds (as given to put)."""
+        return sum(self._sizes.get(k, 0) for k in list(self._items))
+
+    def clear(self) -> None:
+        self.last = _NONE
+        with self._lock:
+            self._items.clear()
+            self._sizes.clear()
+            self._largest = 0
+
+    def __len__(self) -> int:
+        return len(self._items)

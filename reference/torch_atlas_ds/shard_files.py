@@ -1,0 +1,103 @@
+"""A shard's small files, read and checked as every reader reads them: metadata (meta.json) and zstd
+dictionaries. Both versions' shard readers and the writer's append use them (one copy, no import
+between the shard readers). Files are opened through ``atlas_format.files`` (FILE-1..4).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import zstandard
+
+from atlas_format.codecs import codec_info
+from atlas_format.constants import Limits
+from atlas_format.files import Location, open_regular, read_regular
+from atlas_format.metadata import file_checksum_text, parse_json, validate_schema, verify_checksummed_json
+
+from .errors import AtlasError, ChecksumError, CodecError, FormatError, MetadataError, MissingShardError, VersionError
+
+
+def read_json_file(location: Location, limits: Limits, *, missing: type[AtlasError] = MissingShardError,
+                   shard: str | None = None) -> tuple[bytes, Any]:
+    """(bytes, parsed JSON) of a metadata file; absent is ``missing``, too large a LimitError (before reading)."""
+    data = read_regular(location, limit=limits.max_metadata_size, missing=missing, shard=shard)
+    return data, parse_json(data, path=location.path, limits=limits)
+
+
+def check_version(doc: Any, path: Path) -> int:
+    """The format version of a parsed meta.json: exactly the integer 1 or 2, else VersionError."""
+    if not isinstance(doc, dict):
+        raise MetadataError("meta.json is not a JSON object", path=path)
+    version = doc.get("version")
+    if type(version) is not int or version not in (1, 2):
+        raise VersionError(f"unsupported format version {version!r} (this reader reads versions 1 and 2)",
+                           path=path)
+    return version
+
+
+def load_dictionary(location: Location, expected: dict[str, Any], limits: Limits, shard: str | None = None) -> bytes:
+    """A dictionary file checked against its metadata record (size, checksum, dict_id)."""
+    data = read_regular(location, limit=limits.max_dictionary_size, what="zstd dictionary named by the metadata",
+                        shard=shard)
+    _check_dictionary(data, location.path, expected, shard)
+    return data
+
+
+def _check_dictionary(data: bytes, path: Path, expected: dict[str, Any], shard: str | None) -> None:
+    if len(data) != expected["size"]:
+        raise FormatError(f"dictionary is {len(data)} bytes, metadata says {expected['size']}", path=path,
+                          shard=shard)
+    text = file_checksum_text(data)
+    if text != expected["checksum"]:
+        raise ChecksumError(f"dictionary checksum mismatch: metadata says {expected['checksum']}, file hashes "
+                            f"to {text}", path=path, shard=shard)
+    try:
+        dict_id = zstandard.ZstdCompressionDict(data).dict_id()
+    except zstandard.ZstdError as exc:
+        raise FormatError(f"not a zstd dictionary: {exc}", path=path, shard=shard) from None
+    if dict_id != expected["dict_id"]:
+        raise FormatError(f"dictionary id {dict_id}, metadata says {expected['dict_id']}", path=path, shard=shard)
+
+
+# Dictionaries read in this process, shared by every shard that uses one (and dropped from
+# pickled readers: workers read them again, once). Keyed so that a changed file is re-read.
+_DICTIONARIES: dict[tuple[Any, ...], bytes] = {}
+
+
+def read_dictionary(location: Location, expected: dict[str, Any] | None, limits: Limits,
+                    shard: str | None = None) -> bytes:
+    """A dictionary file, verified against ``expected`` (its metadata record) when given; memoized per process."""
+    with open_regular(location, limit=limits.max_dictionary_size, what="the zstd dictionary this shard uses",
+                      shard=shard) as f:
+        st = f.status
+        key = (str(location), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
+               None if expected is None else expected["checksum"])
+        data = _DICTIONARIES.get(key)
+        if data is None:
+            data = f.read()
+            if expected is not None:
+                _check_dictionary(data, location.path, expected, shard)
+            if len(_DICTIONARIES) >= 8:
+                _DICTIONARIES.clear()
+            _DICTIONARIES[key] = data
+    return data
+
+
+def read_v2_meta(location: Location, schema: str, limits: Limits, shard: str | None = None
+                 ) -> tuple[dict[str, Any], str]:
+    """A version 2 meta.json: version, codec, checksum and schema checked; returns (doc, checksum text)."""
+    data, doc = read_json_file(location, limits, shard=shard)
+    path = location.path
+    if check_version(doc, path) != 2:
+        raise VersionError("expected version 2 metadata here", path=path)
+    codec_label = doc.get("codec")
+    if not isinstance(codec_label, str):
+        raise MetadataError(f"codec must be a string, got {codec_label!r}", path=path)
+    try:
+        codec_info(codec_label)
+    except CodecError as exc:
+        raise CodecError(exc.message, path=path) from None
+    text = verify_checksummed_json(data, path=path)
+    validate_schema(doc, schema, path=path)
+    return doc, text
