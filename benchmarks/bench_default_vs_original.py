@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from workloads import noisy_image, text_of_length
 
 #: Candidate layouts: AtlasDatasetWriter keyword arguments added to the user's unchanged call.
 LAYOUTS: dict[str, dict[str, Any]] = {
@@ -60,14 +61,8 @@ def text_examples(n: int) -> list[dict[str, Any]]:
     rng = random.Random(1717)
     out = []
     for i in range(n):
-        target = rng.randint(80, 700)
-        words: list[str] = []
-        length = 0
-        while length < target:
-            w = rng.choice(WORDS)
-            words.append(w)
-            length += len(w) + 1
-        out.append({"text": " ".join(words)[:target], "id": i, "source": rng.choice(TAGS),
+        text = text_of_length(rng, rng.randint(80, 700), WORDS)
+        out.append({"text": text, "id": i, "source": rng.choice(TAGS),
                     "score": rng.random()})
     return out
 
@@ -77,9 +72,7 @@ def numpy_examples(n: int) -> list[dict[str, Any]]:
     rng = np.random.default_rng(1717)
     out = []
     for i in range(n):
-        base = rng.integers(0, 224, size=(3, 1, 1), dtype=np.uint8)
-        noise = rng.integers(0, 32, size=(3, 32, 32), dtype=np.uint8)
-        out.append({"image": (base + noise).astype(np.uint8), "label": i % 10,
+        out.append({"image": noisy_image(rng, 224), "label": i % 10,
                     "box": rng.random(4, dtype=np.float32)})
     return out
 

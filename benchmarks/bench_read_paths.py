@@ -33,8 +33,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-WORDS = ("atlas dataset block shard index offset tensor image caption token batch example the of and to in "
-         "for on with as by compress dictionary checksum random access sequential reader writer").split()
+from workloads import noisy_image, text_of_length
+
 MEASURES = ("random", "in-order", "iterate", "batch")
 
 
@@ -42,14 +42,8 @@ def text_examples(n: int) -> list[dict[str, Any]]:
     rng = random.Random(1234)
     out = []
     for i in range(n):
-        target = rng.randint(80, 700)
-        words: list[str] = []
-        length = 0
-        while length < target:
-            w = rng.choice(WORDS)
-            words.append(w)
-            length += len(w) + 1
-        out.append({"text": " ".join(words)[:target], "id": i, "lang": rng.choice(("en", "de", "fr")),
+        text = text_of_length(rng, rng.randint(80, 700))
+        out.append({"text": text, "id": i, "lang": rng.choice(("en", "de", "fr")),
                     "score": rng.random()})
     return out
 
@@ -60,9 +54,7 @@ def image_examples(n: int) -> list[dict[str, Any]]:
     rng = np.random.default_rng(1234)
     out = []
     for i in range(n):
-        base = rng.integers(0, 256, size=(3, 1, 1), dtype=np.uint8)
-        noise = rng.integers(0, 32, size=(3, 32, 32), dtype=np.uint8)
-        out.append({"image": (base + noise).astype(np.uint8), "label": i % 10,
+        out.append({"image": noisy_image(rng), "label": i % 10,
                     "box": rng.random(4, dtype=np.float32)})
     return out
 

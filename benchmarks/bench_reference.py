@@ -27,11 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from workloads import noisy_image, text_of_length
 
 from torch_atlas_ds import AtlasDataset, AtlasDatasetWriter, Codec, CompressionStrategy, Framing
-
-WORDS = ("atlas dataset block shard index offset tensor image caption token batch example the of and to in "
-         "for on with as by compress dictionary checksum random access sequential reader writer").split()
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "v1 zstd shared dict": {"format_version": 1,
@@ -49,14 +47,8 @@ def text_examples(n: int) -> list[dict[str, Any]]:
     rng = random.Random(1234)
     out = []
     for i in range(n):
-        target = rng.randint(100, 600)
-        words: list[str] = []
-        length = 0
-        while length < target:
-            w = rng.choice(WORDS)
-            words.append(w)
-            length += len(w) + 1
-        out.append({"text": " ".join(words)[:target], "id": i, "label": rng.randint(0, 999)})
+        text = text_of_length(rng, rng.randint(100, 600))
+        out.append({"text": text, "id": i, "label": rng.randint(0, 999)})
     return out
 
 
@@ -64,9 +56,7 @@ def image_examples(n: int) -> list[dict[str, Any]]:
     rng = np.random.default_rng(1234)
     out = []
     for i in range(n):
-        base = rng.integers(0, 256, size=(3, 1, 1), dtype=np.uint8)
-        noise = rng.integers(0, 32, size=(3, 32, 32), dtype=np.uint8)
-        out.append({"image": (base + noise).astype(np.uint8), "label": i % 10})
+        out.append({"image": noisy_image(rng), "label": i % 10})
     return out
 
 
