@@ -197,26 +197,9 @@ def codec_info(key: Codec | int | str) -> CodecInfo:
 
 
 def check_declared_size(info: CodecInfo, data: Buffer, expected: int | None,
-                        limits: Limits = DEFAULT_LIMITS) -> int:
-    """The size a frame declares, refused when absent, above the limit, or not ``expected``."""
-    declared = info.declared_size(data)
-    if declared is None:
-        raise CodecError(f"{info.label} frame does not declare its content size")
-    if declared > limits.max_block_raw_size:
-        raise LimitError(f"{info.label} frame declares {declared} bytes, above the limit of "
-                         f"{limits.max_block_raw_size} bytes (refused before allocating)")
-    if expected is not None and declared != expected:
-        raise CodecError(f"{info.label} frame declares {declared} bytes, the index says {expected}")
-    return declared
-
-
-def decode(info: CodecInfo, data: Buffer, dctx: zstandard.ZstdDecompressor | None = None, *,
-           size: int | None = None, limit: int | None = None, limits: Limits = DEFAULT_LIMITS) -> bytes:
-    """One frame decoded, its declared size checked before anything is allocated: within the limits,
-    exactly ``size`` when given, at most ``limit`` when given; then the output is checked against it.
-
-    Readers decode every frame through this call, whatever the codec (errors carry no location: the
-    caller knows the file, block and example and adds them)."""
+                        limits: Limits = DEFAULT_LIMITS, *, limit: int | None = None) -> int:
+    """The size a frame declares, refused before anything is allocated when it is absent, above the
+    limits, not ``expected`` (the index's raw_size) or above ``limit`` (what the block allows)."""
     try:
         declared = info.peek_size(data)
     except (ValueError, zstandard.ZstdError) as exc:
@@ -226,11 +209,22 @@ def decode(info: CodecInfo, data: Buffer, dctx: zstandard.ZstdDecompressor | Non
     if declared > limits.max_block_raw_size:
         raise LimitError(f"{info.label} frame declares {declared} bytes, above the limit of "
                          f"{limits.max_block_raw_size} bytes (refused before allocating)")
-    if size is not None and declared != size:
-        raise CodecError(f"{info.label} frame declares {declared} bytes, the index says {size}")
+    if expected is not None and declared != expected:
+        raise CodecError(f"{info.label} frame declares {declared} bytes, the index says {expected}")
     if limit is not None and declared > limit:
         raise LimitError(f"{info.label} frame declares {declared} bytes, more than its block's raw_size allows "
                          f"({limit}); refused before allocating")
+    return declared
+
+
+def decode(info: CodecInfo, data: Buffer, dctx: zstandard.ZstdDecompressor | None = None, *,
+           size: int | None = None, limit: int | None = None, limits: Limits = DEFAULT_LIMITS) -> bytes:
+    """One frame decoded, its declared size checked first (``check_declared_size``), then the output
+    checked against it.
+
+    Readers decode every frame through this call, whatever the codec (errors carry no location: the
+    caller knows the file, block and example and adds them)."""
+    declared = check_declared_size(info, data, size, limits, limit=limit)
     out = info.decompress(data, declared, dctx)
     if len(out) != declared:
         raise CodecError(f"{info.label} frame decodes to {len(out)} bytes, it declares {declared}")
