@@ -20,7 +20,7 @@ from .enums import Codec
 from .errors import CodecError, LimitError
 from .lz4_frame import Lz4FrameHeader
 from .lz4_frame import declared_content_size as _lz4_content_size
-from .zstd_frame import ZstdFrameHeader
+from .zstd_frame import ZstdFrameHeader, ZstdMagiclessFrameHeader
 
 Buffer = bytes | bytearray | memoryview
 Compress = Callable[[bytes], bytes]
@@ -42,6 +42,9 @@ class CodecInfo:
     #: rest): None or a negative number when the frame declares none; ValueError (or the library's
     #: error) when the bytes do not start like a frame of this codec
     peek_size: Callable[[Buffer], int | None]
+    #: frames without a magic number or dictionary id (zstd in framing "grouped", V2-CODEC-4); a
+    #: decompressor for them comes from ``zstd_decompressor(dictionary, magicless=True)``
+    magicless: bool = False
 
     @property
     def label(self) -> str:
@@ -66,11 +69,13 @@ def _none_strict(data: Buffer, limit: int, dctx: object) -> tuple[bytes, int]:
 # -- zstd ---------------------------------------------------------------------------
 
 
-def zstd_decompressor(dictionary: bytes | None = None) -> zstandard.ZstdDecompressor:
-    """A decompressor for one dataset or shard (reuse it: creating one costs microseconds)."""
+def zstd_decompressor(dictionary: bytes | None = None, *, magicless: bool = False) -> zstandard.ZstdDecompressor:
+    """A decompressor for one dataset or shard (reuse it: creating one costs microseconds); ``magicless``
+    for the frames of framing "grouped" (V2-CODEC-4)."""
+    fmt = zstandard.FORMAT_ZSTD1_MAGICLESS if magicless else zstandard.FORMAT_ZSTD1
     if dictionary is None:
-        return zstandard.ZstdDecompressor()
-    return zstandard.ZstdDecompressor(dict_data=zstandard.ZstdCompressionDict(dictionary))
+        return zstandard.ZstdDecompressor(format=fmt)
+    return zstandard.ZstdDecompressor(dict_data=zstandard.ZstdCompressionDict(dictionary), format=fmt)
 
 
 def _zstd_declared(data: Buffer) -> int | None:
@@ -90,6 +95,37 @@ def _zstd_compressor(level: int, dictionary: bytes | None) -> Compress:
     return cctx.compress
 
 
+def _magicless_declared(data: Buffer) -> int | None:
+    try:
+        size = zstandard.get_frame_parameters(data, format=zstandard.FORMAT_ZSTD1_MAGICLESS).content_size
+    except zstandard.ZstdError as exc:
+        raise CodecError(f"not a magicless zstd frame: {exc}") from None
+    return None if size < 0 else int(size)
+
+
+def _magicless_peek(data: Buffer) -> int:
+    size: int = zstandard.get_frame_parameters(data, format=zstandard.FORMAT_ZSTD1_MAGICLESS).content_size
+    return size
+
+
+def _magicless_compressor(level: int, dictionary: bytes | None) -> Compress:
+    params = zstandard.ZstdCompressionParameters.from_level(
+        level, format=zstandard.FORMAT_ZSTD1_MAGICLESS, write_checksum=False, write_content_size=True,
+        write_dict_id=False)
+    cctx = zstandard.ZstdCompressor(
+        dict_data=None if dictionary is None else zstandard.ZstdCompressionDict(dictionary),
+        compression_params=params)
+    return cctx.compress
+
+
+def _magicless_decompress(data: Buffer, limit: int, dctx: zstandard.ZstdDecompressor | None) -> bytes:
+    return _zstd_decompress(data, limit, dctx or zstd_decompressor(magicless=True))
+
+
+def _magicless_strict(data: Buffer, limit: int, dctx: zstandard.ZstdDecompressor | None) -> tuple[bytes, int]:
+    return _zstd_strict(data, limit, dctx or zstd_decompressor(magicless=True), declared=_magicless_declared)
+
+
 def _zstd_decompress(data: Buffer, limit: int, dctx: zstandard.ZstdDecompressor | None) -> bytes:
     try:
         return (dctx or zstandard.ZstdDecompressor()).decompress(data, max_output_size=limit)
@@ -97,7 +133,8 @@ def _zstd_decompress(data: Buffer, limit: int, dctx: zstandard.ZstdDecompressor 
         raise CodecError(f"zstd cannot decode the block: {exc}") from None
 
 
-def _zstd_strict(data: Buffer, limit: int, dctx: zstandard.ZstdDecompressor | None) -> tuple[bytes, int]:
+def _zstd_strict(data: Buffer, limit: int, dctx: zstandard.ZstdDecompressor | None,
+                 declared: Callable[[Buffer], int | None] = _zstd_declared) -> tuple[bytes, int]:
     """Decode one frame, never more than ``limit`` bytes; return (bytes, trailing bytes).
 
     A frame that declares a size within ``limit`` is decoded in one call (libzstd writes
@@ -106,13 +143,13 @@ def _zstd_strict(data: Buffer, limit: int, dctx: zstandard.ZstdDecompressor | No
     """
     dctx = dctx or zstandard.ZstdDecompressor()
     try:
-        declared = zstandard.frame_content_size(data)
-    except zstandard.ZstdError:
-        declared = -1
-    if 0 <= declared <= limit:
+        size = declared(data)
+    except CodecError:
+        size = None
+    if size is not None and 0 <= size <= limit:
         try:
             whole: bytes = dctx.decompress(data, allow_extra_data=False)
-            if len(whole) == declared:
+            if len(whole) == size:
                 return whole, 0
         except zstandard.ZstdError:
             pass  # the streaming decoder below names the problem
@@ -186,11 +223,22 @@ CODECS: dict[Codec, CodecInfo] = {
 }
 
 
-def codec_info(key: Codec | int | str) -> CodecInfo:
-    """The registry entry for a codec id or label; an unknown codec is a CodecError."""
+#: The frames of framing "grouped" (V2-CODEC-4): zstd's are magicless and name no dictionary; the
+#: other codecs' are their usual frames.
+MAGICLESS_CODECS: dict[Codec, CodecInfo] = {
+    **CODECS,
+    Codec.ZSTD: CodecInfo(Codec.ZSTD, ZstdMagiclessFrameHeader, True, (-131072, 22), _magicless_declared,
+                          _magicless_compressor, _magicless_decompress, _magicless_strict, _magicless_peek,
+                          magicless=True),
+}
+
+
+def codec_info(key: Codec | int | str, *, magicless: bool = False) -> CodecInfo:
+    """The registry entry for a codec id or label (``magicless``: the form framing "grouped" writes,
+    V2-CODEC-4); an unknown codec is a CodecError."""
     try:
         codec = Codec.from_label(key) if isinstance(key, str) else Codec(key)
-        return CODECS[codec]
+        return (MAGICLESS_CODECS if magicless else CODECS)[codec]
     except (KeyError, ValueError):
         known = ", ".join(f"{c.value} {c.label}" for c in CODECS)
         raise CodecError(f"unknown codec {key!r} (this implementation knows: {known})") from None

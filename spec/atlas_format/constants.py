@@ -68,6 +68,7 @@ class Limits:
     max_shards: int = 10**V2_SHARD_NAME_WIDTH
     max_metadata_size: int = 128 << 20  # any meta.json
     max_dictionary_size: int = 64 << 20
+    max_preamble_size: int = 64 << 10  # a shard's pickle preamble (framing grouped), decoded
     max_index_size: int = 24 * ((1 << 32) - 1) + 64
     max_data_size: int = 1 << 50
 

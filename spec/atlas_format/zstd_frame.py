@@ -32,8 +32,7 @@ ZstdFrameDescriptor = cs.BitStruct(
     "dict_id_flag" / cs.BitsInteger(2),
 )
 
-ZstdFrameHeader = cs.Struct(
-    "magic" / cs.Const(ZSTD_FRAME_MAGIC, cs.Int32ul),
+_HEADER_FIELDS = (
     "descriptor" / ZstdFrameDescriptor,
     "window_descriptor" / cs.If(lambda ctx: not ctx.descriptor.single_segment, cs.BitStruct(
         "exponent" / cs.BitsInteger(5),
@@ -46,7 +45,12 @@ ZstdFrameHeader = cs.Struct(
     "content_size" / cs.Computed(lambda ctx: None if ctx.fcs_field is None
                                  else ctx.fcs_field + (256 if _fcs_size(ctx) == 2 else 0)),
 )
+ZstdFrameHeader = cs.Struct("magic" / cs.Const(ZSTD_FRAME_MAGIC, cs.Int32ul), *_HEADER_FIELDS)
 ZstdFrameHeader.name = "zstd frame header"
+#: The header of a *magicless* frame (libzstd's ZSTD_f_zstd1_magicless): the same fields without the
+#: magic number. Framing "grouped" writes these (V2-CODEC-4): the format knows the codec already.
+ZstdMagiclessFrameHeader = cs.Struct(*_HEADER_FIELDS)
+ZstdMagiclessFrameHeader.name = "zstd magicless frame header"
 
 # A trained ("formatted") zstd dictionary: magic, id, then entropy tables and content.
 ZstdDictionary = cs.Struct(

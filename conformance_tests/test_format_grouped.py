@@ -1,0 +1,168 @@
+"""Framing grouped's declarations (atlas_format.grouped, V2-FRAME-6..9) and its magicless zstd frames
+(V2-CODEC-4), checked with the standard pickle module: any part a random read unpickles gives the
+example that the whole block gives."""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+from collections import Counter
+from typing import Any
+
+import jsonschema
+import pytest
+import zstandard
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from atlas_format import codecs, grouped, zstd_frame
+from atlas_format.constants import Limits
+from atlas_format.enums import INDEX_FLAG_GROUPED_BLOCKS, Codec, Framing
+from atlas_format.errors import CodecError, LimitError
+from atlas_format.metadata import load_schema
+
+
+def _pickle(obj: Any, memo: dict[int, Any] | None) -> tuple[bytes, dict[int, Any]]:
+    f = io.BytesIO()
+    p = pickle.Pickler(f, grouped.GROUPED_PICKLE_PROTOCOL)
+    if memo:
+        p.memo = memo
+    p.dump(obj)
+    return f.getvalue(), p.memo.copy()
+
+
+def _layout(examples: list[Any]) -> tuple[bytes, list[bytes]]:
+    """(preamble, slices) as V2-FRAME-6 describes: shared objects memoized once, slices after it."""
+    memos = [_pickle(e, None)[1] for e in examples]
+    counts = Counter(k for m in memos for k in m)
+    shared = list({k: obj for m in memos for k, (_, obj) in m.items() if counts[k] >= 2}.values())
+    data, memo = _pickle(shared, None)
+    preamble = data[:-1] + grouped.PREAMBLE_SUFFIX
+    return preamble, [_pickle(e, dict(memo))[0][2:-1] for e in examples]
+
+
+def _random_read(stored: bytes, preamble: bytes, n: int, k: int, decode: Any) -> Any:
+    """V2-FRAME-9's random read of example k."""
+    m = grouped.frames(n)
+    if m == 1:
+        raw = decode(stored)
+        start, offsets = grouped.group_table(raw, n)
+        q, pos = grouped.group_of(n, k)
+        part = pickle.loads(raw[:start] + raw[start + offsets[q]:start + offsets[q + 1]] + grouped.LIST_END)
+        assert len(part) == min(grouped.group_size(n), n - q * grouped.group_size(n))
+        return part[pos]
+    j = k // grouped.FRAME_EXAMPLES
+    lo, hi = grouped.frame_span(stored, n, j, len(stored))
+    frame = decode(stored[lo:hi])
+    last = j == m - 1
+    return pickle.loads((preamble if j else b"") + frame + (b"" if last else grouped.LIST_END))[
+        k % grouped.FRAME_EXAMPLES]
+
+
+EXAMPLE = st.fixed_dictionaries({"text": st.text(max_size=40), "label": st.integers(-5, 10**12),
+                                 "tags": st.lists(st.sampled_from(["a", "bb", "ccc"]), max_size=3)})
+
+
+@settings(max_examples=40, deadline=None)
+@given(examples=st.lists(EXAMPLE, min_size=1, max_size=80), codec=st.sampled_from(list(Codec)))
+def test_every_part_a_random_read_takes_gives_the_in_order_example(examples, codec):
+    info = codecs.codec_info(codec, magicless=True)
+    compress = info.compressor(3, None)
+    dctx = codecs.zstd_decompressor(magicless=True) if codec is Codec.ZSTD else None
+    preamble, slices = _layout(examples)
+    decoded = grouped.encode_frames(preamble, slices)
+    stored = grouped.stored_block([compress(f) for f in decoded])
+    n = len(examples)
+    assert len(decoded) == grouped.frames(n)
+    whole = b"".join(decoded)
+    assert whole.startswith(b"\x80\x03") and whole.endswith(grouped.LIST_END)
+    assert pickle.loads(whole) == examples
+    if n <= grouped.FRAME_EXAMPLES:
+        table = grouped.GroupTable.parse(decoded[0], groups=grouped.groups(n))
+        assert table.start == grouped.group_table(decoded[0], n)[0]
+        assert decoded[0][table.start - len(preamble) + 2:table.start] == preamble[2:]
+        assert table.offsets[0] == 0 and table.offsets[-1] == len(whole) - table.start - 2
+    else:
+        assert decoded[0].startswith(preamble)
+        starts = grouped.FrameStarts.parse(stored, frames=grouped.frames(n)).starts
+        assert list(starts) == list(grouped.frame_starts(stored, n)[1:]) and list(starts) == sorted(set(starts))
+    assert not grouped.is_fallback(stored, n, decoded[0])
+
+    def decode(frame: bytes) -> bytes:
+        return codecs.decode(info, frame, dctx)
+
+    for k in range(n):
+        assert _random_read(stored, preamble, n, k, decode) == examples[k]
+
+
+@pytest.mark.parametrize("n,size,count", [(1, 1, 1), (8, 1, 8), (9, 2, 5), (16, 2, 8), (17, 3, 6), (32, 4, 8)])
+def test_group_sizes_follow_the_rule(n, size, count):
+    assert (grouped.group_size(n), grouped.groups(n), grouped.frames(n)) == (size, count, 1)
+
+
+def test_frames_of_32_and_the_fallback_marker():
+    assert [grouped.frames(n) for n in (1, 32, 33, 64, 65)] == [1, 1, 2, 2, 3]
+    data = pickle.dumps(list(range(70)), protocol=4)
+    stored = grouped.fallback_block(70, data)
+    assert grouped.frame_starts(stored, 70) == (8, 8, 8)
+    assert grouped.is_fallback(stored, 70, b"")
+    assert grouped.is_fallback(data, 5, data)  # one frame: its decoded bytes start with PROTO 4
+
+
+def test_a_table_that_does_not_fit_the_group_count_is_refused():
+    preamble, slices = _layout([{"a": i} for i in range(8)])
+    raw = grouped.encode_frames(preamble, slices)[0]
+    with pytest.raises(ValueError, match="does not hold"):
+        grouped.group_table(raw, 5)  # 5 examples have 5 groups, the table holds 8
+
+
+def test_the_magicless_zstd_frame_has_no_magic_and_no_dictionary_id():
+    samples = [json.dumps({"k": i, "text": "word " * (i % 17)}).encode() for i in range(400)]
+    dictionary = zstandard.train_dictionary(2048, samples).as_bytes()
+    info = codecs.codec_info(Codec.ZSTD, magicless=True)
+    data = b"".join(samples[:40])
+    frame = info.compressor(3, dictionary)(data)
+    assert frame[:4] != b"\x28\xb5\x2f\xfd"
+    header = zstd_frame.ZstdMagiclessFrameHeader.parse(frame)
+    assert header.dict_id is None and header.content_size == len(data)
+    assert not header.descriptor.content_checksum
+    dctx = codecs.zstd_decompressor(dictionary, magicless=True)
+    assert codecs.decode(info, frame, dctx, size=len(data)) == data
+    assert info.strict_decompress(frame, len(data), dctx) == (data, 0)
+    # what FORMAT.md tells a zstd user: prepend the magic number, give the dictionary
+    plain = zstandard.ZstdDecompressor(dict_data=zstandard.ZstdCompressionDict(dictionary))
+    assert plain.decompress(b"\x28\xb5\x2f\xfd" + frame) == data
+    with pytest.raises(CodecError):  # the standard decoder does not take it as is
+        codecs.decode(codecs.codec_info(Codec.ZSTD), frame, plain)
+
+
+def test_a_magicless_frame_is_size_checked_before_decoding():
+    info = codecs.codec_info(Codec.ZSTD, magicless=True)
+    header = zstd_frame.ZstdMagiclessFrameHeader.build(zstd_frame.frame_header_fields(1 << 40, None))
+    with pytest.raises(LimitError):
+        codecs.decode(info, header + b"\x01\x00\x00junk", None, limits=Limits())
+    frame = info.compressor(3, None)(b"x" * 1000)
+    with pytest.raises(CodecError, match="index says"):
+        codecs.decode(info, frame, None, size=999)
+
+
+def test_grouped_is_flag_bit_2_and_needs_its_preamble_in_the_shard_metadata():
+    assert Framing.GROUPED.index_flags == INDEX_FLAG_GROUPED_BLOCKS == 0x04
+    assert Framing.from_index_flags(0x04) is Framing.GROUPED and Framing.from_index_flags(0) is Framing.BLOCK
+    with pytest.raises(ValueError, match="two framings"):
+        Framing.from_index_flags(0x06)
+    shard_schema = load_schema("v2-shard")
+    validator = jsonschema.Draft202012Validator(shard_schema)
+    base = {"framing": "grouped"}
+    assert any("pickle_preamble" in e.message for e in validator.iter_errors(base))
+    assert not any("pickle_preamble" in e.message for e in validator.iter_errors(
+        {**base, "pickle_preamble": grouped.preamble_to_json(b"\x80\x03]q\x000](")}))
+    assert any("pickle_preamble" in str(e.instance) or "should not be valid" in e.message
+               for e in validator.iter_errors({"framing": "list", "pickle_preamble": "gAM="}))
+
+
+@pytest.mark.parametrize("text", ["gAM", "gAM=\n", "gAN=", 3, "g@M="])
+def test_the_preamble_member_must_be_canonical_base64(text):
+    with pytest.raises(ValueError):
+        grouped.preamble_from_json(text)
