@@ -14,8 +14,9 @@ catch bugs in FORMAT.md and in the reference. Clauses implemented:
   table V1-STRATEGY, V1-INDEX-1..3 (the ``.npy`` header parsed as a literal, never evaluated),
   V1-BLOCK-1..4, V1-DICT-1, V1-READ-1..3;
 * version 2: V2-LAYOUT-1..3, V2-CODEC-1..3, V2-CHK-1..3 (every checksum; a block's on every
-  read), V2-META-1..5, V2-INDEX-1..4, V2-BLOCK-1..4, V2-FRAME-1..5, V2-DICT-1/2, V2-READ-1/2,
-  V2-COMPAT-1..4.
+  read), V2-META-1..5, V2-INDEX-1..4, V2-BLOCK-1..4, V2-FRAME-1..9 (a grouped block: checked
+  whole once, each example read the random way, by its group or frame), V2-CODEC-4, V2-DICT-1/2,
+  V2-READ-1/2, V2-COMPAT-1..4.
 
 Anything malformed raises ``MiniReaderError`` naming the file (and block, example) and what
 was wrong.
@@ -27,6 +28,8 @@ whatever a pickle names; section 5's pickle policy is not implemented. Open only
 from __future__ import annotations
 
 import ast
+import base64
+import binascii
 import io
 import json
 import operator
@@ -47,10 +50,11 @@ import zstandard
 MAX_RAW = MAX_STORED = 2**30  # LIM-1
 MAX_PER_BLOCK, MAX_PER_SHARD, MAX_SHARDS = 2**24, 2**32 - 1, 10**6
 MAX_META, MAX_DICT, MAX_INDEX, MAX_DATA = 128 * 2**20, 64 * 2**20, 64 + 24 * (2**32 - 1), 2**50
+MAX_PREAMBLE = 64 * 2**10
 
 CODECS = {"none": 0, "zstd": 1, "lz4": 2}                         # V2-CODEC-1
 DICT_MODES = {"none": 0, "shared": 1, "shard": 2}                  # V2-INDEX-1
-FRAMING_FLAGS = {"block": 0, "example": 1, "list": 2}              # V2-FRAME-1
+FRAMING_FLAGS = {"block": 0, "example": 1, "list": 2, "grouped": 4}  # V2-FRAME-1
 V1_CODEC = {0: "none", 1: "zstd", 2: "zstd", 3: "zstd"}            # V2-CODEC-2
 # V1-INDEX-2: what numpy reads to the same offsets: 1, 2, 4 or 8-byte integers, either byte order, signed or not
 NPY_DTYPES = {f"{order}{kind}{size}": ("<" if order != ">" else ">") + (code if kind == "i" else code.upper())
@@ -151,9 +155,12 @@ def _dictionary(data: bytes, where: str) -> tuple[zstandard.ZstdCompressionDict,
     return zstandard.ZstdCompressionDict(data), int.from_bytes(data[4:8], "little")
 
 
-def _declared(codec: str, frame: bytes, dict_id: int, where: str) -> int:
-    """The content size a frame header declares (V2-CODEC-1, V1-BLOCK-3, LIM-2)."""
+def _declared(codec: str, frame: bytes, dict_id: int, where: str, magicless: bool = False) -> int:
+    """The content size a frame header declares (V2-CODEC-1, V1-BLOCK-3, LIM-2); ``magicless``: a zstd
+    frame without magic number or dictionary id (V2-CODEC-4)."""
     if codec == "zstd":  # RFC 8878: magic, descriptor, [window], [dictionary id], content size
+        if magicless:
+            frame, dict_id = b"\x28\xb5\x2f\xfd" + frame, 0
         _check(len(frame) >= 6 and frame[:4] == b"\x28\xb5\x2f\xfd", where, "not a zstd frame")
         fhd = frame[4]
         single = fhd >> 5 & 1
@@ -174,17 +181,18 @@ def _declared(codec: str, frame: bytes, dict_id: int, where: str) -> int:
 
 
 def _decode(codec: str, frame: bytes, zdict: Any, dict_id: int, limit: int, where: str,
-            expect: int | None = None) -> bytes:
+            expect: int | None = None, magicless: bool = False) -> bytes:
     """Decode one complete frame, its declared size checked first (LIM-2, V2-CODEC-3, V2-FRAME-3)."""
     if codec == "none":
         return frame
-    size = _declared(codec, frame, dict_id, where)
+    size = _declared(codec, frame, dict_id, where, magicless)
     _check(expect is None or size == expect, where, f"frame declares {size} bytes, the index says {expect}")
     _check(size <= limit, where, f"frame declares {size} bytes, above the bound {limit}")
     try:
         if codec == "zstd":
-            out = zstandard.ZstdDecompressor(dict_data=zdict).decompress(frame, max_output_size=size,
-                                                                         allow_extra_data=False)
+            fmt = zstandard.FORMAT_ZSTD1_MAGICLESS if magicless else zstandard.FORMAT_ZSTD1
+            out = zstandard.ZstdDecompressor(dict_data=zdict, format=fmt).decompress(
+                frame, max_output_size=size, allow_extra_data=False)
         else:
             out, used = lz4.frame.decompress(frame, return_bytes_read=True)
             _check(used == len(frame), where, "bytes follow the LZ4 frame")
@@ -373,6 +381,7 @@ class _V2Shard:
         _check(isinstance(index, dict) and index.get("file") == "index.bin"
                and index.get("size") == entry["index_size"], where, "bad index description")
         self.entries = self._index(entry["index_size"], index.get("checksum"), blocks)
+        self.preamble = self._preamble(meta.get("pickle_preamble"), where)
         _read(root, f"{self.name}/data.bin", MAX_DATA, self.data_size, length=0)  # V2-LAYOUT-2: always present
 
     def _index(self, size: int, checksum_text: Any, blocks: int) -> list[tuple[int, int, int, int]]:
@@ -402,6 +411,70 @@ class _V2Shard:
         _check(max((e[2] for e in entries), default=0) == self.max_raw, where, "max_block_raw_size is not the largest")
         return entries
 
+    def _preamble(self, text: Any, where: str) -> bytes:
+        """V2-FRAME-7: base64 (canonical, padded), at most MAX_PREAMBLE bytes, PROTO 3 ... POP EMPTY_LIST MARK."""
+        _check((text is None) == (self.framing != "grouped"), where, "pickle_preamble exactly for framing grouped")
+        if text is None:
+            return b""
+        _check(isinstance(text, str) and len(text) <= 4 * -(-MAX_PREAMBLE // 3), where, "pickle_preamble too long")
+        try:
+            data = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            data = b""
+        _check(base64.b64encode(data).decode() == text and len(data) <= MAX_PREAMBLE, where,
+               "pickle_preamble is not canonical base64 of at most 64 KiB")
+        _check(data[:2] == b"\x80\x03" and data[-3:] == b"0](" and len(data) >= 5, where,
+               "pickle_preamble does not start with PROTO 3 and end with POP, EMPTY_LIST, MARK")
+        return data
+
+    def _grouped(self, stored: bytes, n: int, raw_size: int, where: str) -> Any:
+        """V2-FRAME-6..8: the m = ceil(n / 32) frames after m - 1 u32 starts; a list fallback as framing list."""
+        m = max(1, -(-n // 32))
+        head = 4 * (m - 1)
+        _check(len(stored) > head, where, f"shorter than its {m - 1} frame starts")
+        starts = (head, *struct.unpack_from(f"<{m - 1}I", stored), len(stored))
+        fallback = m > 1 and all(a == head for a in starts[1:-1])
+        _check(fallback or _increasing(starts[:-1]) and starts[-2] < len(stored), where, "frame starts out of order")
+        if fallback:
+            starts = (head, len(stored))
+        frames, left = [], raw_size
+        for j, (a, b) in enumerate(pairwise(starts)):
+            frames.append(_decode(self.codec, stored[a:b], self.zdict, self.dict_id, left, f"{where} frame {j}",
+                                  magicless=True))
+            left -= len(frames[-1])
+        _check(left == 0, where, f"frames decode to {raw_size - left} bytes, raw_size is {raw_size}")
+        whole = _unpickle(b"".join(frames), where, v2=True)
+        _check(type(whole) is list and len(whole) == n, where, f"not a list of {n} examples")
+        if fallback or frames[0][:2] == b"\x80\x04":  # V2-FRAME-8
+            return whole
+        return frames, n
+
+    def _part(self, frames: list[bytes], n: int, pos: int, where: str) -> Any:
+        """V2-FRAME-9: example ``pos`` by unpickling only its group (one frame) or its frame (several)."""
+        pre, end = self.preamble, b"e."
+        if len(frames) == 1:
+            raw, size = frames[0], -(-n // 8)
+            count = -(-n // size)
+            length = raw[3] if len(raw) > 3 else 0
+            width = (length - 4) // (count + 1)
+            _check(raw[:3] == b"\x80\x03C" and width in (2, 4) and length == 4 + width * (count + 1), where,
+                   f"no group table of {count + 1} offsets")
+            start, *offsets = struct.unpack_from(f"<I{count + 1}{'H' if width == 2 else 'I'}", raw, 4)
+            _check(start == 3 + length + len(pre) and raw[4 + length:start] == b"0" + pre[2:], where,
+                   "the group table's POP and the shard's preamble do not precede the slices")
+            _check(offsets[0] == 0 and _increasing(offsets) and start + offsets[-1] + 2 == len(raw)
+                   and raw[-2:] == end, where, "group offsets do not cover the slices up to APPENDS STOP")
+            q = pos // size
+            part = _unpickle(raw[:start] + raw[start + offsets[q]:start + offsets[q + 1]] + end, where, v2=True)
+            want, at = min(size, n - q * size), pos - q * size
+        else:
+            j, last = pos // 32, len(frames) - 1
+            _check(frames[0][:len(pre)] == pre, where, "frame 0 does not start with the shard's preamble")
+            part = _unpickle((pre if j else b"") + frames[j] + (b"" if j == last else end), where, v2=True)
+            want, at = min(32, n - 32 * j), pos % 32
+        _check(type(part) is list and len(part) == want, where, f"its part is not a list of {want} examples")
+        return part[at]
+
     def load(self, block: int, n: int) -> Any:
         where = f"{self.root}/{self.name}/data.bin block {block}"
         offset, stored_size, raw_size, checksum = self.entries[block]
@@ -413,6 +486,8 @@ class _V2Shard:
                            for k, (a, b) in enumerate(pairwise(offsets)))
             _check(base + declared == raw_size, where, f"frames declare {declared} bytes, raw_size is {raw_size}")
             return stored, base, offsets
+        if self.framing == "grouped":
+            return self._grouped(stored, n, raw_size, where)
         raw = _decode(self.codec, stored, self.zdict, self.dict_id, MAX_RAW, where, expect=raw_size)
         if self.framing == "list":  # V2-FRAME-5
             value = _unpickle(raw, where, v2=True)
@@ -421,9 +496,11 @@ class _V2Shard:
         return (raw, *_table(raw, n, where))  # V2-BLOCK-3
 
     def pick(self, loaded: Any, block: int, pos: int) -> Any:
-        if self.framing == "list":
-            return loaded[pos]
         where = f"{self.root}/{self.name}/data.bin block {block} example {pos}"
+        if self.framing == "grouped" and type(loaded) is tuple:
+            return self._part(*loaded, pos, where)
+        if self.framing in ("list", "grouped"):
+            return loaded[pos]
         data, base, offsets = loaded
         piece = data[base + offsets[pos]:base + offsets[pos + 1]]
         if self.framing == "example":
