@@ -69,7 +69,7 @@ class _ShardJob:
     dict_size: float
     dictionary: bytes | None
     limits: Limits
-    framing: Framing = Framing.BLOCK
+    framing: Framing = Framing.GROUPED
 
 
 def _build_shard(job: _ShardJob, chunk: _Chunk) -> tuple[int, Any]:
@@ -128,7 +128,7 @@ def write_dataset(examples: Iterable[Any] | Any, path: str | os.PathLike[str], *
                   compression_dict_size: float = 0.01, codec: Codec | str | None = None, format_version: int = 2,
                   user_metadata: dict[str, Any] | None = None, num_workers: int | None = None,
                   progress: bool | None = None, limits: Limits = DEFAULT_LIMITS, desc: str = "writing",
-                  framing: Framing | str = Framing.BLOCK,
+                  framing: Framing | str | None = None,
                   before_publish: Callable[[Path], None] | None = None) -> Path:
     """Write ``examples`` to a new dataset at ``path``, shards built by ``num_workers`` processes.
 
