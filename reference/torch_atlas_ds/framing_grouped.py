@@ -132,6 +132,12 @@ class GroupedFraming(Framing):
     def whole(self, blk: CachedBlock) -> list[Any]:
         """Every example of ``blk``: its frames decoded and joined, one unpickle (a fallback as framing list)."""
         raw = self.decoded(blk)
+        try:  # the common case without building an error location
+            values = self.site.loads(raw)
+            if type(values) is list and len(values) == blk.count:
+                return values
+        except Exception:  # noqa: BLE001 - unpickled again below, which names the failure and its place
+            pass
         return unpickle_list_block(self.site.loads, raw, blk.count, self.site.where(blk.b), blk.first)
 
     def decoded(self, blk: CachedBlock) -> Any:

@@ -73,8 +73,28 @@ def _preamble(shared: list[Any]) -> tuple[bytes, dict[int, Any]] | None:
     return preamble, memo
 
 
-def build_preamble(examples: list[Any]) -> tuple[bytes, dict[int, Any]]:
-    """(preamble, pickler memo) of a shard whose first examples are ``examples``."""
+def _seeded(shared: list[Any], seed: list[Any]) -> list[Any]:
+    """``seed`` (the first shard's shared objects) in its order, each replaced by this shard's equal object
+    when it has one, and nothing else: every shard then numbers its memo alike (a slice's BINPUT indices
+    start after the preamble's), so a dictionary trained on the first shard's blocks matches the others'."""
+    mine: dict[tuple[type, Any], Any] = {}
+    for obj in shared:
+        try:
+            mine.setdefault((type(obj), obj), obj)
+        except TypeError:  # unhashable: keep it after the seed
+            pass
+    ordered = []
+    for obj in seed:
+        try:
+            ordered.append(mine.pop((type(obj), obj), obj))
+        except TypeError:
+            ordered.append(obj)
+    return ordered
+
+
+def build_preamble(examples: list[Any], seed: list[Any] | None = None) -> tuple[bytes, dict[int, Any], list[Any]]:
+    """(preamble, pickler memo, shared objects) of a shard whose first examples are ``examples``; ``seed``:
+    the shared objects of the dataset's first shard."""
     memos = []
     for example in examples:
         try:
@@ -90,11 +110,14 @@ def build_preamble(examples: list[Any]) -> tuple[bytes, dict[int, Any]]:
             if counts[k] >= 2 and k not in seen:
                 seen[k] = obj
     for short in (False, True):
-        built = _preamble([obj for obj in seen.values() if _shareable(obj, short)])
+        shared = [obj for obj in seen.values() if _shareable(obj, short)]
+        if seed:
+            shared = _seeded(shared, [obj for obj in seed if _shareable(obj, short)])
+        built = _preamble(shared)
         if built is not None and len(built[0]) <= PREAMBLE_TARGET:
-            return built
+            return built[0], built[1], shared
     data, memo = _pickle3([], None)  # nothing shared: an empty list (names no global)
-    return data[:-1] + grouped.PREAMBLE_SUFFIX, memo
+    return data[:-1] + grouped.PREAMBLE_SUFFIX, memo, []
 
 
 class GroupedEncoder:
@@ -103,13 +126,15 @@ class GroupedEncoder:
     def __init__(self) -> None:
         self.preamble = b""
         self._memo: dict[int, Any] = {}  # holds the preamble's objects (their ids stay theirs)
+        #: the objects the preamble memoizes (the seed of the dataset's later shards)
+        self.shared: list[Any] = []
 
     @property
     def started(self) -> bool:
         return bool(self.preamble)
 
-    def start(self, examples: list[Any]) -> None:
-        self.preamble, self._memo = build_preamble(examples)
+    def start(self, examples: list[Any], seed: list[Any] | None = None) -> None:
+        self.preamble, self._memo, self.shared = build_preamble(examples, seed)
 
     def slices(self, examples: list[Any]) -> list[bytes] | None:
         """Each example's slice, or None when the block must fall back to a protocol 4 list."""

@@ -262,13 +262,15 @@ class _V2ShardBuilder:
 
     def __init__(self, folder: Path, name: str, block_size: int, codec: Codec, level: int, dict_size: float,
                  mode: str, dictionary: bytes | None = None, limits: Limits = DEFAULT_LIMITS,
-                 on_shared_dictionary: Any = None, framing: Framing = Framing.GROUPED) -> None:
+                 on_shared_dictionary: Any = None, framing: Framing = Framing.GROUPED,
+                 preamble_seed: list[Any] | None = None) -> None:
         """``mode``: 'none', 'shared' (use ``dictionary``), 'shard' (train its own), 'train-shared'.
 
         ``framing``: one codec frame per block, one per example, one per block over a pickled
         list, or a list pickled in groups (spec V2-FRAME). With LIST and GROUPED a block is pickled
         when it is full, as version 1 does (GROUPED's first blocks wait until the shard's preamble
-        has seen ``PREAMBLE_EXAMPLES`` examples).
+        has seen ``PREAMBLE_EXAMPLES`` examples). ``preamble_seed``: the first shard's shared objects, so that
+        every shard's preamble numbers them alike (see grouped_writer).
 
         ``on_shared_dictionary(bytes)`` is called with a dictionary trained for sharing before
         any block compressed with it is written (the root dictionary precedes its users).
@@ -284,6 +286,7 @@ class _V2ShardBuilder:
         self._grouped = framing is Framing.GROUPED
         self._list = framing is Framing.LIST
         self._encoder = GroupedEncoder()
+        self._seed = preamble_seed
         self._waiting: list[list[Any]] = []  # GROUPED: full blocks of examples waiting for the preamble
         self.pending: list[Any] = []  # the block being filled: example pickles, or examples (LIST, GROUPED)
         # blocks waiting for the dictionary: lists of pickles, list pickles, or (frames, fallback, n) (GROUPED)
@@ -317,7 +320,7 @@ class _V2ShardBuilder:
             seen = [e for block in self._waiting for e in block]
             if len(seen) < PREAMBLE_EXAMPLES and not final:
                 return
-            encoder.start(seen[:PREAMBLE_EXAMPLES])
+            encoder.start(seen[:PREAMBLE_EXAMPLES], self._seed)
         waiting, self._waiting = self._waiting, []
         for examples in waiting:
             frames, fallback = encoder.encode(examples)
@@ -577,6 +580,7 @@ class AtlasDatasetWriter(_Publisher):
         self._shard_number = 0
         self.num_examples = 0
         self._current: Any = None
+        self._preamble_seed: list[Any] | None = None  # framing grouped: the first shard's shared objects
         self._v1_written: list[int] = []
         if format_version == 1:
             self._current = self._new_v1_shard()
@@ -623,7 +627,8 @@ class AtlasDatasetWriter(_Publisher):
             dictionary = None
         return _V2ShardBuilder(self._stage_dir() / name, name, self.block_size, self.codec,
                                self.compression_level, self.compression_dict_size, mode, dictionary, self.limits,
-                               on_shared_dictionary=self._write_shared_dictionary, framing=self.framing)
+                               on_shared_dictionary=self._write_shared_dictionary, framing=self.framing,
+                               preamble_seed=self._preamble_seed)
 
     def _write_shared_dictionary(self, dictionary: bytes) -> None:
         write_file(self._tmp / DICT_FILE, dictionary)
@@ -633,6 +638,8 @@ class AtlasDatasetWriter(_Publisher):
         shard = self._current
         record, trained = shard.close()  # if it fails, the shard stays current: abort() discards its file
         self._current = None
+        if self._preamble_seed is None:
+            self._preamble_seed = shard._encoder.shared
         if trained is not None:
             self._shared = trained
         self._records.append(record)
@@ -799,6 +806,7 @@ class AtlasDatasetWriter(_Publisher):
         self._shard_number = max((int(s["name"]) + 1 for s in doc["shards"]), default=0)
         self.num_examples = 0
         self._current = None
+        self._preamble_seed = None
         self._lock = lock
         self.before_publish = None
         # Under the lock, what dead appenders left (staging entries, shard folders meta.json does not list:
