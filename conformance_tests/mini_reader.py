@@ -15,7 +15,7 @@ catch bugs in FORMAT.md and in the reference. Clauses implemented:
   V1-BLOCK-1..4, V1-DICT-1, V1-READ-1..3;
 * version 2: V2-LAYOUT-1..3, V2-CODEC-1..3, V2-CHK-1..3 (every checksum; a block's on every
   read), V2-META-1..5, V2-INDEX-1..4, V2-BLOCK-1..4, V2-FRAME-1..5, V2-DICT-1/2, V2-READ-1/2,
-  V2-COMPAT-1..4.
+  V2-COMPAT-1..4, V2-FRAME-6..8 read in order (a block's frames joined, one list pickle).
 
 Anything malformed raises ``MiniReaderError`` naming the file (and block, example) and what
 was wrong.
@@ -50,7 +50,7 @@ MAX_META, MAX_DICT, MAX_INDEX, MAX_DATA = 128 * 2**20, 64 * 2**20, 64 + 24 * (2*
 
 CODECS = {"none": 0, "zstd": 1, "lz4": 2}                         # V2-CODEC-1
 DICT_MODES = {"none": 0, "shared": 1, "shard": 2}                  # V2-INDEX-1
-FRAMING_FLAGS = {"block": 0, "example": 1, "list": 2}              # V2-FRAME-1
+FRAMING_FLAGS = {"block": 0, "example": 1, "list": 2, "grouped": 4}  # V2-FRAME-1
 V1_CODEC = {0: "none", 1: "zstd", 2: "zstd", 3: "zstd"}            # V2-CODEC-2
 # V1-INDEX-2: what numpy reads to the same offsets: 1, 2, 4 or 8-byte integers, either byte order, signed or not
 NPY_DTYPES = {f"{order}{kind}{size}": ("<" if order != ">" else ">") + (code if kind == "i" else code.upper())
@@ -396,7 +396,8 @@ class _V2Shard:
         end = 0
         for b, (offset, stored, raw, _) in enumerate(entries):  # V2-INDEX-4
             _check(offset == end and 0 < stored <= MAX_STORED and raw <= self.max_raw, where, f"bad entry {b}")
-            _check(self.codec != "none" or raw == stored, where, f"entry {b}: codec none, raw_size != stored_size")
+            _check(self.codec != "none" or raw == stored or self.framing == "grouped", where,  # grouped: starts
+                   f"entry {b}: codec none, raw_size != stored_size")
             end += stored
         _check(end == self.data_size, where, f"blocks end at {end}, data_size is {self.data_size}")
         _check(max((e[2] for e in entries), default=0) == self.max_raw, where, "max_block_raw_size is not the largest")
@@ -413,6 +414,10 @@ class _V2Shard:
                            for k, (a, b) in enumerate(pairwise(offsets)))
             _check(base + declared == raw_size, where, f"frames declare {declared} bytes, raw_size is {raw_size}")
             return stored, base, offsets
+        if self.framing == "grouped":  # V2-FRAME-6..8: read in order only (one list pickle)
+            value = _unpickle(self._grouped(stored, n, raw_size, where), where, v2=True)
+            _check(type(value) is list and len(value) == n, where, f"not a list of {n} examples")
+            return value
         raw = _decode(self.codec, stored, self.zdict, self.dict_id, MAX_RAW, where, expect=raw_size)
         if self.framing == "list":  # V2-FRAME-5
             value = _unpickle(raw, where, v2=True)
@@ -420,8 +425,27 @@ class _V2Shard:
             return value
         return (raw, *_table(raw, n, where))  # V2-BLOCK-3
 
+    def _grouped(self, stored: bytes, n: int, raw_size: int, where: str) -> bytes:
+        """V2-FRAME-7/8: m - 1 u32 frame starts, then m frames (a list fallback: every start at the end of the
+        starts, the last frame holds the pickle); zstd frames are magicless with no dictionary id (V2-CODEC-4):
+        the magic number is put back, as FORMAT.md tells a zstd user."""
+        m = max(1, -(-n // 32))
+        _check(len(stored) > 4 * (m - 1), where, "block shorter than its frame starts")
+        starts = [4 * (m - 1), *struct.unpack_from(f"<{m - 1}I", stored, 0)]
+        if m > 1 and all(a == starts[0] for a in starts):
+            starts = starts[-1:]
+        ends = [*starts[1:], len(stored)]
+        _check(all(a < b for a, b in zip(starts, ends, strict=True)), where, "frame starts do not increase within the block")
+        out, left = [], raw_size
+        for a, b in zip(starts, ends, strict=True):
+            frame = stored[a:b] if self.codec != "zstd" else b"\x28\xb5\x2f\xfd" + stored[a:b]
+            out.append(_decode(self.codec, frame, self.zdict, 0, left, where))
+            left -= len(out[-1])
+        _check(left == 0, where, f"frames decode to {raw_size - left} bytes, raw_size is {raw_size}")
+        return b"".join(out)
+
     def pick(self, loaded: Any, block: int, pos: int) -> Any:
-        if self.framing == "list":
+        if self.framing in ("list", "grouped"):
             return loaded[pos]
         where = f"{self.root}/{self.name}/data.bin block {block} example {pos}"
         data, base, offsets = loaded
