@@ -435,7 +435,7 @@ class _V2Shard:
         if m > 1 and all(a == starts[0] for a in starts):
             starts = starts[-1:]
         ends = [*starts[1:], len(stored)]
-        _check(all(a < b for a, b in zip(starts, ends, strict=True)), where, "frame starts do not increase within the block")
+        _check(all(a < b for a, b in zip(starts, ends, strict=True)), where, "frame starts do not increase")
         out, left = [], raw_size
         for a, b in zip(starts, ends, strict=True):
             frame = stored[a:b] if self.codec != "zstd" else b"\x28\xb5\x2f\xfd" + stored[a:b]
