@@ -356,7 +356,7 @@ def test_a_part_that_is_not_a_list_of_its_count_is_refused(tmp_path, n):
         ds[n + 1]
     assert info.value.block == 1 and info.value.shard == "000000" and "expected a list of" in str(info.value)
     assert "data.bin" in str(info.value) and info.value.offset is not None
-    with pytest.raises(FormatError, match="block holds a list of"):
+    with pytest.raises(FormatError, match="holds a list of"):
         list(AtlasDataset(root))
 
 

@@ -365,8 +365,8 @@ def _resolved_writer_args(args: argparse.Namespace, source: dict[str, Any] | Non
         else:
             raise UsageError("LZ4 has no dictionary: use --strategy standard (or leave it out) with --codec lz4")
     uncompressed = out.get("compression_strategy") == CompressionStrategy.NO_COMPRESSION
-    if args.framing in ("example", "list", "grouped"):
-        if out["format_version"] == 1:
+    if args.framing is not None:
+        if out["format_version"] == 1 and args.framing != "block":
             raise UsageError(f"version 1 has no framing {args.framing!r}")
         if uncompressed and args.framing == "example":
             raise UsageError("--framing example needs a codec (zstd or lz4): codec none has no frames")

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from atlas_format import grouped
 from atlas_format.constants import Limits
+from atlas_format.list_items import list_item_at
 
 from .block_cache import TAKEN, CachedBlock
 from .errors import AtlasError, CodecError, FormatError, LimitError, MetadataError
@@ -29,6 +30,7 @@ _FRAME = grouped.FRAME_EXAMPLES
 _END = grouped.LIST_END
 _FALLBACK = grouped.FALLBACK_PREFIX
 _LENGTH_AT = grouped.TABLE_LENGTH_AT
+_BARE_LIST = grouped.PREAMBLE_PREFIX + b"]("  # PROTO 3, EMPTY_LIST, MARK: a list whose items are the slices
 
 
 def read_preamble(doc: dict[str, Any], limits: Limits, where: dict[str, Any]) -> bytes:
@@ -138,7 +140,17 @@ class GroupedFraming(Framing):
                 return values
         except Exception:  # noqa: BLE001 - unpickled again below, which names the failure and its place
             pass
-        return unpickle_list_block(self.site.loads, raw, blk.count, self.site.where(blk.b), blk.first)
+        if bytes(raw[:2]) == _FALLBACK:  # version 1's list pickle: its items are located as framing list's
+            return unpickle_list_block(self.site.loads, raw, blk.count, self.site.where(blk.b), blk.first)
+        if blk.count <= _FRAME:
+            layout, at, _ = self._table_of(blk, raw)
+            try:
+                start = layout.unpack_from(raw, at)[0]
+            except Exception:  # noqa: BLE001 - a block too short for its table
+                raise FormatError("the block is too short for its group table", **self.site.where(blk.b)) from None
+        else:
+            start = len(self.preamble)
+        return self._part(raw, blk, 0, blk.count, start, 0)
 
     def decoded(self, blk: CachedBlock) -> Any:
         """The decoded block (what raw_size counts): one frame, or the frames joined."""
@@ -201,11 +213,7 @@ class GroupedFraming(Framing):
         raw = self.frame0(blk)
         if raw[:2] == _FALLBACK:
             return self.whole(blk)[pos]
-        key = (n, raw[_LENGTH_AT])
-        table = self._tables.get(key)
-        if table is None:
-            table = self._table(blk, key)
-        layout, at, size = table
+        layout, at, size = self._table_of(blk, raw)
         try:
             offsets = layout.unpack_from(raw, at)
         except Exception:  # noqa: BLE001 - a block too short for its table
@@ -214,7 +222,13 @@ class GroupedFraming(Framing):
         start = offsets[0]
         data = b"".join((raw[:start], raw[start + offsets[q + 1]:start + offsets[q + 2]], _END))
         expected = min(size, n - q * size)
-        return self._part(data, blk, pos, expected)[k]
+        return self._part(data, blk, pos, expected, start, q * size)[k]
+
+    def _table_of(self, blk: CachedBlock, raw: Any) -> tuple[Any, int, int]:
+        """(struct, where, group size) of a one-frame block's group table, kept per (n, table length)."""
+        key = (blk.count, raw[_LENGTH_AT])
+        table = self._tables.get(key)
+        return table if table is not None else self._table(blk, key)
 
     def _table(self, blk: CachedBlock, key: tuple[int, int]) -> tuple[Any, int, int]:
         try:
@@ -236,14 +250,15 @@ class GroupedFraming(Framing):
             blk.part = part = (j, self.site.decode_frame(stored[starts[j]:hi], b, pos, blk.raw))
         last = (j + 1) * _FRAME >= n
         data = b"".join((b"" if j == 0 else self.preamble, part[1], b"" if last else _END))
-        return self._part(data, blk, pos, min(_FRAME, n - j * _FRAME))[k]
+        return self._part(data, blk, pos, min(_FRAME, n - j * _FRAME), len(self.preamble), j * _FRAME)[k]
 
-    def _part(self, data: bytes, blk: CachedBlock, pos: int, expected: int) -> list[Any]:
-        """A part unpickled and checked: a list of ``expected`` examples."""
+    def _part(self, data: Any, blk: CachedBlock, pos: int, expected: int, start: int, base: int) -> list[Any]:
+        """A part unpickled and checked: a list of ``expected`` examples whose slices start at ``start`` in
+        ``data``, the first being example ``base`` of the block (a refusal names the example it is in)."""
         try:
             items = self.site.loads(data)
-        except AtlasError as exc:  # a refusal of safe loading: same type and rule, located here
-            raise exc.relocated(**self.at(blk, pos)) from None
+        except AtlasError as exc:  # a refusal of safe loading: same type and rule, located at its example
+            raise exc.relocated(**self.at(blk, self._position(exc, data, start, base, pos))) from None
         except Exception as exc:  # noqa: BLE001 - any unpickling failure is corrupt data
             raise FormatError(f"the example's group does not unpickle: {type(exc).__name__}: {exc}",
                               **self.at(blk, pos)) from None
@@ -252,3 +267,13 @@ class GroupedFraming(Framing):
             raise FormatError(f"the example's group holds {got}, expected a list of {expected} examples",
                               **self.at(blk, pos))
         return items
+
+    @staticmethod
+    def _position(exc: AtlasError, data: Any, start: int, base: int, pos: int) -> int:
+        """The example a refusal at ``exc.pickle_offset`` is in: the slices after ``start`` are read as the
+        items of a bare list pickle (the preamble's own list would count as items otherwise)."""
+        offset = exc.pickle_offset
+        if offset is None or offset < start:
+            return pos
+        found = list_item_at(_BARE_LIST + bytes(data[start:]), offset - start + len(_BARE_LIST))
+        return pos if found is None else base + found
