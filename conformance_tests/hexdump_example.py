@@ -107,7 +107,8 @@ def generate() -> str:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "tiny"
         with AtlasDatasetWriter(root, shard_size=100, block_size=2,
-                                compression_strategy=CompressionStrategy.NO_COMPRESSION) as writer:
+                                compression_strategy=CompressionStrategy.NO_COMPRESSION,
+                                framing="block") as writer:  # section 8 shows framing block's layout
             for example in EXAMPLES:
                 writer.add_example(example)
         body = dump(root / "000000")

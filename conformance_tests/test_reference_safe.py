@@ -152,7 +152,7 @@ def test_pickle_limits_are_a_setting_of_safe_loading(tmp_path):
     from torch_atlas_ds import LimitError
 
     root = tmp_path / "d"
-    _write(root, [[[1]], [2], "flat"])
+    _write(root, [[[1]], [2], "flat"], framing="block")  # per-example pickles: a list block adds a level
     ds = AtlasDataset(root, safe=True, pickle_limits=PickleLimits(max_depth=1))
     for copy in (ds, pickle.loads(pickle.dumps(ds))):
         assert copy[1] == [2] and copy[2] == "flat"

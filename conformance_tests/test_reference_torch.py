@@ -61,14 +61,14 @@ def test_dataloader_zero_workers_and_shuffle(dataset_root):
 def test_getitems_decodes_each_block_once(dataset_root, monkeypatch):
     ds = AtlasDataset(dataset_root, block_cache_size=0)
     calls = Counter()
-    for shard in ds.shards:
-        original = shard.decoded_block
+    for shard in ds.shards:  # every framing reads a block's stored bytes once per decode of it
+        original = shard._stored
 
-        def counting(b, _orig=original, _label=shard.label):
+        def counting(b, maps, _orig=original, _label=shard.label):
             calls[(_label, b)] += 1
-            return _orig(b)
+            return _orig(b, maps)
 
-        monkeypatch.setattr(shard, "decoded_block", counting)
+        monkeypatch.setattr(shard, "_stored", counting)
     batch = ds.__getitems__([0, 7, 1, 3, 64, 65, 200, 6, 2])
     assert [x["i"] for x in batch] == [0, 7, 1, 3, 64, 65, 200, 6, 2]
     assert set(calls.values()) == {1} and len(calls) == 3

@@ -40,14 +40,21 @@ from torch_atlas_ds import (
 )
 from torch_atlas_ds import writer as writer_module
 
+# The unsuffixed variants are framing block (the default before 0.3.0, what these tests were written for);
+# "default" is the writers' default (grouped), tested on its own in test_reference_grouped.py too.
 VARIANTS = {
-    "none": {"compression_strategy": CompressionStrategy.NO_COMPRESSION},
-    "zstd": {"compression_strategy": CompressionStrategy.STANDARD_COMPRESSION},
-    "shared": {"compression_strategy": CompressionStrategy.SHARED_DICTIONARY_COMPRESSION},
-    "shard": {"compression_strategy": CompressionStrategy.DICTIONARY_COMPRESSION},
+    "none": {"compression_strategy": CompressionStrategy.NO_COMPRESSION, "framing": "block"},
+    "zstd": {"compression_strategy": CompressionStrategy.STANDARD_COMPRESSION, "framing": "block"},
+    "shared": {"compression_strategy": CompressionStrategy.SHARED_DICTIONARY_COMPRESSION, "framing": "block"},
+    "shard": {"compression_strategy": CompressionStrategy.DICTIONARY_COMPRESSION, "framing": "block"},
     "default": {},
-    "lz4": {"codec": Codec.LZ4},
-    "lz4-label": {"codec": "lz4", "compression_level": 0},
+    "lz4": {"codec": Codec.LZ4, "framing": "block"},
+    "lz4-label": {"codec": "lz4", "compression_level": 0, "framing": "block"},
+    "shared-grouped": {"compression_strategy": CompressionStrategy.SHARED_DICTIONARY_COMPRESSION,
+                       "framing": Framing.GROUPED},
+    "shard-grouped": {"compression_strategy": CompressionStrategy.DICTIONARY_COMPRESSION, "framing": "grouped"},
+    "none-grouped": {"compression_strategy": CompressionStrategy.NO_COMPRESSION, "framing": "grouped"},
+    "lz4-grouped": {"codec": Codec.LZ4, "framing": "grouped"},
     "shared-frames": {"compression_strategy": CompressionStrategy.SHARED_DICTIONARY_COMPRESSION,
                       "framing": Framing.EXAMPLE},
     "shard-frames": {"compression_strategy": CompressionStrategy.DICTIONARY_COMPRESSION, "framing": "example"},
@@ -233,7 +240,7 @@ def test_one_example_is_decoded_without_its_neighbours(tmp_path, variant):
 
 def test_codec_none_reads_only_the_example_bytes(tmp_path):
     root = tmp_path / "d"
-    with AtlasDatasetWriter(root, 100, 4, CompressionStrategy.NO_COMPRESSION) as w:
+    with AtlasDatasetWriter(root, 100, 4, CompressionStrategy.NO_COMPRESSION, framing="block") as w:
         for i in range(8):
             w.add_example({"i": i, "pad": "p" * 50})
     data = bytearray((root / "000000" / "data.bin").read_bytes())
@@ -290,7 +297,7 @@ def test_corrupt_metadata_and_index_are_refused_at_open(tmp_path):
 
 def test_huge_declared_zstd_frame_is_refused_before_allocating(tmp_path):
     root = tmp_path / "d"
-    write(root, 16, block_size=4, compression_strategy=CompressionStrategy.STANDARD_COMPRESSION)
+    write(root, 16, block_size=4, compression_strategy=CompressionStrategy.STANDARD_COMPRESSION, framing="block")
     frame = bytes([0x28, 0xB5, 0x2F, 0xFD, 0xE0]) + (1 << 40).to_bytes(8, "little") + b"\x01\x00\x00"
     data = bytearray((root / "000000" / "data.bin").read_bytes())
     data[:len(frame)] = frame
@@ -715,7 +722,7 @@ def test_example_frames_layout_matches_block_framing(tmp_path, variant):
     from atlas_format.block_v2 import parse_block
 
     kw = VARIANTS[variant]
-    block_kw = {k: v for k, v in kw.items() if k != "framing"}
+    block_kw = {**{k: v for k, v in kw.items() if k != "framing"}, "framing": "block"}
     write(tmp_path / "frames", 100, shard_size=100, block_size=8, **kw)
     write(tmp_path / "blocks", 100, shard_size=100, block_size=8, **block_kw)
     f_data, f_entries = _stored_blocks(tmp_path / "frames" / "000000")

@@ -94,15 +94,16 @@ def shared_dictionary(folder: Location) -> Location:
     return Location(folder.root, DICT_FILE) if folder.rel else Location(folder.root.parent, DICT_FILE)
 
 
-def zstd_decompressor(dictionary: bytes | None, path: Any, shard: Any = None) -> Any:
-    """A reusable zstd decompressor; a dictionary zstd cannot load is a FormatError naming its file."""
+def zstd_decompressor(dictionary: bytes | None, path: Any, shard: Any = None, *, magicless: bool = False) -> Any:
+    """A reusable zstd decompressor (``magicless``: for framing grouped's frames, V2-CODEC-4); a dictionary
+    zstd cannot load is a FormatError naming its file."""
     import zstandard
+
+    from atlas_format.codecs import zstd_decompressor as decompressor
 
     from .errors import FormatError
 
-    if dictionary is None:
-        return zstandard.ZstdDecompressor()
     try:
-        return zstandard.ZstdDecompressor(dict_data=zstandard.ZstdCompressionDict(dictionary))
+        return decompressor(dictionary, magicless=magicless)
     except zstandard.ZstdError as exc:
         raise FormatError(f"not a usable zstd dictionary: {exc}", path=path, shard=shard) from None

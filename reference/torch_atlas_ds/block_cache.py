@@ -27,9 +27,11 @@ class CachedBlock:
     read (decoded bytes, a view of the stored bytes, or version 1's unpickled list), ``nbytes`` what the
     budget counts, ``raw`` its decoded size per the index (-1: not known), ``table`` (where each example starts
     in ``data``, from its offset table checked once), ``values`` (examples unpickled in one pass, TAKEN
-    once handed out), ``last_pos`` the position read last."""
+    once handed out), ``last_pos`` the position read last (-2: none; -1: none, the read before ended the block
+    just before this one)."""
 
-    __slots__ = ("label", "b", "first", "count", "data", "nbytes", "raw", "base", "table", "values", "last_pos")
+    __slots__ = ("label", "b", "first", "count", "data", "nbytes", "raw", "base", "table", "values", "last_pos",
+                 "part")
 
     def __init__(self, label: str, b: int, first: int, count: int, data: Any, nbytes: int, raw: int = -1,
                  base: int = 0) -> None:
@@ -40,6 +42,8 @@ class CachedBlock:
         self.table: tuple[int, ...] | None = None
         self.values: list[Any] | None = None
         self.last_pos = -2
+        #: framing "grouped": (frame number, its decoded bytes) a read decoded, kept for the next read
+        self.part: tuple[int, Any] | None = None
 
 
 _NONE = CachedBlock("", -1, 0, 0, None, 0)

@@ -196,7 +196,8 @@ def dataset_info(root: Path) -> dict[str, Any]:
 
 
 _FRAMING_TEXT = {"block": "block (one codec frame per block)", "example": "example (one codec frame per example)",
-                 "list": "list (one codec frame per block over a pickled list)"}
+                 "list": "list (one codec frame per block over a pickled list)",
+                 "grouped": "grouped (a pickled list per block that also unpickles in groups)"}
 
 _LEFTOVER_TEXT = {"write": "temporary folder of an unfinished write",
                   "append": "temporary entry of an unfinished append",
@@ -317,9 +318,10 @@ def _writer_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
                        default="shared-dictionary" if defaults else None, help="zstd dictionary use")
     group.add_argument("--codec", choices=("none", "zstd", "lz4"), default=None,
                        help="block codec (lz4: version 2, no dictionary)")
-    group.add_argument("--framing", choices=("block", "example", "list"), default=None,
-                       help="one codec frame per block (default), per example (fast random reads, more bytes), "
-                            "or per block over a pickled list (fast in-order reads, fewest bytes)")
+    group.add_argument("--framing", choices=("grouped", "block", "example", "list"), default=None,
+                       help="a pickled list per block that also unpickles in groups (default of version 2), one "
+                            "codec frame per block, per example (fast random reads, more bytes), or per block over "
+                            "a pickled list (fast in-order reads, fewest bytes)")
     group.add_argument("--level", type=int, default=3 if defaults else None, help="compression level")
     group.add_argument("--block-size", type=int, default=64 if defaults else None, help="examples per block")
     group.add_argument("--shard-size", type=int, default=10_000 if defaults else None, help="examples per shard")
@@ -363,15 +365,15 @@ def _resolved_writer_args(args: argparse.Namespace, source: dict[str, Any] | Non
         else:
             raise UsageError("LZ4 has no dictionary: use --strategy standard (or leave it out) with --codec lz4")
     uncompressed = out.get("compression_strategy") == CompressionStrategy.NO_COMPRESSION
-    if args.framing in ("example", "list"):
-        if out["format_version"] == 1:
+    if args.framing is not None:
+        if out["format_version"] == 1 and args.framing != "block":
             raise UsageError(f"version 1 has no framing {args.framing!r}")
         if uncompressed and args.framing == "example":
             raise UsageError("--framing example needs a codec (zstd or lz4): codec none has no frames")
         out["framing"] = args.framing
     elif args.framing is None and out["format_version"] == 2 and (
-            src.get("framing") == "list" or (src.get("framing") == "example" and not uncompressed)):
-        out["framing"] = src["framing"]  # keep the source's framing
+            src.get("framing") in ("list", "grouped") or (src.get("framing") == "example" and not uncompressed)):
+        out["framing"] = src["framing"]  # keep the source's framing (a source in "block" becomes "grouped")
     if out["block_size"] < 1 or out["shard_size"] < 1:
         raise UsageError("--block-size and --shard-size must be >= 1")
     return out

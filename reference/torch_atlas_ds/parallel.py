@@ -69,7 +69,8 @@ class _ShardJob:
     dict_size: float
     dictionary: bytes | None
     limits: Limits
-    framing: Framing = Framing.BLOCK
+    framing: Framing = Framing.GROUPED
+    preamble_seed: list[Any] | None = None  # framing grouped: shard 0's shared objects (grouped_writer)
 
 
 def _build_shard(job: _ShardJob, chunk: _Chunk) -> tuple[int, Any]:
@@ -90,7 +91,7 @@ def _build_shard(job: _ShardJob, chunk: _Chunk) -> tuple[int, Any]:
         return chunk.number, v1.count
     name = v2_shard_name(chunk.number)
     v2 = _V2ShardBuilder(Path(job.folder) / name, name, job.block_size, Codec(job.codec), job.level, job.dict_size,
-                         job.mode, job.dictionary, job.limits, framing=job.framing)
+                         job.mode, job.dictionary, job.limits, framing=job.framing, preamble_seed=job.preamble_seed)
     try:
         for example in chunk:
             v2.add_example(example)
@@ -128,7 +129,7 @@ def write_dataset(examples: Iterable[Any] | Any, path: str | os.PathLike[str], *
                   compression_dict_size: float = 0.01, codec: Codec | str | None = None, format_version: int = 2,
                   user_metadata: dict[str, Any] | None = None, num_workers: int | None = None,
                   progress: bool | None = None, limits: Limits = DEFAULT_LIMITS, desc: str = "writing",
-                  framing: Framing | str = Framing.BLOCK,
+                  framing: Framing | str | None = None,
                   before_publish: Callable[[Path], None] | None = None) -> Path:
     """Write ``examples`` to a new dataset at ``path``, shards built by ``num_workers`` processes.
 
@@ -219,7 +220,7 @@ def _job(writer: AtlasDatasetWriter) -> _ShardJob:
         mode, dictionary = ("shared", writer._shared) if writer._shared is not None else ("none", None)
     return _ShardJob(str(writer._tmp), 2, writer.block_size, int(writer.codec), int(writer.strategy), mode,
                      writer.compression_level, writer.compression_dict_size, dictionary, writer.limits,
-                     writer.framing)
+                     writer.framing, writer._preamble_seed)
 
 
 def _adopt(writer: AtlasDatasetWriter, results: list[tuple[int, Any]]) -> None:

@@ -39,9 +39,18 @@ from atlas_format.index_v2 import DICTIONARY_MODE_IDS
 from ._util import _FORK_GENERATION, fork_generation, shared_dictionary, zstd_decompressor
 from .block_cache import BlockCache, CachedBlock
 from .byte_source import ByteSource, MappedFile
-from .errors import AtlasError, ChecksumError, FormatError, LimitError, MetadataError, MissingShardError
+from .errors import (
+    AtlasError,
+    ChecksumError,
+    CodecError,
+    FormatError,
+    LimitError,
+    MetadataError,
+    MissingShardError,
+)
 from .framing import BlockFraming, ExampleFraming, ListFraming
 from .framing import Framing as FramingStrategy
+from .framing_grouped import GroupedFraming, read_preamble
 from .index_v2_reader import check_index, entries_view
 from .metadata import AtlasDatasetShardMetadata
 from .safe_pickle import Loads
@@ -102,7 +111,8 @@ class V2Shard(ProcessLocalState):
         try:
             self.framing = Framing.from_meta(doc)
         except ValueError:
-            raise MetadataError(f"unknown framing {doc.get('framing')!r} (this reader knows block, example, list)",
+            raise MetadataError(f"unknown framing {doc.get('framing')!r} (this reader knows block, example, list, "
+                                "grouped)",
                                 path=meta_path, shard=self.label) from None
         self.block_size = doc["block_size"]
         self.num_examples = doc["num_examples"]
@@ -132,6 +142,9 @@ class V2Shard(ProcessLocalState):
                 if expected.get(key) != mine:
                     raise MetadataError(f"root meta.json says {key} {expected.get(key)!r} for this shard, its "
                                         f"meta.json says {mine!r}", **where)
+        self._grouped = self.framing is Framing.GROUPED
+        #: framing grouped: the shard's pickle preamble (V2-FRAME-7), checked here
+        self.preamble = read_preamble(doc, limits, where) if self._grouped else b""
         self._dict_bytes: bytes | None = None
         # Where the dictionary is read again in another process: (file, metadata record or None);
         # None when the caller handed the bytes over (they then travel with the pickled shard).
@@ -157,11 +170,12 @@ class V2Shard(ProcessLocalState):
         self._last_count = self.num_examples - self._last_block * self.block_size if self.num_blocks else 0
         # A block is decoded as a whole by its codec (framings block and list), or read where it is stored:
         # codec none (its decoded bytes are the stored ones) and framing example (each frame on its own).
-        self._decodes = self.codec != Codec.NONE and self.framing is not Framing.EXAMPLE
+        # Framing grouped reads its stored blocks (views kept in the cache) and decodes the frames it needs.
+        self._decodes = self.codec != Codec.NONE and self.framing not in (Framing.EXAMPLE, Framing.GROUPED)
         #: whether a read's blocks are views of this shard's maps (dropped from the cache on release)
         self.views_of_maps = not self._decodes
         #: whether a read decodes or unpickles its whole block (worth grouping a batch's indices per block)
-        self.decodes_blocks = self._decodes or self.framing is Framing.LIST
+        self.decodes_blocks = self._decodes or self.framing in (Framing.LIST, Framing.GROUPED)
         self.metadata = AtlasDatasetShardMetadata(2, self.block_size, self.num_examples,
                                                   v2_to_strategy(self.codec, DictionaryMode(self.dictionary)),
                                                   doc["compression_level"], None)
@@ -197,11 +211,12 @@ class V2Shard(ProcessLocalState):
         self._index_layout: tuple[tuple[Any, ...], int, int] = ((), 0, 0)
         self._tls = threading.local()  # one zstd decompressor per thread (they are not thread-safe)
         self._tls_gen = -1  # the fork generation _tls belongs to
-        self._info = codec_info(self.codec)
+        self._info = codec_info(self.codec, magicless=self._grouped)
         self._zstd = self.codec == Codec.ZSTD  # a decompressor context per thread (with the dictionary)
         self._framing: FramingStrategy = (
             ExampleFraming(self) if self.framing is Framing.EXAMPLE
-            else ListFraming(self) if self.framing is Framing.LIST else BlockFraming(self))
+            else ListFraming(self) if self.framing is Framing.LIST
+            else GroupedFraming(self, self.preamble) if self._grouped else BlockFraming(self))
 
     def decoded_bytes(self) -> int:
         """The decoded size of the shard's blocks, from its checked index (atlas-ds info: no block is decoded)."""
@@ -232,7 +247,8 @@ class V2Shard(ProcessLocalState):
             entries, header_size, entry_size = check_index(
                 index, size, flags=self.framing.index_flags, framing=self.framing.value, expected=expected,
                 meta_checksum=self.meta["index"]["checksum"], max_block_raw_size=self.max_block_raw_size,
-                identity_codec=self.codec == Codec.NONE, limits=self.limits, where=where)
+                # grouped blocks of > 32 examples store frame starts besides the frames (checked per block)
+                identity_codec=self.codec == Codec.NONE and not self._grouped, limits=self.limits, where=where)
             self._index_layout = (index_source.identity, header_size, entry_size)
         data = MappedFile(self.location / DATA_FILE, limit=self.limits.max_data_size, shard=self.label)
         if data.size != self.data_size:
@@ -253,7 +269,8 @@ class V2Shard(ProcessLocalState):
 
     def _new_dctx(self) -> zstandard.ZstdDecompressor:
         dict_path = self._dict_source[0].path if self._dict_source is not None else self.path.parent / DICT_FILE
-        return zstd_decompressor(self._dict_bytes, dict_path, self.label)  # type: ignore[no-any-return]
+        return zstd_decompressor(self._dict_bytes, dict_path, self.label,  # type: ignore[no-any-return]
+                                 magicless=self._grouped)
 
     def _dctx(self) -> zstandard.ZstdDecompressor | None:
         """This thread's zstd decompressor (with the shard's dictionary); None for the other codecs."""
@@ -297,11 +314,21 @@ class V2Shard(ProcessLocalState):
             self._verified[b] = 1
         return stored
 
-    def decode_frame(self, frame: Any, b: int, pos: int, limit: int) -> bytes:
-        """Example ``pos``'s pickle from its own frame (framing "example"), at most ``limit`` bytes."""
+    def decode_frame(self, frame: Any, b: int, pos: int | None, limit: int, size: int | None = None) -> Any:
+        """One frame of block ``b`` decoded, at most ``limit`` bytes (exactly ``size`` when given): example
+        ``pos``'s pickle (framing "example"), or a frame of examples (framing "grouped"; codec none: the
+        frame as stored)."""
         try:
-            return decode(self._info, frame, self._dctx(), limit=limit, limits=self.limits)
+            if self.codec == Codec.NONE:
+                if size is not None and len(frame) != size:
+                    raise CodecError(f"the block's frame is {len(frame)} bytes, index.bin says {size}")
+                if len(frame) > limit:
+                    raise LimitError(f"the block's frame is {len(frame)} bytes, above its raw_size ({limit})")
+                return frame
+            return decode(self._info, frame, self._dctx(), size=size, limit=limit, limits=self.limits)
         except AtlasError as exc:
+            if pos is None:
+                raise exc.relocated(**self.where(b)) from None
             raise exc.relocated(**self.where(b), position=pos, example=b * self.block_size + pos) from None
 
     def decoded_block(self, b: int) -> Any:
@@ -315,7 +342,7 @@ class V2Shard(ProcessLocalState):
                 return decode(self._info, stored, self._dctx(), size=maps.raw[b], limits=self.limits)
             except AtlasError as exc:
                 raise exc.relocated(**self.where(b)) from None
-        if isinstance(self._framing, ExampleFraming):
+        if isinstance(self._framing, (ExampleFraming, GroupedFraming)):
             count = self.count(b)
             return self._framing.decoded(CachedBlock(self.label, b, b * self.block_size, count, stored, 0,
                                                      int(maps.raw[b]), table_size(count)))
@@ -336,6 +363,8 @@ class V2Shard(ProcessLocalState):
                                               self._base if b != self._last_block else table_size(count)))
             cache.last = blk
             return blk
+        if self._grouped:
+            return self._grouped_block(b, count, last)
         # read where it is stored: nothing to keep beyond the block in hand (and the maps stay closable)
         maps = self._m
         if maps.gen != _FORK_GENERATION[0]:
@@ -343,6 +372,26 @@ class V2Shard(ProcessLocalState):
         data = self._stored(b, maps)
         cache.last = blk = CachedBlock(self.label, b, b * self.block_size, count, data, len(data), int(maps.raw[b]),
                                        self._base if b != self._last_block else table_size(count))
+        return blk
+
+    def _grouped_block(self, b: int, count: int, last: CachedBlock) -> CachedBlock:
+        """Framing grouped's block ``b``: its stored view, and what reads of it decoded and unpickled, kept in
+        the cache (counted as its decoded size). ``last_pos`` tells the framing how it is read: -1 when the
+        block read last was the one before (in order), -2 when it was another (a random read)."""
+        cache = self.cache
+        blk: CachedBlock | None = cache.get((self.label, b))
+        if blk is None:
+            maps = self._m
+            if maps.gen != _FORK_GENERATION[0]:
+                maps = self._open()
+            data = self._stored(b, maps)
+            raw = int(maps.raw[b])
+            blk = CachedBlock(self.label, b, b * self.block_size, count, data, raw, raw)
+            if last.b == b - 1 and last.label == self.label:
+                blk.last_pos = -1
+            return cache.keep(blk)
+        blk.last_pos = -1 if last.b == b - 1 and last.label == self.label else -2
+        cache.last = blk
         return blk
 
     def get(self, i: int) -> Any:

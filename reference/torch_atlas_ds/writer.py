@@ -35,6 +35,7 @@ from typing import Any
 
 import zstandard
 
+from atlas_format import grouped
 from atlas_format.block_v2 import decoded_size, encode_block
 from atlas_format.checksum import XXH3_64
 from atlas_format.codecs import codec_info
@@ -62,6 +63,7 @@ from atlas_format.npy import build_v1_index
 
 from ._util import fsync_dir, publish_folder, write_file
 from .errors import LimitError, VersionError
+from .grouped_writer import PREAMBLE_EXAMPLES, GroupedEncoder, stored_grouped
 from .leftovers import Leftover, clear_root, clear_siblings
 from .locking import WriterLock
 from .shard_files import load_dictionary, read_v2_meta
@@ -260,11 +262,15 @@ class _V2ShardBuilder:
 
     def __init__(self, folder: Path, name: str, block_size: int, codec: Codec, level: int, dict_size: float,
                  mode: str, dictionary: bytes | None = None, limits: Limits = DEFAULT_LIMITS,
-                 on_shared_dictionary: Any = None, framing: Framing = Framing.BLOCK) -> None:
+                 on_shared_dictionary: Any = None, framing: Framing = Framing.GROUPED,
+                 preamble_seed: list[Any] | None = None) -> None:
         """``mode``: 'none', 'shared' (use ``dictionary``), 'shard' (train its own), 'train-shared'.
 
-        ``framing``: one codec frame per block, one per example, or one per block over a pickled
-        list (spec V2-FRAME). With LIST a block is pickled when it is full, as version 1 does.
+        ``framing``: one codec frame per block, one per example, one per block over a pickled
+        list, or a list pickled in groups (spec V2-FRAME). With LIST and GROUPED a block is pickled
+        when it is full, as version 1 does (GROUPED's first blocks wait until the shard's preamble
+        has seen ``PREAMBLE_EXAMPLES`` examples). ``preamble_seed``: the first shard's shared objects, so that
+        every shard's preamble numbers them alike (see grouped_writer).
 
         ``on_shared_dictionary(bytes)`` is called with a dictionary trained for sharing before
         any block compressed with it is written (the root dictionary precedes its users).
@@ -277,9 +283,14 @@ class _V2ShardBuilder:
         self.framing = framing
         self.limits = limits
         self.count = 0
+        self._grouped = framing is Framing.GROUPED
         self._list = framing is Framing.LIST
-        self.pending: list[Any] = []  # the block being filled: example pickles, or examples (LIST)
-        self.held: list[Any] = []  # blocks waiting for the dictionary: lists of pickles, or list pickles
+        self._encoder = GroupedEncoder()
+        self._seed = preamble_seed
+        self._waiting: list[list[Any]] = []  # GROUPED: full blocks of examples waiting for the preamble
+        self.pending: list[Any] = []  # the block being filled: example pickles, or examples (LIST, GROUPED)
+        # blocks waiting for the dictionary: lists of pickles, list pickles, or (frames, fallback, n) (GROUPED)
+        self.held: list[Any] = []
         self.entries: list[tuple[int, int, int, int]] = []
         self.data_size = 0
         self.max_raw = 0
@@ -287,15 +298,38 @@ class _V2ShardBuilder:
         self._data = open(folder / DATA_FILE, "wb")  # noqa: SIM115 - closed in close()/abort()
         self._compress: Any = None
         if mode in ("none", "shared"):
-            self._compress = codec_info(codec).compressor(level, dictionary if mode == "shared" else None)
+            self._compress = self._compressor(dictionary if mode == "shared" else None)
+
+    def _compressor(self, dictionary: bytes | None) -> Any:
+        return codec_info(self.codec, magicless=self._grouped).compressor(self.level, dictionary)
 
     def add_example(self, example: Any) -> None:
-        self.pending.append(example if self._list else pickle.dumps(example, protocol=V2_PICKLE_PROTOCOL))
+        self.pending.append(example if self._list or self._grouped
+                            else pickle.dumps(example, protocol=V2_PICKLE_PROTOCOL))
         self.count += 1
         if len(self.pending) >= self.block_size:
             self._flush()
 
-    def _flush(self) -> None:
+    def _flush_grouped(self, final: bool) -> None:
+        """Full blocks wait until the preamble has seen PREAMBLE_EXAMPLES examples (or the shard ends)."""
+        if self.pending:
+            self._waiting.append(self.pending)
+            self.pending = []
+        encoder = self._encoder
+        if not encoder.started:
+            seen = [e for block in self._waiting for e in block]
+            if len(seen) < PREAMBLE_EXAMPLES and not final:
+                return
+            encoder.start(seen[:PREAMBLE_EXAMPLES], self._seed)
+        waiting, self._waiting = self._waiting, []
+        for examples in waiting:
+            frames, fallback = encoder.encode(examples)
+            self._keep((frames, fallback, len(examples)), sum(map(len, frames)), len(examples))
+
+    def _flush(self, final: bool = False) -> None:
+        if self._grouped:
+            self._flush_grouped(final)
+            return
         if not self.pending:
             return
         block: Any
@@ -305,18 +339,26 @@ class _V2ShardBuilder:
         else:
             block = self.pending
             total = sum(len(p) for p in block) + 4 * (len(block) + 2)
+        count = len(self.pending)
+        self.pending = []
+        self._keep(block, total, count)
+
+    def _keep(self, block: Any, total: int, count: int) -> None:
+        """Write a block of ``total`` decoded bytes, or hold it until the dictionary is trained."""
         if total > min(self.limits.max_block_raw_size, (1 << 32) - 1):
-            raise LimitError(f"a block of {len(self.pending)} examples takes {total} bytes decoded, above the "
+            raise LimitError(f"a block of {count} examples takes {total} bytes decoded, above the "
                              f"limit of {self.limits.max_block_raw_size} bytes; use a smaller block_size",
                              shard=self.name, block=len(self.entries) + len(self.held))
-        self.pending = []
         if self._compress is None:
             self.held.append(block)
         else:
             self._write(block)
 
     def _decoded(self, block: Any) -> bytes:
-        """The decoded block of what _flush produced (V2-BLOCK-3's table, or V2-FRAME-5's list pickle)."""
+        """The decoded block of what _flush produced (V2-BLOCK-3's table, V2-FRAME-5's list pickle, or
+        V2-FRAME-6's frames joined)."""
+        if self._grouped:
+            return b"".join(block[0])
         return block if self._list else encode_block(block)
 
     def _write(self, block: Any) -> None:
@@ -324,6 +366,10 @@ class _V2ShardBuilder:
             compress = self._compress
             stored = encode_block([compress(p) for p in block])
             raw_size = decoded_size(len(block), [len(p) for p in block])
+        elif self._grouped:  # V2-FRAME-7: frame starts, then the frames (or a list fallback)
+            frames, fallback, n = block
+            stored = stored_grouped(frames, fallback, n, self._compress)
+            raw_size = sum(map(len, frames))
         else:
             raw = self._decoded(block)
             stored, raw_size = self._compress(raw), len(raw)
@@ -334,7 +380,7 @@ class _V2ShardBuilder:
 
     def close(self) -> tuple[dict[str, Any], bytes | None]:
         """Finish the shard; returns (its root meta.json record, dictionary trained for sharing or None)."""
-        self._flush()
+        self._flush(final=True)
         trained: bytes | None = None
         if self._compress is None:  # 'shard' or 'train-shared': the blocks waited for the dictionary
             if len(self.held) >= MIN_BLOCKS_FOR_DICTIONARY:  # trained on decoded blocks, whatever the framing
@@ -345,8 +391,7 @@ class _V2ShardBuilder:
                     self.on_shared_dictionary(trained)
             else:
                 self.mode = "none"
-            self._compress = codec_info(self.codec).compressor(self.level, self.dict_bytes
-                                                               if self.mode != "none" else None)
+            self._compress = self._compressor(self.dict_bytes if self.mode != "none" else None)
             for block in self.held:
                 self._write(block)
             self.held = []
@@ -370,7 +415,8 @@ class _V2ShardBuilder:
         write_file(self.folder / V2_INDEX_FILE, index)
         meta = dump_checksummed_json({
             "version": 2, "shard": self.name, "codec": self.codec.label, "dictionary": self.mode,
-            **self.framing.meta_member, "compression_level": self.level, "block_size": self.block_size,
+            **self.framing.meta_member, **self._preamble_member(), "compression_level": self.level,
+            "block_size": self.block_size,
             "num_examples": self.count,
             "num_blocks": len(self.entries), "data_size": self.data_size, "max_block_raw_size": self.max_raw,
             "dict_id": dict_id,
@@ -384,6 +430,13 @@ class _V2ShardBuilder:
                   "meta_checksum": meta[len(b'{\n  "checksum": "'):meta.index(b'",\n')].decode("ascii"),
                   "dictionary": self.mode, "max_block_raw_size": self.max_raw}
         return record, (trained if self.mode == "shared" else None)
+
+    def _preamble_member(self) -> dict[str, str]:
+        if not self._grouped:
+            return {}
+        if not self._encoder.started:  # no example: nothing shared
+            self._encoder.start([])
+        return {grouped.PREAMBLE_MEMBER: grouped.preamble_to_json(self._encoder.preamble)}
 
     def abort(self) -> None:
         _discard(self._data)
@@ -420,12 +473,15 @@ def _resolve_codec(codec: Any, strategy: CompressionStrategy | int | None,
     return c, mode, strat
 
 
-def _resolve_framing(framing: Framing | str, codec: Codec, format_version: int) -> Framing:
-    """The caller's framing=, checked against the codec and the version (V2-FRAME-1)."""
+def _resolve_framing(framing: Framing | str | None, codec: Codec, format_version: int) -> Framing:
+    """The caller's framing=, checked against the codec and the version (V2-FRAME-1); None: the default,
+    GROUPED for version 2 (version 1 has only its list blocks, BLOCK here)."""
+    if framing is None:
+        return Framing.GROUPED if format_version == 2 else Framing.BLOCK
     try:
         value = Framing(framing)
     except ValueError:
-        raise ValueError(f"framing must be 'block', 'example' or 'list', got {framing!r}") from None
+        raise ValueError(f"framing must be 'grouped', 'block', 'example' or 'list', got {framing!r}") from None
     if value is not Framing.BLOCK and format_version == 1:
         raise ValueError(f"framing={value.value!r} needs format_version=2 (version 1 has no framing: its blocks "
                          "are always pickled lists in one frame)")
@@ -482,7 +538,7 @@ class AtlasDatasetWriter(_Publisher):
                  compression_strategy: CompressionStrategy | int | None = None, compression_level: int = 3,
                  compression_dict_size: float = 0.01, *, codec: Codec | str | None = None, format_version: int = 2,
                  user_metadata: dict[str, Any] | None = None, limits: Limits = DEFAULT_LIMITS,
-                 framing: Framing | str = Framing.BLOCK) -> None:
+                 framing: Framing | str | None = None) -> None:
         self._closed = True
         if format_version not in (1, 2):
             raise ValueError(f"format_version must be 1 or 2, got {format_version!r}")
@@ -524,6 +580,7 @@ class AtlasDatasetWriter(_Publisher):
         self._shard_number = 0
         self.num_examples = 0
         self._current: Any = None
+        self._preamble_seed: list[Any] | None = None  # framing grouped: the first shard's shared objects
         self._v1_written: list[int] = []
         if format_version == 1:
             self._current = self._new_v1_shard()
@@ -570,7 +627,8 @@ class AtlasDatasetWriter(_Publisher):
             dictionary = None
         return _V2ShardBuilder(self._stage_dir() / name, name, self.block_size, self.codec,
                                self.compression_level, self.compression_dict_size, mode, dictionary, self.limits,
-                               on_shared_dictionary=self._write_shared_dictionary, framing=self.framing)
+                               on_shared_dictionary=self._write_shared_dictionary, framing=self.framing,
+                               preamble_seed=self._preamble_seed)
 
     def _write_shared_dictionary(self, dictionary: bytes) -> None:
         write_file(self._tmp / DICT_FILE, dictionary)
@@ -580,6 +638,8 @@ class AtlasDatasetWriter(_Publisher):
         shard = self._current
         record, trained = shard.close()  # if it fails, the shard stays current: abort() discards its file
         self._current = None
+        if self._preamble_seed is None:
+            self._preamble_seed = shard._encoder.shared
         if trained is not None:
             self._shared = trained
         self._records.append(record)
@@ -746,6 +806,7 @@ class AtlasDatasetWriter(_Publisher):
         self._shard_number = max((int(s["name"]) + 1 for s in doc["shards"]), default=0)
         self.num_examples = 0
         self._current = None
+        self._preamble_seed = None
         self._lock = lock
         self.before_publish = None
         # Under the lock, what dead appenders left (staging entries, shard folders meta.json does not list:
@@ -808,7 +869,7 @@ class AtlasDatasetShardWriter(_Publisher):
                  compression_strategy: CompressionStrategy | int | None = CompressionStrategy.DICTIONARY_COMPRESSION,
                  compression_level: int = 3, compression_dict: Any = None, compression_dict_size: float = 0.01, *,
                  codec: Codec | str | None = None, format_version: int = 2, limits: Limits = DEFAULT_LIMITS,
-                 framing: Framing | str = Framing.BLOCK) -> None:
+                 framing: Framing | str | None = None) -> None:
         self._closed = True
         if format_version not in (1, 2):
             raise ValueError(f"format_version must be 1 or 2, got {format_version!r}")

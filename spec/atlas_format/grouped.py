@@ -78,6 +78,8 @@ GroupTable.name = "grouped group table"
 _START = struct.Struct(FrameStarts.subcons[0].subcon.subcon.fmtstr)  # one u32 (frame start, table start)
 _LENGTH_AT = 3  # the SHORT_BINBYTES length byte, after PROTO and the opcode (GroupTable's fields)
 _START_AT = _LENGTH_AT + 1
+#: Where a decoded one-frame block holds its group table's length (SHORT_BINBYTES' length byte).
+TABLE_LENGTH_AT = _LENGTH_AT
 _WIDTH_CHAR = {2: "H", 4: "I"}
 
 
@@ -133,6 +135,17 @@ def group_table(raw: Any, n: int) -> tuple[int, tuple[int, ...]]:
         raise ValueError(f"group table of {length} bytes does not hold {count} offsets of 2 or 4 bytes")
     start, *offsets = struct.unpack_from(f"<I{count}{_WIDTH_CHAR[width]}", raw, _START_AT)
     return start, tuple(offsets)
+
+
+def group_table_struct(n: int, length: int) -> tuple[struct.Struct, int]:
+    """(struct of ``start`` then the group offsets, where it starts in the decoded block) of a one-frame
+    block of ``n`` examples whose table is ``length`` bytes (the byte at ``TABLE_LENGTH_AT``): readers keep
+    it per (n, length) so a random read parses no format; ValueError as ``group_table``."""
+    count = groups(n) + 1
+    width, rest = divmod(length - _START.size, count)
+    if rest or width not in _WIDTH_CHAR:
+        raise ValueError(f"group table of {length} bytes does not hold {count} offsets of 2 or 4 bytes")
+    return struct.Struct(f"<I{count}{_WIDTH_CHAR[width]}"), _START_AT
 
 
 def group_of(n: int, k: int) -> tuple[int, int]:

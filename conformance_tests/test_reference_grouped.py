@@ -1,0 +1,382 @@
+"""The reference engine's framing "grouped" (V2-FRAME-6..9), the default of version 2 writers: round trips
+through every read path, list fallbacks, appends, parallel writes, and refusals of crafted shards."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import pickle
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_reference_helpers import reseal, rewrite_meta
+
+from atlas_format import grouped
+from atlas_format.constants import Limits
+from atlas_format.index_v2 import INDEX_ENTRY_DTYPE, IndexHeader, build_index
+from atlas_format.metadata import dump_checksummed_json, parse_json
+from atlas_format.testing.strategies import examples as example_strategy
+from torch_atlas_ds import (
+    AtlasDataset,
+    AtlasDatasetShard,
+    AtlasDatasetShardWriter,
+    AtlasDatasetWriter,
+    FormatError,
+    Framing,
+    LimitError,
+    MetadataError,
+    UnsafePickleError,
+)
+from torch_atlas_ds.parallel import write_dataset
+
+CODECS = {
+    "zstd-shared": {"compression_strategy": 2},
+    "zstd-shard": {"compression_strategy": 3},
+    "zstd": {"compression_strategy": 1},
+    "lz4": {"codec": "lz4"},
+    "none": {"compression_strategy": 0},
+}
+
+
+def same(a: Any, b: Any) -> bool:
+    """Type-exact equality (nan equal to nan, arrays by bytes)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, np.ndarray):
+        return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+    return bool(a == b)
+
+
+def write(root: Path, examples: list[Any], block_size: int, shard_size: int = 1000, **kw: Any) -> Path:
+    with AtlasDatasetWriter(root, shard_size, block_size, **kw) as w:
+        for e in examples:
+            w.add_example(e)
+    return root
+
+
+def check_every_read(root: Path, examples: list[Any], seed: int = 0, **open_kw: Any) -> None:
+    """Random, in-order, negative, batched and iterated reads all give the examples written."""
+    n = len(examples)
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    ds = AtlasDataset(root, **open_kw)
+    assert len(ds) == n
+    for i in order:  # random reads: parts (and whole blocks on a repeat)
+        assert same(ds[i], examples[i]), i
+    ds = AtlasDataset(root, **open_kw)
+    assert all(same(ds[i], examples[i]) for i in range(n))  # in order
+    assert all(same(ds[i], examples[i]) for i in range(n))  # again: fresh objects from the parts
+    assert all(same(ds[-k], examples[n - k]) for k in range(1, min(n, 40) + 1))
+    batch = order[:50] + order[:3]
+    assert all(same(g, examples[i]) for g, i in zip(AtlasDataset(root, **open_kw).__getitems__(batch), batch,
+                                                    strict=True))
+    assert all(same(a, b) for a, b in zip(AtlasDataset(root, **open_kw), examples, strict=True))
+
+
+SHARED_KEY = "shared-key"
+
+
+def with_shared(values: list[Any]) -> list[Any]:
+    """Examples that share objects by identity (what the preamble memoizes) and hold numpy arrays."""
+    dtype = np.dtype("float32")
+    return [{"v": v, SHARED_KEY: i, "arr": np.arange(i % 4, dtype=dtype), "cls": float, "t": "tag"}
+            for i, v in enumerate(values)]
+
+
+@settings(max_examples=25, deadline=None)
+@given(values=st.lists(example_strategy(numpy=True, large=False, max_leaves=6), min_size=1, max_size=80),
+       block_size=st.integers(1, 70), codec=st.sampled_from(sorted(CODECS)), shard_size=st.integers(1, 90))
+def test_every_read_path_gives_the_examples_written(values, block_size, codec, shard_size):
+    examples = with_shared(values)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = write(Path(tmp) / "d", examples, block_size, shard_size, **CODECS[codec])
+        assert AtlasDataset(root).shards[0].framing is Framing.GROUPED
+        check_every_read(root, examples, seed=block_size)
+
+
+@pytest.mark.parametrize("block_size", [1, 7, 8, 9, 31, 32, 33, 64, 65, 70])
+@pytest.mark.parametrize("codec", sorted(CODECS))
+def test_block_sizes_around_the_group_and_frame_rules(tmp_path, block_size, codec):
+    examples = with_shared([{"text": "word " * (i % 13), "i": i} for i in range(150)])
+    root = write(tmp_path / "d", examples, block_size, 100, **CODECS[codec])
+    meta = parse_json((root / "000000" / "meta.json").read_bytes())
+    assert meta["framing"] == "grouped" and len(grouped.preamble_from_json(meta["pickle_preamble"])) < 4096
+    assert (root / "000000" / "index.bin").read_bytes()[17] == 0x04  # flags: bit 2
+    check_every_read(root, examples)
+    check_every_read(root, examples, safe=True)
+
+
+def test_random_reads_unpickle_a_part_and_repeated_reads_the_block(tmp_path, monkeypatch):
+    examples = [{"i": i} for i in range(64)]
+    root = write(tmp_path / "d", examples, 16)
+    ds = AtlasDataset(root)
+    sizes: list[int] = []
+    shard = ds.shards[0]
+    loads = shard.loads
+    monkeypatch.setattr(shard._framing.site, "loads", lambda data: sizes.append(len(data)) or loads(data))
+    assert ds[21] == {"i": 21} and len(sizes) == 1  # one group of 2 examples
+    whole = len(shard.decoded_block(1))
+    assert sizes[0] < whole
+    assert ds[22] == {"i": 22} and sizes[-1] == whole  # read again in a row: one loads of the block
+    assert ds[23] == {"i": 23} and len(sizes) == 2  # then list slots
+    assert ds[22] == {"i": 22} and len(sizes) == 3 and sizes[-1] < whole  # a slot handed out: a fresh part
+
+
+def test_fresh_objects_and_shared_identity_inside_an_example(tmp_path):
+    inner = [1, 2]
+    recursive: list[Any] = ["r"]
+    recursive.append(recursive)
+    examples = [{"a": inner, "b": inner, "i": i} for i in range(20)] + [recursive]
+    root = write(tmp_path / "d", examples, 8)
+    ds = AtlasDataset(root)
+    for i in (3, 3, 4, 12, 20, 20):
+        got = ds[i]
+        if i == 20:
+            assert got[0] == "r" and got[1] is got
+        else:
+            assert got["a"] is got["b"] and got["a"] == [1, 2]
+    first = [ds[i] for i in range(8)]
+    again = [ds[i] for i in range(8)]
+    assert all(a is not b for a, b in zip(first, again, strict=True))
+    first[0]["a"].append(99)
+    assert ds[0]["a"] == [1, 2]
+
+
+def test_an_object_mutated_between_blocks_is_read_as_each_block_saw_it(tmp_path):
+    """Only immutable objects go to the preamble: a dict the first block shares by identity and the caller
+    then changes is pickled again in each block (blocks are pickled when full)."""
+    common = {"v": 0}
+    root = tmp_path / "d"
+    with AtlasDatasetWriter(root, 100, 8) as w:
+        for i in range(40):
+            common["v"] = i // 8
+            w.add_example({"c": common, "i": i})
+    ds = AtlasDataset(root)
+    assert [ds[i]["c"]["v"] for i in (39, 5, 17, 30)] == [4, 0, 2, 3]
+    assert [x["c"]["v"] for x in ds] == [i // 8 for i in range(40)]
+
+
+class Outer:
+    """Its nested class pickles by a dotted qualname: protocol 3 needs builtins.getattr (a list fallback)."""
+
+    class Inner:
+        def __init__(self, v: int) -> None:
+            self.v = v
+
+        def __eq__(self, other: object) -> bool:
+            return isinstance(other, Outer.Inner) and other.v == self.v
+
+
+@pytest.mark.parametrize("block_size", [8, 40])
+@pytest.mark.parametrize("codec", ["zstd-shared", "none", "lz4"])
+def test_blocks_protocol_3_cannot_express_fall_back_to_a_list(tmp_path, block_size, codec):
+    examples: list[Any] = [{"i": i} for i in range(200)]
+    examples[block_size + 3] = {"nested": Outer.Inner(7)}  # block 1 falls back
+    examples[3 * block_size + 1] = functools.partial(int, "5")  # names functools.partial: block 3 too
+    root = write(tmp_path / "d", examples, block_size, **CODECS[codec])
+    shard = AtlasDataset(root).shards[0]
+    assert [bytes(shard.decoded_block(b)[:2]) == grouped.FALLBACK_PREFIX for b in range(4)] == [
+        False, True, False, True]
+
+    def same_example(got: Any, want: Any) -> bool:
+        if isinstance(want, functools.partial):
+            return (got.func, got.args) == (want.func, want.args)
+        return bool(got == want)
+
+    ds = AtlasDataset(root)
+    order = list(range(200))
+    random.Random(1).shuffle(order)
+    assert all(same_example(ds[i], examples[i]) for i in order)
+    assert all(same_example(ds[i], examples[i]) for i in range(200))
+    assert all(same_example(a, b) for a, b in zip(AtlasDataset(root), examples, strict=True))
+    batch = [block_size + 3, block_size + 4, 0, 3 * block_size + 1]
+    assert all(same_example(a, examples[i]) for a, i in zip(AtlasDataset(root).__getitems__(batch), batch,
+                                                            strict=True))
+    with pytest.raises(UnsafePickleError):  # safe loading refuses the fallback block's getattr
+        AtlasDataset(root, safe=True)[block_size + 3]
+    assert AtlasDataset(root, safe=True)[0] == {"i": 0}
+
+
+def test_append_makes_new_shards_with_their_own_preamble(tmp_path):
+    first = [{"kind": "a", "i": i} for i in range(30)]
+    root = write(tmp_path / "d", first, 8, 20)
+    more = [{"other": b"x" * i, "j": i} for i in range(25)]
+    with AtlasDatasetWriter.append(root) as w:
+        for e in more:
+            w.add_example(e)
+    doc = parse_json((root / "meta.json").read_bytes())
+    assert doc["framing"] == "grouped" and len(doc["shards"]) == 4
+    preambles = [parse_json((root / s["name"] / "meta.json").read_bytes())["pickle_preamble"] for s in doc["shards"]]
+    assert preambles[2] != preambles[0]
+    check_every_read(root, first + more)
+
+
+def test_parallel_write_is_grouped_and_reads_back(tmp_path):
+    examples = with_shared([{"i": i, "s": "w" * (i % 9)} for i in range(300)])
+    root = write_dataset(examples, tmp_path / "d", shard_size=70, block_size=40, num_workers=2, progress=False)
+    assert parse_json((root / "meta.json").read_bytes())["framing"] == "grouped"
+    check_every_read(Path(root), examples)
+
+
+def test_shard_writer_defaults_to_grouped_and_version_1_is_unchanged(tmp_path):
+    with AtlasDatasetShardWriter(tmp_path / "s", 8) as w:
+        for i in range(20):
+            w.add_example({"i": i})
+    shard = AtlasDatasetShard(tmp_path / "s")
+    assert [shard[i] for i in range(20)] == [{"i": i} for i in range(20)]
+    assert parse_json((tmp_path / "s" / "meta.json").read_bytes())["framing"] == "grouped"
+    with AtlasDatasetWriter(tmp_path / "v1", 10, 4, format_version=1) as w:
+        w.add_example({"i": 0})
+    assert "framing" not in json.loads((tmp_path / "v1" / "0" / "meta.json").read_text())
+    with pytest.raises(ValueError, match="format_version=2"):
+        AtlasDatasetWriter(tmp_path / "v1b", 10, 4, format_version=1, framing="grouped")
+
+
+# -- refusals -------------------------------------------------------------------------------
+
+
+class Payload:
+    def __reduce__(self):  # runs a command if unpickled without the policy
+        import os
+
+        return (os.system, ("echo grouped-payload-ran",))
+
+
+@pytest.mark.parametrize("block_size", [8, 40])
+def test_safe_loading_refuses_a_malicious_slice_on_every_path(tmp_path, block_size, capfd):
+    examples: list[Any] = [{"i": i} for i in range(80)]
+    examples[block_size + 5] = Payload()
+    root = write(tmp_path / "d", examples, block_size)
+    i = block_size + 5
+    for read in (lambda ds: ds[i], lambda ds: [ds[k] for k in range(block_size, i + 1)],
+                 lambda ds: ds.__getitems__([i, i - 1]), lambda ds: list(ds)):
+        with pytest.raises(UnsafePickleError) as info:
+            read(AtlasDataset(root, safe=True))
+        assert info.value.block == 1
+    assert AtlasDataset(root, safe=True)[block_size + 35 if block_size == 40 else block_size + 6] is not None
+    assert "grouped-payload-ran" not in capfd.readouterr().out
+
+
+def _set_preamble(root: Path, text: Any) -> None:
+    rewrite_meta(root / "000000" / "meta.json", pickle_preamble=text)
+    reseal(root)
+
+
+def test_a_malicious_preamble_is_refused(tmp_path, capfd):
+    root = write(tmp_path / "d", [{"i": i} for i in range(80)], 40)
+    evil = b"\x80\x03cos\nsystem\nX\x05\x00\x00\x00echo!\x85R0]("
+    _set_preamble(root, grouped.preamble_to_json(evil))
+    with pytest.raises(UnsafePickleError):
+        AtlasDataset(root, safe=True)[75]  # frame 1 of block 1: the preamble from meta.json
+    assert "echo!" not in capfd.readouterr().out
+
+
+@pytest.mark.parametrize("text", [
+    "gAM", "gAN=", 3, grouped.preamble_to_json(b"\x80\x04]q\x000]("), grouped.preamble_to_json(b"\x80\x03]q\x00."),
+    grouped.preamble_to_json(b"\x80\x03" + b"N0" * 40_000 + b"0]("),
+])
+def test_a_preamble_that_is_not_base64_too_large_or_not_a_prefix_is_refused(tmp_path, text):
+    root = write(tmp_path / "d", [{"i": i} for i in range(10)], 4)
+    doc = parse_json((root / "000000" / "meta.json").read_bytes())
+    doc["pickle_preamble"] = text
+    (root / "000000" / "meta.json").write_bytes(dump_checksummed_json(doc))
+    reseal(root)
+    with pytest.raises(MetadataError, match="pickle_preamble") as info:  # by the schema or the reader
+        AtlasDataset(root)[0]
+    assert "000000" in str(info.value)
+
+
+def test_a_preamble_above_the_reader_limit_is_refused(tmp_path):
+    root = write(tmp_path / "d", [{"i": i, "k": "key"} for i in range(10)], 4)
+    with pytest.raises(LimitError, match="pickle_preamble") as info:
+        AtlasDataset(root, limits=Limits(max_preamble_size=8))
+    assert info.value.shard == "000000"
+
+
+def replace_block(root: Path, b: int, stored: bytes, raw_size: int) -> None:
+    """Put ``stored`` in place of block ``b`` of shard 000000 (sizes, offsets and checksums rewritten)."""
+    folder = root / "000000"
+    raw = (folder / "index.bin").read_bytes()
+    header = dict(IndexHeader.parse(raw[:64]))
+    header.pop("_io", None)
+    header.pop("magic", None)
+    entries = np.frombuffer(raw, dtype=INDEX_ENTRY_DTYPE, offset=64).copy()
+    data = (folder / "data.bin").read_bytes()
+    blocks = [data[int(e["offset"]):int(e["offset"]) + int(e["stored_size"])] for e in entries]
+    blocks[b] = stored
+    entries[b]["raw_size"] = raw_size
+    offset = 0
+    for e, block in zip(entries, blocks, strict=True):
+        e["offset"], e["stored_size"] = offset, len(block)
+        offset += len(block)
+    header["data_size"] = offset
+    (folder / "data.bin").write_bytes(b"".join(blocks))
+    (folder / "index.bin").write_bytes(build_index(header, entries))
+    rewrite_meta(folder / "meta.json", data_size=offset, max_block_raw_size=int(entries["raw_size"].max()))
+    root_doc = parse_json((root / "meta.json").read_bytes())
+    root_doc["shards"][0]["data_size"] = offset
+    root_doc["max_block_raw_size"] = int(entries["raw_size"].max())
+    (root / "meta.json").write_bytes(dump_checksummed_json(root_doc))
+    reseal(root)
+
+
+def _slices(preamble: bytes, examples: list[Any]) -> list[bytes]:
+    from torch_atlas_ds.grouped_writer import GroupedEncoder
+
+    enc = GroupedEncoder()
+    enc.preamble, enc._memo = preamble, {}
+    return enc.slices(examples) or []
+
+
+@pytest.mark.parametrize("n", [8, 40])
+def test_a_part_that_is_not_a_list_of_its_count_is_refused(tmp_path, n):
+    examples = [i for i in range(2 * n)]
+    root = write(tmp_path / "d", examples, n, compression_strategy=0)
+    preamble = grouped.preamble_from_json(parse_json((root / "000000" / "meta.json").read_bytes())["pickle_preamble"])
+    slices = [pickle.dumps(i, protocol=3)[2:-1] for i in range(n, 2 * n)]
+    slices[1] = slices[1] + slices[2]  # example 1's slice holds two items: its group (frame) one too many
+    decoded = grouped.encode_frames(preamble, slices)
+    replace_block(root, 1, grouped.stored_block(decoded), sum(map(len, decoded)))
+    ds = AtlasDataset(root)
+    assert ds[0] == 0
+    with pytest.raises(FormatError) as info:
+        ds[n + 1]
+    assert info.value.block == 1 and info.value.shard == "000000" and "expected a list of" in str(info.value)
+    assert "data.bin" in str(info.value) and info.value.offset is not None
+    with pytest.raises(FormatError, match="holds a list of"):
+        list(AtlasDataset(root))
+
+
+def test_frame_starts_out_of_order_are_refused(tmp_path):
+    root = write(tmp_path / "d", [{"i": i} for i in range(140)], 70, compression_strategy=1)
+    data = bytearray((root / "000000" / "data.bin").read_bytes())
+    data[0:4] = (1 << 31).to_bytes(4, "little")  # frame 1 starts past the block
+    (root / "000000" / "data.bin").write_bytes(bytes(data))
+    reseal(root)
+    with pytest.raises(FormatError, match="frame starts"):
+        AtlasDataset(root)[40]
+    with pytest.raises(FormatError, match="frame starts"):
+        list(AtlasDataset(root))
+
+
+def test_index_flags_must_say_grouped(tmp_path):
+    root = write(tmp_path / "d", [{"i": i} for i in range(10)], 4)
+    index = bytearray((root / "000000" / "index.bin").read_bytes())
+    index[17] = 0x02
+    (root / "000000" / "index.bin").write_bytes(bytes(index))
+    reseal(root)
+    with pytest.raises(FormatError, match="flags"):
+        AtlasDataset(root)[0]

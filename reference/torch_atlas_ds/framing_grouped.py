@@ -1,0 +1,279 @@
+"""Reading framing "grouped" (V2-FRAME-6..9): one list pickle per block that also unpickles in parts.
+
+``blk.data`` is the stored block (verified, not decoded: frame starts, then frames); ``blk.raw`` its
+decoded size. An in-order read or an iteration decodes every frame and unpickles the block once, as
+version 1 does; the list stays with the block (``blk.values``) and each example is handed out once,
+so a repeated ``ds[i]`` gets a fresh object. Any other read unpickles a part: the preamble and one group
+(one-frame blocks, n <= 32) or one frame of 32. The whole-block path is taken where later reads of the
+block are likely: the second read in a row of a block, position 0 right after the previous block
+(``blk.last_pos == -1``, set by the shard), a batch of several positions of the block, iteration.
+
+Every part is unpickled by the shard's loader (safe loading applies to each) and must be a list of the
+expected count; anything else is the project's error naming the file, block and offset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from atlas_format import grouped
+from atlas_format.constants import Limits
+from atlas_format.list_items import list_item_at
+
+from .block_cache import TAKEN, CachedBlock
+from .errors import AtlasError, CodecError, FormatError, LimitError, MetadataError
+from .framing import Framing, unpickle_list_block
+from .safe_pickle import Loads
+
+_FRAME = grouped.FRAME_EXAMPLES
+_END = grouped.LIST_END
+_FALLBACK = grouped.FALLBACK_PREFIX
+_LENGTH_AT = grouped.TABLE_LENGTH_AT
+_BARE_LIST = grouped.PREAMBLE_PREFIX + b"]("  # PROTO 3, EMPTY_LIST, MARK: a list whose items are the slices
+
+
+def read_preamble(doc: dict[str, Any], limits: Limits, where: dict[str, Any]) -> bytes:
+    """The preamble a grouped shard's meta.json holds (V2-FRAME-7): canonical base64 within
+    ``max_preamble_size`` (its text's length checked before decoding), starting with PROTO 3 and ending
+    with POP, EMPTY_LIST, MARK."""
+    text = doc.get(grouped.PREAMBLE_MEMBER)
+    if text is None:
+        raise MetadataError(f"framing grouped needs the member {grouped.PREAMBLE_MEMBER}", **where)
+    if isinstance(text, str) and len(text) > 4 * -(-limits.max_preamble_size // 3):
+        raise LimitError(f"{grouped.PREAMBLE_MEMBER} of {len(text)} base64 characters is above the limit of "
+                         f"{limits.max_preamble_size} bytes", **where)
+    try:
+        preamble = grouped.preamble_from_json(text)
+    except ValueError as exc:
+        raise MetadataError(str(exc), **where) from None
+    if len(preamble) > limits.max_preamble_size:
+        raise LimitError(f"{grouped.PREAMBLE_MEMBER} of {len(preamble)} bytes is above the limit of "
+                         f"{limits.max_preamble_size}", **where)
+    if not preamble.startswith(grouped.PREAMBLE_PREFIX) or not preamble.endswith(grouped.PREAMBLE_SUFFIX) or \
+            len(preamble) < len(grouped.PREAMBLE_PREFIX) + len(grouped.PREAMBLE_SUFFIX):
+        raise MetadataError(f"{grouped.PREAMBLE_MEMBER} must start with PROTO 3 ({grouped.PREAMBLE_PREFIX.hex()}) "
+                            f"and end with POP, EMPTY_LIST, MARK ({grouped.PREAMBLE_SUFFIX.hex()})", **where)
+    return preamble
+
+
+class GroupedSite(Protocol):
+    """What framing grouped asks of its shard."""
+
+    loads: Loads
+
+    def where(self, b: int) -> dict[str, Any]:
+        ...
+
+    def decode_frame(self, frame: Any, b: int, pos: int | None, limit: int, size: int | None = None) -> Any:
+        """One frame decoded: exactly ``size`` bytes when given, else at most ``limit``."""
+        ...
+
+
+class GroupedFraming(Framing):
+    """Version 2 framing "grouped", bound to one shard and its preamble (with its PROTO)."""
+
+    site: GroupedSite
+
+    def __init__(self, site: GroupedSite, preamble: bytes) -> None:
+        super().__init__(site)
+        self.preamble = preamble
+        self._tables: dict[tuple[int, int], tuple[Any, int, int]] = {}  # (n, length) -> (struct, at, G)
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def example(self, blk: CachedBlock, pos: int) -> Any:
+        values = blk.values
+        if values is not None:
+            value = values[pos]
+            if value is not TAKEN:
+                values[pos] = TAKEN
+                return value
+        else:
+            last = blk.last_pos
+            if last >= 0 or (last == -1 and pos == 0):  # read again, or in order: one loads of the block
+                values = self.values(blk)
+                value = values[pos]
+                if value is not TAKEN:
+                    values[pos] = TAKEN
+                    return value
+        blk.last_pos = pos
+        return self.part(blk, pos)
+
+    def values(self, blk: CachedBlock) -> list[Any]:
+        """The block's examples from one unpickling, kept with it; if that fails (one bad example), every
+        slot is TAKEN, so each read unpickles its own part and only the bad example's group raises."""
+        try:
+            values = self.whole(blk)
+        except AtlasError:
+            values = [TAKEN] * blk.count
+        blk.values = values
+        return values
+
+    def examples(self, blk: CachedBlock, positions: Sequence[int]) -> list[Any]:
+        if len(positions) == 1:
+            return [self.example(blk, positions[0])]
+        values = blk.values
+        if values is None:
+            values = self.values(blk)
+        out: list[Any] = []
+        for pos in positions:
+            value = values[pos]
+            if value is TAKEN:  # handed out before (or twice in this batch): a fresh one
+                value = self.part(blk, pos)
+            else:
+                values[pos] = TAKEN
+            out.append(value)
+        return out
+
+    def all(self, blk: CachedBlock) -> list[Any]:
+        return self.whole(blk)
+
+    # -- the whole block ------------------------------------------------------------------
+
+    def whole(self, blk: CachedBlock) -> list[Any]:
+        """Every example of ``blk``: its frames decoded and joined, one unpickle (a fallback as framing list)."""
+        raw = self.decoded(blk)
+        try:  # the common case without building an error location
+            values = self.site.loads(raw)
+            if type(values) is list and len(values) == blk.count:
+                return values
+        except Exception:  # noqa: BLE001 - unpickled again below, which names the failure and its place
+            pass
+        if bytes(raw[:2]) == _FALLBACK:  # version 1's list pickle: its items are located as framing list's
+            return unpickle_list_block(self.site.loads, raw, blk.count, self.site.where(blk.b), blk.first)
+        if blk.count <= _FRAME:
+            layout, at, _ = self._table_of(blk, raw)
+            try:
+                start = layout.unpack_from(raw, at)[0]
+            except Exception:  # noqa: BLE001 - a block too short for its table
+                raise FormatError("the block is too short for its group table", **self.site.where(blk.b)) from None
+        else:
+            start = len(self.preamble)
+        return self._part(raw, blk, 0, blk.count, start, 0)
+
+    def decoded(self, blk: CachedBlock) -> Any:
+        """The decoded block (what raw_size counts): one frame, or the frames joined."""
+        n, b = blk.count, blk.b
+        if n <= _FRAME:
+            return self.frame0(blk)
+        stored = blk.data
+        starts = self.starts(blk)
+        if starts[1] == starts[0]:  # a list fallback: the last frame holds the pickle
+            return self.site.decode_frame(stored[starts[-1]:], b, None, blk.raw, blk.raw)
+        parts = []
+        left = blk.raw
+        part = blk.part
+        for j in range(len(starts)):
+            if part is not None and part[0] == j:
+                data = part[1]
+            else:
+                hi = starts[j + 1] if j + 1 < len(starts) else len(stored)
+                data = self.site.decode_frame(stored[starts[j]:hi], b, None, left)
+            left -= len(data)
+            parts.append(data)
+        if left:
+            raise CodecError(f"the block's frames decode to {blk.raw - left} bytes, index.bin says {blk.raw}",
+                             **self.site.where(b))
+        return b"".join(parts)
+
+    def starts(self, blk: CachedBlock) -> tuple[int, ...]:
+        """Where each frame of a multi-frame block starts, checked: increasing strictly within the stored
+        block, or all at the table's end (a list fallback)."""
+        stored, n = blk.data, blk.count
+        size = len(stored)
+        table = grouped.frame_table_size(n)
+        if size <= table:
+            raise FormatError(f"block of {size} bytes is too short for its {grouped.frames(n) - 1} frame starts",
+                              **self.site.where(blk.b))
+        starts = grouped.frame_starts(stored, n)
+        if starts[1] == table:
+            if any(s != table for s in starts):
+                raise FormatError("a list fallback block's frame starts must all be the end of the starts",
+                                  **self.site.where(blk.b))
+        elif not all(a < c for a, c in zip(starts, (*starts[1:], size), strict=True)):
+            raise FormatError(f"frame starts {list(starts[1:])} must increase strictly within the block of {size} "
+                              "bytes", **self.site.where(blk.b))
+        return starts
+
+    # -- one part -----------------------------------------------------------------------
+
+    def frame0(self, blk: CachedBlock) -> Any:
+        """The decoded frame of a one-frame block (kept with the block)."""
+        part = blk.part
+        if part is None:
+            blk.part = part = (0, self.site.decode_frame(blk.data, blk.b, None, blk.raw, blk.raw))
+        return part[1]
+
+    def part(self, blk: CachedBlock, pos: int) -> Any:
+        """Example ``pos`` unpickled from its group (one-frame block) or its frame (V2-FRAME-9)."""
+        n = blk.count
+        if n > _FRAME:
+            return self._frame_example(blk, pos)
+        raw = self.frame0(blk)
+        if raw[:2] == _FALLBACK:
+            return self.whole(blk)[pos]
+        layout, at, size = self._table_of(blk, raw)
+        try:
+            offsets = layout.unpack_from(raw, at)
+        except Exception:  # noqa: BLE001 - a block too short for its table
+            raise FormatError("the block is too short for its group table", **self.site.where(blk.b)) from None
+        q, k = divmod(pos, size)
+        start = offsets[0]
+        data = b"".join((raw[:start], raw[start + offsets[q + 1]:start + offsets[q + 2]], _END))
+        expected = min(size, n - q * size)
+        return self._part(data, blk, pos, expected, start, q * size)[k]
+
+    def _table_of(self, blk: CachedBlock, raw: Any) -> tuple[Any, int, int]:
+        """(struct, where, group size) of a one-frame block's group table, kept per (n, table length)."""
+        key = (blk.count, raw[_LENGTH_AT])
+        table = self._tables.get(key)
+        return table if table is not None else self._table(blk, key)
+
+    def _table(self, blk: CachedBlock, key: tuple[int, int]) -> tuple[Any, int, int]:
+        try:
+            layout, at = grouped.group_table_struct(*key)
+        except ValueError as exc:
+            raise FormatError(f"{exc} (block of {blk.count} examples)", **self.site.where(blk.b)) from None
+        self._tables[key] = table = (layout, at, grouped.group_size(key[0]))
+        return table
+
+    def _frame_example(self, blk: CachedBlock, pos: int) -> Any:
+        n, b, stored = blk.count, blk.b, blk.data
+        j, k = divmod(pos, _FRAME)
+        part = blk.part
+        if part is None or part[0] != j:
+            starts = self.starts(blk)
+            if starts[1] == starts[0]:
+                return self.whole(blk)[pos]
+            hi = starts[j + 1] if j + 1 < len(starts) else len(stored)
+            blk.part = part = (j, self.site.decode_frame(stored[starts[j]:hi], b, pos, blk.raw))
+        last = (j + 1) * _FRAME >= n
+        data = b"".join((b"" if j == 0 else self.preamble, part[1], b"" if last else _END))
+        return self._part(data, blk, pos, min(_FRAME, n - j * _FRAME), len(self.preamble), j * _FRAME)[k]
+
+    def _part(self, data: Any, blk: CachedBlock, pos: int, expected: int, start: int, base: int) -> list[Any]:
+        """A part unpickled and checked: a list of ``expected`` examples whose slices start at ``start`` in
+        ``data``, the first being example ``base`` of the block (a refusal names the example it is in)."""
+        try:
+            items = self.site.loads(data)
+        except AtlasError as exc:  # a refusal of safe loading: same type and rule, located at its example
+            raise exc.relocated(**self.at(blk, self._position(exc, data, start, base, pos))) from None
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure is corrupt data
+            raise FormatError(f"the example's group does not unpickle: {type(exc).__name__}: {exc}",
+                              **self.at(blk, pos)) from None
+        if type(items) is not list or len(items) != expected:
+            got = f"a list of {len(items)}" if isinstance(items, list) else type(items).__name__
+            raise FormatError(f"the example's group holds {got}, expected a list of {expected} examples",
+                              **self.at(blk, pos))
+        return items
+
+    @staticmethod
+    def _position(exc: AtlasError, data: Any, start: int, base: int, pos: int) -> int:
+        """The example a refusal at ``exc.pickle_offset`` is in: the slices after ``start`` are read as the
+        items of a bare list pickle (the preamble's own list would count as items otherwise)."""
+        offset = exc.pickle_offset
+        if offset is None or offset < start:
+            return pos
+        found = list_item_at(_BARE_LIST + bytes(data[start:]), offset - start + len(_BARE_LIST))
+        return pos if found is None else base + found

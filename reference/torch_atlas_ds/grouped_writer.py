@@ -1,0 +1,169 @@
+"""Writing framing "grouped" (V2-FRAME-6..9): a shard's preamble, its examples' slices, a block's frames.
+
+The preamble memoizes what the examples of the shard's first ``PREAMBLE_EXAMPLES`` examples share by
+identity (two or more of their protocol 3 pickles memoize it): globals, numpy dtypes, dict keys and
+other strings. Only immutable objects qualify: a slice refers to a preamble object by the object's
+identity, so an object mutated after the first block would be read back as it was then. A random read
+unpickles the preamble, so it is kept under ``PREAMBLE_TARGET`` bytes (long strings dropped first, then
+everything). The memo's objects are held for the shard's lifetime, so their ids are never reused.
+
+A block whose examples protocol 3 cannot express (it raises, or it would need ``builtins.getattr`` or
+``functools.partial``, which safe loading refuses) is a list fallback: version 1's protocol 4 list pickle.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import pickletools
+import types
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from atlas_format import grouped
+from atlas_format.constants import V2_LIST_PICKLE_PROTOCOL
+
+#: Examples the preamble is built from: the first block's, or more when blocks are smaller (buffered).
+PREAMBLE_EXAMPLES = 8
+#: A random read unpickles the preamble: past this size only globals, dtypes and short strings stay.
+PREAMBLE_TARGET = 4096
+#: The longest str/bytes kept when the preamble had to shrink.
+SHORT_STRING = 64
+#: What protocol 3 writes for objects protocol 4 has opcodes for (V2-FRAME-8): GLOBAL's text, then
+#: the (module, name) pickletools reports for it.
+_NEEDS_FALLBACK = (b"\ngetattr\n", b"\npartial\n")
+_FALLBACK_GLOBALS = frozenset({"builtins getattr", "functools partial", "__builtin__ getattr"})
+_GLOBAL_TYPES = (type, types.FunctionType, types.BuiltinFunctionType)
+
+
+def _pickle3(obj: Any, memo: dict[int, Any] | None) -> tuple[bytes, dict[int, Any]]:
+    f = io.BytesIO()
+    p = pickle.Pickler(f, grouped.GROUPED_PICKLE_PROTOCOL)
+    if memo:
+        p.memo = memo
+    p.dump(obj)
+    return f.getvalue(), p.memo.copy()
+
+
+def needs_fallback(data: bytes) -> bool:
+    """Whether a protocol 3 pickle names builtins.getattr or functools.partial (substring filter, then
+    the opcodes: the text may be inside a string)."""
+    if not any(s in data for s in _NEEDS_FALLBACK):
+        return False
+    try:
+        return any(op.name == "GLOBAL" and arg in _FALLBACK_GLOBALS for op, arg, _ in pickletools.genops(data))
+    except ValueError:
+        return True
+
+
+def _shareable(obj: Any, short: bool) -> bool:
+    """Immutable objects a slice may refer to by identity (``short``: only small ones)."""
+    if isinstance(obj, (str, bytes)):
+        return not short or len(obj) <= SHORT_STRING
+    return isinstance(obj, _GLOBAL_TYPES) or isinstance(obj, np.dtype)
+
+
+def _preamble(shared: list[Any]) -> tuple[bytes, dict[int, Any]] | None:
+    data, memo = _pickle3(shared, None)
+    preamble = data[:-1] + grouped.PREAMBLE_SUFFIX
+    if needs_fallback(preamble):
+        return None
+    return preamble, memo
+
+
+def _seeded(shared: list[Any], seed: list[Any]) -> list[Any]:
+    """``seed`` (the first shard's shared objects) in its order, each replaced by this shard's equal object
+    when it has one, and nothing else: every shard then numbers its memo alike (a slice's BINPUT indices
+    start after the preamble's), so a dictionary trained on the first shard's blocks matches the others'."""
+    mine: dict[tuple[type, Any], Any] = {}
+    for obj in shared:
+        try:
+            mine.setdefault((type(obj), obj), obj)
+        except TypeError:  # unhashable: keep it after the seed
+            pass
+    ordered = []
+    for obj in seed:
+        try:
+            ordered.append(mine.pop((type(obj), obj), obj))
+        except TypeError:
+            ordered.append(obj)
+    return ordered
+
+
+def build_preamble(examples: list[Any], seed: list[Any] | None = None) -> tuple[bytes, dict[int, Any], list[Any]]:
+    """(preamble, pickler memo, shared objects) of a shard whose first examples are ``examples``; ``seed``:
+    the shared objects of the dataset's first shard."""
+    memos = []
+    for example in examples:
+        try:
+            data, memo = _pickle3(example, None)
+        except Exception:  # noqa: BLE001 - such examples fall back; they share nothing
+            continue
+        if not needs_fallback(data):
+            memos.append(memo)
+    counts = Counter(k for m in memos for k in m)
+    seen: dict[int, Any] = {}
+    for m in memos:
+        for k, (_, obj) in m.items():
+            if counts[k] >= 2 and k not in seen:
+                seen[k] = obj
+    for short in (False, True):
+        shared = [obj for obj in seen.values() if _shareable(obj, short)]
+        if seed:
+            shared = _seeded(shared, [obj for obj in seed if _shareable(obj, short)])
+        built = _preamble(shared)
+        if built is not None and len(built[0]) <= PREAMBLE_TARGET:
+            return built[0], built[1], shared
+    data, memo = _pickle3([], None)  # nothing shared: an empty list (names no global)
+    return data[:-1] + grouped.PREAMBLE_SUFFIX, memo, []
+
+
+class GroupedEncoder:
+    """Encodes one shard's blocks once its preamble is set (``start``)."""
+
+    def __init__(self) -> None:
+        self.preamble = b""
+        self._memo: dict[int, Any] = {}  # holds the preamble's objects (their ids stay theirs)
+        #: the objects the preamble memoizes (the seed of the dataset's later shards)
+        self.shared: list[Any] = []
+
+    @property
+    def started(self) -> bool:
+        return bool(self.preamble)
+
+    def start(self, examples: list[Any], seed: list[Any] | None = None) -> None:
+        self.preamble, self._memo, self.shared = build_preamble(examples, seed)
+
+    def slices(self, examples: list[Any]) -> list[bytes] | None:
+        """Each example's slice, or None when the block must fall back to a protocol 4 list."""
+        memo = self._memo
+        out = []
+        for example in examples:
+            f = io.BytesIO()
+            p = pickle.Pickler(f, grouped.GROUPED_PICKLE_PROTOCOL)
+            p.memo = memo.copy()
+            try:
+                p.dump(example)
+            except Exception:  # noqa: BLE001 - protocol 3 cannot express it: the block falls back
+                return None
+            data = f.getvalue()
+            if needs_fallback(data):
+                return None
+            out.append(data[2:-1])
+        return out
+
+    def encode(self, examples: list[Any]) -> tuple[list[bytes], bool]:
+        """(decoded frames, is a list fallback) of a block: a fallback is one protocol 4 list pickle."""
+        slices = self.slices(examples)
+        if slices is None:
+            return [pickle.dumps(examples, protocol=V2_LIST_PICKLE_PROTOCOL)], True
+        return grouped.encode_frames(self.preamble, slices), False
+
+
+def stored_grouped(frames: list[bytes], fallback: bool, n: int, compress: Any) -> bytes:
+    """The stored block of a block's decoded frames (V2-FRAME-7/8)."""
+    if fallback:
+        return grouped.fallback_block(n, compress(frames[0]))
+    return grouped.stored_block([compress(f) for f in frames])
