@@ -436,7 +436,7 @@ class _V2Shard:
         _check(len(stored) > head, where, f"shorter than its {m - 1} frame starts")
         starts = (head, *struct.unpack_from(f"<{m - 1}I", stored), len(stored))
         fallback = m > 1 and all(a == head for a in starts[1:-1])
-        _check(fallback or _increasing(starts[:-1]) and starts[-2] < len(stored), where, "frame starts out of order")
+        _check(fallback or all(a < b for a, b in pairwise(starts)), where, "frame starts out of order")
         if fallback:
             starts = (head, len(stored))
         frames, left = [], raw_size
