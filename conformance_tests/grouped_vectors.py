@@ -181,10 +181,12 @@ def crafted_options(name: str) -> dict[str, Any]:
     return options
 
 
-def write_crafted(name: str, root: Path) -> Path:
-    """The dataset of crafted defect ``name`` at ``root`` (validator_vectors.write_v2, text examples)."""
+def write_crafted(name: str, root: Path, items: list[Any] | None = None) -> Path:
+    """The dataset of crafted defect ``name`` at ``root`` (validator_vectors.write_v2; by default text examples)."""
     from validator_vectors import examples, write_v2  # (it imports this module)
 
     options = crafted_options(name)
-    options.setdefault("shard_size", 16)
-    return write_v2(root, examples(40 if options["block_size"] <= grouped.FRAME_EXAMPLES else 150), **options)
+    options.setdefault("shard_size", 16 if options["block_size"] <= grouped.FRAME_EXAMPLES else 140)
+    if items is None:
+        items = examples(40 if options["block_size"] <= grouped.FRAME_EXAMPLES else 150)
+    return write_v2(root, items, **options)
