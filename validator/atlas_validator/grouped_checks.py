@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import pickletools
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -188,11 +189,7 @@ def _frame_spans(data: Any, n: int, sink: Sink, where: dict[str, Any]) -> list[t
         sink.add("ATL416", f"stored block of {size} bytes holds no frame after its {grouped.frames(n) - 1} frame "
                            f"starts ({table} bytes)", **where)
         return None
-    try:
-        starts = list(parse(grouped.FrameStarts, data[:table], frames=grouped.frames(n)).starts)
-    except AtlasError as exc:
-        sink.add("ATL416", exc.message, **where)
-        return None
+    starts = list(grouped.frame_starts(data, n)[1:]) if table else []  # (FrameStarts, without construct's cost)
     bounds = [table, *starts, size]
     if starts and starts[0] == table:  # a list fallback: every start at the end of the table
         bad = [s for s in starts if s != table]
@@ -293,12 +290,15 @@ def _one_frame(raw: bytes, n: int, preamble: bytes | None, sink: Sink,
                where: dict[str, Any]) -> tuple[int, list[Part]] | None:
     """The group table of a one-frame block and the groups it names."""
     g = grouped.groups(n)
-    try:
-        table = parse(grouped.GroupTable, raw[:_TABLE_AT + 255 + len(grouped.TABLE_POP)], groups=g)
-    except AtlasError as exc:
-        sink.add("ATL418", f"{exc.message} (a block of {n} examples has {g} groups: {g + 1} offsets)", **where)
-        return None
-    length, start, offsets = table.length, table.start, list(table.offsets)
+    table = _group_table(raw, n)
+    if table is None:  # construct's GroupTable says why (slow: only for a table that is not right)
+        try:
+            parsed = parse(grouped.GroupTable, raw[:_TABLE_AT + 255 + len(grouped.TABLE_POP)], groups=g)
+        except AtlasError as exc:
+            sink.add("ATL418", f"{exc.message} (a block of {n} examples has {g} groups: {g + 1} offsets)", **where)
+            return None
+        table = parsed.length, parsed.start, list(parsed.offsets)
+    length, start, offsets = table
     width = (length - _START_SIZE) // (g + 1)
     slices = len(raw) - len(grouped.LIST_END) - start
     want_width = 2 if slices < 1 << 16 else 4
@@ -333,6 +333,21 @@ def _one_frame(raw: bytes, n: int, preamble: bytes | None, sink: Sink,
     parts = [Part(start + offsets[q], start + offsets[q + 1], min(size, n - q * size), q * size,
                   f"group {q} (positions {q * size}..{min(n, (q + 1) * size) - 1})") for q in range(g)]
     return start, parts
+
+
+def _group_table(raw: bytes, n: int) -> tuple[int, int, list[int]] | None:
+    """(length, start, offsets) of a one-frame block's group table, the fields of ``GroupTable`` read by the
+    reader's fast path (``grouped.group_table``) and its constants compared; None when they are not there."""
+    if raw[:len(grouped.BLOCK_PREFIX)] != grouped.BLOCK_PREFIX or len(raw) <= _TABLE_AT:
+        return None
+    length = raw[_TABLE_AT - 1]
+    if raw[_TABLE_AT + length:_TABLE_AT + length + len(grouped.TABLE_POP)] != grouped.TABLE_POP:
+        return None
+    try:
+        start, offsets = grouped.group_table(raw, n)
+    except (ValueError, IndexError, struct.error):
+        return None
+    return length, start, list(offsets)
 
 
 def _first_difference(a: bytes, b: bytes) -> int:

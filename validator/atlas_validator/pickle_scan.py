@@ -239,7 +239,7 @@ class _Scanner:
         self.in_slices = False  # PROTO, FRAME, MEMOIZE and STOP are refused (ATL421)
         self.memo_floor = 0   # PUT below this index is refused (ATL422): the preamble's entries
         self.mark_floor = 0   # the MARKs below this depth are not the pickle's to take (the block list's: ATL420)
-        self.elsewhere: set[int] = set()  # memo indices another part of the block wrote (a GET of one: ATL422)
+        self.elsewhere: list[dict[int, Any]] = []  # the memos of the block's other parts (a GET of theirs: ATL422)
 
     def slice_opcode(self, name: str) -> PolicyViolation:
         """A slice of framing grouped must not hold ``name`` (V2-FRAME-6): a part read alone would differ."""
@@ -255,7 +255,7 @@ class _Scanner:
 
     def missing(self, index: int) -> PolicyViolation:
         """A GET of a memo index never stored; in framing grouped, of one another part of the block stored."""
-        if index in self.elsewhere:
+        if index >= self.memo_floor and any(index in memo for memo in self.elsewhere):
             return self.fail(Rule.MEMO, f"memo key {index} is read here but was stored by an earlier group or frame "
                                         "of the block: a random read of this part does not have it (two readings)",
                              "ATL422")

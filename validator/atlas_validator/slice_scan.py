@@ -115,7 +115,8 @@ class _Run:
         for part in parts:
             self.part = part
             # as a random read: nothing of the other parts on the stack or in the memo
-            s.elsewhere.update(k for k in s.memo if k >= floor)
+            if len(s.memo) > floor:
+                s.elsewhere.append(s.memo)
             s.memo = dict(preamble_memo)
             s.stack, s.stop = [], part.end
             s.scan(part.start)  # PAUSED at part.end (STOP inside the slices raises, ATL421)
