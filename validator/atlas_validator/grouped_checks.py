@@ -155,11 +155,10 @@ def check_block(shard: GroupedShard, task: Any, sink: Sink, stats: Stats, data: 
     layout = _layout(raw, pieces, n, shard.preamble, sink, where)
     locate = _Locator(offset, spans, pieces, info.codec == Codec.NONE)
     first = b * (shard.block_size or 0)
-    if layout is None:  # no usable preamble or table: at least the one pickle, as an in-order read
-        if shard.preamble is None:
-            check_list_pickle(raw, scan_limits=task.scan_limits, sink=sink, path=shown, block=b, offset=offset,
-                              compressed=True, expected=n, clauses={k: "V2-FRAME-6" for k in FALLBACK_CLAUSES},
-                              allowed=task.allowed, first=first)
+    if layout is None:  # no usable preamble, table or copy of the preamble: the policy still applies to the pickle
+        check_list_pickle(raw, scan_limits=task.scan_limits, sink=sink, path=shown, block=b, offset=offset,
+                          compressed=True, expected=n, clauses={k: "V2-FRAME-6" for k in FALLBACK_CLAUSES},
+                          allowed=task.allowed)
         return
     prefix_end, parts = layout
     result = scan_grouped(raw, prefix_end, parts, limits=task.scan_limits, allowed=task.allowed)
