@@ -186,6 +186,58 @@ def trusted_read(path: Path) -> float:
     return time.perf_counter() - start
 
 
+def grouped_read(path: Path) -> tuple[float, int]:
+    """Seconds of an in-order read of a framing grouped dataset (V2-FRAME-9: decode every frame, one
+    pickle.loads per block) without the reference reader, and the stored bytes."""
+    import json
+    import pickle
+
+    from atlas_format import grouped
+
+    start = time.perf_counter()
+    root = json.loads((path / "meta.json").read_bytes())
+    info = codec_info(root["codec"], magicless=True)
+    shared = (path / "zstd_dict.bin").read_bytes() if root["dictionary"] == "shared" else None
+    dctx = zstandard.ZstdDecompressor(dict_data=zstandard.ZstdCompressionDict(shared) if shared else None,
+                                      format=zstandard.FORMAT_ZSTD1_MAGICLESS)
+    stored_total = 0
+    for shard in root["shards"]:
+        folder = path / shard["name"]
+        entries = np.frombuffer((folder / "index.bin").read_bytes(), dtype=INDEX_ENTRY_DTYPE, offset=64)
+        data = (folder / "data.bin").read_bytes()
+        left = shard["num_examples"]
+        for offset, stored, raw, _ in entries.tolist():
+            n = min(root["block_size"], left)
+            left -= n
+            block = data[offset:offset + stored]
+            spans = [grouped.frame_span(block, n, j, stored) for j in range(grouped.frames(n))]
+            pickle.loads(b"".join(info.decompress(block[a:z], raw, dctx) for a, z in spans))
+            stored_total += stored
+    return time.perf_counter() - start, stored_total
+
+
+def grouped_case(args: Any, tmp: Path) -> None:
+    """Framing grouped (no reference writer or reader yet): written by conformance_tests/validator_vectors.write_v2,
+    read once in order (``grouped_read``) against validate(jobs=1)."""
+    sys.path.insert(0, str(HERE.parent / "conformance_tests"))
+    from validator_vectors import write_v2
+
+    for label, items, block_size in (("text", text_examples(args.examples), 64),
+                                     ("text", text_examples(args.examples), 8),
+                                     ("binary 12 KB", binary_examples(args.examples // 4), 16)):
+        path = write_v2(tmp / f"grouped-{label.replace(' ', '_')}-{block_size}", items, codec="zstd",
+                        dictionary="shared", block_size=block_size, shard_size=2048, framing="grouped")
+        report = validate(path, jobs=1)
+        assert report.ok, [f.to_dict() for f in report.errors]
+        read_s, stored = min(grouped_read(path) for _ in range(args.repeat))
+        full1 = min(validate(path, jobs=1).stats.seconds for _ in range(args.repeat))
+        full2 = min(validate(path, jobs=2).stats.seconds for _ in range(args.repeat))
+        print(f"grouped {label}, block {block_size}, zstd shared: {report.stats.blocks} blocks, {stored / 1e6:.2f} MB "
+              f"stored; in-order read {stored / 1e6 / read_s:.1f} MB/s ({read_s:.3f} s), full -j1 "
+              f"{stored / 1e6 / full1:.1f} MB/s ({full1:.3f} s, {read_s / full1:.0%} of the read's speed), -j2 "
+              f"{stored / 1e6 / full2:.1f} MB/s", flush=True)
+
+
 def best(fn: Any, repeat: int) -> Any:
     results = [fn() for _ in range(repeat)]
     return min(results, key=lambda r: r[0] if isinstance(r, tuple) else r)
@@ -196,9 +248,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", action="store_true", help="write benchmarks/RESULTS-validator.md")
     parser.add_argument("--examples", type=int, default=16384, help="text examples (binary: a quarter)")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--grouped", action="store_true", help="only framing grouped (printed, not written)")
     args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="bench-validator-"))
     lines: list[str] = []
+    if args.grouped:
+        try:
+            grouped_case(args, tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return 0
     try:
         configs = [
             ("text, zstd shared dictionary", text_examples(args.examples),

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import attacks
+import grouped_vectors
 import make_vectors
 import numpy as np
 
@@ -288,6 +289,46 @@ def _v1_stray_root_dictionary(root: Path) -> None:
     shutil.copyfile(VECTORS / V1_SHARED / "dataset" / "zstd_dict.bin", root / "zstd_dict.bin")
 
 
+def _grouped(name: str, source: str) -> Callable[[Path], None]:
+    """Rewrite the copied dataset as framing grouped (validator_vectors.write_v2, the source's examples) with the
+    crafted defect ``name`` of grouped_vectors (checksums correct: sealed). There is no valid grouped vector
+    yet to copy; the examples are the source's, so a reader must refuse or return them."""
+    def mutate(root: Path) -> None:
+        from atlas_format.testing.vectors import decode_example
+
+        expected = json.loads((VECTORS / source / "expected.json").read_text("utf-8"))
+        items = [decode_example(e) for e in expected["examples"]]
+        shutil.rmtree(root)
+        grouped_vectors.write_crafted(name, root, items)
+    return mutate
+
+
+#: The grouped defects in the corpus: those every reader must refuse (or read correctly). The slice-rule
+#: defects (ATL420, ATL422) are left out: a reader need not scan slices, so its in-order read returns what the
+#: block's one pickle holds, which is not the source's examples.
+GROUPED_CASES = {"magicless-frame-bomb": "zip-bomb", "standard-zstd-frame": "standard-zstd-frame",
+                 "frame-starts-not-increasing": "frame-starts-not-increasing",
+                 "preamble-not-canonical-base64": "preamble-not-canonical-base64"}
+
+
+#: The writer parameters of cases that are not their source's layout (case.json "writer", the README's column).
+WRITERS: dict[str, dict[str, Any]] = {}
+
+
+def _grouped_cases() -> list[Case]:
+    out: list[Case] = []
+    for crafted, case in GROUPED_CASES.items():
+        finding, description, options = grouped_vectors.CRAFTED[crafted]
+        block_size = options["block_size"]
+        WRITERS[f"v2-grouped-{case}-sealed"] = {
+            "shard_size": 16 if block_size <= 32 else 140, "block_size": block_size, "codec": "zstd",
+            "compression_level": 3, "framing": "grouped"}
+        out.append((f"v2-grouped-{case}-sealed", V2_ZSTD, "the source's examples written as framing grouped by the "
+                    f"independent test writer (validator_vectors.write_v2), then: {description}", [finding],
+                    _grouped(crafted, V2_ZSTD), False))
+    return out
+
+
 def cases() -> list[Case]:
     """(name, source, description, expected findings, mutation, malicious)."""
     return [
@@ -389,6 +430,7 @@ def cases() -> list[Case]:
          False),
         ("v1-root-meta-unknown-key", V1_NONE, "root meta.json has an unknown key: a TypeError in the original",
          ["ATL215"], lambda r: edit_json(r / "meta.json", lambda d: d.update(note="x"), v2_checksum=False), False),
+        *_grouped_cases(),
     ]
 
 
@@ -416,7 +458,8 @@ def build(out: Path, case: Case, verdict: str = "invalid") -> None:
     mutate(folder / "dataset")
     source_case = json.loads((VECTORS / source / "case.json").read_text())
     doc = {"name": name, "format_version": source_case["format_version"], "verdict": verdict,
-           "findings": findings, "description": description, "writer": source_case.get("writer", {}),
+           "findings": findings, "description": description,
+           "writer": WRITERS.get(name, source_case.get("writer", {})),
            "source": None if malicious else source, "malicious": malicious,
            "generator": "conformance_tests/make_invalid_vectors.py"}
     (folder / "case.json").write_text(json.dumps(doc, indent=2) + "\n")

@@ -141,6 +141,16 @@ BUGS = [
      "        elif _is_dir(entry) and not _is_link(entry):\n            leftover",
      "        elif False:\n            leftover",
      "a dataset the original cannot open (an extra sub-folder) is reported valid"),
+    ("slice memo rule skipped (grouped validator)", "validator/atlas_validator/slice_scan.py",
+     "            s.memo = dict(preamble_memo)\n", "",
+     "a part keeps the memo of the parts before it: a slice that reads another group's entry (two readings) passes"),
+    ("group offset between the wrong examples accepted (grouped validator)", "validator/atlas_validator/slice_scan.py",
+     "or len(s.stack) != part.count:", "or len(s.stack) < 0:",
+     "a group or frame that ends on an opcode boundary with too few or too many examples passes"),
+    ("standard zstd frame accepted in a grouped shard (grouped validator)", "validator/atlas_validator/blocks.py",
+     "        if info.magicless and bytes(data[:len(_ZSTD_MAGIC_BYTES)]) == _ZSTD_MAGIC_BYTES:",
+     "        if False:",
+     "a frame with the zstd magic number is not named as such (it fails later as an undecodable frame)"),
 ]
 
 

@@ -18,6 +18,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
+import grouped_vectors
 import numpy as np
 import pytest
 import zstandard
@@ -461,8 +462,8 @@ def _index_extra_bytes(tmp):
 
 
 @vector("ATL309")
-def _header_flags(tmp):  # bit 2 is not defined (bits 0 and 1 are the framings: test_validator_*framing.py)
-    return v2(tmp, index_hook=lambda k, header, entries: header.update(flags=4))
+def _header_flags(tmp):  # bit 3 is not defined (bits 0..2 are the framings: test_validator_*framing.py, _grouped.py)
+    return v2(tmp, index_hook=lambda k, header, entries: header.update(flags=8))
 
 
 @vector("ATL310")
@@ -797,6 +798,25 @@ def _internal_error(tmp, monkeypatch):
 
     monkeypatch.setattr(checks_v2, "_check_block", boom)
     return v2(tmp)
+
+
+# -- framing grouped: the crafted defects of grouped_vectors, and a list fallback --------------------------
+
+
+def _crafted(name: str):
+    def build(tmp):
+        return grouped_vectors.write_crafted(name, tmp / "ds")
+    build.__name__ = "_grouped_" + name.replace("-", "_")
+    return build
+
+
+for _name, (_finding_id, _description, _options) in sorted(grouped_vectors.CRAFTED.items()):
+    vector(_finding_id)(_crafted(_name))
+
+
+@vector("ATL423")
+def _grouped_fallback(tmp):
+    return v2(tmp, framing="grouped", block_size=8, fallback=lambda k, b: b == 0)
 
 
 CASES = [(fid, fn) for fid, fns in sorted(VECTORS.items()) for fn in fns]

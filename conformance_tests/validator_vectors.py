@@ -17,9 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import grouped_vectors
 import zstandard
 
-from atlas_format import constants
+from atlas_format import constants, grouped
 from atlas_format.block_v2 import encode_block
 from atlas_format.checksum import XXH3_64
 from atlas_format.codecs import codec_info
@@ -58,7 +59,8 @@ def write_v2(root: Path, items: list[Any], *, codec: str = "zstd", dictionary: s
              shard_size: int = 16, level: int = 3, dict_size: float = 0.01, protocol: int | None = None,
              framing: str = "block", pickle_hook: Hook = None, raw_hook: Hook = None, frame_hook: Hook = None,
              list_hook: Hook = None, stored_hook: Hook = None, index_hook: Hook = None,
-             shard_meta_hook: Hook = None, root_meta_hook: Hook = None, index_bytes_hook: Hook = None) -> Path:
+             shard_meta_hook: Hook = None, root_meta_hook: Hook = None, index_bytes_hook: Hook = None,
+             slices_hook: Hook = None, fallback: Hook = None) -> Path:
     """A version 2 dataset at ``root``; hooks may alter each stage before checksums are computed.
 
     pickle_hook(shard, block, position, bytes) -> bytes (framings "block" and "example"); raw_hook(shard, block,
@@ -77,15 +79,24 @@ def write_v2(root: Path, items: list[Any], *, codec: str = "zstd", dictionary: s
     list protocol of V2-FRAME-5, 4) and stores that pickle encoded by the codec, as version 1 does;
     raw_size is the pickle's size, the index flags get bit 1 and both meta.json say ``"framing": "list"``.
     For the per-example pickles of the other framings ``protocol`` defaults to 5 (V2-BLOCK-4).
+
+    ``framing="grouped"`` (V2-FRAME-6..9, ``grouped_vectors``) writes a preamble per shard (meta.json
+    ``pickle_preamble``) and each block as slices after it, in magicless frames (V2-CODEC-4); index flags bit 2.
+    Its hooks: slices_hook(shard, block, preamble, slices) -> slices; raw_hook(shard, block, decoded frames) ->
+    decoded frames (a list; raw_size is their total); frame_hook(shard, block, j, frame) -> frame (frame j,
+    encoded); fallback(shard, block) -> True writes the block as a list fallback (V2-FRAME-8).
     """
     layout = Framing(framing)
     frames_per_example = layout is Framing.EXAMPLE
     list_blocks = layout is Framing.LIST
+    grouped_blocks = layout is Framing.GROUPED
+    if not grouped_blocks and (slices_hook or fallback):
+        raise ValueError("slices_hook and fallback are for framing 'grouped'")
     if frames_per_example and raw_hook:
         raise ValueError("raw_hook is for framings 'block' and 'list'; use pickle_hook, frame_hook or stored_hook")
-    if not frames_per_example and frame_hook:
+    if not (frames_per_example or grouped_blocks) and frame_hook:
         raise ValueError("frame_hook is for framing 'example'")
-    if list_blocks and pickle_hook:
+    if (list_blocks or grouped_blocks) and pickle_hook:
         raise ValueError("framing 'list' has no per-example pickles; use list_hook or raw_hook")
     if not list_blocks and list_hook:
         raise ValueError("list_hook is for framing 'list'")
@@ -93,7 +104,7 @@ def write_v2(root: Path, items: list[Any], *, codec: str = "zstd", dictionary: s
         protocol = LIST_PROTOCOL if list_blocks else constants.V2_PICKLE_PROTOCOL
     framing_member = {"framing": framing} if layout is not Framing.BLOCK else {}
     root.mkdir(parents=True)
-    info = codec_info(codec)
+    info = codec_info(codec, magicless=grouped_blocks)
     shard_items = [items[i:i + shard_size] for i in range(0, len(items), shard_size)] or [[]]
     shared: bytes | None = None
     mode_root = dictionary
@@ -105,8 +116,21 @@ def write_v2(root: Path, items: list[Any], *, codec: str = "zstd", dictionary: s
         folder.mkdir()
         raws = []
         block_pickles = []
+        block_frames: list[list[bytes]] = []
+        fell_back: list[bool] = []
+        preamble, memo = grouped_vectors.preamble_of(chunk) if grouped_blocks else (b"", {})
         for b, start in enumerate(range(0, len(chunk), block_size)):
             pickles = []
+            if grouped_blocks:
+                back = bool(fallback and fallback(k, b))
+                hook = (lambda p, sl, k=k, b=b: slices_hook(k, b, p, sl)) if slices_hook else None
+                frames = grouped_vectors.decoded_frames(preamble, memo, chunk[start:start + block_size],
+                                                        fallback=back, slices_hook=hook)
+                frames = raw_hook(k, b, frames) if raw_hook else frames
+                block_frames.append(frames)
+                fell_back.append(back)
+                raws.append(b"".join(frames))
+                continue
             if list_blocks:  # one pickle of the block's list: the decoded block itself
                 value = list(chunk[start:start + block_size])
                 raw = pickle.dumps(list_hook(k, b, value) if list_hook else value, protocol=protocol)
@@ -137,7 +161,12 @@ def write_v2(root: Path, items: list[Any], *, codec: str = "zstd", dictionary: s
         entries = []
         data = bytearray()
         for b, raw in enumerate(raws):
-            if frames_per_example:
+            if grouped_blocks:
+                encoded = [compress(f) for f in block_frames[b]]
+                encoded = [frame_hook(k, b, j, f) if frame_hook else f for j, f in enumerate(encoded)]
+                n = min(block_size, len(chunk) - b * block_size)
+                stored = grouped_vectors.stored(n, encoded, fallback=fell_back[b])
+            elif frames_per_example:
                 frames = [compress(p) for p in block_pickles[b]]
                 stored = encode_block([frame_hook(k, b, j, f) if frame_hook else f for j, f in enumerate(frames)])
             else:
@@ -161,6 +190,7 @@ def write_v2(root: Path, items: list[Any], *, codec: str = "zstd", dictionary: s
         (folder / "index.bin").write_bytes(index)
         doc = {
             "version": 2, "shard": name, "codec": info.label, "dictionary": mode, **framing_member,
+            **({grouped.PREAMBLE_MEMBER: grouped.preamble_to_json(preamble)} if grouped_blocks else {}),
             "compression_level": level,
             "block_size": block_size, "num_examples": len(chunk), "num_blocks": len(raws), "data_size": len(data),
             "max_block_raw_size": max_raw, "dict_id": _dict_id(used),

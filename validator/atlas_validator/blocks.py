@@ -27,6 +27,9 @@ from atlas_format.zstd_frame import ZstdFrameHeader
 from .common import Sink
 from .pickle_scan import ScanLimits, scan_pickle
 
+#: A standard zstd frame's first bytes (its header's magic field), which a magicless frame has not.
+_ZSTD_MAGIC_BYTES: bytes = ZstdFrameHeader.subcons[0].build(None)
+
 
 def decode_block(info: CodecInfo, data: bytes, *, expected_raw: int | None, dict_id: int, dctx: Any,
                  limits: Limits, sink: Sink, path: str, block: int, offset: int) -> bytes | None:
@@ -65,22 +68,32 @@ def frame_declared_size(info: CodecInfo, data: bytes, *, dict_id: int, limits: L
         sink.add("ATL400", f"{info.label} {frame} is empty", **where, **rule)
         return None
     if info.codec == Codec.ZSTD:
+        if info.magicless and bytes(data[:len(_ZSTD_MAGIC_BYTES)]) == _ZSTD_MAGIC_BYTES:
+            sink.add("ATL417", f"{frame} is a standard zstd frame (it starts with the magic number "
+                               f"{_ZSTD_MAGIC_BYTES.hex(' ')}); framing grouped writes magicless frames", **where)
+            return None
+        fmt = zstandard.FORMAT_ZSTD1_MAGICLESS if info.magicless else zstandard.FORMAT_ZSTD1
         try:
-            params = zstandard.get_frame_parameters(data)
+            params = zstandard.get_frame_parameters(data, format=fmt)
         except zstandard.ZstdError as exc:
             prefix = "" if frame == "frame" else f"{frame}: "
-            _explain_header(ZstdFrameHeader, data, sink, where, f"{prefix}not a zstd frame ({exc})", frame)
+            kind = "magicless zstd frame" if info.magicless else "zstd frame"
+            _explain_header(info.frame_header, data, sink, where, f"{prefix}not a {kind} ({exc})", frame)
             return None
         if params.has_checksum:
             sink.add("ATL406", f"zstd {frame} carries a content checksum", **where)
-        if params.dict_id != dict_id:
+        if info.magicless and params.dict_id:
+            sink.add("ATL417", f"magicless zstd {frame} carries dictionary id {params.dict_id}; framing grouped "
+                               "frames carry none (the shard names its dictionary)", **where)
+            return None
+        if params.dict_id != dict_id and not info.magicless:
             expected = f"dictionary id {dict_id}" if dict_id else "no dictionary id"
             sink.add("ATL407", f"zstd {frame} carries dictionary id {params.dict_id}, expected {expected}", **where)
             return None
     try:
         declared = info.declared_size(data)
     except CodecError as exc:
-        header = Lz4FrameHeader if info.codec == Codec.LZ4 else ZstdFrameHeader
+        header = Lz4FrameHeader if info.codec == Codec.LZ4 else info.frame_header or ZstdFrameHeader
         _explain_header(header, data, sink, where, exc.message if frame == "frame" else f"{frame}: {exc.message}",
                         frame)
         return None
@@ -95,7 +108,8 @@ def frame_declared_size(info: CodecInfo, data: bytes, *, dict_id: int, limits: L
 
 
 def decode_frame(info: CodecInfo, data: bytes, declared: int, dctx: Any, *, sink: Sink, where: dict[str, Any],
-                 frame: str = "frame", clause: str | None = None) -> bytes | None:
+                 frame: str = "frame", clause: str | None = None,
+                 span: str = "its slice of the frame table") -> bytes | None:
     """Decompress one frame whose declared size was checked: streamed, never more than ``declared`` bytes.
 
     Reports bytes after the frame (ATL404, at their offset in the file) and a frame that
@@ -111,7 +125,7 @@ def decode_frame(info: CodecInfo, data: bytes, declared: int, dctx: Any, *, sink
         sink.add("ATL400", exc.message if frame == "frame" else f"{frame}: {exc.message}", **where, **rule)
         return None
     if trailing:
-        inside = "inside the block" if frame == "frame" else "inside its slice of the frame table"
+        inside = "inside the block" if frame == "frame" else f"inside {span}"
         sink.add("ATL404", f"{trailing} bytes follow the {info.label} {frame} {inside}",
                  **{**where, "offset": where["offset"] + len(data) - trailing}, **rule)
     if frame != "frame" and len(raw) != declared:
@@ -119,10 +133,10 @@ def decode_frame(info: CodecInfo, data: bytes, declared: int, dctx: Any, *, sink
     return raw
 
 
-def make_dctx(dictionary: bytes | None, sink: Sink, *, path: str) -> Any:
+def make_dctx(dictionary: bytes | None, sink: Sink, *, path: str, magicless: bool = False) -> Any:
     """A zstd decompressor for a dictionary, or None with ATL408 when libzstd refuses the dictionary."""
     try:
-        return zstd_decompressor(dictionary)
+        return zstd_decompressor(dictionary, magicless=magicless)
     except zstandard.ZstdError as exc:
         sink.add("ATL408", f"zstd cannot load the dictionary: {exc}", path=path)
         return None

@@ -151,6 +151,9 @@ _ENTRIES: tuple[CatalogEntry, ...] = (
                  "V1-META-1, V1-META-2", CANNOT_OPEN,
                  f"the original unpacks meta.json into a NamedTuple ({_O}:160, :279): a missing or unknown key is a "
                  "TypeError at open"),
+    CatalogEntry("ATL216", ERROR, "framing grouped: the shard's pickle_preamble is not a preamble (canonical base64, "
+                 "PROTO 3 ... POP EMPTY_LIST MARK, P + APPENDS STOP a well-formed pickle of [], memo PUTs 0..p-1 "
+                 "once each)", "V2-FRAME-6, V2-FRAME-7", V2_ONLY, _V2),
     # -- index -------------------------------------------------------------------------
     CatalogEntry("ATL300", ERROR, "index file cannot be parsed (magic, header, truncated or extra bytes)",
                  "V1-INDEX-1, V2-INDEX-1", CANNOT_OPEN,
@@ -230,6 +233,26 @@ _ENTRIES: tuple[CatalogEntry, ...] = (
                  READS, f"unpickling stops at STOP and ignores what follows ({_O}:234)", v1_severity=WARNING),
     CatalogEntry("ATL415", WARNING, "version 2 example pickle (framing list: block pickle) does not use protocol 5",
                  "V2-BLOCK-4, V2-FRAME-5", V2_ONLY, "version 1 uses the writing Python's default protocol"),
+    CatalogEntry("ATL416", ERROR, "framing grouped: the stored block's frame starts are invalid (not strictly "
+                 "increasing inside the block, or a list fallback's starts not all at the end of the starts)",
+                 "V2-FRAME-7, V2-FRAME-8", V2_ONLY, _V2),
+    CatalogEntry("ATL417", ERROR, "framing grouped: a zstd frame is not magicless (it starts with the zstd magic "
+                 "number) or carries a dictionary id", "V2-CODEC-4, V2-FRAME-7", V2_ONLY, _V2),
+    CatalogEntry("ATL418", ERROR, "framing grouped: the decoded block's layout is invalid (group table: length, "
+                 "offset width, start, offsets; or the block does not end with APPENDS STOP)", "V2-FRAME-6",
+                 V2_ONLY, _V2),
+    CatalogEntry("ATL419", ERROR, "framing grouped: the block's preamble differs from the shard's pickle_preamble",
+                 "V2-FRAME-6, V2-FRAME-7", V2_ONLY, _V2),
+    CatalogEntry("ATL420", ERROR, "framing grouped: a group offset or frame boundary is not between examples (inside "
+                 "an opcode, or not exactly the expected examples complete above the list's MARK): a random read "
+                 "returns other examples than an in-order read", "V2-FRAME-6, V2-FRAME-9", V2_ONLY, _V2),
+    CatalogEntry("ATL421", ERROR, "framing grouped: a slice holds PROTO, FRAME, MEMOIZE or STOP", "V2-FRAME-6",
+                 V2_ONLY, _V2),
+    CatalogEntry("ATL422", ERROR, "framing grouped: a slice writes a preamble memo index or reads a memo entry another "
+                 "group (frame) of the block wrote: the in-order and the random read differ", "V2-FRAME-6, V2-FRAME-9",
+                 V2_ONLY, _V2),
+    CatalogEntry("ATL423", INFO, "framing grouped: blocks of the shard are list fallbacks (protocol 4 list pickles, "
+                 "checked as framing list; one note per shard with the count)", "V2-FRAME-8", V2_ONLY, _V2),
     # -- checksums ------------------------------------------------------------------------
     CatalogEntry("ATL500", ERROR, "root meta.json checksum mismatch", "V2-META-2, V2-CHK-2", V2_ONLY, _NO_CHECKSUMS),
     CatalogEntry("ATL501", ERROR, "shard meta.json checksum mismatch", "V2-META-2, V2-CHK-2", V2_ONLY, _NO_CHECKSUMS),

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from atlas_format import metadata
+from atlas_format import grouped, metadata
 from atlas_format.binary import parse
 from atlas_format.block_v2 import block_count, example_offsets, table_size
 from atlas_format.checksum import ChecksumAlgorithm, parse_checksum_text
@@ -54,6 +54,8 @@ from .common import (
     regular_size,
 )
 from .findings import Finding, Stats
+from .grouped_checks import GroupedShard, check_preamble
+from .grouped_checks import check_block as check_grouped_block
 from .layout import unexpected_in_shard
 from .pickle_scan import scan_pickle
 from .tasks import ShardTask
@@ -67,8 +69,11 @@ LIST_CLAUSES = {"ATL411": "V2-FRAME-5, V2-BLOCK-1", "ATL412": "V2-FRAME-5", "ATL
                 "ATL415": "V2-FRAME-5, V2-BLOCK-4"}
 
 
+_FRAMING_BITS = ", ".join(f"bit {f.index_flags.bit_length() - 1} {f.value!r}" for f in Framing if f.index_flags)
+
+
 def framing_of_flags(flags: int) -> Framing | None:
-    """The framing an index header's flags say (V2-FRAME-1); None when both framing bits are set."""
+    """The framing an index header's flags say (V2-FRAME-1); None when two framing bits are set."""
     bits = flags & FRAMING_FLAGS
     return next((f for f in Framing if f.index_flags == bits), None)
 
@@ -239,6 +244,10 @@ def _check_shard(task: ShardTask, sink: Sink, stats: Stats, summary: dict[str, A
         sink.add("ATL206", f"shard framing is {framing!r}, the root says {exp['framing']!r} (absent means 'block')",
                  path=meta_shown, clause="V2-FRAME-1, V2-META-5")
     check_framing_codec(framing, codec_label, sink, shown=meta_shown)
+    preamble = None
+    if framing == Framing.GROUPED.value and grouped.PREAMBLE_MEMBER in doc:  # presence: the schema (ATL203)
+        preamble = check_preamble(doc[grouped.PREAMBLE_MEMBER], sink, shown=meta_shown, limits=limits,
+                                  scan_limits=task.scan_limits, allowed=task.allowed)
     root_mode = exp.get("dictionary")
     allowed_modes = {"none": {"none"}, "shared": {"shared"}, "shard": {"shard", "none"}}.get(root_mode or "", set())
     if mode is not None and root_mode is not None and mode not in allowed_modes:
@@ -295,22 +304,28 @@ def _check_shard(task: ShardTask, sink: Sink, stats: Stats, summary: dict[str, A
     header, entries = index
     if codec_label is None:
         return
-    info = codec_info(codec_label)
-    if mode in ("shared", "shard") and dictionary is None:
-        return  # reported above
-    dctx = None
-    if dictionary is not None and info.codec == Codec.ZSTD:
-        dctx = make_dctx(dictionary[0], sink, path=DICT_FILE if mode == "shared" else f"{name}/{DICT_FILE}")
-        if dctx is None:
-            return
-    frame_dict_id = dictionary[1] if dictionary is not None else 0
     # The index flags agree with meta.json here (else the index is not usable). With codec none a
     # frame is the pickle itself, so an example-framed block has the layout of a block-framed one.
     layout = framing_of_flags(header.flags) or Framing.BLOCK
+    # framing grouped writes magicless zstd frames without a dictionary id (V2-CODEC-4)
+    magicless = layout is Framing.GROUPED
+    info = codec_info(codec_label, magicless=magicless)
+    if mode in ("shared", "shard") and dictionary is None:
+        return  # reported above
+    dctx = None
+    if (dictionary is not None or magicless) and info.codec == Codec.ZSTD:
+        dctx = make_dctx(None if dictionary is None else dictionary[0], sink,
+                         path=DICT_FILE if mode == "shared" else f"{name}/{DICT_FILE}", magicless=magicless)
+        if dctx is None:
+            return
+    frame_dict_id = dictionary[1] if dictionary is not None and not magicless else 0
     if layout is Framing.EXAMPLE and info.codec == Codec.NONE:
         layout = Framing.BLOCK
+    shard = GroupedShard(preamble, block_size, num_examples) if layout is Framing.GROUPED else None
     _check_blocks(task, sink, stats, entries, data_len, info, dctx, frame_dict_id, block_size,
-                  num_examples, progress, layout)
+                  num_examples, progress, layout, shard)
+    if shard is not None:
+        shard.finish(sink, f"{name}/{DATA_FILE}")
 
 
 def _check_index(task: ShardTask, sink: Sink, doc: dict[str, Any], data_len: int | None, max_raw: int | None,
@@ -359,15 +374,18 @@ def _check_index(task: ShardTask, sink: Sink, doc: dict[str, Any], data_len: int
             sink.add("ATL309", f"{field} is {header[field]}, must be 0", path=shown, offset=header_at(field))
     unknown_flags = header.flags & ~KNOWN_INDEX_FLAGS
     if unknown_flags:
-        sink.add("ATL309", f"flags is {header.flags:#04x}: bits {unknown_flags:#04x} are not defined (only bits 0 "
-                           "and 1, the framings 'example' and 'list', are)", path=shown, offset=header_at("flags"),
+        sink.add("ATL309", f"flags is {header.flags:#04x}: bits {unknown_flags:#04x} are not defined (only the "
+                           f"framing bits are: {_FRAMING_BITS})", path=shown, offset=header_at("flags"),
                  clause="V2-INDEX-1, V2-COMPAT-3")
     framing = framing_of(doc)
     meta_framing = f"meta.json framing is {framing!r}{'' if 'framing' in doc else ' (absent)'}"
     flags_framing = framing_of_flags(header.flags)
     if flags_framing is None:
-        sink.add("ATL307", f"index header flags {header.flags:#04x} set both framing bits (bit 0 'example' and bit "
-                           f"1 'list'), which is invalid; {meta_framing}", path=shown, offset=header_at("flags"),
+        named = [f"bit {f.index_flags.bit_length() - 1} {f.value!r}" for f in Framing
+                 if f.index_flags & header.flags]
+        count = "both framing bits" if len(named) == 2 else f"{len(named)} framing bits"
+        sink.add("ATL307", f"index header flags {header.flags:#04x} set {count} ({', '.join(named)}), which is "
+                           f"invalid (at most one is set); {meta_framing}", path=shown, offset=header_at("flags"),
                  clause="V2-INDEX-2, V2-FRAME-1")
         usable = False
     elif framing is not None and flags_framing.value != framing:
@@ -480,9 +498,13 @@ def _check_index(task: ShardTask, sink: Sink, doc: dict[str, Any], data_len: int
             sink.add("ATL310", f"max_block_raw_size is {max_raw}, the largest raw_size is {int(raws.max())}",
                      path=f"{name}/{META_FILE}", clause="V2-META-5")
     if header_codec is not None and header_codec.codec == Codec.NONE:
-        for b in np.nonzero(raws != entries["stored_size"])[0][:10]:
-            sink.add("ATL310", "codec none but raw_size differs from stored_size", path=shown, block=int(b),
-                     offset=entry_offset(int(b)) + entry_field_offset("raw_size"))
+        starts = _grouped_starts(header, count) if flags_framing is Framing.GROUPED else 0
+        for b in np.nonzero(raws.astype(np.int64) + starts != entries["stored_size"])[0][:10]:
+            more = f" + {int(np.broadcast_to(starts, (count,))[b])} bytes of frame starts" if flags_framing is \
+                Framing.GROUPED else ""
+            sink.add("ATL310", f"codec none but stored_size differs from raw_size{more}", path=shown, block=int(b),
+                     offset=entry_offset(int(b)) + entry_field_offset("raw_size"),
+                     clause="V2-INDEX-4, V2-FRAME-7" if more else None)
     for b in np.nonzero(stored > limits.max_block_stored_size)[0][:10]:
         sink.add("ATL900", f"stored_size {int(stored[b])} is above max_block_stored_size", path=shown, block=int(b),
                  offset=entry_offset(int(b)) + entry_field_offset("stored_size"))
@@ -495,9 +517,19 @@ def _check_index(task: ShardTask, sink: Sink, doc: dict[str, Any], data_len: int
     return (header, entries) if usable else None
 
 
+def _grouped_starts(header: Any, count: int) -> np.ndarray:
+    """Per block, the bytes of frame starts a grouped stored block holds before its frames (V2-FRAME-7): with
+    codec none the stored block is those and the decoded bytes."""
+    size = max(int(header.block_size), 1)
+    starts = np.full(count, grouped.frame_table_size(size), dtype=np.int64)
+    if count:
+        starts[-1] = grouped.frame_table_size(max(1, min(size, int(header.example_count) - (count - 1) * size)))
+    return starts
+
+
 def _check_blocks(task: ShardTask, sink: Sink, stats: Stats, entries: np.ndarray, data_len: int,
                   info: Any, dctx: Any, dict_id: int, block_size: int | None, num_examples: int | None,
-                  progress: Any, layout: Framing = Framing.BLOCK) -> None:
+                  progress: Any, layout: Framing = Framing.BLOCK, shard: GroupedShard | None = None) -> None:
     shown = f"{task.name}/{DATA_FILE}"
     fields = entries[["offset", "stored_size", "raw_size", "checksum"]]
     from atlas_format.checksum import XXH3_64
@@ -523,7 +555,7 @@ def _check_blocks(task: ShardTask, sink: Sink, stats: Stats, entries: np.ndarray
                                            f"{digest(data):016x})", path=shown, block=b, offset=offset)
                     else:
                         _check_block(task, sink, stats, data, b, offset, raw_size, info, dctx, dict_id, block_size,
-                                     num_examples, shown, layout)
+                                     num_examples, shown, layout, shard)
                 except Exception as exc:  # noqa: BLE001 - one block's surprise must not hide the others
                     sink.add("ATL990", f"internal error: {type(exc).__name__}: {exc}", path=shown, block=b,
                              offset=offset)
@@ -543,9 +575,14 @@ def _rows(fields: np.ndarray, chunk: int = 1 << 16) -> Any:
 
 def _check_block(task: ShardTask, sink: Sink, stats: Stats, data: bytes, b: int, offset: int, raw_size: int,
                  info: Any, dctx: Any, dict_id: int, block_size: int | None, num_examples: int | None,
-                 shown: str, layout: Framing = Framing.BLOCK) -> None:
+                 shown: str, layout: Framing = Framing.BLOCK, shard: GroupedShard | None = None) -> None:
     """One stored block whose checksum matched, as ``layout`` (the framing of its index flags) says:
-    example frames (V2-FRAME-2), one frame over a list pickle (V2-FRAME-5) or over per-example pickles."""
+    example frames (V2-FRAME-2), one frame over a list pickle (V2-FRAME-5), grouped frames (V2-FRAME-6..9,
+    ``grouped_checks``) or one frame over per-example pickles."""
+    if layout is Framing.GROUPED:
+        if shard is not None:
+            check_grouped_block(shard, task, sink, stats, data, b, offset, raw_size, info, dctx, shown)
+        return
     if layout is Framing.EXAMPLE:
         _check_example_frames(task, sink, stats, data, b, offset, raw_size, info, dctx, dict_id, block_size,
                               num_examples, shown)

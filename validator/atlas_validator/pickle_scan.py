@@ -186,6 +186,12 @@ class Blob:
         return bytearray(chunk) if self.mutable else chunk
 
 
+#: What ``_Scanner.scan`` returns, instead of a value, when it pauses at ``stop`` (``pause``).
+PAUSED = object()
+#: The messages of a pickle that runs past its end (framing grouped: past a part's end, ATL420).
+TRUNCATED = "the pickle is truncated"
+ENDS_BEFORE_STOP = "the pickle ends before STOP"
+
 #: Bytes values longer than this are scanned as a Blob.
 BLOB_MIN = 256
 #: The length-prefixed opcodes of scan()'s plain-data lane: (width of the length, is text).
@@ -228,6 +234,32 @@ class _Scanner:
         self.markers = False  # a call-only global was pushed
         self.payload = 0      # bytes of string and bytes contents
         self.containers = 0   # containers made: no result can be deeper
+        # framing grouped (slice_scan): scan a block part by part, as a random read would
+        self.pause = False    # reaching ``stop`` between opcodes returns PAUSED instead of failing
+        self.in_slices = False  # PROTO, FRAME, MEMOIZE and STOP are refused (ATL421)
+        self.memo_floor = 0   # PUT below this index is refused (ATL422): the preamble's entries
+        self.mark_floor = 0   # the MARKs below this depth are not the pickle's to take (the block list's: ATL420)
+        self.elsewhere: list[dict[int, Any]] = []  # the memos of the block's other parts (a GET of theirs: ATL422)
+
+    def slice_opcode(self, name: str) -> PolicyViolation:
+        """A slice of framing grouped must not hold ``name`` (V2-FRAME-6): a part read alone would differ."""
+        return self.fail(Rule.STRUCTURE, f"opcode {name} inside the slices (a slice has no PROTO, FRAME, MEMOIZE "
+                                         "or STOP)", "ATL421")
+
+    def list_mark(self, what: str) -> PolicyViolation:
+        """An opcode that takes a MARK when none of its own is open."""
+        if self.frames:
+            return self.fail(Rule.STRUCTURE, f"{what} takes the block list's MARK inside the slices (a slice uses "
+                                             "only the stack above its own start)", "ATL420")
+        return self.fail(Rule.STRUCTURE, f"{what} without a MARK")
+
+    def missing(self, index: int) -> PolicyViolation:
+        """A GET of a memo index never stored; in framing grouped, of one another part of the block stored."""
+        if index >= self.memo_floor and any(index in memo for memo in self.elsewhere):
+            return self.fail(Rule.MEMO, f"memo key {index} is read here but was stored by an earlier group or frame "
+                                        "of the block: a random read of this part does not have it (two readings)",
+                             "ATL422")
+        return self.fail(Rule.MEMO, f"memo key {index} was never stored")
 
     def fail(self, rule: Rule, message: str, finding: str | None = None) -> PolicyViolation:
         """The violation to raise; ``finding`` overrides the rule's finding id (RULE_IDS) where the catalog is finer."""
@@ -241,8 +273,8 @@ class _Scanner:
         return items
 
     def pop_mark(self, what: str) -> list[Any]:
-        if not self.frames:
-            raise self.fail(Rule.STRUCTURE, f"{what} without a MARK")
+        if len(self.frames) <= self.mark_floor:
+            raise self.list_mark(what)
         items = self.stack
         self.stack = self.frames.pop()
         return items
@@ -266,9 +298,13 @@ class _Scanner:
         try:
             while True:
                 if pos >= end_of_data:
-                    raise self.fail(Rule.STRUCTURE, "the pickle ends before STOP")
+                    if self.pause and pos == end_of_data:
+                        return PAUSED, pos
+                    raise self.fail(Rule.STRUCTURE, ENDS_BEFORE_STOP)
                 op = data[pos]
                 if op == 0x94:  # MEMOIZE
+                    if self.in_slices:
+                        raise self.slice_opcode("MEMOIZE")
                     if not stack:
                         raise self.fail(Rule.STRUCTURE, "MEMOIZE on an empty stack")
                     memo[len(memo)] = stack[-1]
@@ -278,7 +314,7 @@ class _Scanner:
                     start = pos + 1 + width
                     end = start + (data[pos + 1] if width == 1 else _U4(data, pos + 1)[0])
                     if end > end_of_data:
-                        raise self.fail(Rule.STRUCTURE, "the pickle is truncated")
+                        raise self.fail(Rule.STRUCTURE, TRUNCATED)
                     if text:
                         stack.append(data[start:end].decode("utf-8", "surrogatepass"))
                     else:
@@ -294,7 +330,7 @@ class _Scanner:
                 elif op == 0x68:  # BINGET
                     value = memo.get(data[pos + 1], memo)
                     if value is memo:
-                        raise self.fail(Rule.MEMO, f"memo key {data[pos + 1]} was never stored")
+                        raise self.missing(data[pos + 1])
                     if not self.shared and isinstance(value, _CONTAINERS):
                         self.shared = True
                     stack.append(value)
@@ -305,8 +341,8 @@ class _Scanner:
                     pos += 1
                 elif op == 0x75:  # SETITEMS: plain keys into a dict of the pickle here, anything else in _set_items
                     frames = self.frames
-                    if not frames:
-                        raise self.fail(Rule.STRUCTURE, "SETITEMS without a MARK")
+                    if len(frames) <= self.mark_floor:
+                        raise self.list_mark("SETITEMS")
                     items = stack
                     stack = self.stack = frames.pop()
                     if len(items) % 2:
@@ -330,11 +366,15 @@ class _Scanner:
                     pos = _appends(self, pos)
                     stack = self.stack
                 elif op == 0x80:  # PROTO
+                    if self.in_slices:
+                        raise self.slice_opcode("PROTO")
                     self.protocol = data[pos + 1]
                     if self.protocol > HIGHEST_PROTOCOL:
                         raise self.fail(Rule.STRUCTURE, f"pickle protocol {self.protocol} is above {HIGHEST_PROTOCOL}")
                     pos += 2
                 elif op == 0x95:  # FRAME
+                    if self.in_slices:
+                        raise self.slice_opcode("FRAME")
                     if pos + 9 + _U8(data, pos + 1)[0] > end_of_data:
                         raise self.fail(Rule.STRUCTURE, "the pickle is truncated (FRAME)")
                     pos += 9
@@ -352,6 +392,8 @@ class _Scanner:
                     stack.append(None)
                     pos += 1
                 elif op == 0x2E:  # STOP
+                    if self.in_slices:
+                        raise self.slice_opcode("STOP")
                     if len(stack) != 1 or self.frames:
                         raise self.fail(Rule.STRUCTURE, f"{len(stack)} values and {len(self.frames)} marks on the "
                                                         "stack at STOP (expected exactly the result)")
@@ -367,9 +409,9 @@ class _Scanner:
                     pos = handler(self, pos)
                     stack = self.stack
         except IndexError:
-            raise self.fail(Rule.STRUCTURE, "the pickle ends before STOP") from None
+            raise self.fail(Rule.STRUCTURE, ENDS_BEFORE_STOP) from None
         except struct.error:
-            raise self.fail(Rule.STRUCTURE, "the pickle is truncated") from None
+            raise self.fail(Rule.STRUCTURE, TRUNCATED) from None
         finally:
             self.pos = pos
 
@@ -378,7 +420,7 @@ class _Scanner:
     def need(self, start: int, size: int) -> bytes:
         end = start + size
         if size < 0 or end > self.stop:
-            raise self.fail(Rule.STRUCTURE, "the pickle is truncated")
+            raise self.fail(Rule.STRUCTURE, TRUNCATED)
         return self.data[start:end]
 
     def content(self, start: int, size: int) -> bytes:
@@ -741,6 +783,9 @@ def _put(unpack: Callable[[bytes, int], tuple[int]] | None, width: int) -> Calla
     def handler(s: _Scanner, pos: int) -> int:
         index = s.need(pos + 1, 1)[0] if unpack is None else s.fixed(unpack, pos, width)
         value = s.top("a memo PUT")
+        if index < s.memo_floor:
+            raise s.fail(Rule.MEMO, f"memo PUT to index {index}, which the preamble holds (a slice writes indices "
+                                    f">= {s.memo_floor})", "ATL422")
         if index > len(s.memo):
             raise s.fail(Rule.MEMO, f"memo PUT to index {index}; the next index is {len(s.memo)} (indices are "
                                     "assigned in order)")
@@ -753,7 +798,7 @@ def _get(unpack: Callable[[bytes, int], tuple[int]] | None, width: int) -> Calla
     def handler(s: _Scanner, pos: int) -> int:
         index = s.need(pos + 1, 1)[0] if unpack is None else s.fixed(unpack, pos, width)
         if index not in s.memo:
-            raise s.fail(Rule.MEMO, f"memo key {index} was never stored")
+            raise s.missing(index)
         value = s.memo[index]
         s.shared = s.shared or isinstance(value, _CONTAINERS)
         s.stack.append(value)
