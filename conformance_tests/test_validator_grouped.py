@@ -217,3 +217,25 @@ def test_random_damage_to_decoded_frames_never_crashes(tmp_path, block_size):
                         raw_hook=hook)
         report = validate(root)
         assert "ATL990" not in report.ids(), [f.to_dict() for f in report.findings if f.id == "ATL990"]
+
+
+def test_a_slice_that_changes_a_preamble_object_is_two_readings(tmp_path):
+    """V2-FRAME-6: examples share one list, which the preamble memoizes; example 1's slice APPENDs to it. An
+    in-order read then shows the appended item in every example of the block, a random read only in its own."""
+    shared = ["a", "b"]
+    items = [{"i": i, "tags": shared} for i in range(16)]
+    _, memo = gv.preamble_of(items)
+    index = memo[id(shared)][0]
+
+    def hook(shard: int, block: int, preamble: bytes, slices: list[bytes]) -> list[bytes]:
+        if (shard, block) != (0, 0):
+            return slices
+        return [slices[0], gv.get_op(index) + b"K\x05a", *slices[2:]]  # BINGET the list, BININT1 5, APPEND
+
+    root = write_v2(tmp_path / "ds", items, framing="grouped", codec="zstd", block_size=8, shard_size=16,
+                    slices_hook=hook)
+    (found,) = [f for f in validate(root).findings if f.id == "ATL422"]
+    assert "APPEND changes" in found.message and "preamble" in found.message
+    assert (found.block, found.position) == (0, 1)
+    clean = write_v2(tmp_path / "clean", items, framing="grouped", codec="zstd", block_size=8, shard_size=16)
+    assert validate(clean).ok

@@ -176,15 +176,15 @@ def test_list_item_at_is_total_on_malformed_input():
 # -- allow-listed globals once per dataset -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("options", [{}, {"framing": Framing.LIST}, {"format_version": 1}],
-                         ids=["v2", "v2-list", "v1"])
+@pytest.mark.parametrize("options", [{}, {"framing": Framing.BLOCK}, {"framing": Framing.LIST}, {"format_version": 1}],
+                         ids=["v2-grouped", "v2-block", "v2-list", "v1"])
 def test_policy_globals_are_noted_once_per_dataset_with_counts(tmp_path, options):
     root = write(tmp_path / "d", arrays=True, **options)
     report = validate(root, jobs=2)
     notes = [f for f in report.findings if f.id == "ATL605"]
     globals_ = [n.data["global"] for n in notes]
     assert len(globals_) == len(set(globals_)) >= 2  # one note per global (numpy's), not per shard
-    per_pickle = options.get("framing") is not Framing.LIST and options.get("format_version") != 1
+    per_pickle = options.get("framing") is Framing.BLOCK  # else one pickle per block (the default grouped too)
     for note in notes:
         data = note.data
         assert data["shards"] == 3 and data["shards_not_listed"] == 0 and not data["trusted"]
@@ -262,7 +262,12 @@ def test_allow_mirrors_the_readers_allowed_globals(tmp_path):
     assert code == 0 and report["ok"] and report["safe_load"] and report["allowed_globals"] == ["argparse:Namespace"]
     [note] = [f for f in report["findings"] if f["data"] and f["data"]["global"] == "argparse:Namespace"]
     assert note["data"]["trusted"] and note["data"]["pickles"] == 2 and "trusted with --allow" in note["message"]
-    assert note["index"] == 4  # the first location
+    # the first location: the block (a grouped block is one pickle); per-example pickles give the example
+    assert (note["index"], note["shard"], note["block"]) == (None, shard_name(root, 0), 1)
+    blocks = write(tmp_path / "b", {4, 17}, framing=Framing.BLOCK)
+    code, out, _ = run(validate_main, blocks, "--jobs", "1", "--allow", "argparse:Namespace", "--format", "json")
+    [note] = [f for f in json.loads(out)["reports"][0]["findings"] if f["data"]["global"] == "argparse:Namespace"]
+    assert code == 0 and note["index"] == 4
     ds = AtlasDataset(root, safe=True, allowed_globals=[NAMESPACE])  # what the validator now passes, loads
     assert ds[17] == argparse.Namespace(i=17) and ds[4] == argparse.Namespace(i=4)
     code, out, _ = run(validate_main, root, "--jobs", "1", "--allow", "argparse:Namespace", "--allow", "x.y:Z.w")

@@ -248,8 +248,9 @@ _ENTRIES: tuple[CatalogEntry, ...] = (
                  "returns other examples than an in-order read", "V2-FRAME-6, V2-FRAME-9", V2_ONLY, _V2),
     CatalogEntry("ATL421", ERROR, "framing grouped: a slice holds PROTO, FRAME, MEMOIZE or STOP", "V2-FRAME-6",
                  V2_ONLY, _V2),
-    CatalogEntry("ATL422", ERROR, "framing grouped: a slice writes a preamble memo index or reads a memo entry another "
-                 "group (frame) of the block wrote: the in-order and the random read differ", "V2-FRAME-6, V2-FRAME-9",
+    CatalogEntry("ATL422", ERROR, "framing grouped: a slice writes a preamble memo index, reads a memo entry another "
+                 "group (frame) of the block wrote, or changes an object of the preamble: the in-order and the "
+                 "random read differ", "V2-FRAME-6, V2-FRAME-9",
                  V2_ONLY, _V2),
     CatalogEntry("ATL423", INFO, "framing grouped: blocks of the shard are list fallbacks (protocol 4 list pickles, "
                  "checked as framing list; one note per shard with the count)", "V2-FRAME-8", V2_ONLY, _V2),

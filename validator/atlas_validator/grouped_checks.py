@@ -68,8 +68,8 @@ def check_preamble(text: Any, sink: Sink, *, shown: str, limits: Limits, scan_li
     if problems:
         return None
     whole = data + grouped.LIST_END
+    # its globals are not counted here (ATL605): every block holds the same preamble and counts them
     result = scan_pickle(whole, limits=scan_limits, shape=True, allowed=allowed)
-    sink.note_allowed(result.allowed, **where)
     for issue in result.issues:  # the policy's own ids; a pickle that is not well formed is not a preamble
         sink.add("ATL216" if issue.id == "ATL413" else issue.id,
                  f"{member} + APPENDS STOP: {issue.message} (decoded offset {issue.offset})", **where)

@@ -240,6 +240,14 @@ class _Scanner:
         self.memo_floor = 0   # PUT below this index is refused (ATL422): the preamble's entries
         self.mark_floor = 0   # the MARKs below this depth are not the pickle's to take (the block list's: ATL420)
         self.elsewhere: list[dict[int, Any]] = []  # the memos of the block's other parts (a GET of theirs: ATL422)
+        self.frozen: set[int] = set()  # ids of the preamble's objects: a slice must not change them (ATL422)
+
+    def check_frozen(self, target: Any, what: str) -> None:
+        """A slice that changes an object of the preamble: an in-order read shares it, a random read does not."""
+        if id(target) in self.frozen:
+            raise self.fail(Rule.MEMO, f"{what} changes {_describe_value(target)} of the shard's preamble: an in-order "
+                                       "read shares it across the block, a random read does not (two readings)",
+                            "ATL422")
 
     def slice_opcode(self, name: str) -> PolicyViolation:
         """A slice of framing grouped must not hold ``name`` (V2-FRAME-6): a part read alone would differ."""
@@ -350,6 +358,8 @@ class _Scanner:
                     if not stack:
                         raise self.fail(Rule.STRUCTURE, "SETITEMS on an empty stack")
                     target = stack[-1]
+                    if self.frozen:
+                        self.check_frozen(target, "SETITEMS")
                     if type(target) is SDict:
                         entries = target.entries
                         for i in range(0, len(items), 2):
@@ -819,6 +829,8 @@ def _appends(s: _Scanner, pos: int) -> int:
 
 
 def _extend(s: _Scanner, target: Any, items: list[Any], what: str) -> None:
+    if s.frozen:
+        s.check_frozen(target, what)
     if isinstance(target, SList):
         target.items.extend(items)
     elif isinstance(target, SContainer) and KINDS[target.made.kind].appends and isinstance(target.content, SList):
@@ -844,6 +856,8 @@ def _setitems(s: _Scanner, pos: int) -> int:
 
 
 def _set_items(s: _Scanner, target: Any, items: list[Any], what: str) -> None:
+    if s.frozen:
+        s.check_frozen(target, what)
     if isinstance(target, SContainer) and KINDS[target.made.kind].sets_items and isinstance(target.content, SDict):
         target = target.content
     if not isinstance(target, SDict):
@@ -855,6 +869,8 @@ def _set_items(s: _Scanner, target: Any, items: list[Any], what: str) -> None:
 def _additems(s: _Scanner, pos: int) -> int:
     items = s.pop_mark("ADDITEMS")
     target = s.top("ADDITEMS")
+    if s.frozen:
+        s.check_frozen(target, "ADDITEMS")
     if not isinstance(target, SSet) or target.kind != "set":
         raise s.fail(Rule.TARGET, f"ADDITEMS on {_describe_value(target)}, not a set")
     for item in items:
@@ -915,6 +931,8 @@ def _newobj_ex(s: _Scanner, pos: int) -> int:
 
 def _build(s: _Scanner, pos: int) -> int:
     (state,) = s.pop(1, "BUILD")
+    if s.frozen:
+        s.check_frozen(s.top("BUILD"), "BUILD")
     s.build(s.top("BUILD"), state)
     return pos + 1
 

@@ -111,6 +111,7 @@ class _Run:
         floor = len(s.memo)  # p: the preamble's memo entries
         preamble_memo = dict(s.memo)
         s.memo_floor, s.in_slices, s.mark_floor = floor, True, 1
+        s.frozen = {id(value) for value in preamble_memo.values()}
         items: list[object] = []
         for part in parts:
             self.part = part
@@ -129,7 +130,7 @@ class _Run:
                 return
             items.extend(s.stack)
         self.part = None
-        s.in_slices, s.memo_floor, s.mark_floor, s.pause = False, 0, 0, False
+        s.in_slices, s.memo_floor, s.mark_floor, s.pause, s.frozen = False, 0, 0, False, set()
         s.stack, s.stop = items, len(s.data)
         value, end = s.scan(parts[-1].end if parts else prefix_end)
         s.measure(value, end)
