@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import struct
 from typing import Any
 
@@ -103,10 +104,15 @@ def frame_table_size(n: int) -> int:
     return _START.size * (frames(n) - 1)
 
 
+@functools.lru_cache(maxsize=64)
+def frame_starts_struct(n: int) -> struct.Struct:
+    """The ``FrameStarts`` of a block of ``n`` examples as one compiled struct (readers' per-block path)."""
+    return struct.Struct(_START.format[:1] + _START.format[1:] * (frames(n) - 1))
+
+
 def frame_starts(stored: Any, n: int) -> tuple[int, ...]:
     """Where each frame of the stored block starts (frame 0 at the end of the table); no check."""
-    m = frames(n)
-    return (frame_table_size(n), *struct.unpack_from(f"<{m - 1}I", stored, 0))
+    return (frame_table_size(n), *frame_starts_struct(n).unpack_from(stored, 0))
 
 
 def frame_span(stored: Any, n: int, j: int, stored_size: int) -> tuple[int, int]:
