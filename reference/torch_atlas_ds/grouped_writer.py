@@ -14,6 +14,7 @@ A block whose examples protocol 3 cannot express (it raises, or it would need ``
 from __future__ import annotations
 
 import io
+import itertools
 import pickle
 import pickletools
 import types
@@ -137,22 +138,26 @@ class GroupedEncoder:
         self.preamble, self._memo, self.shared = build_preamble(examples, seed)
 
     def slices(self, examples: list[Any]) -> list[bytes] | None:
-        """Each example's slice, or None when the block must fall back to a protocol 4 list."""
+        """Each example's slice, or None when the block must fall back to a protocol 4 list.
+
+        One pickler and buffer per block; before each example its memo is reset to the preamble's (the
+        setter copies it), so each slice refers only to the preamble and to itself."""
         memo = self._memo
-        out = []
-        for example in examples:
-            f = io.BytesIO()
-            p = pickle.Pickler(f, grouped.GROUPED_PICKLE_PROTOCOL)
-            p.memo = memo.copy()
-            try:
+        f = io.BytesIO()
+        p = pickle.Pickler(f, grouped.GROUPED_PICKLE_PROTOCOL)
+        ends = [0]
+        try:
+            for example in examples:
+                p.memo = memo
                 p.dump(example)
-            except Exception:  # noqa: BLE001 - protocol 3 cannot express it: the block falls back
-                return None
-            data = f.getvalue()
-            if needs_fallback(data):
-                return None
-            out.append(data[2:-1])
-        return out
+                ends.append(f.tell())
+        except Exception:  # noqa: BLE001 - protocol 3 cannot express it: the block falls back
+            return None
+        data = f.getvalue()
+        cut = [data[a:b] for a, b in itertools.pairwise(ends)]
+        if any(s in data for s in _NEEDS_FALLBACK) and any(needs_fallback(one) for one in cut):
+            return None
+        return [one[2:-1] for one in cut]
 
     def encode(self, examples: list[Any]) -> tuple[list[bytes], bool]:
         """(decoded frames, is a list fallback) of a block: a fallback is one protocol 4 list pickle."""
