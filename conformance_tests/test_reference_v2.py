@@ -41,7 +41,7 @@ from torch_atlas_ds import (
 from torch_atlas_ds import writer as writer_module
 
 # The unsuffixed variants are framing block (the default before 0.3.0, what these tests were written for);
-# "default" is the writers' default (grouped), tested on its own in test_reference_grouped.py too.
+# "default" is the writers' default (grouped with zstd), tested on its own in test_reference_grouped.py too.
 VARIANTS = {
     "none": {"compression_strategy": CompressionStrategy.NO_COMPRESSION, "framing": "block"},
     "zstd": {"compression_strategy": CompressionStrategy.STANDARD_COMPRESSION, "framing": "block"},

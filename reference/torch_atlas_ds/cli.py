@@ -319,7 +319,7 @@ def _writer_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
     group.add_argument("--codec", choices=("none", "zstd", "lz4"), default=None,
                        help="block codec (lz4: version 2, no dictionary)")
     group.add_argument("--framing", choices=("grouped", "block", "example", "list"), default=None,
-                       help="a pickled list per block that also unpickles in groups (default of version 2), one "
+                       help="a pickled list per block that also unpickles in groups (default of version 2 with zstd), one "
                             "codec frame per block, per example (fast random reads, more bytes), or per block over "
                             "a pickled list (fast in-order reads, fewest bytes)")
     group.add_argument("--level", type=int, default=3 if defaults else None, help="compression level")

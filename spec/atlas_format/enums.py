@@ -53,7 +53,7 @@ class Framing(str, Enum):
     ``GROUPED``: one pickle of the block's list, like ``LIST``, written so that a group of
     examples (or a frame of 32) also unpickles alone after a short per-shard preamble:
     version 1's in-order speed and bytes with most of a random read's unpickling saved
-    (V2-FRAME-6; the version 2 writers' default).
+    (V2-FRAME-6; the version 2 writers' default with zstd).
     """
 
     BLOCK = "block"
