@@ -319,9 +319,9 @@ def _writer_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
     group.add_argument("--codec", choices=("none", "zstd", "lz4"), default=None,
                        help="block codec (lz4: version 2, no dictionary)")
     group.add_argument("--framing", choices=("grouped", "block", "example", "list"), default=None,
-                       help="a pickled list per block that also unpickles in groups (default of version 2 with zstd), one "
-                            "codec frame per block, per example (fast random reads, more bytes), or per block over "
-                            "a pickled list (fast in-order reads, fewest bytes)")
+                       help="a pickled list per block that also unpickles in groups (default of version 2 with "
+                            "zstd), one codec frame per block (the default with lz4 and none), per example (fast "
+                            "random reads, more bytes), or per block over a pickled list (version 1's blocks)")
     group.add_argument("--level", type=int, default=3 if defaults else None, help="compression level")
     group.add_argument("--block-size", type=int, default=64 if defaults else None, help="examples per block")
     group.add_argument("--shard-size", type=int, default=10_000 if defaults else None, help="examples per shard")
