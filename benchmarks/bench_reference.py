@@ -35,6 +35,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "v1 zstd shared dict": {"format_version": 1,
                             "compression_strategy": CompressionStrategy.SHARED_DICTIONARY_COMPRESSION},
     "v2 zstd shared dict": {"compression_strategy": CompressionStrategy.SHARED_DICTIONARY_COMPRESSION},
+    "v2 zstd shared dict, block framing": {  # the default before 0.3.0, kept for the figures measured then
+        "compression_strategy": CompressionStrategy.SHARED_DICTIONARY_COMPRESSION, "framing": Framing.BLOCK},
     "v2 zstd shared dict, example frames": {
         "compression_strategy": CompressionStrategy.SHARED_DICTIONARY_COMPRESSION, "framing": Framing.EXAMPLE},
     "v2 lz4": {"codec": Codec.LZ4},
