@@ -21,7 +21,16 @@ import operator
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-from atlas_format.block_v2 import block_count, encode_block, example_offsets, example_span, table_size
+from atlas_format.block_v2 import (
+    OFFSET_SIZE,
+    SPAN_AT,
+    block_count,
+    encode_block,
+    example_offsets,
+    read_count,
+    read_span,
+    table_size,
+)
 from atlas_format.list_items import list_item_at
 
 from .block_cache import TAKEN, CachedBlock
@@ -108,8 +117,8 @@ class _TableFraming(Framing):
         if table is not None:
             return table[pos], table[pos + 1]
         data, count, base = blk.data, blk.count, blk.base
-        if len(data) >= base and block_count(data) == count:
-            start, end = example_span(data, pos)
+        if len(data) >= base and read_count(data, 0)[0] == count:  # block_count, example_span: bound, inline
+            start, end = read_span(data, SPAN_AT + OFFSET_SIZE * pos)
             if start < end <= len(data) - base:
                 return base + start, base + end
         self.table(blk)  # raises the error that names what is wrong with the table

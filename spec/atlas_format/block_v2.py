@@ -45,22 +45,44 @@ OFFSET_SIZE: int = _OFFSET_FIELD.sizeof()
 _OFFSET_CHAR = _OFFSET_FIELD.fmtstr[1:]
 _OFFSET_ORDER = _OFFSET_FIELD.fmtstr[0]
 
+#: The same reads as ``block_count`` and ``example_span``, as bound methods for readers' hot loops (no
+#: Python frame per read): ``read_count(buf, at)[0]`` is the count of the block at ``at``, and
+#: ``read_span(buf, at + SPAN_AT + OFFSET_SIZE * pos)`` is (offsets[pos], offsets[pos + 1]).
+read_count = U32.unpack_from
+read_span = U32_PAIR.unpack_from
+SPAN_AT: int = COUNT_SIZE
+
+#: The offsets arrays of the block sizes in use (a shard has at most two: full blocks and its last one),
+#: compiled once; bounded, since a crafted dataset may have as many sizes as shards.
+_OFFSETS_ARRAYS: dict[int, struct.Struct] = {}
+_OFFSETS_ARRAYS_MAX = 256
+
 
 def block_count(buf: Any, at: int = 0) -> int:
     """The ``count`` field of the block (or stored table) starting at ``at`` of ``buf``."""
-    count: int = U32.unpack_from(buf, at)[0]
+    count: int = read_count(buf, at)[0]
     return count
 
 
 def example_span(buf: Any, pos: int, at: int = 0) -> tuple[int, int]:
     """(offsets[pos], offsets[pos + 1]) of the block at ``at``: where example ``pos`` lies in the payload."""
-    span: tuple[int, int] = U32_PAIR.unpack_from(buf, at + COUNT_SIZE + OFFSET_SIZE * pos)
+    span: tuple[int, int] = read_span(buf, at + SPAN_AT + OFFSET_SIZE * pos)
     return span
+
+
+def offsets_array(count: int) -> struct.Struct:
+    """The layout of the offsets array of a block of ``count`` examples (``count + 1`` offsets)."""
+    layout = _OFFSETS_ARRAYS.get(count)
+    if layout is None:
+        layout = struct.Struct(f"{_OFFSET_ORDER}{count + 1}{_OFFSET_CHAR}")
+        if len(_OFFSETS_ARRAYS) < _OFFSETS_ARRAYS_MAX:
+            _OFFSETS_ARRAYS[count] = layout
+    return layout
 
 
 def example_offsets(buf: Any, count: int, at: int = 0) -> tuple[int, ...]:
     """The whole offsets array (``count + 1`` values) of the block at ``at`` (no check: see the callers)."""
-    return struct.unpack_from(f"{_OFFSET_ORDER}{count + 1}{_OFFSET_CHAR}", buf, at + COUNT_SIZE)
+    return offsets_array(count).unpack_from(buf, at + COUNT_SIZE)
 
 
 def _offsets(examples: list[bytes]) -> list[int]:
