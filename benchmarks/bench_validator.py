@@ -261,10 +261,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         configs = [
             ("text, zstd shared dictionary", text_examples(args.examples),
-             {"shard_size": 2048, "block_size": 64, "compression_strategy": 2}),
+             {"shard_size": 2048, "block_size": 64, "compression_strategy": 2, "framing": "block"}),
             ("text, lz4", text_examples(args.examples), {"shard_size": 2048, "block_size": 64, "codec": "lz4"}),
             ("binary 12 KB examples, zstd", binary_examples(args.examples // 4),
-             {"shard_size": 512, "block_size": 16, "compression_strategy": 1}),
+             {"shard_size": 512, "block_size": 16, "compression_strategy": 1, "framing": "block"}),
             ("version 1: text, zstd shared dictionary", text_examples(args.examples),
              {"shard_size": 2048, "block_size": 64, "compression_strategy": 2, "format_version": 1}),
             ("version 1: binary 12 KB examples, zstd", binary_examples(args.examples // 4),
