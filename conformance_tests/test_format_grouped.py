@@ -42,7 +42,7 @@ def _layout(examples: list[Any]) -> tuple[bytes, list[bytes]]:
     return preamble, [_pickle(e, dict(memo))[0][2:-1] for e in examples]
 
 
-def _random_read(stored: bytes, preamble: bytes, n: int, k: int, decode: Any) -> Any:
+def _random_read(stored: bytes, preamble: bytes, n: int, k: int, decode: Any, raw_of: list[int]) -> Any:
     """V2-FRAME-9's random read of example k."""
     m = grouped.frames(n)
     if m == 1:
@@ -52,12 +52,17 @@ def _random_read(stored: bytes, preamble: bytes, n: int, k: int, decode: Any) ->
         part = pickle.loads(raw[:start] + raw[start + offsets[q]:start + offsets[q + 1]] + grouped.LIST_END)
         assert len(part) == min(grouped.group_size(n), n - q * grouped.group_size(n))
         return part[pos]
-    j = k // grouped.FRAME_EXAMPLES
-    lo, hi = grouped.frame_span(stored, n, j, len(stored))
+    raw_size = raw_of[0]
+    j, within = divmod(k, grouped.FRAME_EXAMPLES)
+    q, pos = divmod(within, grouped.FRAME_GROUP)
+    lo, hi = grouped.frame_span(stored, n, j, len(stored), raw_size)
     frame = decode(stored[lo:hi])
-    last = j == m - 1
-    return pickle.loads((preamble if j else b"") + frame + (b"" if last else grouped.LIST_END))[
-        k % grouped.FRAME_EXAMPLES]
+    offsets = grouped.read_head(stored, n, raw_size)[1][j]
+    end = len(frame) - (len(grouped.LIST_END) if j == m - 1 else 0)
+    a, b = grouped.frame_group_span(offsets, q, len(preamble) if j == 0 else 0, end)
+    part = pickle.loads(preamble + frame[a:b] + grouped.LIST_END)
+    assert len(part) == min(grouped.FRAME_GROUP, grouped.frame_counts(n)[j] - q * grouped.FRAME_GROUP)
+    return part[pos]
 
 
 EXAMPLE = st.fixed_dictionaries({"text": st.text(max_size=40), "label": st.integers(-5, 10**12),
@@ -72,8 +77,10 @@ def test_every_part_a_random_read_takes_gives_the_in_order_example(examples, cod
     dctx = codecs.zstd_decompressor(magicless=True) if codec is Codec.ZSTD else None
     preamble, slices = _layout(examples)
     decoded = grouped.encode_frames(preamble, slices)
-    stored = grouped.stored_block([compress(f) for f in decoded])
     n = len(examples)
+    raw_size = sum(map(len, decoded))
+    groups_of = grouped.frame_group_offsets(slices) if n > grouped.FRAME_EXAMPLES else None
+    stored = grouped.stored_block([compress(f) for f in decoded], groups_of, raw_size)
     assert len(decoded) == grouped.frames(n)
     whole = b"".join(decoded)
     assert whole.startswith(b"\x80\x03") and whole.endswith(grouped.LIST_END)
@@ -85,15 +92,21 @@ def test_every_part_a_random_read_takes_gives_the_in_order_example(examples, cod
         assert table.offsets[0] == 0 and table.offsets[-1] == len(whole) - table.start - 2
     else:
         assert decoded[0].startswith(preamble)
-        starts = grouped.FrameStarts.parse(stored, frames=grouped.frames(n)).starts
-        assert list(starts) == list(grouped.frame_starts(stored, n)[1:]) and list(starts) == sorted(set(starts))
-    assert not grouped.is_fallback(stored, n, decoded[0])
+        interior = grouped.interior_groups(n)
+        head = grouped.GroupedHead.parse(stored, frames=grouped.frames(n), interior=sum(interior),
+                                         width=grouped.offset_width(raw_size))
+        starts, offsets = grouped.read_head(stored, n, raw_size)
+        assert list(head.starts) == list(starts[1:]) == list(grouped.frame_starts(stored, n, raw_size)[1:])
+        assert list(starts) == sorted(set(starts)) and starts[0] == grouped.head_size(n, raw_size)
+        assert [o for frame in offsets for o in frame] == list(head.group_offsets)
+        assert [len(o) for o in offsets] == interior
+    assert not grouped.is_fallback(stored, n, decoded[0], raw_size)
 
     def decode(frame: bytes) -> bytes:
         return codecs.decode(info, frame, dctx)
 
     for k in range(n):
-        assert _random_read(stored, preamble, n, k, decode) == examples[k]
+        assert _random_read(stored, preamble, n, k, decode, [raw_size]) == examples[k]
 
 
 @pytest.mark.parametrize("n,size,count", [(1, 1, 1), (8, 1, 8), (9, 2, 5), (16, 2, 8), (17, 3, 6), (32, 4, 8)])
@@ -104,10 +117,12 @@ def test_group_sizes_follow_the_rule(n, size, count):
 def test_frames_of_32_and_the_fallback_marker():
     assert [grouped.frames(n) for n in (1, 32, 33, 64, 65)] == [1, 1, 2, 2, 3]
     data = pickle.dumps(list(range(70)), protocol=4)
-    stored = grouped.fallback_block(70, data)
-    assert grouped.frame_starts(stored, 70) == (8, 8, 8)
-    assert grouped.is_fallback(stored, 70, b"")
-    assert grouped.is_fallback(data, 5, data)  # one frame: its decoded bytes start with PROTO 4
+    stored = grouped.fallback_block(70, data, len(data))
+    head = grouped.head_size(70, len(data))
+    assert head == 8 + 2 * (3 + 3 + 0)  # two u32 starts; frames of 32, 32, 6: 4, 4 and 1 groups of 8
+    assert grouped.frame_starts(stored, 70, len(data)) == (head, head, head)
+    assert grouped.is_fallback(stored, 70, b"", len(data))
+    assert grouped.is_fallback(data, 5, data, len(data))  # one frame: its decoded bytes start with PROTO 4
 
 
 def test_a_table_that_does_not_fit_the_group_count_is_refused():

@@ -20,12 +20,15 @@ Decoded block, n <= 32 (one frame)::
     65 2e                   APPENDS STOP
 
 Decoded block, n > 32: frame 0 = P + slices 0..31, frame j = slices 32j..32j+31, and the
-last frame ends with APPENDS STOP; no group table.
+last frame ends with APPENDS STOP; no group table inside. Instead the stored block's *head* holds,
+after the frame starts, each frame's interior group offsets (groups of ``FRAME_GROUP`` examples,
+u16 when the block's raw_size is below 64 KiB, else u32), so a random read decodes one frame and
+unpickles P and one group of 8.
 
 A block whose examples protocol 3 cannot express is a *list fallback*: version 1's protocol 4
 list pickle (V2-FRAME-5's bytes). For n <= 32 it is the one frame (it starts ``80 04``); for
-n > 32 every frame start is the end of the table, so frames 0..m-2 are empty and the last
-frame holds the pickle.
+n > 32 every frame start is the end of the head (its group offsets 0), so frames 0..m-2 are
+empty and the last frame holds the pickle.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ GROUPED_PICKLE_PROTOCOL = 3
 FRAME_EXAMPLES = 32
 #: At most this many groups in a one-frame block.
 MAX_GROUPS = 8
+#: Examples per group inside a frame of a block of more than FRAME_EXAMPLES examples.
+FRAME_GROUP = 8
 #: A decoded one-frame block starts with PROTO 3 then SHORT_BINBYTES (the table).
 BLOCK_PREFIX = b"\x80\x03C"
 #: Every preamble starts with PROTO 3 ...
@@ -62,6 +67,15 @@ PREAMBLE_MEMBER = "pickle_preamble"
 
 FrameStarts = cs.Struct("starts" / cs.Array(cs.this._params.frames - 1, cs.Int32ul))
 FrameStarts.name = "grouped frame starts"
+
+#: The head of a stored block of more than 32 examples: the frame starts, then every frame's interior
+#: group offsets in frame order (params: frames, interior = their count, width = 2 or 4 from raw_size).
+GroupedHead = cs.Struct(
+    "starts" / cs.Array(cs.this._params.frames - 1, cs.Int32ul),
+    "group_offsets" / cs.Array(cs.this._params.interior, cs.Switch(cs.this._params.width, {
+        2: cs.Int16ul, 4: cs.Int32ul}, default=cs.Error)),
+)
+GroupedHead.name = "grouped block head"
 
 GroupTable = cs.Struct(
     "proto" / cs.Const(PREAMBLE_PREFIX),
@@ -100,35 +114,81 @@ def groups(n: int) -> int:
 
 
 def frame_table_size(n: int) -> int:
-    """Bytes of the frame starts that precede the frames of a stored block of ``n`` examples."""
+    """Bytes of the frame starts at the start of a stored block of ``n`` examples."""
     return _START.size * (frames(n) - 1)
+
+
+def frame_counts(n: int) -> list[int]:
+    """Examples in each frame of a block of ``n`` examples."""
+    return [min(FRAME_EXAMPLES, n - a) for a in range(0, n, FRAME_EXAMPLES)] or [n]
+
+
+def interior_groups(n: int) -> list[int]:
+    """Interior group offsets (groups - 1) of each frame of a block of ``n`` > 32 examples; [0] otherwise."""
+    if n <= FRAME_EXAMPLES:
+        return [0]
+    return [-(-count // FRAME_GROUP) - 1 for count in frame_counts(n)]
+
+
+def offset_width(raw_size: int) -> int:
+    """Bytes of one head group offset: 2 when the decoded block (so every frame) is below 64 KiB, else 4."""
+    return 2 if raw_size < 1 << 16 else 4
+
+
+def head_size(n: int, raw_size: int) -> int:
+    """Bytes of the head (frame starts, group offsets) of a stored block: where frame 0 starts."""
+    return frame_table_size(n) + offset_width(raw_size) * sum(interior_groups(n))
+
+
+@functools.lru_cache(maxsize=128)
+def head_struct(n: int, width: int) -> struct.Struct:
+    """``GroupedHead`` of a block of ``n`` examples as one compiled struct (readers' per-block path)."""
+    return struct.Struct("<" + "I" * (frames(n) - 1) + _WIDTH_CHAR[width] * sum(interior_groups(n)))
 
 
 @functools.lru_cache(maxsize=64)
 def frame_starts_struct(n: int) -> struct.Struct:
-    """The ``FrameStarts`` of a block of ``n`` examples as one compiled struct (readers' per-block path)."""
+    """The ``FrameStarts`` of a block of ``n`` examples as one compiled struct."""
     return struct.Struct(_START.format[:1] + _START.format[1:] * (frames(n) - 1))
 
 
-def frame_starts(stored: Any, n: int) -> tuple[int, ...]:
-    """Where each frame of the stored block starts (frame 0 at the end of the table); no check."""
-    return (frame_table_size(n), *frame_starts_struct(n).unpack_from(stored, 0))
+def read_head(stored: Any, n: int, raw_size: int) -> tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]:
+    """(frame starts with frame 0's, each frame's interior group offsets) of a stored block; no check."""
+    m = frames(n)
+    values = head_struct(n, offset_width(raw_size)).unpack_from(stored, 0)
+    starts = (head_size(n, raw_size), *values[:m - 1])
+    offsets, at = [], m - 1
+    for count in interior_groups(n):
+        offsets.append(values[at:at + count])
+        at += count
+    return starts, tuple(offsets)
 
 
-def frame_span(stored: Any, n: int, j: int, stored_size: int) -> tuple[int, int]:
+def frame_starts(stored: Any, n: int, raw_size: int) -> tuple[int, ...]:
+    """Where each frame of the stored block starts (frame 0 at the end of the head); no check."""
+    return (head_size(n, raw_size), *frame_starts_struct(n).unpack_from(stored, 0))
+
+
+def frame_span(stored: Any, n: int, j: int, stored_size: int, raw_size: int) -> tuple[int, int]:
     """(start, end) of frame ``j`` in the stored block; no check (readers check what they slice)."""
     m = frames(n)
-    lo = frame_table_size(n) if j == 0 else _START.unpack_from(stored, _START.size * (j - 1))[0]
+    lo = head_size(n, raw_size) if j == 0 else _START.unpack_from(stored, _START.size * (j - 1))[0]
     hi = stored_size if j == m - 1 else _START.unpack_from(stored, _START.size * j)[0]
     return lo, hi
 
 
-def is_fallback(stored: Any, n: int, first_decoded: Any) -> bool:
+def frame_group_span(offsets: tuple[int, ...], q: int, base: int, end: int) -> tuple[int, int]:
+    """(start, end) in a decoded frame of its group ``q``: ``base`` is where its first slice starts (len(P)
+    in frame 0, else 0), ``end`` where its last slice ends (before APPENDS STOP in the last frame)."""
+    return (base if q == 0 else base + offsets[q - 1]), (end if q == len(offsets) else base + offsets[q])
+
+
+def is_fallback(stored: Any, n: int, first_decoded: Any, raw_size: int) -> bool:
     """Whether a block is a list fallback: its one frame starts with protocol 4's PROTO (n <= 32) or
     its frame 0 is empty (n > 32)."""
     if frames(n) == 1:
         return bytes(first_decoded[:2]) == FALLBACK_PREFIX
-    return bool(_START.unpack_from(stored, 0)[0] == frame_table_size(n))
+    return bool(_START.unpack_from(stored, 0)[0] == head_size(n, raw_size))
 
 
 def group_table(raw: Any, n: int) -> tuple[int, tuple[int, ...]]:
@@ -178,20 +238,41 @@ def encode_frames(preamble: bytes, slices: list[bytes]) -> list[bytes]:
     return parts
 
 
-def stored_block(encoded_frames: list[bytes]) -> bytes:
-    """The stored block: the u32 starts of frames 1..m-1, then the (encoded) frames."""
-    at = _START.size * (len(encoded_frames) - 1)
+def frame_group_offsets(slices: list[bytes]) -> list[list[int]]:
+    """Each frame's interior group offsets (relative to its first slice) of a block of more than 32 slices."""
+    out = []
+    for a in range(0, len(slices), FRAME_EXAMPLES):
+        frame = slices[a:a + FRAME_EXAMPLES]
+        offsets, at = [], 0
+        for b in range(0, len(frame) - FRAME_GROUP, FRAME_GROUP):
+            at += sum(map(len, frame[b:b + FRAME_GROUP]))
+            offsets.append(at)
+        out.append(offsets)
+    return out
+
+
+def stored_block(encoded_frames: list[bytes], group_offsets: list[list[int]] | None = None,
+                 raw_size: int = 0) -> bytes:
+    """The stored block: the head (u32 starts of frames 1..m-1, then ``group_offsets`` of each frame when
+    there are several, of ``offset_width(raw_size)``), then the (encoded) frames."""
+    m = len(encoded_frames)
+    interior = [o for frame in (group_offsets or []) for o in frame] if m > 1 else []
+    width = offset_width(raw_size)
+    at = _START.size * (m - 1) + width * len(interior)
     starts = []
     for frame in encoded_frames[:-1]:
         at += len(frame)
         starts.append(at)
-    return struct.pack(f"<{len(starts)}I", *starts) + b"".join(encoded_frames)
+    head = struct.pack(f"<{len(starts)}I{len(interior)}{_WIDTH_CHAR[width]}", *starts, *interior)
+    return head + b"".join(encoded_frames)
 
 
-def fallback_block(n: int, encoded_pickle: bytes) -> bytes:
-    """The stored list fallback block: every frame start at the table's end, then the one frame."""
+def fallback_block(n: int, encoded_pickle: bytes, raw_size: int) -> bytes:
+    """The stored list fallback block: every frame start at the head's end (group offsets 0), then the one
+    frame."""
     m = frames(n)
-    return struct.pack(f"<{m - 1}I", *[frame_table_size(n)] * (m - 1)) + encoded_pickle
+    head = head_size(n, raw_size)
+    return struct.pack(f"<{m - 1}I", *[head] * (m - 1)) + bytes(head - frame_table_size(n)) + encoded_pickle
 
 
 def preamble_to_json(preamble: bytes) -> str:
