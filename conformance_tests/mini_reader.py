@@ -225,6 +225,13 @@ def _table(buf: bytes, n: int, where: str) -> tuple[int, tuple[int, ...]]:
     return base, offsets
 
 
+def _grouped_head(n: int, raw_size: int) -> tuple[int, list[int], int]:
+    """V2-FRAME-7: (head size, interior group offsets per frame, their width) of a grouped block of n examples."""
+    counts = [min(32, n - a) for a in range(0, n, 32)] if n > 32 else []
+    inner, width = [-(-c // 8) - 1 for c in counts], 2 if raw_size < 65536 else 4
+    return 4 * max(0, len(counts) - 1) + width * sum(inner), inner, width
+
+
 class _Dataset(Sequence[Any]):
     """Global example i -> (shard, block, position) (V1-READ-1, V2-READ-1, V1-/V2-BLOCK-1)."""
 
@@ -405,9 +412,9 @@ class _V2Shard:
         end = 0
         for b, (offset, stored, raw, _) in enumerate(entries):  # V2-INDEX-4
             _check(offset == end and 0 < stored <= MAX_STORED and raw <= self.max_raw, where, f"bad entry {b}")
-            starts = 4 * (max(1, -(-min(self.block_size, self.count - b * self.block_size) // 32)) - 1)
-            _check(self.codec != "none" or raw + (starts if self.framing == "grouped" else 0) == stored, where,
-                   f"entry {b}: codec none, stored_size is not raw_size (+ the frame starts of framing grouped)")
+            head = _grouped_head(min(self.block_size, self.count - b * self.block_size), raw)[0]
+            _check(self.codec != "none" or raw + (head if self.framing == "grouped" else 0) == stored, where,
+                   f"entry {b}: codec none, stored_size is not raw_size (+ the head of framing grouped)")
             end += stored
         _check(end == self.data_size, where, f"blocks end at {end}, data_size is {self.data_size}")
         _check(max((e[2] for e in entries), default=0) == self.max_raw, where, "max_block_raw_size is not the largest")
@@ -430,12 +437,18 @@ class _V2Shard:
         return data
 
     def _grouped(self, stored: bytes, n: int, raw_size: int, where: str) -> Any:
-        """V2-FRAME-6..8: the m = ceil(n / 32) frames after m - 1 u32 starts; a list fallback as framing list."""
+        """V2-FRAME-6..8: the m = ceil(n / 32) frames after the head (m - 1 u32 starts, then each frame's
+        interior group offsets, groups of 8, u16 below 64 KiB of raw_size); a list fallback as framing list."""
         m = max(1, -(-n // 32))
-        head = 4 * (m - 1)
-        _check(len(stored) > head, where, f"shorter than its {m - 1} frame starts")
-        starts = (head, *struct.unpack_from(f"<{m - 1}I", stored), len(stored))
-        fallback = m > 1 and all(a == head for a in starts[1:-1])
+        head, inner, width = _grouped_head(n, raw_size)
+        _check(len(stored) > head, where, f"shorter than its {head}-byte head")
+        values = struct.unpack_from(f"<{m - 1}I{sum(inner)}{'H' if width == 2 else 'I'}", stored)
+        starts = (head, *values[:m - 1], len(stored))
+        self.groups, at = [], m - 1
+        for c in inner:
+            self.groups.append(values[at:at + c])
+            at += c
+        fallback = m > 1 and all(a == head for a in starts[1:-1]) and not any(values[m - 1:])
         _check(fallback or all(a < b for a, b in pairwise(starts)), where, "frame starts out of order")
         if fallback:
             starts = (head, len(stored))
@@ -449,9 +462,13 @@ class _V2Shard:
         _check(type(whole) is list and len(whole) == n, where, f"not a list of {n} examples")
         if fallback or frames[0][:2] == b"\x80\x04":  # V2-FRAME-8
             return whole
-        return frames, n
+        for j, offsets in enumerate(self.groups):
+            size = len(frames[j]) - (len(self.preamble) if j == 0 else 0) - (2 if j == m - 1 else 0)
+            _check(all(0 < a < b for a, b in pairwise((0, *offsets, size))), where,
+                   f"frame {j}'s group offsets {list(offsets)} do not increase inside its {size} bytes of slices")
+        return frames, n, self.groups
 
-    def _part(self, frames: list[bytes], n: int, pos: int, where: str) -> Any:
+    def _part(self, frames: list[bytes], n: int, groups: list[Any], pos: int, where: str) -> Any:
         """V2-FRAME-9: example ``pos`` by unpickling only its group (one frame) or its frame (several)."""
         pre, end = self.preamble, b"e."
         if len(frames) == 1:
@@ -470,10 +487,12 @@ class _V2Shard:
             part = _unpickle(raw[:start] + raw[start + offsets[q]:start + offsets[q + 1]] + end, where, v2=True)
             want, at = min(size, n - q * size), pos - q * size
         else:
-            j, last = pos // 32, len(frames) - 1
+            (j, k), last = divmod(pos, 32), len(frames) - 1
             _check(frames[0][:len(pre)] == pre, where, "frame 0 does not start with the shard's preamble")
-            part = _unpickle((pre if j else b"") + frames[j] + (b"" if j == last else end), where, v2=True)
-            want, at = min(32, n - 32 * j), pos % 32
+            base, q = len(pre) if j == 0 else 0, k // 8
+            bounds = (0, *groups[j], len(frames[j]) - base - (2 if j == last else 0))
+            part = _unpickle(pre + frames[j][base + bounds[q]:base + bounds[q + 1]] + end, where, v2=True)
+            want, at = min(8, min(32, n - 32 * j) - 8 * q), k % 8
         _check(type(part) is list and len(part) == want, where, f"its part is not a list of {want} examples")
         return part[at]
 
