@@ -137,6 +137,26 @@ def test_random_reads_unpickle_a_part_and_repeated_reads_the_block(tmp_path, mon
     assert ds[22] == {"i": 22} and len(sizes) == 3 and sizes[-1] < whole  # a slot handed out: a fresh part
 
 
+@pytest.mark.parametrize("safe", [False, True])
+def test_a_random_read_in_a_block_of_64_unpickles_the_preamble_and_one_group_of_8(tmp_path, monkeypatch, safe):
+    examples = [{"i": i, "text": "word " * (i % 7)} for i in range(196)]
+    root = write(tmp_path / "d", examples, 64)
+    for i, count in [(70, 8), (101, 8), (0, 8), (31, 8), (63, 8), (130, 8), (66, 8), (195, 1), (191, 8)]:
+        ds = AtlasDataset(root, safe=safe)  # a first read of its block: a part, not the block
+        shard = ds.shards[0]
+        got: list[int] = []
+        loads = shard.loads
+
+        def counting(data: Any, loads: Any = loads, got: list[int] = got) -> Any:
+            out = loads(data)
+            got.append(len(out))
+            return out
+
+        monkeypatch.setattr(shard._framing.site, "loads", counting)
+        assert ds[i] == examples[i]
+        assert got == [count], (i, got)  # frames 0 and 1, and block 3 of 4 (groups of 1)
+
+
 def test_fresh_objects_and_shared_identity_inside_an_example(tmp_path):
     inner = [1, 2]
     recursive: list[Any] = ["r"]
@@ -351,7 +371,9 @@ def test_a_part_that_is_not_a_list_of_its_count_is_refused(tmp_path, n):
     slices = [pickle.dumps(i, protocol=3)[2:-1] for i in range(n, 2 * n)]
     slices[1] = slices[1] + slices[2]  # example 1's slice holds two items: its group (frame) one too many
     decoded = grouped.encode_frames(preamble, slices)
-    replace_block(root, 1, grouped.stored_block(decoded), sum(map(len, decoded)))
+    raw_size = sum(map(len, decoded))
+    groups_of = grouped.frame_group_offsets(slices) if n > grouped.FRAME_EXAMPLES else None
+    replace_block(root, 1, grouped.stored_block(decoded, groups_of, raw_size), raw_size)
     ds = AtlasDataset(root)
     assert ds[0] == 0
     with pytest.raises(FormatError) as info:
@@ -360,6 +382,68 @@ def test_a_part_that_is_not_a_list_of_its_count_is_refused(tmp_path, n):
     assert "data.bin" in str(info.value) and info.value.offset is not None
     with pytest.raises(FormatError, match="holds a list of"):
         list(AtlasDataset(root))
+
+
+def _block_of_70(tmp_path: Path) -> tuple[Path, list[bytes], list[bytes], list[list[int]], int]:
+    """A dataset of two blocks of 70 (uncompressed) and block 1's decoded frames, slices, group offsets and size."""
+    examples = [{"i": i, "text": "x" * (i % 5)} for i in range(140)]
+    root = write(tmp_path / "d", examples, 70, compression_strategy=0)
+    preamble = grouped.preamble_from_json(parse_json((root / "000000" / "meta.json").read_bytes())["pickle_preamble"])
+    slices = _slices(preamble, examples[70:])
+    decoded = grouped.encode_frames(preamble, slices)
+    return root, decoded, slices, grouped.frame_group_offsets(slices), sum(map(len, decoded))
+
+
+def test_a_block_rebuilt_from_its_head_reads_back(tmp_path):
+    root, decoded, _, offsets, raw_size = _block_of_70(tmp_path)
+    replace_block(root, 1, grouped.stored_block(decoded, offsets, raw_size), raw_size)
+    ds = AtlasDataset(root)
+    assert [ds[i]["i"] for i in (139, 75, 108, 70)] == [139, 75, 108, 70]
+    assert [x["i"] for x in AtlasDataset(root)] == list(range(140))
+
+
+@pytest.mark.parametrize("bad", ["not increasing", "zero", "past the frame"])
+def test_group_offsets_that_are_not_increasing_or_past_the_frame_are_refused(tmp_path, bad):
+    root, decoded, _, offsets, raw_size = _block_of_70(tmp_path)
+    frame = 1
+    if bad == "not increasing":
+        offsets[frame][2] = offsets[frame][1]
+    elif bad == "zero":
+        offsets[frame][0] = 0
+    else:
+        offsets[frame][2] = len(decoded[frame])  # the last group would start at or past the frame's end
+    replace_block(root, 1, grouped.stored_block(decoded, offsets, raw_size), raw_size)
+    with pytest.raises(FormatError, match="group offsets") as info:
+        AtlasDataset(root)[70 + 32 * frame + 3]
+    assert info.value.shard == "000000" and info.value.block == 1 and "data.bin" in str(info.value)
+
+
+def test_a_head_larger_than_the_block_is_refused(tmp_path):
+    root, decoded, _, offsets, raw_size = _block_of_70(tmp_path)
+    stored = grouped.stored_block(decoded, offsets, raw_size)
+    replace_block(root, 1, stored[:grouped.head_size(70, raw_size)], raw_size)
+    for read in (lambda: AtlasDataset(root)[75], lambda: list(AtlasDataset(root))):
+        with pytest.raises(FormatError, match="too short for its head") as info:
+            read()
+        assert info.value.block == 1 and info.value.shard == "000000"
+
+
+def test_a_list_fallback_of_more_than_32_examples_has_the_new_head(tmp_path):
+    root, _, _, _, _ = _block_of_70(tmp_path)
+    data = pickle.dumps([{"i": i, "text": "x" * (i % 5)} for i in range(70, 140)], protocol=4)
+    stored = grouped.fallback_block(70, data, len(data))
+    head = grouped.head_size(70, len(data))
+    assert head == 8 + 2 * 6 and grouped.is_fallback(stored, 70, b"", len(data))
+    replace_block(root, 1, stored, len(data))
+    ds = AtlasDataset(root)
+    assert [ds[i]["i"] for i in (139, 75, 70)] == [139, 75, 70]
+    assert [x["i"] for x in AtlasDataset(root)] == list(range(140))
+    bad = bytearray(stored)
+    bad[8] = 1  # a group offset of a fallback block that is not 0
+    replace_block(root, 1, bytes(bad), len(data))
+    with pytest.raises(FormatError, match="list fallback") as info:
+        AtlasDataset(root)[75]
+    assert info.value.block == 1
 
 
 def test_frame_starts_out_of_order_are_refused(tmp_path):

@@ -1,12 +1,14 @@
 """Reading framing "grouped" (V2-FRAME-6..9): one list pickle per block that also unpickles in parts.
 
-``blk.data`` is the stored block (verified, not decoded: frame starts, then frames); ``blk.raw`` its
+``blk.data`` is the stored block (verified, not decoded: the head, then frames); ``blk.raw`` its
 decoded size. An in-order read or an iteration decodes every frame and unpickles the block once, as
 version 1 does; the list stays with the block (``blk.values``) and each example is handed out once,
 so a repeated ``ds[i]`` gets a fresh object. Any other read unpickles a part: the preamble and one group
-(one-frame blocks, n <= 32) or one frame of 32. The whole-block path is taken where later reads of the
-block are likely: the second read in a row of a block, position 0 right after the previous block
-(``blk.last_pos == -1``, set by the shard), a batch of several positions of the block, iteration.
+(one-frame blocks, n <= 32) or the preamble and one group of 8 of one decoded frame of 32 (n > 32: the
+group offsets are in the stored block's head, after the frame starts). The whole-block path is taken
+where later reads of the block are likely: the second read in a row of a block, position 0 right after
+the previous block (``blk.last_pos == -1``, set by the shard), a batch of several positions of the block,
+iteration.
 
 Every part is unpickled by the shard's loader (safe loading applies to each) and must be a list of the
 expected count; anything else is the project's error naming the file, block and offset.
@@ -27,6 +29,7 @@ from .framing import Framing, unpickle_list_block
 from .safe_pickle import Loads
 
 _FRAME = grouped.FRAME_EXAMPLES
+_GROUP = grouped.FRAME_GROUP
 _END = grouped.LIST_END
 _FALLBACK = grouped.FALLBACK_PREFIX
 _LENGTH_AT = grouped.TABLE_LENGTH_AT
@@ -79,6 +82,8 @@ class GroupedFraming(Framing):
         super().__init__(site)
         self.preamble = preamble
         self._tables: dict[tuple[int, int], tuple[Any, int, int]] = {}  # (n, length) -> (struct, at, G)
+        # (n, offset width) -> (head struct, head size, frames, each frame's (first, end) among the offsets)
+        self._heads: dict[tuple[int, int], tuple[Any, int, int, tuple[tuple[int, int], ...]]] = {}
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -158,7 +163,7 @@ class GroupedFraming(Framing):
         if n <= _FRAME:
             return self.frame0(blk)
         stored = blk.data
-        starts = self.starts(blk)
+        starts = self.starts(blk)[0]
         if starts[1] == starts[0]:  # a list fallback: the last frame holds the pickle
             return self.site.decode_frame(stored[starts[-1]:], b, None, blk.raw, blk.raw)
         parts = []
@@ -177,29 +182,47 @@ class GroupedFraming(Framing):
                              **self.site.where(b))
         return b"".join(parts)
 
-    def starts(self, blk: CachedBlock) -> tuple[int, ...]:
-        """Where each frame of a multi-frame block starts, checked: increasing strictly within the stored
-        block, or all at the table's end (a list fallback)."""
+    def starts(self, blk: CachedBlock) -> tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]:
+        """(where each frame starts, each frame's interior group offsets) of a multi-frame block, from its
+        head, checked: the head fits, the starts increase strictly within the block and each frame's offsets
+        are positive and increase strictly (within its slices: checked once the frame is decoded), or every
+        start is the head's end and every offset 0 (a list fallback)."""
         stored, n = blk.data, blk.count
         size = len(stored)
-        table = grouped.frame_table_size(n)
-        if size <= table:
-            raise FormatError(f"block of {size} bytes is too short for its {grouped.frames(n) - 1} frame starts",
-                              **self.site.where(blk.b))
-        starts = (table, *grouped.frame_starts_struct(n).unpack_from(stored))
-        if len(starts) == 2:  # blocks of 33 to 64 examples, the common case, without a loop
-            if table < starts[1] < size or starts[1] == table:
-                return starts
-        elif starts[1] == table:
-            if starts.count(table) == len(starts):
-                return starts
-        elif all(a < c for a, c in zip(starts, (*starts[1:], size), strict=True)):
-            return starts
-        if starts[1] == table:
-            raise FormatError("a list fallback block's frame starts must all be the end of the starts",
-                              **self.site.where(blk.b))
-        raise FormatError(f"frame starts {list(starts[1:])} must increase strictly within the block of {size} "
-                          "bytes", **self.site.where(blk.b))
+        key = (n, 2 if blk.raw < 1 << 16 else 4)
+        head = self._heads.get(key)
+        if head is None:
+            head = self._head(key)
+        layout, hsize, m, spans = head
+        if size <= hsize:
+            raise FormatError(f"block of {size} bytes is too short for its head of {hsize} bytes ({m - 1} frame "
+                              "starts and the group offsets)", **self.site.where(blk.b))
+        values = layout.unpack_from(stored)
+        starts = (hsize, *values[:m - 1])
+        offsets = tuple(values[a:e] for a, e in spans)
+        if starts[1] == hsize:
+            if starts.count(hsize) == m and not any(values[m - 1:]):
+                return starts, offsets
+            raise FormatError("a list fallback block's frame starts must all be the end of its head and its "
+                              "group offsets all 0", **self.site.where(blk.b))
+        if not all(a < c for a, c in zip(starts, (*starts[1:], size), strict=True)):
+            raise FormatError(f"frame starts {list(starts[1:])} must increase strictly within the block of {size} "
+                              "bytes", **self.site.where(blk.b))
+        for j, frame in enumerate(offsets):
+            if frame and (frame[0] <= 0 or not all(a < c for a, c in zip(frame, frame[1:], strict=False))):
+                raise FormatError(f"frame {j}'s group offsets {list(frame)} must be positive and increase "
+                                  "strictly", **self.site.where(blk.b))
+        return starts, offsets
+
+    def _head(self, key: tuple[int, int]) -> tuple[Any, int, int, tuple[tuple[int, int], ...]]:
+        n, width = key
+        spans, at = [], grouped.frames(n) - 1
+        for count in grouped.interior_groups(n):
+            spans.append((at, at + count))
+            at += count
+        self._heads[key] = head = (grouped.head_struct(n, width), grouped.frame_table_size(n) + width * (
+            at - grouped.frames(n) + 1), grouped.frames(n), tuple(spans))
+        return head
 
     # -- one part -----------------------------------------------------------------------
 
@@ -207,11 +230,11 @@ class GroupedFraming(Framing):
         """The decoded frame of a one-frame block (kept with the block)."""
         part = blk.part
         if part is None:
-            blk.part = part = (0, self.site.decode_frame(blk.data, blk.b, None, blk.raw, blk.raw))
+            blk.part = part = (0, self.site.decode_frame(blk.data, blk.b, None, blk.raw, blk.raw), None)
         return part[1]
 
     def part(self, blk: CachedBlock, pos: int) -> Any:
-        """Example ``pos`` unpickled from its group (one-frame block) or its frame (V2-FRAME-9)."""
+        """Example ``pos`` unpickled from its group (V2-FRAME-9): of the one frame, or of its frame of 32."""
         n = blk.count
         if n > _FRAME:
             return self._frame_example(blk, pos)
@@ -244,18 +267,40 @@ class GroupedFraming(Framing):
         return table
 
     def _frame_example(self, blk: CachedBlock, pos: int) -> Any:
-        n, b, stored = blk.count, blk.b, blk.data
-        j, k = divmod(pos, _FRAME)
+        j, within = divmod(pos, _FRAME)
         part = blk.part
         if part is None or part[0] != j:
-            starts = self.starts(blk)
-            if starts[1] == starts[0]:
+            part = self._frame(blk, j, pos)
+            if part is None:
                 return self.whole(blk)[pos]
-            hi = starts[j + 1] if j + 1 < len(starts) else len(stored)
-            blk.part = part = (j, self.site.decode_frame(stored[starts[j]:hi], b, pos, blk.raw))
-        last = (j + 1) * _FRAME >= n
-        data = b"".join((b"" if j == 0 else self.preamble, part[1], b"" if last else _END))
-        return self._part(data, blk, pos, min(_FRAME, n - j * _FRAME), len(self.preamble), j * _FRAME)[k]
+        q, k = divmod(within, _GROUP)
+        bounds = part[2]
+        data = b"".join((self.preamble, part[1][bounds[q]:bounds[q + 1]], _END))
+        first = j * _FRAME + q * _GROUP
+        return self._part(data, blk, pos, min(_GROUP, blk.count - first), len(self.preamble), first)[k]
+
+    def _frame(self, blk: CachedBlock, j: int, pos: int) -> tuple[int, Any, tuple[int, ...]] | None:
+        """(j, frame j decoded, where each of its groups starts and the last ends), kept with the block; None
+        for a list fallback. Frame j's group offsets must lie within its slices."""
+        stored = blk.data
+        starts, offsets = self.starts(blk)
+        if starts[1] == starts[0]:
+            return None
+        last = j + 1 == len(starts)
+        frame = self.site.decode_frame(stored[starts[j]:len(stored) if last else starts[j + 1]], blk.b, pos, blk.raw)
+        base = len(self.preamble) if j == 0 else 0
+        end = len(frame)
+        if last:
+            end -= len(_END)
+            if bytes(frame[end:]) != _END:
+                raise FormatError("the block's last frame must end with APPENDS STOP", **self.at(blk, pos))
+        frame_offsets = offsets[j]
+        if frame_offsets and frame_offsets[-1] >= end - base:
+            raise FormatError(f"frame {j}'s group offsets {list(frame_offsets)} must lie within its "
+                              f"{end - base} bytes of slices", **self.at(blk, pos))
+        bounds = (base, *[base + o for o in frame_offsets], end)
+        blk.part = part = (j, frame, bounds)
+        return part
 
     def _part(self, data: Any, blk: CachedBlock, pos: int, expected: int, start: int, base: int) -> list[Any]:
         """A part unpickled and checked: a list of ``expected`` examples whose slices start at ``start`` in

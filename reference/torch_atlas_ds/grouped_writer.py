@@ -159,16 +159,21 @@ class GroupedEncoder:
             return None
         return [one[2:-1] for one in cut]
 
-    def encode(self, examples: list[Any]) -> tuple[list[bytes], bool]:
-        """(decoded frames, is a list fallback) of a block: a fallback is one protocol 4 list pickle."""
+    def encode(self, examples: list[Any]) -> tuple[list[bytes], list[list[int]] | None]:
+        """(decoded frames, each frame's interior group offsets) of a block; the offsets are None for a
+        list fallback (one protocol 4 list pickle) and [] for a one-frame block (its table is inside)."""
         slices = self.slices(examples)
         if slices is None:
-            return [pickle.dumps(examples, protocol=V2_LIST_PICKLE_PROTOCOL)], True
-        return grouped.encode_frames(self.preamble, slices), False
+            return [pickle.dumps(examples, protocol=V2_LIST_PICKLE_PROTOCOL)], None
+        offsets = grouped.frame_group_offsets(slices) if len(slices) > grouped.FRAME_EXAMPLES else []
+        return grouped.encode_frames(self.preamble, slices), offsets
 
 
-def stored_grouped(frames: list[bytes], fallback: bool, n: int, compress: Any) -> bytes:
-    """The stored block of a block's decoded frames (V2-FRAME-7/8)."""
-    if fallback:
-        return grouped.fallback_block(n, compress(frames[0]))
-    return grouped.stored_block([compress(f) for f in frames])
+def stored_grouped(frames: list[bytes], group_offsets: list[list[int]] | None, n: int, compress: Any) -> bytes:
+    """The stored block of a block's decoded frames (V2-FRAME-7/8): the head (frame starts, then each
+    frame's interior group offsets, of a width set by the decoded size), then the frames; a list fallback
+    when ``group_offsets`` is None."""
+    raw_size = sum(map(len, frames))
+    if group_offsets is None:
+        return grouped.fallback_block(n, compress(frames[0]), raw_size)
+    return grouped.stored_block([compress(f) for f in frames], group_offsets, raw_size)

@@ -289,7 +289,8 @@ class _V2ShardBuilder:
         self._seed = preamble_seed
         self._waiting: list[list[Any]] = []  # GROUPED: full blocks of examples waiting for the preamble
         self.pending: list[Any] = []  # the block being filled: example pickles, or examples (LIST, GROUPED)
-        # blocks waiting for the dictionary: lists of pickles, list pickles, or (frames, fallback, n) (GROUPED)
+        # blocks waiting for the dictionary: lists of pickles, list pickles, or (frames, group offsets or None,
+        # n) (GROUPED)
         self.held: list[Any] = []
         self.entries: list[tuple[int, int, int, int]] = []
         self.data_size = 0
@@ -323,8 +324,8 @@ class _V2ShardBuilder:
             encoder.start(seen[:PREAMBLE_EXAMPLES], self._seed)
         waiting, self._waiting = self._waiting, []
         for examples in waiting:
-            frames, fallback = encoder.encode(examples)
-            self._keep((frames, fallback, len(examples)), sum(map(len, frames)), len(examples))
+            frames, group_offsets = encoder.encode(examples)
+            self._keep((frames, group_offsets, len(examples)), sum(map(len, frames)), len(examples))
 
     def _flush(self, final: bool = False) -> None:
         if self._grouped:
@@ -366,9 +367,9 @@ class _V2ShardBuilder:
             compress = self._compress
             stored = encode_block([compress(p) for p in block])
             raw_size = decoded_size(len(block), [len(p) for p in block])
-        elif self._grouped:  # V2-FRAME-7: frame starts, then the frames (or a list fallback)
-            frames, fallback, n = block
-            stored = stored_grouped(frames, fallback, n, self._compress)
+        elif self._grouped:  # V2-FRAME-7: the head (frame starts, group offsets), then the frames (or a fallback)
+            frames, group_offsets, n = block
+            stored = stored_grouped(frames, group_offsets, n, self._compress)
             raw_size = sum(map(len, frames))
         else:
             raw = self._decoded(block)
