@@ -210,7 +210,7 @@ def grouped_read(path: Path) -> tuple[float, int]:
             n = min(root["block_size"], left)
             left -= n
             block = data[offset:offset + stored]
-            spans = [grouped.frame_span(block, n, j, stored) for j in range(grouped.frames(n))]
+            spans = [grouped.frame_span(block, n, j, stored, raw) for j in range(grouped.frames(n))]
             pickle.loads(b"".join(info.decompress(block[a:z], raw, dctx) for a, z in spans))
             stored_total += stored
     return time.perf_counter() - start, stored_total

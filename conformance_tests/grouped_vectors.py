@@ -48,22 +48,30 @@ def slice_of(example: Any, memo: dict[int, Any]) -> bytes:
 
 
 def decoded_frames(preamble: bytes, memo: dict[int, Any], block: list[Any], *, fallback: bool = False,
-                   slices_hook: Callable[[bytes, list[bytes]], list[bytes]] | None = None) -> list[bytes]:
+                   slices_hook: Callable[[bytes, list[bytes]], list[bytes]] | None = None,
+                   offsets_out: list[list[list[int]]] | None = None) -> list[bytes]:
     """A block's decoded frames (V2-FRAME-6), or with ``fallback`` its one protocol 4 list pickle (V2-FRAME-8).
-    ``slices_hook(preamble, slices) -> slices`` alters the slices before the table is computed."""
+    ``slices_hook(preamble, slices) -> slices`` alters the slices before the table is computed; ``offsets_out``
+    gets the block's head group offsets (``grouped.frame_group_offsets`` of its slices; [] for one frame)."""
     if fallback:
+        if offsets_out is not None:
+            offsets_out.append([])
         return [pickle.dumps(list(block), protocol=V2_LIST_PICKLE_PROTOCOL)]
     slices = [slice_of(e, memo) for e in block]
     if slices_hook:
         slices = slices_hook(preamble, slices)
+    if offsets_out is not None:
+        offsets_out.append(grouped.frame_group_offsets(slices) if len(slices) > grouped.FRAME_EXAMPLES else [])
     return grouped.encode_frames(preamble, slices)
 
 
-def stored(n: int, frames: list[bytes], *, fallback: bool) -> bytes:
-    """The stored block of encoded ``frames`` (a fallback: its one encoded pickle after the empty frames)."""
+def stored(n: int, frames: list[bytes], *, fallback: bool, group_offsets: list[list[int]] | None = None,
+           raw_size: int = 0) -> bytes:
+    """The stored block of encoded ``frames`` after its head (V2-FRAME-7: frame starts, then ``group_offsets``
+    of ``offset_width(raw_size)``); a fallback: its one encoded pickle after the empty frames (V2-FRAME-8)."""
     if fallback:
-        return grouped.fallback_block(n, frames[0]) if grouped.frames(n) > 1 else frames[0]
-    return grouped.stored_block(frames)
+        return grouped.fallback_block(n, frames[0], raw_size) if grouped.frames(n) > 1 else frames[0]
+    return grouped.stored_block(frames, group_offsets, raw_size)
 
 
 # -- crafted defects: each breaks one rule of framing grouped, checksums correct -----------------------------
@@ -147,6 +155,15 @@ CRAFTED: dict[str, tuple[str, str, dict[str, Any]]] = {
         "ATL420", "block 0 (70 examples, 3 frames): the last decoded byte of frame 0 moved to the start of frame 1",
         {"block_size": 70, "shard_size": 140,
          "raw_hook": _first_block(lambda f: [f[0][:-1], f[0][-1:] + f[1], *f[2:]])}),
+    "head-group-offset-inside-example": (
+        "ATL420", "block 0 (70 examples, 3 frames): frame 1's first head group offset moved halfway to its second, "
+        "into the middle of the examples of group 1 (a random read of positions 40..47 unpickles other bytes)",
+        {"block_size": 70, "shard_size": 140, "head_hook": lambda k, b, o: [
+            o[0], [(o[1][0] + o[1][1]) // 2, *o[1][1:]], *o[2:]] if (k, b) == (0, 0) else o}),
+    "head-group-offsets-not-increasing": (
+        "ATL416", "block 0 (70 examples): frame 0's third head group offset equals its second (an empty group)",
+        {"block_size": 70, "shard_size": 140, "head_hook": lambda k, b, o: [
+            [o[0][0], o[0][1], o[0][1]], *o[1:]] if (k, b) == (0, 0) else o}),
     "group-table-offset-not-zero": (
         "ATL418", "block 0's group table starts its offsets at 1",
         {"block_size": 8, "raw_hook": _first_block(lambda f: [with_offsets(f[0], 8, lambda o: [1, *o[1:]])])}),

@@ -31,7 +31,7 @@ def _errors(report: Any) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("codec,dictionary", [("none", "none"), ("zstd", "none"), ("zstd", "shared"),
                                               ("zstd", "shard"), ("lz4", "none")])
-@pytest.mark.parametrize("block_size", [1, 8, 32, 33, 64, 70])
+@pytest.mark.parametrize("block_size", [1, 8, 32, 33, 40, 64, 70, 100])
 def test_a_valid_grouped_dataset_validates_clean(tmp_path, codec, dictionary, block_size):
     shard_size = 8 * block_size if dictionary != "none" else 3 * block_size + 5
     root = _grouped(tmp_path, n=2 * shard_size + 3, codec=codec, dictionary=dictionary, block_size=block_size,
@@ -239,3 +239,84 @@ def test_a_slice_that_changes_a_preamble_object_is_two_readings(tmp_path):
     assert (found.block, found.position) == (0, 1)
     clean = write_v2(tmp_path / "clean", items, framing="grouped", codec="zstd", block_size=8, shard_size=16)
     assert validate(clean).ok
+
+
+def test_a_slice_reading_a_memo_entry_of_an_earlier_group_of_its_frame_is_two_readings(tmp_path):
+    """Blocks of 70: example 40 (frame 1, group 1) reads the memo index example 32 (frame 1, group 0) PUT. A frame
+    used to be the part; now a random read unpickles P and the group of 8, which lacks that entry."""
+    def hook(shard: int, block: int, preamble: bytes, slices: list[bytes]) -> list[bytes]:
+        if (shard, block) != (0, 0):
+            return slices
+        slices = list(slices)
+        slices[40] = gv.get_op(gv.memo_count(preamble))
+        return slices
+
+    root = _grouped(tmp_path, n=150, block_size=70, shard_size=140, slices_hook=hook)
+    found = [f for f in validate(root).findings if f.id == "ATL422"]
+    assert found, _errors(validate(root))
+    assert "frame 1 group 1" in found[0].message and (found[0].block, found[0].position) == (0, 40)
+
+
+def test_a_memo_entry_read_in_its_own_group_of_a_frame_is_one_reading(tmp_path):
+    """Blocks of 70: example 41 reads the memo index example 40 PUT, both in frame 1's group 1."""
+    def hook(shard: int, block: int, preamble: bytes, slices: list[bytes]) -> list[bytes]:
+        if (shard, block) != (0, 0):
+            return slices
+        slices = list(slices)
+        slices[41] = gv.get_op(gv.memo_count(preamble))
+        return slices
+
+    root = _grouped(tmp_path, n=150, block_size=70, shard_size=140, slices_hook=hook)
+    report = validate(root)
+    assert report.ok and not report.ids(), _errors(report)
+
+
+@pytest.mark.parametrize("change,finding_id,words", [
+    (lambda o: [[0, *o[0][1:]], *o[1:]], "ATL416", "greater than 0"),
+    (lambda o: [[o[0][1], o[0][0], o[0][2]], *o[1:]], "ATL416", "increase strictly"),
+    (lambda o: [o[0], [*o[1][:2], 1 << 15], *o[2:]], "ATL416", "not before the end"),
+    (lambda o: [[o[0][0] - 1, *o[0][1:]], *o[1:]], "ATL420", "frame 0 group 0"),
+])
+def test_the_head_group_offsets_are_checked(tmp_path, change, finding_id, words):
+    root = _grouped(tmp_path, n=150, block_size=70, shard_size=140,
+                    head_hook=lambda k, b, o: change(o) if (k, b) == (0, 0) else o)
+    report = validate(root)
+    found = [f for f in report.findings if f.id == finding_id]
+    assert found and words in found[0].message, _errors(report)
+    assert "ATL990" not in report.ids() and found[0].block == 0
+
+
+def test_a_block_of_more_than_64_kib_has_4_byte_group_offsets(tmp_path):
+    import numpy as np
+
+    from atlas_format.index_v2 import INDEX_ENTRY_DTYPE
+
+    items = [{"id": i, "blob": bytes([i % 251]) * 2000} for i in range(80)]
+    root = write_v2(tmp_path / "ds", items, framing="grouped", codec="none", block_size=40, shard_size=80)
+    entries = np.frombuffer((root / S0 / "index.bin").read_bytes(), dtype=INDEX_ENTRY_DTYPE, offset=64)
+    raw, stored = int(entries["raw_size"][0]), int(entries["stored_size"][0])
+    assert raw >= 1 << 16 and stored - raw == grouped.head_size(40, raw) == 4 + 4 * 3
+    report = validate(root)
+    assert report.ok and not report.ids(), _errors(report)
+
+
+def test_codec_none_stored_size_is_raw_size_plus_the_head(tmp_path):
+    def index(k: int, header: dict[str, Any], entries: list[Any]) -> None:
+        if k == 0:
+            offset, stored, raw, checksum = entries[0]
+            entries[0] = (offset, stored, raw + 2, checksum)
+    report = validate(_grouped(tmp_path / "bad", n=150, codec="none", block_size=70, shard_size=140,
+                               index_hook=index))
+    found = [f for f in report.findings if f.id == "ATL310"]
+    assert found and "bytes of head" in found[0].message, _errors(report)
+
+
+def test_a_list_fallback_with_a_nonzero_group_offset_is_caught(tmp_path):
+    def head(k: int, b: int, stored: bytes) -> bytes:
+        if (k, b) != (0, 0):
+            return stored
+        at = grouped.frame_table_size(70)
+        return stored[:at] + b"\x01" + stored[at + 1:]
+    root = _grouped(tmp_path, n=150, block_size=70, shard_size=140, fallback=lambda k, b: b == 0, stored_hook=head)
+    found = [f for f in validate(root).findings if f.id == "ATL416"]
+    assert found and "group offset" in found[0].message

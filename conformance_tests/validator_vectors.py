@@ -60,7 +60,7 @@ def write_v2(root: Path, items: list[Any], *, codec: str = "zstd", dictionary: s
              framing: str = "block", pickle_hook: Hook = None, raw_hook: Hook = None, frame_hook: Hook = None,
              list_hook: Hook = None, stored_hook: Hook = None, index_hook: Hook = None,
              shard_meta_hook: Hook = None, root_meta_hook: Hook = None, index_bytes_hook: Hook = None,
-             slices_hook: Hook = None, fallback: Hook = None) -> Path:
+             slices_hook: Hook = None, fallback: Hook = None, head_hook: Hook = None) -> Path:
     """A version 2 dataset at ``root``; hooks may alter each stage before checksums are computed.
 
     pickle_hook(shard, block, position, bytes) -> bytes (framings "block" and "example"); raw_hook(shard, block,
@@ -84,14 +84,16 @@ def write_v2(root: Path, items: list[Any], *, codec: str = "zstd", dictionary: s
     ``pickle_preamble``) and each block as slices after it, in magicless frames (V2-CODEC-4); index flags bit 2.
     Its hooks: slices_hook(shard, block, preamble, slices) -> slices; raw_hook(shard, block, decoded frames) ->
     decoded frames (a list; raw_size is their total); frame_hook(shard, block, j, frame) -> frame (frame j,
-    encoded); fallback(shard, block) -> True writes the block as a list fallback (V2-FRAME-8).
+    encoded); fallback(shard, block) -> True writes the block as a list fallback (V2-FRAME-8);
+    head_hook(shard, block, group offsets) -> group offsets (a block of more than 32 examples: each frame's
+    interior group offsets in the stored head, V2-FRAME-7).
     """
     layout = Framing(framing)
     frames_per_example = layout is Framing.EXAMPLE
     list_blocks = layout is Framing.LIST
     grouped_blocks = layout is Framing.GROUPED
-    if not grouped_blocks and (slices_hook or fallback):
-        raise ValueError("slices_hook and fallback are for framing 'grouped'")
+    if not grouped_blocks and (slices_hook or fallback or head_hook):
+        raise ValueError("slices_hook, fallback and head_hook are for framing 'grouped'")
     if frames_per_example and raw_hook:
         raise ValueError("raw_hook is for framings 'block' and 'list'; use pickle_hook, frame_hook or stored_hook")
     if not (frames_per_example or grouped_blocks) and frame_hook:
@@ -118,6 +120,7 @@ def write_v2(root: Path, items: list[Any], *, codec: str = "zstd", dictionary: s
         block_pickles = []
         block_frames: list[list[bytes]] = []
         fell_back: list[bool] = []
+        block_offsets: list[list[list[int]]] = []
         preamble, memo = grouped_vectors.preamble_of(chunk) if grouped_blocks else (b"", {})
         for b, start in enumerate(range(0, len(chunk), block_size)):
             pickles = []
@@ -125,7 +128,7 @@ def write_v2(root: Path, items: list[Any], *, codec: str = "zstd", dictionary: s
                 back = bool(fallback and fallback(k, b))
                 hook = (lambda p, sl, k=k, b=b: slices_hook(k, b, p, sl)) if slices_hook else None
                 frames = grouped_vectors.decoded_frames(preamble, memo, chunk[start:start + block_size],
-                                                        fallback=back, slices_hook=hook)
+                                                        fallback=back, slices_hook=hook, offsets_out=block_offsets)
                 frames = raw_hook(k, b, frames) if raw_hook else frames
                 block_frames.append(frames)
                 fell_back.append(back)
@@ -165,7 +168,9 @@ def write_v2(root: Path, items: list[Any], *, codec: str = "zstd", dictionary: s
                 encoded = [compress(f) for f in block_frames[b]]
                 encoded = [frame_hook(k, b, j, f) if frame_hook else f for j, f in enumerate(encoded)]
                 n = min(block_size, len(chunk) - b * block_size)
-                stored = grouped_vectors.stored(n, encoded, fallback=fell_back[b])
+                offsets = head_hook(k, b, block_offsets[b]) if head_hook else block_offsets[b]
+                stored = grouped_vectors.stored(n, encoded, fallback=fell_back[b], group_offsets=offsets,
+                                                raw_size=len(raw))
             elif frames_per_example:
                 frames = [compress(p) for p in block_pickles[b]]
                 stored = encode_block([frame_hook(k, b, j, f) if frame_hook else f for j, f in enumerate(frames)])

@@ -233,8 +233,10 @@ _ENTRIES: tuple[CatalogEntry, ...] = (
                  READS, f"unpickling stops at STOP and ignores what follows ({_O}:234)", v1_severity=WARNING),
     CatalogEntry("ATL415", WARNING, "version 2 example pickle (framing list: block pickle) does not use protocol 5",
                  "V2-BLOCK-4, V2-FRAME-5", V2_ONLY, "version 1 uses the writing Python's default protocol"),
-    CatalogEntry("ATL416", ERROR, "framing grouped: the stored block's frame starts are invalid (not strictly "
-                 "increasing inside the block, or a list fallback's starts not all at the end of the starts)",
+    CatalogEntry("ATL416", ERROR, "framing grouped: the stored block's head is invalid (frame starts not strictly "
+                 "increasing inside the block, a frame's group offsets not greater than 0, not strictly increasing or "
+                 "not before its last slice's end, or a list fallback's starts not all at the end of the head with "
+                 "group offsets 0)",
                  "V2-FRAME-7, V2-FRAME-8", V2_ONLY, _V2),
     CatalogEntry("ATL417", ERROR, "framing grouped: a zstd frame is not magicless (it starts with the zstd magic "
                  "number) or carries a dictionary id", "V2-CODEC-4, V2-FRAME-7", V2_ONLY, _V2),
@@ -249,7 +251,7 @@ _ENTRIES: tuple[CatalogEntry, ...] = (
     CatalogEntry("ATL421", ERROR, "framing grouped: a slice holds PROTO, FRAME, MEMOIZE or STOP", "V2-FRAME-6",
                  V2_ONLY, _V2),
     CatalogEntry("ATL422", ERROR, "framing grouped: a slice writes a preamble memo index, reads a memo entry another "
-                 "group (frame) of the block wrote, or changes an object of the preamble: the in-order and the "
+                 "group of the block wrote, or changes an object of the preamble: the in-order and the "
                  "random read differ", "V2-FRAME-6, V2-FRAME-9",
                  V2_ONLY, _V2),
     CatalogEntry("ATL423", INFO, "framing grouped: blocks of the shard are list fallbacks (protocol 4 list pickles, "

@@ -498,10 +498,10 @@ def _check_index(task: ShardTask, sink: Sink, doc: dict[str, Any], data_len: int
             sink.add("ATL310", f"max_block_raw_size is {max_raw}, the largest raw_size is {int(raws.max())}",
                      path=f"{name}/{META_FILE}", clause="V2-META-5")
     if header_codec is not None and header_codec.codec == Codec.NONE:
-        starts = _grouped_starts(header, count) if flags_framing is Framing.GROUPED else 0
-        for b in np.nonzero(raws.astype(np.int64) + starts != entries["stored_size"])[0][:10]:
-            more = f" + {int(np.broadcast_to(starts, (count,))[b])} bytes of frame starts" if flags_framing is \
-                Framing.GROUPED else ""
+        heads = _grouped_heads(header, count, raws) if flags_framing is Framing.GROUPED else 0
+        for b in np.nonzero(raws.astype(np.int64) + heads != entries["stored_size"])[0][:10]:
+            more = f" + its {int(np.broadcast_to(heads, (count,))[b])} bytes of head (frame starts, group offsets)" \
+                if flags_framing is Framing.GROUPED else ""
             sink.add("ATL310", f"codec none but stored_size differs from raw_size{more}", path=shown, block=int(b),
                      offset=entry_offset(int(b)) + entry_field_offset("raw_size"),
                      clause="V2-INDEX-4, V2-FRAME-7" if more else None)
@@ -517,14 +517,18 @@ def _check_index(task: ShardTask, sink: Sink, doc: dict[str, Any], data_len: int
     return (header, entries) if usable else None
 
 
-def _grouped_starts(header: Any, count: int) -> np.ndarray:
-    """Per block, the bytes of frame starts a grouped stored block holds before its frames (V2-FRAME-7): with
-    codec none the stored block is those and the decoded bytes."""
+def _grouped_heads(header: Any, count: int, raws: np.ndarray) -> np.ndarray:
+    """Per block, the bytes of the head (frame starts, then group offsets of 2 or 4 bytes by raw_size) a grouped
+    stored block holds before its frames (V2-FRAME-7): with codec none the stored block is those and the decoded
+    bytes."""
     size = max(int(header.block_size), 1)
-    starts = np.full(count, grouped.frame_table_size(size), dtype=np.int64)
+    tables = np.full(count, grouped.frame_table_size(size), dtype=np.int64)
+    interior = np.full(count, sum(grouped.interior_groups(size)), dtype=np.int64)
     if count:
-        starts[-1] = grouped.frame_table_size(max(1, min(size, int(header.example_count) - (count - 1) * size)))
-    return starts
+        last = max(1, min(size, int(header.example_count) - (count - 1) * size))
+        tables[-1], interior[-1] = grouped.frame_table_size(last), sum(grouped.interior_groups(last))
+    widths = np.where(raws.astype(np.int64) < 1 << 16, 2, 4)
+    return tables + widths * interior
 
 
 def _check_blocks(task: ShardTask, sink: Sink, stats: Stats, entries: np.ndarray, data_len: int,

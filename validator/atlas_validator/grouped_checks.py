@@ -1,10 +1,12 @@
 """Framing grouped (V2-FRAME-6..9): the shard's preamble, each block's frames, layout and slices.
 
-A grouped block is one list pickle that a random read also unpickles in parts (a group, or a frame
-of 32 examples). The checks make sure both reads give the same examples: the frames decode within
-the index's raw_size (LIM-2), the group table and the copy of the preamble are what the shard says,
-and the opcode scan (``slice_scan``) passes every part as a random read scans it. Offsets come from
-``atlas_format.grouped``; a list fallback block (V2-FRAME-8) is checked as framing list and counted.
+A grouped block is one list pickle that a random read also unpickles in parts (a group: of the table
+of a one-frame block, or of 8 examples inside a frame of 32, located by the stored head). The checks
+make sure both reads give the same examples: the head's frame starts and group offsets are in order,
+the frames decode within the index's raw_size (LIM-2), the group table and the copy of the preamble
+are what the shard says, and the opcode scan (``slice_scan``) passes every part as a random read
+scans it. Offsets come from ``atlas_format.grouped``; a list fallback block (V2-FRAME-8) is checked
+as framing list and counted.
 """
 
 from __future__ import annotations
@@ -131,9 +133,10 @@ def check_block(shard: GroupedShard, task: Any, sink: Sink, stats: Stats, data: 
     if n is None:
         return  # the block count and shape are reported by the metadata and index checks
     where = {"path": shown, "block": b, "offset": offset}
-    spans = _frame_spans(data, n, sink, where)
-    if spans is None:
+    head = _head(data, n, raw_size, sink, where)
+    if head is None:
         return
+    spans, group_offsets = head
     m = len(spans)
     fallback = m > 1 and spans[0][0] == spans[0][1]
     if fallback:
@@ -152,7 +155,7 @@ def check_block(shard: GroupedShard, task: Any, sink: Sink, stats: Stats, data: 
                           protocol=V2_LIST_PICKLE_PROTOCOL, allowed=task.allowed,
                           first=b * shard.block_size if shard.block_size else None)
         return
-    layout = _layout(raw, pieces, n, shard.preamble, sink, where)
+    layout = _layout(raw, pieces, n, shard.preamble, group_offsets, sink, where)
     locate = _Locator(offset, spans, pieces, info.codec == Codec.NONE)
     first = b * (shard.block_size or 0)
     if layout is None:  # no usable preamble, table or copy of the preamble: the policy still applies to the pickle
@@ -179,31 +182,63 @@ def check_block(shard: GroupedShard, task: Any, sink: Sink, stats: Stats, data: 
         sink.add("ATL411", f"block holds {result.count} examples, expected {n}", **where, clause="V2-FRAME-6")
 
 
-def _frame_spans(data: Any, n: int, sink: Sink, where: dict[str, Any]) -> list[tuple[int, int]] | None:
-    """(start, end) of each frame in the stored block (V2-FRAME-7); None after ATL416. A list fallback (frames
-    0..m-2 empty, every start at the table's end) is returned as such."""
-    table = grouped.frame_table_size(n)
+def _head(data: Any, n: int, raw_size: int, sink: Sink,
+          where: dict[str, Any]) -> tuple[list[tuple[int, int]], list[tuple[int, ...]]] | None:
+    """(start, end) of each frame in the stored block and each frame's interior group offsets, from the block's
+    head (V2-FRAME-7); None after ATL416. A list fallback (frames 0..m-2 empty, every start at the head's end,
+    every group offset 0: V2-FRAME-8) is returned as such."""
+    head = grouped.head_size(n, raw_size)
     size = len(data)
-    if size <= table:
-        sink.add("ATL416", f"stored block of {size} bytes holds no frame after its {grouped.frames(n) - 1} frame "
-                           f"starts ({table} bytes)", **where)
+    m = grouped.frames(n)
+    if size <= head:
+        sink.add("ATL416", f"stored block of {size} bytes holds no frame after its head of {head} bytes ({m - 1} "
+                           f"frame starts, {sum(grouped.interior_groups(n)) if m > 1 else 0} group offsets of "
+                           f"{grouped.offset_width(raw_size)} bytes for raw_size {raw_size})", **where)
         return None
-    starts = list(grouped.frame_starts(data, n)[1:]) if table else []  # (FrameStarts, without construct's cost)
-    bounds = [table, *starts, size]
-    if starts and starts[0] == table:  # a list fallback: every start at the end of the table
-        bad = [s for s in starts if s != table]
-        if bad:
-            sink.add("ATL416", f"frame 1 starts at {table} (the end of the starts: a list fallback), so every frame "
-                               f"start must be {table}; found {_short(bad)}", **where)
+    if m == 1:
+        return [(0, size)], [()]
+    starts_0, offsets = grouped.read_head(data, n, raw_size)  # (GroupedHead, without construct's cost)
+    starts = list(starts_0[1:])
+    bounds = [head, *starts, size]
+    if starts[0] == head:  # a list fallback: every start at the end of the head, every group offset 0
+        bad = [s for s in starts if s != head]
+        nonzero = [o for frame in offsets for o in frame if o]
+        if bad or nonzero:
+            found = f"starts {_short(bad)}" if bad else f"group offsets {_short(nonzero)}"
+            sink.add("ATL416", f"frame 1 starts at {head} (the end of the head: a list fallback), so every frame "
+                               f"start must be {head} and every group offset 0; found {found}", **where)
             return None
-        return [(table, table)] * (len(starts)) + [(table, size)]
+        return [(head, head)] * len(starts) + [(head, size)], list(offsets)
     for j in range(len(starts)):
         if not bounds[j] < bounds[j + 1] < size:
             sink.add("ATL416", f"frame {j + 1} starts at {bounds[j + 1]}: starts must increase strictly from "
-                               f"{table} (the end of the starts) and stay below the stored size {size}",
+                               f"{head} (the end of the head) and stay below the stored size {size}",
                      **{**where, "offset": where["offset"] + 4 * j})
             return None
-    return [(bounds[j], bounds[j + 1]) for j in range(len(bounds) - 1)]
+    at = grouped.frame_table_size(n)
+    width = grouped.offset_width(raw_size)
+    for j, frame in enumerate(offsets):
+        for q, value in enumerate(frame):
+            if value <= (frame[q - 1] if q else 0):
+                _bad_head(data, n, raw_size, sink, {**where, "offset": where["offset"] + at + width * q},
+                          f"frame {j}'s group offset {q + 1} is {value}: a frame's group offsets must be greater than "
+                          f"0 and increase strictly ({_short(list(frame))})")
+                return None
+        at += width * len(frame)
+    return [(bounds[j], bounds[j + 1]) for j in range(len(bounds) - 1)], list(offsets)
+
+
+def _bad_head(data: Any, n: int, raw_size: int, sink: Sink, where: dict[str, Any], problem: str) -> None:
+    """ATL416 on a head whose values are out of order, named by construct's ``GroupedHead`` (the declaration)."""
+    m, width = grouped.frames(n), grouped.offset_width(raw_size)
+    try:
+        parsed = parse(grouped.GroupedHead, data[:grouped.head_size(n, raw_size)], frames=m,
+                       interior=sum(grouped.interior_groups(n)), width=width)
+        detail = (f"{grouped.GroupedHead.name}: {m - 1} u32 starts {_short(list(parsed.starts))}, "
+                  f"{len(parsed.group_offsets)} u{8 * width} group offsets")
+    except AtlasError as exc:
+        detail = exc.message
+    sink.add("ATL416", f"{problem} ({detail})", **where)
 
 
 def _decode_frames(data: Any, spans: list[tuple[int, int]], raw_size: int, info: CodecInfo, dctx: Any,
@@ -254,8 +289,8 @@ def _decode_frames(data: Any, spans: list[tuple[int, int]], raw_size: int, info:
     return pieces
 
 
-def _layout(raw: bytes, pieces: list[bytes], n: int, preamble: bytes | None, sink: Sink,
-            where: dict[str, Any]) -> tuple[int, list[Part]] | None:
+def _layout(raw: bytes, pieces: list[bytes], n: int, preamble: bytes | None, group_offsets: list[tuple[int, ...]],
+            sink: Sink, where: dict[str, Any]) -> tuple[int, list[Part]] | None:
     """(prefix end, parts) of a decoded grouped block after its layout checks (V2-FRAME-6); None after reporting
     a layout that has no parts to scan, or when the shard's preamble is unusable."""
     end = len(raw) - len(grouped.LIST_END)
@@ -273,6 +308,7 @@ def _layout(raw: bytes, pieces: list[bytes], n: int, preamble: bytes | None, sin
         return None
     parts = []
     at = 0
+    counts = grouped.frame_counts(n)
     for j, piece in enumerate(pieces):
         lo, at = at, at + len(piece)
         lo = max(lo, len(preamble))
@@ -280,8 +316,19 @@ def _layout(raw: bytes, pieces: list[bytes], n: int, preamble: bytes | None, sin
         if hi < lo:
             sink.add("ATL418", f"frame {j} holds no slices (decoded offsets {lo}..{hi})", **where)
             return None
-        count = min(grouped.FRAME_EXAMPLES, n - j * grouped.FRAME_EXAMPLES)
-        parts.append(Part(lo, hi, count, j * grouped.FRAME_EXAMPLES, f"frame {j}"))
+        offsets = group_offsets[j]
+        if offsets and offsets[-1] >= hi - lo:
+            sink.add("ATL416", f"frame {j}'s last group offset {offsets[-1]} is not before the end of its "
+                               f"{hi - lo} bytes of slices (decoded offsets {lo}..{hi}): every group must hold a "
+                               "slice", **where)
+            return None
+        bounds = [lo, *(lo + o for o in offsets), hi]
+        first = j * grouped.FRAME_EXAMPLES
+        for q in range(len(bounds) - 1):
+            a = first + q * grouped.FRAME_GROUP
+            count = min(grouped.FRAME_GROUP, counts[j] - q * grouped.FRAME_GROUP)
+            parts.append(Part(bounds[q], bounds[q + 1], count, a,
+                              f"frame {j} group {q} (positions {a}..{a + count - 1})"))
     return len(preamble), parts
 
 

@@ -1,12 +1,13 @@
 """The opcode scan of a decoded block of framing grouped (V2-FRAME-6, V2-FRAME-9), part by part.
 
-A random read unpickles the block's prefix (PROTO, table, preamble) and one part (a group, or a
-frame of 32 examples); an in-order read unpickles the whole block. The scan follows the block once
-and makes them the same read: each part starts on an empty stack above the list's MARK with only
-the preamble's memo (what a random read has), must end between opcodes with exactly its examples
-complete, and the parts' items then go to the list's APPENDS (what the in-order read makes). A
-part that reads a memo entry of another part (ATL422), or that does not end where the next begins
-(ATL420), is where the two reads differ. The pickle policy applies to every opcode as in one scan.
+A random read unpickles the block's prefix (PROTO, table, preamble) and one part (a group of the
+table, or a group of 8 examples inside a frame of 32, located by the stored head); an in-order
+read unpickles the whole block. The scan follows the block once and makes them the same read:
+each part starts on an empty stack above the list's MARK with only the preamble's memo (what a
+random read has), must end between opcodes with exactly its examples complete, and the parts'
+items then go to the list's APPENDS (what the in-order read makes). A part that reads a memo entry
+of another part (ATL422), or that does not end where the next begins (ATL420), is where the two
+reads differ. The pickle policy applies to every opcode as in one scan.
 
 Never unpickles, never raises: every problem is a ``ScanIssue``, with the part it is in.
 """
@@ -33,7 +34,7 @@ from .pickle_scan import (
 @dataclass(frozen=True)
 class Part:
     """What a random read unpickles after the prefix: ``raw[start:end]``, ``count`` examples, the first of which
-    is example ``first`` of the block; ``name`` says which part in messages ("group 2", "frame 1")."""
+    is example ``first`` of the block; ``name`` says which part in messages ("group 2", "frame 1 group 3")."""
 
     start: int
     end: int
