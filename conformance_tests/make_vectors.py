@@ -115,8 +115,8 @@ def specs() -> list[Spec]:
         ("21-grouped-shared-dict", "framing grouped (the default): blocks of 8, one magicless zstd frame each with "
          "the shared dictionary, group table and per-shard preamble (V2-FRAME-6)", lambda: records(150, 21),
          dict(shard_size=64, block_size=8, compression_strategy=2, framing="grouped"), None),
-        ("22-grouped-shard-dicts-40", "framing grouped, blocks of 40 (two frames of 32 + 8 under a head of frame starts and "
-         "group offsets), "
+        ("22-grouped-shard-dicts-40", "framing grouped, blocks of 40 (two frames of 32 + 8 under a head of frame "
+         "starts and group offsets), "
          "per-shard dictionaries", lambda: records(330, 22),
          dict(shard_size=300, block_size=40, compression_strategy=3, framing="grouped"), None),
         ("23-grouped-lz4-appended", "framing grouped with LZ4, blocks of 40 and a partial one, then appended (the "

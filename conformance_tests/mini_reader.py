@@ -464,7 +464,7 @@ class _V2Shard:
             return whole
         for j, offsets in enumerate(self.groups):
             size = len(frames[j]) - (len(self.preamble) if j == 0 else 0) - (2 if j == m - 1 else 0)
-            _check(all(0 < a < b for a, b in pairwise((0, *offsets, size))), where,
+            _check(all(a < b for a, b in pairwise((0, *offsets, size))), where,
                    f"frame {j}'s group offsets {list(offsets)} do not increase inside its {size} bytes of slices")
         return frames, n, self.groups
 
