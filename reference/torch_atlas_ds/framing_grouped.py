@@ -36,6 +36,16 @@ _LENGTH_AT = grouped.TABLE_LENGTH_AT
 _BARE_LIST = grouped.PREAMBLE_PREFIX + b"]("  # PROTO 3, EMPTY_LIST, MARK: a list whose items are the slices
 
 
+def _increasing(offsets: tuple[int, ...]) -> bool:
+    """Whether group offsets are positive and increase strictly (a frame's are at most 3)."""
+    previous = 0
+    for value in offsets:
+        if value <= previous:
+            return False
+        previous = value
+    return True
+
+
 def read_preamble(doc: dict[str, Any], limits: Limits, where: dict[str, Any]) -> bytes:
     """The preamble a grouped shard's meta.json holds (V2-FRAME-7): canonical base64 within
     ``max_preamble_size`` (its text's length checked before decoding), starting with PROTO 3 and ending
@@ -199,7 +209,16 @@ class GroupedFraming(Framing):
                               "starts and the group offsets)", **self.site.where(blk.b))
         values = layout.unpack_from(stored)
         starts = (hsize, *values[:m - 1])
-        offsets = tuple(values[a:e] for a, e in spans)
+        if m == 2:  # blocks of 33 to 64 examples, the common case: no tuple per frame, no generator
+            first = values[0]
+            offsets: tuple[tuple[int, ...], ...] = (values[1:spans[0][1]], values[spans[0][1]:])
+            if hsize < first < size and _increasing(offsets[0]) and _increasing(offsets[1]):
+                return starts, offsets
+        else:
+            offsets = tuple(values[a:e] for a, e in spans)
+            if starts[1] != hsize and all(a < c for a, c in zip(starts, (*starts[1:], size), strict=True)) \
+                    and all(_increasing(frame) for frame in offsets):
+                return starts, offsets
         if starts[1] == hsize:
             if starts.count(hsize) == m and not any(values[m - 1:]):
                 return starts, offsets
@@ -208,11 +227,9 @@ class GroupedFraming(Framing):
         if not all(a < c for a, c in zip(starts, (*starts[1:], size), strict=True)):
             raise FormatError(f"frame starts {list(starts[1:])} must increase strictly within the block of {size} "
                               "bytes", **self.site.where(blk.b))
-        for j, frame in enumerate(offsets):
-            if frame and (frame[0] <= 0 or not all(a < c for a, c in zip(frame, frame[1:], strict=False))):
-                raise FormatError(f"frame {j}'s group offsets {list(frame)} must be positive and increase "
-                                  "strictly", **self.site.where(blk.b))
-        return starts, offsets
+        j = next(j for j, frame in enumerate(offsets) if not _increasing(frame))
+        raise FormatError(f"frame {j}'s group offsets {list(offsets[j])} must be positive and increase strictly",
+                          **self.site.where(blk.b))
 
     def _head(self, key: tuple[int, int]) -> tuple[Any, int, int, tuple[tuple[int, int], ...]]:
         n, width = key
