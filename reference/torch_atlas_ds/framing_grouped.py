@@ -32,6 +32,7 @@ _FRAME = grouped.FRAME_EXAMPLES
 _GROUP = grouped.FRAME_GROUP
 _END = grouped.LIST_END
 _FALLBACK = grouped.FALLBACK_PREFIX
+_FALLBACK_PROTOCOL = _FALLBACK[1]
 _LENGTH_AT = grouped.TABLE_LENGTH_AT
 _BARE_LIST = grouped.PREAMBLE_PREFIX + b"]("  # PROTO 3, EMPTY_LIST, MARK: a list whose items are the slices
 
@@ -256,9 +257,15 @@ class GroupedFraming(Framing):
         if n > _FRAME:
             return self._frame_example(blk, pos)
         raw = self.frame0(blk)
-        if raw[:2] == _FALLBACK:
+        try:
+            fallback, key = raw[1] == _FALLBACK_PROTOCOL, (n, raw[_LENGTH_AT])
+        except IndexError:
+            raise FormatError(f"the block's {len(raw)} bytes are too short for its group table",
+                              **self.site.where(blk.b)) from None
+        if fallback:  # PROTO 4: a list fallback (V2-FRAME-8)
             return self.whole(blk)[pos]
-        layout, at, size = self._table_of(blk, raw)
+        table = self._tables.get(key)
+        layout, at, size = table if table is not None else self._table(blk, key)
         try:
             offsets = layout.unpack_from(raw, at)
         except Exception:  # noqa: BLE001 - a block too short for its table
