@@ -230,7 +230,7 @@ def main() -> None:
         return
     args.argv = sys.argv[1:]
     layouts = ["original", *(args.layout or ["default"])]
-    sizes = {"text": args.text, "numpy": args.numpy}
+    sizes = {name: n for name, n in (("text", args.text), ("numpy", args.numpy)) if n > 0}  # 0: left out
     load0 = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="atlas-default-vs-original-", dir=args.workdir))
     results = []
