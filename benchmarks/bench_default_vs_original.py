@@ -173,8 +173,8 @@ def render(results: list[tuple[str, int, dict[str, dict[str, Any]]]], args: argp
         "dictionary, level 3) and the layout's extra arguments; the original is `format_version=1` of this "
         "package (the original's exact bytes, read by this package's version 1 reader, which runs the "
         "original's algorithm), as in the project's other benchmarks",
-        f"- Workloads: text {sizes['text']:,} dicts (a 80-700 character string, an int, a short str, a float); "
-        f"numpy {sizes['numpy']:,} dicts (3x32x32 uint8, an int label, float32[4]); random `ds[i]` over "
+        f"- Workloads: text {sizes.get('text', 0):,} dicts (a 80-700 character string, an int, a short str, a float); "
+        f"numpy {sizes.get('numpy', 0):,} dicts (3x32x32 uint8, an int label, float32[4]); random `ds[i]` over "
         f"{args.random:,} random indices (or n), in-order `ds[i]` and `for x in ds` over every example",
         f"- Each write and each read in a fresh process; median of {args.reps} runs, layouts alternating; "
         "ratio = layout / original in the same run (bytes: lower is better; rates: higher is better)",
