@@ -16,6 +16,7 @@ expected count; anything else is the project's error naming the file, block and 
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -32,7 +33,6 @@ _FRAME = grouped.FRAME_EXAMPLES
 _GROUP = grouped.FRAME_GROUP
 _END = grouped.LIST_END
 _FALLBACK = grouped.FALLBACK_PREFIX
-_FALLBACK_PROTOCOL = _FALLBACK[1]
 _LENGTH_AT = grouped.TABLE_LENGTH_AT
 _BARE_LIST = grouped.PREAMBLE_PREFIX + b"]("  # PROTO 3, EMPTY_LIST, MARK: a list whose items are the slices
 
@@ -100,19 +100,13 @@ class GroupedFraming(Framing):
 
     def example(self, blk: CachedBlock, pos: int) -> Any:
         values = blk.values
+        if values is None and (blk.last_pos >= 0 or (blk.last_pos == -1 and pos == 0)):
+            values = self.values(blk)  # read again, or in order: one loads of the block
         if values is not None:
             value = values[pos]
             if value is not TAKEN:
                 values[pos] = TAKEN
                 return value
-        else:
-            last = blk.last_pos
-            if last >= 0 or (last == -1 and pos == 0):  # read again, or in order: one loads of the block
-                values = self.values(blk)
-                value = values[pos]
-                if value is not TAKEN:
-                    values[pos] = TAKEN
-                    return value
         blk.last_pos = pos
         return self.part(blk, pos)
 
@@ -158,14 +152,7 @@ class GroupedFraming(Framing):
             pass
         if bytes(raw[:2]) == _FALLBACK:  # version 1's list pickle: its items are located as framing list's
             return unpickle_list_block(self.site.loads, raw, blk.count, self.site.where(blk.b), blk.first)
-        if blk.count <= _FRAME:
-            layout, at, _ = self._table_of(blk, raw)
-            try:
-                start = layout.unpack_from(raw, at)[0]
-            except Exception:  # noqa: BLE001 - a block too short for its table
-                raise FormatError("the block is too short for its group table", **self.site.where(blk.b)) from None
-        else:
-            start = len(self.preamble)
+        start = self._group_table(blk, raw)[0][0] if blk.count <= _FRAME else len(self.preamble)
         return self._part(raw, blk, 0, blk.count, start, 0)
 
     def decoded(self, blk: CachedBlock) -> Any:
@@ -257,30 +244,25 @@ class GroupedFraming(Framing):
         if n > _FRAME:
             return self._frame_example(blk, pos)
         raw = self.frame0(blk)
-        try:
-            fallback, key = raw[1] == _FALLBACK_PROTOCOL, (n, raw[_LENGTH_AT])
-        except IndexError:
-            raise FormatError(f"the block's {len(raw)} bytes are too short for its group table",
-                              **self.site.where(blk.b)) from None
-        if fallback:  # PROTO 4: a list fallback (V2-FRAME-8)
+        if bytes(raw[:2]) == _FALLBACK:  # PROTO 4: a list fallback (V2-FRAME-8)
             return self.whole(blk)[pos]
-        table = self._tables.get(key)
-        layout, at, size = table if table is not None else self._table(blk, key)
-        try:
-            offsets = layout.unpack_from(raw, at)
-        except Exception:  # noqa: BLE001 - a block too short for its table
-            raise FormatError("the block is too short for its group table", **self.site.where(blk.b)) from None
+        offsets, size = self._group_table(blk, raw)
         q, k = divmod(pos, size)
         start = offsets[0]
         data = b"".join((raw[:start], raw[start + offsets[q + 1]:start + offsets[q + 2]], _END))
         expected = min(size, n - q * size)
         return self._part(data, blk, pos, expected, start, q * size)[k]
 
-    def _table_of(self, blk: CachedBlock, raw: Any) -> tuple[Any, int, int]:
-        """(struct, where, group size) of a one-frame block's group table, kept per (n, table length)."""
-        key = (blk.count, raw[_LENGTH_AT])
-        table = self._tables.get(key)
-        return table if table is not None else self._table(blk, key)
+    def _group_table(self, blk: CachedBlock, raw: Any) -> tuple[tuple[int, ...], int]:
+        """(``start`` then the group offsets, group size) of a one-frame block's table; its struct is kept
+        per (n, table length)."""
+        try:
+            key = (blk.count, raw[_LENGTH_AT])
+            layout, at, size = self._tables.get(key) or self._table(blk, key)
+            return layout.unpack_from(raw, at), size
+        except (IndexError, struct.error):
+            raise FormatError(f"the block's {len(raw)} bytes are too short for its group table",
+                              **self.site.where(blk.b)) from None
 
     def _table(self, blk: CachedBlock, key: tuple[int, int]) -> tuple[Any, int, int]:
         try:
