@@ -103,7 +103,7 @@ def with_offsets(frame: bytes, n: int, change: Callable[[list[int]], list[int]])
     return built + frame[len(built):]
 
 
-def _replace_slice(k: int, make: Callable[[bytes, list[bytes]], bytes]) -> Callable[..., list[bytes]]:
+def replace_slice(k: int, make: Callable[[bytes, list[bytes]], bytes]) -> Callable[..., list[bytes]]:
     def hook(shard: int, block: int, preamble: bytes, slices: list[bytes]) -> list[bytes]:
         if (shard, block) == (0, 0):
             slices = list(slices)
@@ -137,16 +137,16 @@ CRAFTED: dict[str, tuple[str, str, dict[str, Any]]] = {
     "slice-reads-another-groups-memo": (
         "ATL422", "example 1 of block 0 is a BINGET of the memo index example 0 PUT (groups of 1): an in-order "
         "read returns example 0 again, a random read of example 1 fails (two readings)",
-        {"block_size": 8, "slices_hook": _replace_slice(1, lambda p, s: get_op(memo_count(p)))}),
+        {"block_size": 8, "slices_hook": replace_slice(1, lambda p, s: get_op(memo_count(p)))}),
     "slice-writes-preamble-memo": (
         "ATL422", "example 2 of block 0 ends with a BINPUT to memo index 0, which the preamble holds",
-        {"block_size": 8, "slices_hook": _replace_slice(2, lambda p, s: s[2] + get_op(0).replace(b"h", b"q", 1))}),
+        {"block_size": 8, "slices_hook": replace_slice(2, lambda p, s: s[2] + get_op(0).replace(b"h", b"q", 1))}),
     "slice-holds-proto": (
         "ATL421", "example 1 of block 0 starts with PROTO 3",
-        {"block_size": 8, "slices_hook": _replace_slice(1, lambda p, s: grouped.PREAMBLE_PREFIX + s[1])}),
+        {"block_size": 8, "slices_hook": replace_slice(1, lambda p, s: grouped.PREAMBLE_PREFIX + s[1])}),
     "slice-pops-previous-example": (
         "ATL420", "example 3 of block 0 starts with POP: an in-order read drops example 2, a random read takes the "
-        "list's MARK", {"block_size": 8, "slices_hook": _replace_slice(3, lambda p, s: b"0" + s[3])}),
+        "list's MARK", {"block_size": 8, "slices_hook": replace_slice(3, lambda p, s: b"0" + s[3])}),
     "group-offset-inside-opcode": (
         "ATL420", "group offset 1 of block 0 (of 8 examples) moved one byte into example 1's first opcode",
         {"block_size": 8, "raw_hook": _first_block(lambda f: [with_offsets(f[0], 8, lambda o: [

@@ -4,12 +4,11 @@ example that the whole block gives."""
 
 from __future__ import annotations
 
-import io
 import json
 import pickle
-from collections import Counter
 from typing import Any
 
+import grouped_vectors as gv
 import jsonschema
 import pytest
 import zstandard
@@ -23,23 +22,11 @@ from atlas_format.errors import CodecError, LimitError
 from atlas_format.metadata import load_schema
 
 
-def _pickle(obj: Any, memo: dict[int, Any] | None) -> tuple[bytes, dict[int, Any]]:
-    f = io.BytesIO()
-    p = pickle.Pickler(f, grouped.GROUPED_PICKLE_PROTOCOL)
-    if memo:
-        p.memo = memo
-    p.dump(obj)
-    return f.getvalue(), p.memo.copy()
-
-
 def _layout(examples: list[Any]) -> tuple[bytes, list[bytes]]:
-    """(preamble, slices) as V2-FRAME-6 describes: shared objects memoized once, slices after it."""
-    memos = [_pickle(e, None)[1] for e in examples]
-    counts = Counter(k for m in memos for k in m)
-    shared = list({k: obj for m in memos for k, (_, obj) in m.items() if counts[k] >= 2}.values())
-    data, memo = _pickle(shared, None)
-    preamble = data[:-1] + grouped.PREAMBLE_SUFFIX
-    return preamble, [_pickle(e, dict(memo))[0][2:-1] for e in examples]
+    """(preamble, slices) as V2-FRAME-6 describes: shared objects memoized once, slices after it (the
+    validator tests' independent writer, ``grouped_vectors``)."""
+    preamble, memo = gv.preamble_of(examples)
+    return preamble, [gv.slice_of(e, memo) for e in examples]
 
 
 def _random_read(stored: bytes, preamble: bytes, n: int, k: int, decode: Any, raw_of: list[int]) -> Any:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import pickle
 import random
 import tempfile
@@ -16,11 +15,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_reference_helpers import reseal, rewrite_meta
+from test_reference_helpers import read_index, reseal, rewrite_meta, same
 
 from atlas_format import grouped
 from atlas_format.constants import Limits
-from atlas_format.index_v2 import INDEX_ENTRY_DTYPE, IndexHeader, build_index
+from atlas_format.index_v2 import build_index
 from atlas_format.metadata import dump_checksummed_json, parse_json
 from atlas_format.testing.strategies import examples as example_strategy
 from torch_atlas_ds import (
@@ -43,21 +42,6 @@ CODECS = {
     "lz4": {"codec": "lz4"},
     "none": {"compression_strategy": 0},
 }
-
-
-def same(a: Any, b: Any) -> bool:
-    """Type-exact equality (nan equal to nan, arrays by bytes)."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, float):
-        return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
-    if isinstance(a, dict):
-        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, np.ndarray):
-        return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
-    return bool(a == b)
 
 
 def write(root: Path, examples: list[Any], block_size: int, shard_size: int = 1000, **kw: Any) -> Path:
@@ -331,11 +315,7 @@ def test_a_preamble_above_the_reader_limit_is_refused(tmp_path):
 def replace_block(root: Path, b: int, stored: bytes, raw_size: int) -> None:
     """Put ``stored`` in place of block ``b`` of shard 000000 (sizes, offsets and checksums rewritten)."""
     folder = root / "000000"
-    raw = (folder / "index.bin").read_bytes()
-    header = dict(IndexHeader.parse(raw[:64]))
-    header.pop("_io", None)
-    header.pop("magic", None)
-    entries = np.frombuffer(raw, dtype=INDEX_ENTRY_DTYPE, offset=64).copy()
+    header, entries = read_index(folder)
     data = (folder / "data.bin").read_bytes()
     blocks = [data[int(e["offset"]):int(e["offset"]) + int(e["stored_size"])] for e in entries]
     blocks[b] = stored

@@ -24,8 +24,8 @@ def same(a: Any, b: Any) -> bool:
         return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)):
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, np.ndarray):
-        return a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
+    if isinstance(a, np.ndarray):  # by bytes: nan equals nan, -0.0 differs from 0.0
+        return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
     return a == b
 
 
@@ -35,17 +35,22 @@ def tree_digest(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def read_index(folder: Path) -> tuple[dict[str, Any], Any]:
+    """(header fields as ``build_index`` takes them, a writable copy of the entries) of a shard's index.bin."""
+    raw = (folder / "index.bin").read_bytes()
+    header = dict(IndexHeader.parse(raw[:64]))
+    header.pop("_io", None)
+    header.pop("magic", None)
+    return header, np.frombuffer(raw, dtype=INDEX_ENTRY_DTYPE, offset=64).copy()
+
+
 def reseal(root: Path) -> None:
     """Recompute every checksum of a v2 dataset after a test edited its bytes on purpose."""
     root_doc = parse_json((root / "meta.json").read_bytes())
     for entry in root_doc["shards"]:
         folder = root / entry["name"]
         doc = parse_json((folder / "meta.json").read_bytes())
-        raw = (folder / "index.bin").read_bytes()
-        header = dict(IndexHeader.parse(raw[:64]))
-        header.pop("_io", None)
-        header.pop("magic", None)
-        entries = np.frombuffer(raw, dtype=INDEX_ENTRY_DTYPE, offset=64).copy()
+        header, entries = read_index(folder)
         data = (folder / "data.bin").read_bytes()
         for e in entries:
             e["checksum"] = XXH3_64.of(data[int(e["offset"]):int(e["offset"]) + int(e["stored_size"])])

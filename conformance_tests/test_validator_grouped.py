@@ -227,10 +227,7 @@ def test_a_slice_that_changes_a_preamble_object_is_two_readings(tmp_path):
     _, memo = gv.preamble_of(items)
     index = memo[id(shared)][0]
 
-    def hook(shard: int, block: int, preamble: bytes, slices: list[bytes]) -> list[bytes]:
-        if (shard, block) != (0, 0):
-            return slices
-        return [slices[0], gv.get_op(index) + b"K\x05a", *slices[2:]]  # BINGET the list, BININT1 5, APPEND
+    hook = gv.replace_slice(1, lambda preamble, slices: gv.get_op(index) + b"K\x05a")  # BINGET, BININT1 5, APPEND
 
     root = write_v2(tmp_path / "ds", items, framing="grouped", codec="zstd", block_size=8, shard_size=16,
                     slices_hook=hook)
@@ -244,12 +241,7 @@ def test_a_slice_that_changes_a_preamble_object_is_two_readings(tmp_path):
 def test_a_slice_reading_a_memo_entry_of_an_earlier_group_of_its_frame_is_two_readings(tmp_path):
     """Blocks of 70: example 40 (frame 1, group 1) reads the memo index example 32 (frame 1, group 0) PUT. A frame
     used to be the part; now a random read unpickles P and the group of 8, which lacks that entry."""
-    def hook(shard: int, block: int, preamble: bytes, slices: list[bytes]) -> list[bytes]:
-        if (shard, block) != (0, 0):
-            return slices
-        slices = list(slices)
-        slices[40] = gv.get_op(gv.memo_count(preamble))
-        return slices
+    hook = gv.replace_slice(40, lambda preamble, slices: gv.get_op(gv.memo_count(preamble)))
 
     root = _grouped(tmp_path, n=150, block_size=70, shard_size=140, slices_hook=hook)
     found = [f for f in validate(root).findings if f.id == "ATL422"]
@@ -259,12 +251,7 @@ def test_a_slice_reading_a_memo_entry_of_an_earlier_group_of_its_frame_is_two_re
 
 def test_a_memo_entry_read_in_its_own_group_of_a_frame_is_one_reading(tmp_path):
     """Blocks of 70: example 41 reads the memo index example 40 PUT, both in frame 1's group 1."""
-    def hook(shard: int, block: int, preamble: bytes, slices: list[bytes]) -> list[bytes]:
-        if (shard, block) != (0, 0):
-            return slices
-        slices = list(slices)
-        slices[41] = gv.get_op(gv.memo_count(preamble))
-        return slices
+    hook = gv.replace_slice(41, lambda preamble, slices: gv.get_op(gv.memo_count(preamble)))
 
     root = _grouped(tmp_path, n=150, block_size=70, shard_size=140, slices_hook=hook)
     report = validate(root)
