@@ -65,9 +65,6 @@ FALLBACK_PREFIX = b"\x80\x04"
 #: The shard meta.json member that holds the preamble, base64 (RFC 4648, with padding).
 PREAMBLE_MEMBER = "pickle_preamble"
 
-FrameStarts = cs.Struct("starts" / cs.Array(cs.this._params.frames - 1, cs.Int32ul))
-FrameStarts.name = "grouped frame starts"
-
 #: The head of a stored block of more than 32 examples: the frame starts, then every frame's interior
 #: group offsets in frame order (params: frames, interior = their count, width = 2 or 4 from raw_size).
 GroupedHead = cs.Struct(
@@ -90,7 +87,7 @@ GroupTable = cs.Struct(
 )
 GroupTable.name = "grouped group table"
 
-_START = struct.Struct(FrameStarts.subcons[0].subcon.subcon.fmtstr)  # one u32 (frame start, table start)
+_START = struct.Struct(GroupedHead.subcons[0].subcon.subcon.fmtstr)  # one u32 (frame start, table start)
 _LENGTH_AT = 3  # the SHORT_BINBYTES length byte, after PROTO and the opcode (GroupTable's fields)
 _START_AT = _LENGTH_AT + 1
 #: Where a decoded one-frame block holds its group table's length (SHORT_BINBYTES' length byte).
@@ -146,12 +143,6 @@ def head_struct(n: int, width: int) -> struct.Struct:
     return struct.Struct("<" + "I" * (frames(n) - 1) + _WIDTH_CHAR[width] * sum(interior_groups(n)))
 
 
-@functools.lru_cache(maxsize=64)
-def frame_starts_struct(n: int) -> struct.Struct:
-    """The ``FrameStarts`` of a block of ``n`` examples as one compiled struct."""
-    return struct.Struct(_START.format[:1] + _START.format[1:] * (frames(n) - 1))
-
-
 def read_head(stored: Any, n: int, raw_size: int) -> tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]:
     """(frame starts with frame 0's, each frame's interior group offsets) of a stored block; no check."""
     m = frames(n)
@@ -162,11 +153,6 @@ def read_head(stored: Any, n: int, raw_size: int) -> tuple[tuple[int, ...], tupl
         offsets.append(values[at:at + count])
         at += count
     return starts, tuple(offsets)
-
-
-def frame_starts(stored: Any, n: int, raw_size: int) -> tuple[int, ...]:
-    """Where each frame of the stored block starts (frame 0 at the end of the head); no check."""
-    return (head_size(n, raw_size), *frame_starts_struct(n).unpack_from(stored, 0))
 
 
 def frame_span(stored: Any, n: int, j: int, stored_size: int, raw_size: int) -> tuple[int, int]:
@@ -194,12 +180,8 @@ def is_fallback(stored: Any, n: int, first_decoded: Any, raw_size: int) -> bool:
 def group_table(raw: Any, n: int) -> tuple[int, tuple[int, ...]]:
     """(start, group offsets) of a decoded one-frame block; ValueError when the table's length does not
     match n's group count (the reader's fast path: the validator parses ``GroupTable``)."""
-    length = raw[_LENGTH_AT]
-    count = groups(n) + 1
-    width, rest = divmod(length - _START.size, count)
-    if rest or width not in _WIDTH_CHAR:
-        raise ValueError(f"group table of {length} bytes does not hold {count} offsets of 2 or 4 bytes")
-    start, *offsets = struct.unpack_from(f"<I{count}{_WIDTH_CHAR[width]}", raw, _START_AT)
+    layout, at = group_table_struct(n, raw[_LENGTH_AT])
+    start, *offsets = layout.unpack_from(raw, at)
     return start, tuple(offsets)
 
 
