@@ -444,9 +444,9 @@ class _V2Shard:
         _check(len(stored) > head, where, f"shorter than its {head}-byte head")
         values = struct.unpack_from(f"<{m - 1}I{sum(inner)}{'H' if width == 2 else 'I'}", stored)
         starts = (head, *values[:m - 1], len(stored))
-        self.groups, at = [], m - 1
+        groups, at = [], m - 1
         for c in inner:
-            self.groups.append(values[at:at + c])
+            groups.append(values[at:at + c])
             at += c
         fallback = m > 1 and all(a == head for a in starts[1:-1]) and not any(values[m - 1:])
         _check(fallback or all(a < b for a, b in pairwise(starts)), where, "frame starts out of order")
@@ -462,11 +462,11 @@ class _V2Shard:
         _check(type(whole) is list and len(whole) == n, where, f"not a list of {n} examples")
         if fallback or frames[0][:2] == b"\x80\x04":  # V2-FRAME-8
             return whole
-        for j, offsets in enumerate(self.groups):
+        for j, offsets in enumerate(groups):
             size = len(frames[j]) - (len(self.preamble) if j == 0 else 0) - (2 if j == m - 1 else 0)
             _check(all(a < b for a, b in pairwise((0, *offsets, size))), where,
                    f"frame {j}'s group offsets {list(offsets)} do not increase inside its {size} bytes of slices")
-        return frames, n, self.groups
+        return frames, n, groups
 
     def _part(self, frames: list[bytes], n: int, groups: list[Any], pos: int, where: str) -> Any:
         """V2-FRAME-9: example ``pos`` by unpickling only its group (one frame) or its frame (several)."""
