@@ -207,23 +207,22 @@ class ExampleFraming(_TableFraming):
     """Version 2 framing "example": ``blk.data`` is the stored block (verified, not decoded); a read decodes
     only its examples' own frames, each bounded by the block's raw_size (``blk.raw``)."""
 
-    def _frame(self, blk: CachedBlock, start: int, end: int, pos: int) -> Any:
-        data = self.site.decode_frame(blk.data[start:end], blk.b, pos, blk.raw - blk.base)
-        try:
-            return self.site.loads(data)
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure is corrupt data
-            raise self.load_error(exc, blk, pos) from None
-
     def example(self, blk: CachedBlock, pos: int) -> Any:
         if blk.table is None and pos == blk.last_pos + 1:  # in order: check the table once, then index it
             self.table(blk)
         blk.last_pos = pos
         start, end = self.span(blk, pos)
-        return self._frame(blk, start, end, pos)
+        site = self.site
+        data = site.decode_frame(blk.data[start:end], blk.b, pos, blk.raw - blk.base)
+        try:
+            return site.loads(data)
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure is corrupt data
+            raise self.load_error(exc, blk, pos) from None
 
     def examples(self, blk: CachedBlock, positions: Sequence[int]) -> list[Any]:
-        spans = [self.span(blk, p) for p in positions] if len(positions) <= 2 else self.spans(blk, positions)
-        return [self._frame(blk, start, end, p) for (start, end), p in zip(spans, positions, strict=True)]
+        if len(positions) > 2:  # check the table once, then index it (two spans read in place cost less)
+            self.table(blk)
+        return [self.example(blk, pos) for pos in positions]
 
     def decoded(self, blk: CachedBlock) -> bytes:
         """The decoded block (table + pickles) the frames of ``blk`` stand for: what raw_size counts."""
