@@ -42,7 +42,8 @@ for g in "${ORDER[@]}"; do
   "$venv/bin/python" -m pip install -q "$TORCH"           # first, always the CPU wheel from local disk
   args=()
   for p in $pkgs; do
-    if [ "$p" = PROJECT ]; then args+=(-e "$ROOT"); else args+=("$p"); fi
+    # the project is three local packages: the format first (the reader and validator pin it)
+    if [ "$p" = PROJECT ]; then args+=(-e "$ROOT/spec" -e "$ROOT/validator" -e "$ROOT"); else args+=("$p"); fi
   done
   # the constraint keeps torch at 2.13.0 whatever a peer asks for (a newer torch would be a CUDA download)
   echo "$TORCH" > "$venv/constraints.txt"
