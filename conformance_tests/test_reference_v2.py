@@ -1030,3 +1030,45 @@ def test_list_and_example_flag_bits_together_are_refused(tmp_path):
     with pytest.raises(FormatError, match="flags 0x03") as info:
         AtlasDataset(root)
     assert info.value.offset == 17
+
+
+IN_PLACE = {"none": {"codec": "none"}, "zstd-example": {"framing": Framing.EXAMPLE},
+            "lz4-example": {"codec": "lz4", "framing": Framing.EXAMPLE}}
+
+
+@pytest.mark.parametrize("options", list(IN_PLACE.values()), ids=list(IN_PLACE))
+def test_random_reads_of_blocks_read_where_stored_match_reads_in_order(tmp_path, options):
+    """A random read of such a block takes one example without a block object (V2Shard.get); what it
+    returns is what reads in order, batches and iteration return, a new object each time."""
+    root = tmp_path / "d"
+    expected = [{"i": i, "s": "x" * i} for i in range(40)]
+    with AtlasDatasetWriter(root, 40, 8, **options) as w:
+        for example in expected:
+            w.add_example(example)
+    order = [37, 5, 22, 13, 30, 1, 38, 9, 13, 14, 39]  # random, repeated, then in order
+    ds = AtlasDataset(root)
+    got = [ds[i] for i in order]
+    assert got == [expected[i] for i in order]
+    assert got[3] is not got[8]  # the repeat is a new object
+    assert ds.__getitems__(order) == [expected[i] for i in order]
+    assert [ds[i] for i in range(40)] == list(AtlasDataset(root)) == expected
+
+
+def test_a_random_read_of_a_bad_example_where_stored_fails_located(tmp_path):
+    """The random read's shortcut hands anything it cannot read to the block path, whose error names
+    the example."""
+    root = tmp_path / "d"
+    with AtlasDatasetWriter(root, 40, 8, codec="none") as w:
+        for i in range(40):
+            w.add_example({"i": i, "s": "x" * i})
+    data = root / "000000" / "data.bin"
+    target = pickle.dumps({"i": 13, "s": "x" * 13}, protocol=5)
+    raw = data.read_bytes()
+    assert raw.count(target) == 1
+    data.write_bytes(raw.replace(target, target[:-1] + b"N"))  # STOP becomes NONE: the pickle never ends
+    ds = AtlasDataset(root, verify_checksums=False)
+    assert ds[30] == {"i": 30, "s": "x" * 30}
+    with pytest.raises(FormatError) as info:
+        ds[13]
+    assert (info.value.index, info.value.block, info.value.position) == (13, 1, 5)
+    assert "does not unpickle" in str(info.value)

@@ -75,6 +75,22 @@ def unpickle_list_block(loads: Loads, raw: Any, count: int, where: dict[str, Any
     return examples
 
 
+#: What ``stored_example`` returns when it cannot serve a read: the block path then reads it and raises the
+#: error that names what is wrong.
+MISS: Any = object()
+
+
+def span_in_place(data: Any, count: int, base: int, pos: int) -> tuple[int, int] | None:
+    """(start, end) in ``data`` of example ``pos`` of a block of ``count`` examples whose payload starts at
+    ``base``: its two offsets read where they are, bounds checked (O(1), never the whole table); None when
+    the table does not hold them."""
+    if len(data) >= base and read_count(data, 0)[0] == count:
+        start, end = read_span(data, SPAN_AT + OFFSET_SIZE * pos)
+        if start < end <= len(data) - base:
+            return base + start, base + end
+    return None
+
+
 class Framing:
     """A framing strategy bound to one shard (``site``)."""
 
@@ -89,6 +105,11 @@ class Framing:
 
     def all(self, blk: CachedBlock) -> list[Any]:
         return self.examples(blk, range(blk.count))
+
+    def stored_example(self, data: Any, b: int, count: int, base: int, raw: int, pos: int) -> Any:
+        """Example ``pos`` of stored block ``b`` (``data``) read without a block object, or MISS: framings
+        that read blocks where they are stored serve a random read so; the others read it through the block."""
+        return MISS
 
     def at(self, blk: CachedBlock, pos: int) -> dict[str, Any]:
         """Where example ``pos`` of ``blk`` is: its block, its position there, its number in the shard."""
@@ -116,13 +137,11 @@ class _TableFraming(Framing):
         table = blk.table
         if table is not None:
             return table[pos], table[pos + 1]
-        data, count, base = blk.data, blk.count, blk.base
-        if len(data) >= base and read_count(data, 0)[0] == count:  # block_count, example_span: bound, inline
-            start, end = read_span(data, SPAN_AT + OFFSET_SIZE * pos)
-            if start < end <= len(data) - base:
-                return base + start, base + end
+        found = span_in_place(blk.data, blk.count, blk.base, pos)
+        if found is not None:
+            return found
         self.table(blk)  # raises the error that names what is wrong with the table
-        raise FormatError(f"the example spans [{start}, {end}) outside the block payload", **self.at(blk, pos))
+        raise FormatError("the example spans outside the block payload", **self.at(blk, pos))
 
     def table(self, blk: CachedBlock) -> tuple[int, ...]:
         """Where each example of ``blk`` starts in ``blk.data`` (and where the last ends), from its offset
@@ -181,6 +200,17 @@ class BlockFraming(_TableFraming):
         except Exception as exc:  # noqa: BLE001 - any unpickling failure is corrupt data
             raise self.load_error(exc, blk, pos) from None
 
+    def stored_example(self, data: Any, b: int, count: int, base: int, raw: int, pos: int) -> Any:
+        """Example ``pos`` of block ``b`` read where it is stored (codec none), without a block object: a random
+        read's shortcut (``V2Shard.get``); MISS on any doubt."""
+        found = span_in_place(data, count, base, pos)
+        if found is None:
+            return MISS
+        try:
+            return self.site.loads(data[found[0]:found[1]])
+        except Exception:  # noqa: BLE001 - read again through the block, which names the failure
+            return MISS
+
     def loads(self, blk: CachedBlock, positions: Sequence[int]) -> list[Any]:
         """Examples at ``positions`` unpickled in one loop (no calls per example but the unpickler's)."""
         data, loads = blk.data, self.site.loads
@@ -218,6 +248,19 @@ class ExampleFraming(_TableFraming):
             return site.loads(data)
         except Exception as exc:  # noqa: BLE001 - any unpickling failure is corrupt data
             raise self.load_error(exc, blk, pos) from None
+
+    def stored_example(self, data: Any, b: int, count: int, base: int, raw: int, pos: int) -> Any:
+        """Example ``pos`` of stored block ``b``, its frame decoded, without a block object: a random read's
+        shortcut (``V2Shard.get``); MISS on any doubt."""
+        found = span_in_place(data, count, base, pos)
+        if found is None:
+            return MISS
+        site = self.site
+        frame = site.decode_frame(data[found[0]:found[1]], b, pos, raw - base)
+        try:
+            return site.loads(frame)
+        except Exception:  # noqa: BLE001 - read again through the block, which names the failure
+            return MISS
 
     def examples(self, blk: CachedBlock, positions: Sequence[int]) -> list[Any]:
         if len(positions) > 2:  # check the table once, then index it (two spans read in place cost less)

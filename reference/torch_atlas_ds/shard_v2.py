@@ -48,7 +48,7 @@ from .errors import (
     MetadataError,
     MissingShardError,
 )
-from .framing import BlockFraming, ExampleFraming, ListFraming
+from .framing import MISS, BlockFraming, ExampleFraming, ListFraming
 from .framing import Framing as FramingStrategy
 from .framing_grouped import GroupedFraming, read_preamble
 from .index_v2_reader import check_index, entries_view
@@ -87,6 +87,8 @@ class V2Shard(ProcessLocalState):
     _CLOSED = _CLOSED
 
     version = 2
+    #: the shard example read last (``get``: a read right after it is read in order)
+    _previous = -2
 
     def __init__(self, location: Location, *, mmap_index: bool = True, shared_dict_bytes: bytes | None = None,
                  verify_checksums: bool = True, limits: Limits = DEFAULT_LIMITS, loads: Loads = pickle.loads,
@@ -176,6 +178,8 @@ class V2Shard(ProcessLocalState):
         self.views_of_maps = not self._decodes
         #: whether a read decodes or unpickles its whole block (worth grouping a batch's indices per block)
         self.decodes_blocks = self._decodes or self.framing in (Framing.LIST, Framing.GROUPED)
+        #: whether a random read takes one example where its block is stored (``get``)
+        self._in_place = not self.decodes_blocks
         self.metadata = AtlasDatasetShardMetadata(2, self.block_size, self.num_examples,
                                                   v2_to_strategy(self.codec, DictionaryMode(self.dictionary)),
                                                   doc["compression_level"], None)
@@ -407,6 +411,22 @@ class V2Shard(ProcessLocalState):
     def get(self, i: int) -> Any:
         """Example ``i`` of this shard (0 <= i < len, checked by the caller)."""
         b, pos = divmod(i, self.block_size)
+        if self._in_place and pos and i != self._previous + 1:
+            # A random read of a block read where it is stored (codec none, framing example): no block
+            # object, whose work a random read never reuses (RESULTS-read-paths.md). A block's first
+            # example and a read that follows the one before go through the block, as reads in order do:
+            # it then checks its table once (and framing block unpickles the rest of it at once).
+            self._previous = i
+            maps = self._m
+            if maps.gen != _FORK_GENERATION[0]:
+                maps = self._open()
+            last = b == self._last_block
+            count = self._last_count if last else self.block_size
+            value = self._framing.stored_example(self._stored(b, maps), b, count,
+                                                 table_size(count) if last else self._base, int(maps.raw[b]), pos)
+            if value is not MISS:
+                return value
+        self._previous = i
         return self._framing.example(self._block(b), pos)
 
     def get_many(self, b: int, positions: list[int]) -> list[Any]:
