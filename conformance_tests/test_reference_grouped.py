@@ -141,6 +141,32 @@ def test_a_random_read_in_a_block_of_64_unpickles_the_preamble_and_one_group_of_
         assert got == [count], (i, got)  # frames 0 and 1, and block 3 of 4 (groups of 1)
 
 
+@pytest.mark.parametrize("positions, counts", [
+    ([3, 40], [8, 8]),  # two of 64: their groups, not the block
+    ([3, 40, 41], [8, 8, 8]),  # three: still their groups (41's group again: a fresh part)
+    ([3, 12, 40, 50], [64]),  # four, half the block's worth of groups: the block at once
+])
+def test_a_batch_unpickles_the_groups_of_a_few_positions_and_the_block_of_many(tmp_path, monkeypatch, positions,
+                                                                                 counts):
+    examples = [{"i": i} for i in range(64)]
+    root = write(tmp_path / "d", examples, 64)
+    ds = AtlasDataset(root)
+    shard = ds.shards[0]
+    got: list[int] = []
+    loads = shard.loads
+
+    def counting(data: Any) -> Any:
+        out = loads(data)
+        got.append(len(out))
+        return out
+
+    monkeypatch.setattr(shard._framing.site, "loads", counting)
+    batch = ds.__getitems__(positions)
+    assert batch == [examples[p] for p in positions]
+    assert got == counts
+    assert len({id(x) for x in batch}) == len(batch)
+
+
 def test_fresh_objects_and_shared_identity_inside_an_example(tmp_path):
     inner = [1, 2]
     recursive: list[Any] = ["r"]

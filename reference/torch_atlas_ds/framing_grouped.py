@@ -7,8 +7,8 @@ so a repeated ``ds[i]`` gets a fresh object. Any other read unpickles a part: th
 (one-frame blocks, n <= 32) or the preamble and one group of 8 of one decoded frame of 32 (n > 32: the
 group offsets are in the stored block's head, after the frame starts). The whole-block path is taken
 where later reads of the block are likely: the second read in a row of a block, position 0 right after
-the previous block (``blk.last_pos == -1``, set by the shard), a batch of several positions of the block,
-iteration.
+the previous block (``blk.last_pos == -1``, set by the shard), a batch holding at least half as many
+groups' worth of the block's positions as the block has examples, iteration.
 
 Every part is unpickled by the shard's loader (safe loading applies to each) and must be a list of the
 expected count; anything else is the project's error naming the file, block and offset.
@@ -125,6 +125,10 @@ class GroupedFraming(Framing):
             return [self.example(blk, positions[0])]
         values = blk.values
         if values is None:
+            n = blk.count
+            if 2 * len(positions) * (_GROUP if n > _FRAME else grouped.group_size(n)) < n:
+                # a few examples of a batch in this block: their groups cost less than the block
+                return [self.part(blk, pos) for pos in positions]
             values = self.values(blk)
         out: list[Any] = []
         for pos in positions:
