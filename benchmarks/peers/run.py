@@ -46,7 +46,8 @@ def atlas_systems(blocks: tuple[int, ...]) -> list[dict[str, Any]]:
     for codec, what in (("zstd", "zstd shared dict"), ("lz4", "LZ4"), ("none", "no compression")):
         for b in blocks:
             out.append({"id": f"atlas-v2-{codec}-b{b}", "group": "atlas", "adapter": "atlas",
-                        "label": f"this project v2, {what}, block {b}",
+                        "label": f"this project v2, {what} ({'grouped' if codec == 'zstd' else 'block'} framing, the "
+                                 f"default), block {b}",
                         "params": {"version": 2, "codec": codec, "block": b}})
     for codec, what in (("zstd", "zstd shared dict"), ("lz4", "LZ4")):
         for b in blocks:
