@@ -283,13 +283,7 @@ def decode(info: CodecInfo, data: Buffer, dctx: zstandard.ZstdDecompressor | Non
     bound = limits.max_block_raw_size if limit is None or limit > limits.max_block_raw_size else limit
     if declared is None or not 0 <= declared <= bound or (size is not None and declared != size):
         declared = check_declared_size(info, data, size, limits, limit=limit)  # raises, naming the rule broken
-    if dctx is None or info.codec is not Codec.ZSTD:
-        out = info.decompress(data, declared, dctx)
-    else:  # the caller's zstd decompressor, called here: one C call (libzstd writes no more than declared)
-        try:
-            out = dctx.decompress(data)
-        except zstandard.ZstdError as exc:
-            raise CodecError(f"zstd cannot decode the frame: {exc}") from None
+    out = info.decompress(data, declared, dctx)
     if len(out) != declared:
         raise CodecError(f"{info.label} frame decodes to {len(out)} bytes, it declares {declared}")
     return out
