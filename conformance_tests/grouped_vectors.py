@@ -49,10 +49,11 @@ def slice_of(example: Any, memo: dict[int, Any]) -> bytes:
 
 def decoded_frames(preamble: bytes, memo: dict[int, Any], block: list[Any], *, fallback: bool = False,
                    slices_hook: Callable[[bytes, list[bytes]], list[bytes]] | None = None,
-                   offsets_out: list[list[list[int]]] | None = None) -> list[bytes]:
+                   offsets_out: list[list[list[int]]] | None = None, group: int = grouped.FRAME_GROUP) -> list[bytes]:
     """A block's decoded frames (V2-FRAME-6), or with ``fallback`` its one protocol 4 list pickle (V2-FRAME-8).
     ``slices_hook(preamble, slices) -> slices`` alters the slices before the table is computed; ``offsets_out``
-    gets the block's head group offsets (``grouped.frame_group_offsets`` of its slices; [] for one frame)."""
+    gets the block's head group offsets (``grouped.frame_group_offsets`` of its slices; [] for one frame);
+    ``group``: the shard's group size."""
     if fallback:
         if offsets_out is not None:
             offsets_out.append([])
@@ -61,16 +62,17 @@ def decoded_frames(preamble: bytes, memo: dict[int, Any], block: list[Any], *, f
     if slices_hook:
         slices = slices_hook(preamble, slices)
     if offsets_out is not None:
-        offsets_out.append(grouped.frame_group_offsets(slices) if len(slices) > grouped.FRAME_EXAMPLES else [])
-    return grouped.encode_frames(preamble, slices)
+        offsets_out.append(grouped.frame_group_offsets(slices, group) if len(slices) > grouped.FRAME_EXAMPLES
+                           else [])
+    return grouped.encode_frames(preamble, slices, group)
 
 
 def stored(n: int, frames: list[bytes], *, fallback: bool, group_offsets: list[list[int]] | None = None,
-           raw_size: int = 0) -> bytes:
+           raw_size: int = 0, group: int = grouped.FRAME_GROUP) -> bytes:
     """The stored block of encoded ``frames`` after its head (V2-FRAME-7: frame starts, then ``group_offsets``
     of ``offset_width(raw_size)``); a fallback: its one encoded pickle after the empty frames (V2-FRAME-8)."""
     if fallback:
-        return grouped.fallback_block(n, frames[0], raw_size) if grouped.frames(n) > 1 else frames[0]
+        return grouped.fallback_block(n, frames[0], raw_size, group) if grouped.frames(n) > 1 else frames[0]
     return grouped.stored_block(frames, group_offsets, raw_size)
 
 

@@ -37,6 +37,7 @@ import numpy as np
 from atlas_format import index_v2, metadata, npy, zstd_frame
 from atlas_format.checksum import XXH3_64
 from atlas_format.constants import V2_INDEX_HEADER_SIZE
+from atlas_format.enums import INDEX_FLAG_GROUP_SHIFT
 
 VECTORS = make_vectors.VECTORS
 
@@ -125,6 +126,7 @@ V2_LZ4 = "v2/05-lz4"
 V2_FRAMES_SHARED = "v2/17-example-frames-shared-dict"
 V2_FRAMES_LZ4 = "v2/18-example-frames-lz4"
 V2_LIST_NONE = "v2/20-list-none-appended"
+V2_GROUPS_OF_1 = "v2/26-grouped-groups-of-1"
 V1_NONE = "seed-v1/01-s0-multishard"
 V1_SHARED = "seed-v1/03-s2-shared-dict"
 V1_OWN = "seed-v1/04-s3-own-dicts-7-block-boundary"
@@ -216,6 +218,14 @@ def _index_flags_cleared(root: Path) -> None:
     """Shard 000001's index flags cleared (framing block) while its meta.json keeps its framing."""
     index = bytearray((root / "000001" / "index.bin").read_bytes())
     index[17] = 0
+    (root / "000001" / "index.bin").write_bytes(bytes(index))
+    seal_v2(root)
+
+
+def _group_size_bits_cleared(root: Path) -> None:
+    """Shard 000001's index flags keep framing grouped's bit but say groups of 8 (bits 3-4 cleared)."""
+    index = bytearray((root / "000001" / "index.bin").read_bytes())
+    index[17] &= ~INDEX_FLAG_GROUP_SHIFT
     (root / "000001" / "index.bin").write_bytes(bytes(index))
     seal_v2(root)
 
@@ -388,6 +398,9 @@ def cases() -> list[Case]:
          "6 examples, data.bin re-laid, sizes and checksums resealed", ["ATL411"],
          lambda r: _v2_list_block_rewritten(r, "000000", 1, lambda b: pickle.dumps(pickle.loads(b)[:-1], protocol=4)),
          False),
+        ("v2-grouped-group-size-flags-cleared-sealed", V2_GROUPS_OF_1, "framing grouped in groups of 1: index.bin "
+         "flags bits 3-4 cleared in shard 000001 (groups of 8) while its meta.json says group_size 1, checksums "
+         "resealed", ["ATL307"], _group_size_bits_cleared, False),
         ("v2-list-index-flags-cleared-sealed", V2_LIST_NONE, "framing list: index.bin flags bit 1 cleared in shard "
          "000001 while its meta.json says list, checksums resealed", ["ATL307"], _index_flags_cleared, False),
         ("v2-malicious-os-system", V2_NONE, "a complete, checksummed dataset whose example 3 calls os.system",

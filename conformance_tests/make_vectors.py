@@ -40,6 +40,14 @@ def records(n: int, seed: int) -> list[dict[str, Any]]:
             for i in range(n)]
 
 
+def images(n: int, shape: tuple[int, ...], seed: int) -> list[dict[str, Any]]:
+    """Image-like examples: a smooth uint8 array (it compresses) and a label."""
+    rng = np.random.default_rng(seed)
+    ramp = np.add.outer(np.arange(shape[-2]), np.arange(shape[-1])).astype(np.uint8)
+    return [{"image": (np.broadcast_to(ramp, shape) + rng.integers(0, 4, shape)).astype(np.uint8),
+             "label": int(rng.integers(0, 10))} for _ in range(n)]
+
+
 def non_json_examples() -> list[Any]:
     """Values JSON cannot hold directly (stored in expected.json with tags)."""
     rng = np.random.default_rng(7)
@@ -128,6 +136,13 @@ def specs() -> list[Spec]:
         ("25-grouped-numpy", "framing grouped over numpy arrays and non-JSON values: the preamble memoizes the "
          "numpy reconstructors and dtypes", lambda: non_json_examples() * 3,
          dict(shard_size=64, block_size=8, compression_strategy=1, framing="grouped"), None),
+        ("26-grouped-groups-of-1", "framing grouped over 2.3 KB uint8 images: the writer chooses groups of 1 "
+         "(meta.json group_size 1, index flags 0x1c), blocks of 40 (frames of 32 + 8, a head offset per example)",
+         lambda: images(90, (3, 24, 32), 26), dict(shard_size=60, block_size=40, compression_strategy=1,
+                                                   framing="grouped"), None),
+        ("27-grouped-groups-of-2", "framing grouped over 1.1 KB uint8 images: groups of 2 (group_size 2, flags "
+         "0x14); blocks of 20 are one frame whose table holds 10 groups", lambda: images(45, (1, 33, 33), 27),
+         dict(shard_size=45, block_size=20, compression_strategy=1, framing="grouped"), None),
     ]
 
 

@@ -225,10 +225,11 @@ def _table(buf: bytes, n: int, where: str) -> tuple[int, tuple[int, ...]]:
     return base, offsets
 
 
-def _grouped_head(n: int, raw_size: int) -> tuple[int, list[int], int]:
-    """V2-FRAME-7: (head size, interior group offsets per frame, their width) of a grouped block of n examples."""
+def _grouped_head(n: int, raw_size: int, group: int) -> tuple[int, list[int], int]:
+    """V2-FRAME-7: (head size, interior group offsets per frame, their width) of a grouped block of n examples
+    in groups of ``group``."""
     counts = [min(32, n - a) for a in range(0, n, 32)] if n > 32 else []
-    inner, width = [-(-c // 8) - 1 for c in counts], 2 if raw_size < 65536 else 4
+    inner, width = [-(-c // group) - 1 for c in counts], 2 if raw_size < 65536 else 4
     return 4 * max(0, len(counts) - 1) + width * sum(inner), inner, width
 
 
@@ -387,6 +388,10 @@ class _V2Shard:
         index = meta.get("index")
         _check(isinstance(index, dict) and index.get("file") == "index.bin"
                and index.get("size") == entry["index_size"], where, "bad index description")
+        self.group = meta.get("group_size", 8)  # V2-FRAME-6: framing grouped only, absent means 8
+        _check(_is_int(self.group, 1, 8) and self.group in (8, 4, 2, 1)
+               and ("group_size" not in meta or self.framing == "grouped"), where,
+               f"group_size {self.group!r}: 8, 4, 2 or 1, and only with framing grouped")
         self.entries = self._index(entry["index_size"], index.get("checksum"), blocks)
         self.preamble = self._preamble(meta.get("pickle_preamble"), where)
         _read(root, f"{self.name}/data.bin", MAX_DATA, self.data_size, length=0)  # V2-LAYOUT-2: always present
@@ -403,7 +408,9 @@ class _V2Shard:
                "checksum mismatch (of the header, the bytes, or the shard meta.json)")  # V2-INDEX-3
         _check(header_size >= 64 and entry_size >= 24 and algorithm == 1 and reserved == reserved2 == 0, where,
                "bad header_size, entry_size, checksum_algorithm or reserved field")
-        _check(flags == FRAMING_FLAGS[self.framing], where, f"flags {flags:#x} do not say framing {self.framing!r}")
+        group_bits = {8: 0, 4: 1, 2: 2, 1: 3}[self.group] << 3  # V2-INDEX-1: bits 3-4, groups of 8 >> s
+        _check(flags == FRAMING_FLAGS[self.framing] | group_bits, where,
+               f"flags {flags:#x} do not say framing {self.framing!r} in groups of {self.group}")
         _check((codec, mode, block_size, block_count, example_count, data_size, dict_id) == (CODECS[self.codec],
                DICT_MODES[self.mode], self.block_size, blocks, self.count, self.data_size, self.dict_id), where,
                "header disagrees with the shard meta.json (V2-INDEX-2)")
@@ -412,7 +419,7 @@ class _V2Shard:
         end = 0
         for b, (offset, stored, raw, _) in enumerate(entries):  # V2-INDEX-4
             _check(offset == end and 0 < stored <= MAX_STORED and raw <= self.max_raw, where, f"bad entry {b}")
-            head = _grouped_head(min(self.block_size, self.count - b * self.block_size), raw)[0]
+            head = _grouped_head(min(self.block_size, self.count - b * self.block_size), raw, self.group)[0]
             _check(self.codec != "none" or raw + (head if self.framing == "grouped" else 0) == stored, where,
                    f"entry {b}: codec none, stored_size is not raw_size (+ the head of framing grouped)")
             end += stored
@@ -438,9 +445,9 @@ class _V2Shard:
 
     def _grouped(self, stored: bytes, n: int, raw_size: int, where: str) -> Any:
         """V2-FRAME-6..8: the m = ceil(n / 32) frames after the head (m - 1 u32 starts, then each frame's
-        interior group offsets, groups of 8, u16 below 64 KiB of raw_size); a list fallback as framing list."""
+        interior group offsets, groups of G, u16 below 64 KiB of raw_size); a list fallback as framing list."""
         m = max(1, -(-n // 32))
-        head, inner, width = _grouped_head(n, raw_size)
+        head, inner, width = _grouped_head(n, raw_size, self.group)
         _check(len(stored) > head, where, f"shorter than its {head}-byte head")
         values = struct.unpack_from(f"<{m - 1}I{sum(inner)}{'H' if width == 2 else 'I'}", stored)
         starts = (head, *values[:m - 1], len(stored))
@@ -472,7 +479,7 @@ class _V2Shard:
         """V2-FRAME-9: example ``pos`` by unpickling only its group (one frame) or its frame (several)."""
         pre, end = self.preamble, b"e."
         if len(frames) == 1:
-            raw, size = frames[0], -(-n // 8)
+            raw, size = frames[0], max(1, min(self.group, -(-n // 8)))
             count = -(-n // size)
             length = raw[3] if len(raw) > 3 else 0
             width = (length - 4) // (count + 1)
@@ -489,10 +496,11 @@ class _V2Shard:
         else:
             (j, k), last = divmod(pos, 32), len(frames) - 1
             _check(frames[0][:len(pre)] == pre, where, "frame 0 does not start with the shard's preamble")
-            base, q = len(pre) if j == 0 else 0, k // 8
+            g = self.group
+            base, q = len(pre) if j == 0 else 0, k // g
             bounds = (0, *groups[j], len(frames[j]) - base - (2 if j == last else 0))
             part = _unpickle(pre + frames[j][base + bounds[q]:base + bounds[q + 1]] + end, where, v2=True)
-            want, at = min(8, min(32, n - 32 * j) - 8 * q), k % 8
+            want, at = min(g, min(32, n - 32 * j) - g * q), k % g
         _check(type(part) is list and len(part) == want, where, f"its part is not a list of {want} examples")
         return part[at]
 

@@ -141,6 +141,69 @@ def test_a_random_read_in_a_block_of_64_unpickles_the_preamble_and_one_group_of_
         assert got == [count], (i, got)  # frames 0 and 1, and block 3 of 4 (groups of 1)
 
 
+def sized(count: int, size: int) -> list[dict[str, Any]]:
+    """Examples whose slices take about ``size`` bytes (a payload of random bytes and a label)."""
+    rng = np.random.default_rng(size)
+    return [{"payload": rng.integers(0, 256, size, dtype=np.uint8).tobytes(), "label": i} for i in range(count)]
+
+
+@pytest.mark.parametrize("size, group", [(100, 8), (600, 4), (1100, 2), (3000, 1)])
+def test_the_writer_chooses_the_group_size_by_example_size_and_states_it(tmp_path, size, group):
+    examples = sized(150, size)
+    root = write(tmp_path / "d", examples, 64, 100)
+    for shard in ("000000", "000001"):
+        meta = parse_json((root / shard / "meta.json").read_bytes())
+        assert meta.get("group_size") == (None if group == 8 else group)  # absent for 8: earlier shards' bytes
+        assert (root / shard / "index.bin").read_bytes()[17] == 0x04 | grouped.group_flags(group)
+        assert AtlasDataset(root).shards[int(shard)].group == group
+
+
+@pytest.mark.parametrize("block_size", [8, 20, 33, 64, 70])
+@pytest.mark.parametrize("size", [600, 1100, 3000])
+def test_every_read_of_smaller_groups_gives_the_examples_written(tmp_path, block_size, size):
+    examples = sized(150, size)
+    root = write(tmp_path / "d", examples, block_size, 100)
+    check_every_read(root, examples)
+    check_every_read(root, examples, safe=True)
+
+
+@pytest.mark.parametrize("safe", [False, True])
+def test_a_random_read_of_groups_of_1_unpickles_one_example(tmp_path, monkeypatch, safe):
+    examples = sized(150, 3000)
+    root = write(tmp_path / "d", examples, 64)
+    for i in (0, 31, 32, 63, 70, 149):
+        ds = AtlasDataset(root, safe=safe)
+        shard = ds.shards[0]
+        got: list[int] = []
+        loads = shard.loads
+
+        def counting(data: Any, loads: Any = loads, got: list[int] = got) -> Any:
+            out = loads(data)
+            got.append(len(out))
+            return out
+
+        monkeypatch.setattr(shard._framing.site, "loads", counting)
+        assert same(ds[i], examples[i])
+        assert got == [1], (i, got)
+
+
+@pytest.mark.parametrize("change", ["flags say 8", "meta says 2", "bits on list"])
+def test_a_group_size_the_index_flags_and_meta_json_disagree_on_is_refused(tmp_path, change):
+    framing = "list" if change == "bits on list" else "grouped"
+    root = write(tmp_path / "d", sized(40, 3000), 8, framing=framing)
+    folder = root / "000000"
+    if change == "meta says 2":
+        rewrite_meta(folder / "meta.json", group_size=2)
+    else:
+        header, entries = read_index(folder)
+        header["flags"] = 0x04 if change == "flags say 8" else 0x02 | grouped.group_flags(1)
+        (folder / "index.bin").write_bytes(build_index(header, entries))
+    reseal(root)
+    with pytest.raises(FormatError, match=r"flags 0x(04|1c|1a) disagree with meta.json") as err:
+        AtlasDataset(root)[3]
+    assert err.value.offset == 17
+
+
 @pytest.mark.parametrize("positions, counts", [
     ([3, 40], [8, 8]),  # two of 64: their groups, not the block
     ([3, 40, 41], [8, 8, 8]),  # three: still their groups (41's group again: a fresh part)

@@ -462,8 +462,8 @@ def _index_extra_bytes(tmp):
 
 
 @vector("ATL309")
-def _header_flags(tmp):  # bit 3 is not defined (bits 0..2 are the framings: test_validator_*framing.py, _grouped.py)
-    return v2(tmp, index_hook=lambda k, header, entries: header.update(flags=8))
+def _header_flags(tmp):  # bit 5 is not defined (bits 0..2 are the framings, 3..4 grouped's group size: *framing.py)
+    return v2(tmp, index_hook=lambda k, header, entries: header.update(flags=0x20))
 
 
 @vector("ATL310")

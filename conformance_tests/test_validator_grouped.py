@@ -307,3 +307,74 @@ def test_a_list_fallback_with_a_nonzero_group_offset_is_caught(tmp_path):
     root = _grouped(tmp_path, n=150, block_size=70, shard_size=140, fallback=lambda k, b: b == 0, stored_hook=head)
     found = [f for f in validate(root).findings if f.id == "ATL416"]
     assert found and "group offset" in found[0].message
+
+
+def _sized(count: int, size: int) -> list[dict[str, Any]]:
+    """Examples whose slices take about ``size`` bytes."""
+    rng = random.Random(size)
+    return [{"payload": bytes(rng.getrandbits(8) for _ in range(size)), "label": i} for i in range(count)]
+
+
+@pytest.mark.parametrize("group", [4, 2, 1])
+@pytest.mark.parametrize("block_size", [8, 20, 33, 70])
+@pytest.mark.parametrize("codec", ["zstd", "none"])
+def test_a_grouped_dataset_of_smaller_groups_validates_clean_and_reads_the_random_way(tmp_path, group, block_size,
+                                                                                       codec):
+    import mini_reader
+
+    items = examples(150)
+    root = write_v2(tmp_path / "ds", items, framing="grouped", codec=codec, block_size=block_size, shard_size=100,
+                    group=group)
+    assert (root / S0 / "index.bin").read_bytes()[17] == 0x04 | grouped.group_flags(group)
+    report = validate(root)
+    assert report.ok and not report.ids(), _errors(report)
+    assert list(mini_reader.open_dataset(root)) == items  # mini_reader reads each example by its group
+
+
+@pytest.mark.parametrize("size", [600, 1100, 3000])
+def test_the_reference_writers_group_sizes_validate_clean(tmp_path, size):
+    from torch_atlas_ds import AtlasDatasetWriter
+
+    with AtlasDatasetWriter(tmp_path / "ds", 100, 64) as writer:
+        for example in _sized(150, size):
+            writer.add_example(example)
+    assert (tmp_path / "ds" / S0 / "index.bin").read_bytes()[17] != 0x04  # not groups of 8
+    report = validate(tmp_path / "ds")
+    assert report.ok and not report.ids(), _errors(report)
+
+
+@pytest.mark.parametrize("group,flags,meta,words", [
+    (1, 0x04, None, "groups of 8), meta.json group_size is 1"),
+    (8, 0x04 | 0x18, None, "groups of 1), meta.json group_size is 8 (absent)"),
+    (2, 0x04 | 0x08, None, "groups of 4), meta.json group_size is 2"),
+    (8, 0x02 | 0x08, "list", "which only framing grouped has; the framing bits say 'list'"),
+])
+def test_group_size_bits_that_disagree_with_meta_json_are_atl307(tmp_path, group, flags, meta, words):
+    def hook(k: int, header: dict[str, Any], entries: list[Any]) -> None:
+        header["flags"] = flags
+
+    if meta == "list":
+        root = write_v2(tmp_path / "ds", examples(40), framing="list", block_size=8, shard_size=16, index_hook=hook)
+    else:
+        root = _grouped(tmp_path, group=group, block_size=8, index_hook=hook)
+    report = validate(root)
+    found = [f for f in report.findings if f.id == "ATL307"]
+    assert found and words in found[0].message and found[0].offset == 17, _errors(report)
+    assert not report.ok and "ATL990" not in report.ids()
+
+
+def test_groups_of_1_make_a_memo_read_across_examples_two_readings(tmp_path):
+    """Blocks of 70 in groups of 1: example 41 reads the memo index example 40 PUT. In groups of 8 that is one
+    group (one reading); in groups of 1 a random read of 41 lacks the entry (ATL422)."""
+    hook = gv.replace_slice(41, lambda preamble, slices: gv.get_op(gv.memo_count(preamble)))
+    root = _grouped(tmp_path, n=150, block_size=70, shard_size=140, slices_hook=hook, group=1)
+    found = [f for f in validate(root).findings if f.id == "ATL422"]
+    assert found and (found[0].block, found[0].position) == (0, 41), _errors(validate(root))
+
+
+def test_a_head_offset_of_groups_of_1_out_of_order_is_caught(tmp_path):
+    root = _grouped(tmp_path, n=150, block_size=70, shard_size=140, group=1,
+                    head_hook=lambda k, b, o: [[o[0][1], o[0][0], *o[0][2:]], *o[1:]] if (k, b) == (0, 0) else o)
+    report = validate(root)
+    found = [f for f in report.findings if f.id == "ATL416"]
+    assert found and "increase strictly" in found[0].message and len(found[0].message) < 600, _errors(report)

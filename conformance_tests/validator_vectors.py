@@ -60,7 +60,8 @@ def write_v2(root: Path, items: list[Any], *, codec: str = "zstd", dictionary: s
              framing: str = "block", pickle_hook: Hook = None, raw_hook: Hook = None, frame_hook: Hook = None,
              list_hook: Hook = None, stored_hook: Hook = None, index_hook: Hook = None,
              shard_meta_hook: Hook = None, root_meta_hook: Hook = None, index_bytes_hook: Hook = None,
-             slices_hook: Hook = None, fallback: Hook = None, head_hook: Hook = None) -> Path:
+             slices_hook: Hook = None, fallback: Hook = None, head_hook: Hook = None,
+             group: int = grouped.FRAME_GROUP) -> Path:
     """A version 2 dataset at ``root``; hooks may alter each stage before checksums are computed.
 
     pickle_hook(shard, block, position, bytes) -> bytes (framings "block" and "example"); raw_hook(shard, block,
@@ -82,6 +83,7 @@ def write_v2(root: Path, items: list[Any], *, codec: str = "zstd", dictionary: s
 
     ``framing="grouped"`` (V2-FRAME-6..9, ``grouped_vectors``) writes a preamble per shard (meta.json
     ``pickle_preamble``) and each block as slices after it, in magicless frames (V2-CODEC-4); index flags bit 2.
+    ``group`` is its group size (meta.json ``group_size`` unless 8, index flags bits 3-4).
     Its hooks: slices_hook(shard, block, preamble, slices) -> slices; raw_hook(shard, block, decoded frames) ->
     decoded frames (a list; raw_size is their total); frame_hook(shard, block, j, frame) -> frame (frame j,
     encoded); fallback(shard, block) -> True writes the block as a list fallback (V2-FRAME-8);
@@ -128,7 +130,8 @@ def write_v2(root: Path, items: list[Any], *, codec: str = "zstd", dictionary: s
                 back = bool(fallback and fallback(k, b))
                 hook = (lambda p, sl, k=k, b=b: slices_hook(k, b, p, sl)) if slices_hook else None
                 frames = grouped_vectors.decoded_frames(preamble, memo, chunk[start:start + block_size],
-                                                        fallback=back, slices_hook=hook, offsets_out=block_offsets)
+                                                        fallback=back, slices_hook=hook, offsets_out=block_offsets,
+                                                        group=group)
                 frames = raw_hook(k, b, frames) if raw_hook else frames
                 block_frames.append(frames)
                 fell_back.append(back)
@@ -170,7 +173,7 @@ def write_v2(root: Path, items: list[Any], *, codec: str = "zstd", dictionary: s
                 n = min(block_size, len(chunk) - b * block_size)
                 offsets = head_hook(k, b, block_offsets[b]) if head_hook else block_offsets[b]
                 stored = grouped_vectors.stored(n, encoded, fallback=fell_back[b], group_offsets=offsets,
-                                                raw_size=len(raw))
+                                                raw_size=len(raw), group=group)
             elif frames_per_example:
                 frames = [compress(p) for p in block_pickles[b]]
                 stored = encode_block([frame_hook(k, b, j, f) if frame_hook else f for j, f in enumerate(frames)])
@@ -186,7 +189,8 @@ def write_v2(root: Path, items: list[Any], *, codec: str = "zstd", dictionary: s
         max_raw_all = max(max_raw_all, max_raw)
         header = header_value(codec=int(info.codec), dictionary=mode, checksum_algorithm=1, block_size=block_size,
                               block_count=len(raws), example_count=len(chunk), data_size=len(data),
-                              dict_id=_dict_id(used), flags=layout.index_flags)
+                              dict_id=_dict_id(used),
+                              flags=layout.index_flags | (grouped.group_flags(group) if grouped_blocks else 0))
         if index_hook:
             index_hook(k, header, entries)
         index = build_index(header, entries_array(entries))
@@ -195,7 +199,8 @@ def write_v2(root: Path, items: list[Any], *, codec: str = "zstd", dictionary: s
         (folder / "index.bin").write_bytes(index)
         doc = {
             "version": 2, "shard": name, "codec": info.label, "dictionary": mode, **framing_member,
-            **({grouped.PREAMBLE_MEMBER: grouped.preamble_to_json(preamble)} if grouped_blocks else {}),
+            **({grouped.PREAMBLE_MEMBER: grouped.preamble_to_json(preamble), **grouped.group_member(group)}
+               if grouped_blocks else {}),
             "compression_level": level,
             "block_size": block_size, "num_examples": len(chunk), "num_blocks": len(raws), "data_size": len(data),
             "max_block_raw_size": max_raw, "dict_id": _dict_id(used),

@@ -4,8 +4,9 @@
 decoded size. An in-order read or an iteration decodes every frame and unpickles the block once, as
 version 1 does; the list stays with the block (``blk.values``) and each example is handed out once,
 so a repeated ``ds[i]`` gets a fresh object. Any other read unpickles a part: the preamble and one group
-(one-frame blocks, n <= 32) or the preamble and one group of 8 of one decoded frame of 32 (n > 32: the
-group offsets are in the stored block's head, after the frame starts). The whole-block path is taken
+(one-frame blocks, n <= 32) or the preamble and one group (of the shard's group size, 8 unless
+meta.json says otherwise) of one decoded frame of 32 (n > 32: the group offsets are in the stored
+block's head, after the frame starts). The whole-block path is taken
 where later reads of the block are likely: the second read in a row of a block, position 0 right after
 the previous block (``blk.last_pos == -1``, set by the shard), a batch holding at least half as many
 groups' worth of the block's positions as the block has examples, iteration.
@@ -30,7 +31,6 @@ from .framing import Framing, unpickle_list_block
 from .safe_pickle import Loads
 
 _FRAME = grouped.FRAME_EXAMPLES
-_GROUP = grouped.FRAME_GROUP
 _END = grouped.LIST_END
 _FALLBACK = grouped.FALLBACK_PREFIX
 _LENGTH_AT = grouped.TABLE_LENGTH_AT
@@ -38,7 +38,7 @@ _BARE_LIST = grouped.PREAMBLE_PREFIX + b"]("  # PROTO 3, EMPTY_LIST, MARK: a lis
 
 
 def _increasing(offsets: tuple[int, ...]) -> bool:
-    """Whether group offsets are positive and increase strictly (a frame's are at most 3)."""
+    """Whether group offsets are positive and increase strictly (a frame has at most 31)."""
     previous = 0
     for value in offsets:
         if value <= previous:
@@ -71,6 +71,14 @@ def read_preamble(doc: dict[str, Any], limits: Limits, where: dict[str, Any]) ->
     return preamble
 
 
+def read_group(doc: dict[str, Any], where: dict[str, Any]) -> int:
+    """The group size a grouped shard's meta.json states (``group_size``, absent: 8)."""
+    try:
+        return grouped.group_of_meta(doc)
+    except ValueError as exc:
+        raise MetadataError(str(exc), **where) from None
+
+
 class GroupedSite(Protocol):
     """What framing grouped asks of its shard."""
 
@@ -85,13 +93,14 @@ class GroupedSite(Protocol):
 
 
 class GroupedFraming(Framing):
-    """Version 2 framing "grouped", bound to one shard and its preamble (with its PROTO)."""
+    """Version 2 framing "grouped", bound to one shard, its preamble (with its PROTO) and its group size."""
 
     site: GroupedSite
 
-    def __init__(self, site: GroupedSite, preamble: bytes) -> None:
+    def __init__(self, site: GroupedSite, preamble: bytes, group: int) -> None:
         super().__init__(site)
         self.preamble = preamble
+        self.group = group
         self._tables: dict[tuple[int, int], tuple[Any, int, int]] = {}  # (n, length) -> (struct, at, G)
         # (n, offset width) -> (head struct, head size, frames, each frame's (first, end) among the offsets)
         self._heads: dict[tuple[int, int], tuple[Any, int, int, tuple[tuple[int, int], ...]]] = {}
@@ -126,7 +135,7 @@ class GroupedFraming(Framing):
         values = blk.values
         if values is None:
             n = blk.count
-            if 2 * len(positions) * (_GROUP if n > _FRAME else grouped.group_size(n)) < n:
+            if 2 * len(positions) * (self.group if n > _FRAME else grouped.group_size(n, self.group)) < n:
                 # a few examples of a batch in this block: their groups cost less than the block
                 return [self.part(blk, pos) for pos in positions]
             values = self.values(blk)
@@ -226,10 +235,10 @@ class GroupedFraming(Framing):
     def _head(self, key: tuple[int, int]) -> tuple[Any, int, int, tuple[tuple[int, int], ...]]:
         n, width = key
         spans, at = [], grouped.frames(n) - 1
-        for count in grouped.interior_groups(n):
+        for count in grouped.interior_groups(n, self.group):
             spans.append((at, at + count))
             at += count
-        self._heads[key] = head = (grouped.head_struct(n, width), grouped.frame_table_size(n) + width * (
+        self._heads[key] = head = (grouped.head_struct(n, width, self.group), grouped.frame_table_size(n) + width * (
             at - grouped.frames(n) + 1), grouped.frames(n), tuple(spans))
         return head
 
@@ -270,10 +279,10 @@ class GroupedFraming(Framing):
 
     def _table(self, blk: CachedBlock, key: tuple[int, int]) -> tuple[Any, int, int]:
         try:
-            layout, at = grouped.group_table_struct(*key)
+            layout, at = grouped.group_table_struct(*key, self.group)
         except ValueError as exc:
             raise FormatError(f"{exc} (block of {blk.count} examples)", **self.site.where(blk.b)) from None
-        self._tables[key] = table = (layout, at, grouped.group_size(key[0]))
+        self._tables[key] = table = (layout, at, grouped.group_size(key[0], self.group))
         return table
 
     def _frame_example(self, blk: CachedBlock, pos: int) -> Any:
@@ -283,11 +292,12 @@ class GroupedFraming(Framing):
             part = self._frame(blk, j, pos)
             if part is None:
                 return self.whole(blk)[pos]
-        q, k = divmod(within, _GROUP)
+        group = self.group
+        q, k = divmod(within, group)
         bounds = part[2]
         data = b"".join((self.preamble, part[1][bounds[q]:bounds[q + 1]], _END))
-        first = j * _FRAME + q * _GROUP
-        return self._part(data, blk, pos, min(_GROUP, blk.count - first), len(self.preamble), first)[k]
+        first = j * _FRAME + q * group
+        return self._part(data, blk, pos, min(group, blk.count - first), len(self.preamble), first)[k]
 
     def _frame(self, blk: CachedBlock, j: int, pos: int) -> tuple[int, Any, tuple[int, ...]] | None:
         """(j, frame j decoded, where each of its groups starts and the last ends), kept with the block; None

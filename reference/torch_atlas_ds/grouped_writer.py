@@ -122,10 +122,12 @@ def build_preamble(examples: list[Any], seed: list[Any] | None = None) -> tuple[
 
 
 class GroupedEncoder:
-    """Encodes one shard's blocks once its preamble is set (``start``)."""
+    """Encodes one shard's blocks once its preamble and group size are set (``start``)."""
 
     def __init__(self) -> None:
         self.preamble = b""
+        #: examples per group (V2-FRAME-6), chosen by ``start`` from the first examples' slice sizes
+        self.group = grouped.FRAME_GROUP
         self._memo: dict[int, Any] = {}  # holds the preamble's objects (their ids stay theirs)
         #: the objects the preamble memoizes (the seed of the dataset's later shards)
         self.shared: list[Any] = []
@@ -136,6 +138,9 @@ class GroupedEncoder:
 
     def start(self, examples: list[Any], seed: list[Any] | None = None) -> None:
         self.preamble, self._memo, self.shared = build_preamble(examples, seed)
+        slices = self.slices(examples) if examples else None
+        if slices:
+            self.group = grouped.choose_group(sum(map(len, slices)) / len(slices))
 
     def slices(self, examples: list[Any]) -> list[bytes] | None:
         """Each example's slice, or None when the block must fall back to a protocol 4 list.
@@ -165,15 +170,16 @@ class GroupedEncoder:
         slices = self.slices(examples)
         if slices is None:
             return [pickle.dumps(examples, protocol=V2_LIST_PICKLE_PROTOCOL)], None
-        offsets = grouped.frame_group_offsets(slices) if len(slices) > grouped.FRAME_EXAMPLES else []
-        return grouped.encode_frames(self.preamble, slices), offsets
+        offsets = grouped.frame_group_offsets(slices, self.group) if len(slices) > grouped.FRAME_EXAMPLES else []
+        return grouped.encode_frames(self.preamble, slices, self.group), offsets
 
 
-def stored_grouped(frames: list[bytes], group_offsets: list[list[int]] | None, n: int, compress: Any) -> bytes:
+def stored_grouped(frames: list[bytes], group_offsets: list[list[int]] | None, n: int, compress: Any,
+                   group: int) -> bytes:
     """The stored block of a block's decoded frames (V2-FRAME-7/8): the head (frame starts, then each
     frame's interior group offsets, of a width set by the decoded size), then the frames; a list fallback
-    when ``group_offsets`` is None."""
+    (whose head has ``group``'s size) when ``group_offsets`` is None."""
     raw_size = sum(map(len, frames))
     if group_offsets is None:
-        return grouped.fallback_block(n, compress(frames[0]), raw_size)
+        return grouped.fallback_block(n, compress(frames[0]), raw_size, group)
     return grouped.stored_block([compress(f) for f in frames], group_offsets, raw_size)

@@ -41,11 +41,11 @@ def entries_view(index: Any, header_size: int, entry_size: int, count: int) -> n
     return np.frombuffer(index, dtype=entry_dtype(entry_size), count=count, offset=header_size)
 
 
-def check_index(index: Any, size: int, *, flags: int, framing: str, expected: dict[str, int], meta_checksum: str,
+def check_index(index: Any, size: int, *, flags: int, expected: dict[str, int], meta_checksum: str,
                 max_block_raw_size: int, identity_codec: bool, limits: Limits, where: dict[str, Any]
                 ) -> tuple[np.ndarray[Any, Any], int, int]:
     """(entries, header_size, entry_size) of ``index`` (``size`` bytes) after its header, checksum and entries
-    were checked against meta.json: ``expected`` header fields, ``flags`` of its ``framing``, its checksum text
+    were checked against meta.json: ``expected`` header fields, ``flags`` that meta.json implies, its checksum text
     ``meta_checksum``, its block sizes (``identity_codec``: stored and raw sizes must agree)."""
     header = parse(IndexHeader, index[:V2_INDEX_HEADER_SIZE], path=where["path"])
     if header.format_version != 2:
@@ -58,8 +58,8 @@ def check_index(index: Any, size: int, *, flags: int, framing: str, expected: di
         raise FormatError(f"index.bin flags 0x{header.flags:02x} set bits this reader does not know",
                           offset=header_field_offset("flags"), **where)
     if header.flags != flags:
-        raise FormatError(f"index.bin flags 0x{header.flags:02x} disagree with meta.json's framing {framing!r}",
-                          offset=header_field_offset("flags"), **where)
+        raise FormatError(f"index.bin flags 0x{header.flags:02x} disagree with meta.json, whose framing (and "
+                          f"group_size) mean flags 0x{flags:02x}", offset=header_field_offset("flags"), **where)
     if header.checksum_algorithm != XXH3_64.id:
         raise FormatError(f"unknown checksum algorithm id {header.checksum_algorithm}",
                           offset=header_field_offset("checksum_algorithm"), **where)

@@ -34,6 +34,7 @@ from atlas_format.constants import (
 )
 from atlas_format.enums import Codec, DictionaryMode, Framing, v2_to_strategy
 from atlas_format.files import Location
+from atlas_format.grouped import FRAME_GROUP, group_flags
 from atlas_format.index_v2 import DICTIONARY_MODE_IDS
 
 from ._util import _FORK_GENERATION, fork_generation, shared_dictionary, zstd_decompressor
@@ -50,7 +51,7 @@ from .errors import (
 )
 from .framing import MISS, BlockFraming, ExampleFraming, ListFraming
 from .framing import Framing as FramingStrategy
-from .framing_grouped import GroupedFraming, read_preamble
+from .framing_grouped import GroupedFraming, read_group, read_preamble
 from .index_v2_reader import check_index, entries_view
 from .metadata import AtlasDatasetShardMetadata
 from .safe_pickle import Loads
@@ -147,6 +148,10 @@ class V2Shard(ProcessLocalState):
         self._grouped = self.framing is Framing.GROUPED
         #: framing grouped: the shard's pickle preamble (V2-FRAME-7), checked here
         self.preamble = read_preamble(doc, limits, where) if self._grouped else b""
+        #: framing grouped: examples per group (meta.json's group_size, V2-FRAME-6)
+        self.group = read_group(doc, where) if self._grouped else FRAME_GROUP
+        #: the index flags meta.json implies (V2-INDEX-1): the framing's bit, grouped's group size
+        self._flags = self.framing.index_flags | group_flags(self.group)
         self._dict_bytes: bytes | None = None
         # Where the dictionary is read again in another process: (file, metadata record or None);
         # None when the caller handed the bytes over (they then travel with the pickled shard).
@@ -221,7 +226,7 @@ class V2Shard(ProcessLocalState):
         self._framing: FramingStrategy = (
             ExampleFraming(self) if self.framing is Framing.EXAMPLE
             else ListFraming(self) if self.framing is Framing.LIST
-            else GroupedFraming(self, self.preamble) if self._grouped else BlockFraming(self))
+            else GroupedFraming(self, self.preamble, self.group) if self._grouped else BlockFraming(self))
 
     def decoded_bytes(self) -> int:
         """The decoded size of the shard's blocks, from its checked index (atlas-ds info: no block is decoded)."""
@@ -250,7 +255,7 @@ class V2Shard(ProcessLocalState):
                         "block_size": self.block_size, "block_count": self.num_blocks,
                         "example_count": self.num_examples, "data_size": self.data_size, "dict_id": self.dict_id}
             entries, header_size, entry_size = check_index(
-                index, size, flags=self.framing.index_flags, framing=self.framing.value, expected=expected,
+                index, size, flags=self._flags, expected=expected,
                 meta_checksum=self.meta["index"]["checksum"], max_block_raw_size=self.max_block_raw_size,
                 # grouped blocks of > 32 examples store frame starts besides the frames (checked per block)
                 identity_codec=self.codec == Codec.NONE and not self._grouped, limits=self.limits, where=where)

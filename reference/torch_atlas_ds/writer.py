@@ -369,7 +369,7 @@ class _V2ShardBuilder:
             raw_size = decoded_size(len(block), [len(p) for p in block])
         elif self._grouped:  # V2-FRAME-7: the head (frame starts, group offsets), then the frames (or a fallback)
             frames, group_offsets, n = block
-            stored = stored_grouped(frames, group_offsets, n, self._compress)
+            stored = stored_grouped(frames, group_offsets, n, self._compress, self._encoder.group)
             raw_size = sum(map(len, frames))
         else:
             raw = self._decoded(block)
@@ -410,7 +410,7 @@ class _V2ShardBuilder:
         header = header_value(codec=int(self.codec), dictionary=self.mode, checksum_algorithm=XXH3_64.id,
                               block_size=self.block_size, block_count=len(self.entries),
                               example_count=self.count, data_size=self.data_size, dict_id=dict_id,
-                              flags=self.framing.index_flags)
+                              flags=self.framing.index_flags | self._group_flags())
         index = build_index(header, self.entries)
         index_checksum = int.from_bytes(index[56:64], "little")
         write_file(self.folder / V2_INDEX_FILE, index)
@@ -432,12 +432,18 @@ class _V2ShardBuilder:
                   "dictionary": self.mode, "max_block_raw_size": self.max_raw}
         return record, (trained if self.mode == "shared" else None)
 
-    def _preamble_member(self) -> dict[str, str]:
+    def _preamble_member(self) -> dict[str, Any]:
+        """Framing grouped's meta.json members: the preamble, and the group size unless it is 8."""
         if not self._grouped:
             return {}
         if not self._encoder.started:  # no example: nothing shared
             self._encoder.start([])
-        return {grouped.PREAMBLE_MEMBER: grouped.preamble_to_json(self._encoder.preamble)}
+        return {grouped.PREAMBLE_MEMBER: grouped.preamble_to_json(self._encoder.preamble),
+                **grouped.group_member(self._encoder.group)}
+
+    def _group_flags(self) -> int:
+        """Framing grouped's group size in the index flags (V2-INDEX-1 bits 3-4), agreeing with meta.json."""
+        return grouped.group_flags(self._encoder.group) if self._grouped else 0
 
     def abort(self) -> None:
         _discard(self._data)

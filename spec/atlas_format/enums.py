@@ -99,9 +99,13 @@ INDEX_FLAG_EXAMPLE_FRAMES = 0x01
 INDEX_FLAG_LIST_BLOCKS = 0x02
 #: ``flags`` bit 2: every decoded block is one pickle of its list written in groups (framing "grouped").
 INDEX_FLAG_GROUPED_BLOCKS = 0x04
+#: The framing bits; at most one is set.
+FRAMING_INDEX_FLAGS = INDEX_FLAG_EXAMPLE_FRAMES | INDEX_FLAG_LIST_BLOCKS | INDEX_FLAG_GROUPED_BLOCKS
+#: ``flags`` bits 3-4 (framing "grouped" only): s, the shard's groups hold ``8 >> s`` examples (0: groups of
+#: 8, as in every grouped shard written before the group size became the writer's choice; atlas_format.grouped).
+INDEX_FLAG_GROUP_SHIFT = 0x18
 #: Every flag bit this version of the format defines; readers refuse any other (V2-COMPAT-3).
-#: At most one framing bit is set.
-KNOWN_INDEX_FLAGS = INDEX_FLAG_EXAMPLE_FRAMES | INDEX_FLAG_LIST_BLOCKS | INDEX_FLAG_GROUPED_BLOCKS
+KNOWN_INDEX_FLAGS = FRAMING_INDEX_FLAGS | INDEX_FLAG_GROUP_SHIFT
 
 
 def strategy_to_v2(strategy: CompressionStrategy) -> tuple[Codec, DictionaryMode]:

@@ -16,14 +16,18 @@ Decoded block, n <= 32 (one frame)::
     offsets (g+1) x u16|u32 group starts relative to ``start`` (u16 when the slices take < 64 KiB)
     30                      POP
     P[2:]                   the shard's preamble without its PROTO (ends EMPTY_LIST MARK)
-    slices                  the n slices back to back (groups of ceil(n / 8) examples)
+    slices                  the n slices back to back (groups of min(G, ceil(n / 8)) examples)
     65 2e                   APPENDS STOP
 
 Decoded block, n > 32: frame 0 = P + slices 0..31, frame j = slices 32j..32j+31, and the
 last frame ends with APPENDS STOP; no group table inside. Instead the stored block's *head* holds,
-after the frame starts, each frame's interior group offsets (groups of ``FRAME_GROUP`` examples,
-u16 when the block's raw_size is below 64 KiB, else u32), so a random read decodes one frame and
-unpickles P and one group of 8.
+after the frame starts, each frame's interior group offsets (groups of G examples, u16 when the
+block's raw_size is below 64 KiB, else u32), so a random read decodes one frame and unpickles P and
+one group of G.
+
+G, the shard's *group size*, is 8 (``FRAME_GROUP``), 4, 2 or 1: the writer's choice by example size
+(``choose_group``), recorded in the shard's meta.json (``group_size``, absent for 8) and in its index
+flags (bits 3-4), so a reader that predates the choice refuses the shard rather than misreading it.
 
 A block whose examples protocol 3 cannot express is a *list fallback*: version 1's protocol 4
 list pickle (V2-FRAME-5's bytes). For n <= 32 it is the one frame (it starts ``80 04``); for
@@ -41,6 +45,8 @@ from typing import Any
 
 import construct as cs
 
+from .enums import INDEX_FLAG_GROUP_SHIFT
+
 #: Pickle protocol of slices and preambles: explicit BINPUT indices (protocol 4's MEMOIZE numbers
 #: memo entries by arrival, which would tie a slice to the slices before it) and no FRAME opcodes.
 GROUPED_PICKLE_PROTOCOL = 3
@@ -48,8 +54,16 @@ GROUPED_PICKLE_PROTOCOL = 3
 FRAME_EXAMPLES = 32
 #: At most this many groups in a one-frame block.
 MAX_GROUPS = 8
-#: Examples per group inside a frame of a block of more than FRAME_EXAMPLES examples.
+#: Examples per group inside a frame of a block of more than FRAME_EXAMPLES examples, unless the shard
+#: says otherwise (``GROUP_SIZE_MEMBER``): the group size of every grouped shard written before it was a choice.
 FRAME_GROUP = 8
+#: The group sizes a shard may have, in the order of their index flag code (``8 >> code``).
+GROUP_SIZES = (8, 4, 2, 1)
+#: The shard meta.json member that holds a group size other than FRAME_GROUP.
+GROUP_SIZE_MEMBER = "group_size"
+#: Writers choose the smallest group whose examples take at least this many pickled bytes: a random read
+#: unpickles one group, and each group costs one head offset (2 bytes, 0.1% of a 2 KiB group compressed 1:1).
+GROUP_BYTES = 2048
 #: A decoded one-frame block starts with PROTO 3 then SHORT_BINBYTES (the table).
 BLOCK_PREFIX = b"\x80\x03C"
 #: Every preamble starts with PROTO 3 ...
@@ -93,6 +107,35 @@ _START_AT = _LENGTH_AT + 1
 #: Where a decoded one-frame block holds its group table's length (SHORT_BINBYTES' length byte).
 TABLE_LENGTH_AT = _LENGTH_AT
 _WIDTH_CHAR = {2: "H", 4: "I"}
+_GROUP_FLAGS_AT = (INDEX_FLAG_GROUP_SHIFT & -INDEX_FLAG_GROUP_SHIFT).bit_length() - 1  # its lowest bit: 3
+
+
+def choose_group(mean_slice: float) -> int:
+    """The group size for examples whose slices take ``mean_slice`` bytes on average (``GROUP_BYTES``)."""
+    return next((g for g in reversed(GROUP_SIZES) if g * mean_slice >= GROUP_BYTES), FRAME_GROUP)
+
+
+def group_flags(group: int) -> int:
+    """The index flag bits (3-4) of a grouped shard's group size."""
+    return GROUP_SIZES.index(group) << _GROUP_FLAGS_AT
+
+
+def group_of_flags(flags: int) -> int:
+    """The group size an index header's flags state (0 in bits 3-4: FRAME_GROUP)."""
+    return GROUP_SIZES[(flags & INDEX_FLAG_GROUP_SHIFT) >> _GROUP_FLAGS_AT]
+
+
+def group_of_meta(doc: Any) -> int:
+    """The group size a grouped shard's meta.json states (absent: FRAME_GROUP); ValueError if not one."""
+    group = doc.get(GROUP_SIZE_MEMBER, FRAME_GROUP)
+    if type(group) is not int or group not in GROUP_SIZES:
+        raise ValueError(f"{GROUP_SIZE_MEMBER} must be one of {', '.join(map(str, GROUP_SIZES))}, got {group!r}")
+    return group
+
+
+def group_member(group: int) -> dict[str, int]:
+    """The meta.json member writers put for a group size: none for FRAME_GROUP (earlier shards' bytes)."""
+    return {} if group == FRAME_GROUP else {GROUP_SIZE_MEMBER: group}
 
 
 def frames(n: int) -> int:
@@ -100,14 +143,15 @@ def frames(n: int) -> int:
     return max(1, -(-n // FRAME_EXAMPLES))
 
 
-def group_size(n: int) -> int:
-    """Examples per group of a one-frame block of ``n`` examples (the last group may be shorter)."""
-    return max(1, -(-n // MAX_GROUPS))
+def group_size(n: int, group: int = FRAME_GROUP) -> int:
+    """Examples per group of a one-frame block of ``n`` examples in a shard of groups of ``group`` (at most
+    ``MAX_GROUPS`` groups of up to ``group``; the last group may be shorter)."""
+    return max(1, min(group, -(-n // MAX_GROUPS)))
 
 
-def groups(n: int) -> int:
+def groups(n: int, group: int = FRAME_GROUP) -> int:
     """Groups of a one-frame block of ``n`` examples."""
-    return -(-n // group_size(n))
+    return -(-n // group_size(n, group))
 
 
 def frame_table_size(n: int) -> int:
@@ -120,11 +164,11 @@ def frame_counts(n: int) -> list[int]:
     return [min(FRAME_EXAMPLES, n - a) for a in range(0, n, FRAME_EXAMPLES)] or [n]
 
 
-def interior_groups(n: int) -> list[int]:
+def interior_groups(n: int, group: int = FRAME_GROUP) -> list[int]:
     """Interior group offsets (groups - 1) of each frame of a block of ``n`` > 32 examples; [0] otherwise."""
     if n <= FRAME_EXAMPLES:
         return [0]
-    return [-(-count // FRAME_GROUP) - 1 for count in frame_counts(n)]
+    return [-(-count // group) - 1 for count in frame_counts(n)]
 
 
 def offset_width(raw_size: int) -> int:
@@ -132,24 +176,25 @@ def offset_width(raw_size: int) -> int:
     return 2 if raw_size < 1 << 16 else 4
 
 
-def head_size(n: int, raw_size: int) -> int:
+def head_size(n: int, raw_size: int, group: int = FRAME_GROUP) -> int:
     """Bytes of the head (frame starts, group offsets) of a stored block: where frame 0 starts."""
-    return frame_table_size(n) + offset_width(raw_size) * sum(interior_groups(n))
+    return frame_table_size(n) + offset_width(raw_size) * sum(interior_groups(n, group))
 
 
 @functools.lru_cache(maxsize=128)
-def head_struct(n: int, width: int) -> struct.Struct:
+def head_struct(n: int, width: int, group: int = FRAME_GROUP) -> struct.Struct:
     """``GroupedHead`` of a block of ``n`` examples as one compiled struct (readers' per-block path)."""
-    return struct.Struct("<" + "I" * (frames(n) - 1) + _WIDTH_CHAR[width] * sum(interior_groups(n)))
+    return struct.Struct("<" + "I" * (frames(n) - 1) + _WIDTH_CHAR[width] * sum(interior_groups(n, group)))
 
 
-def read_head(stored: Any, n: int, raw_size: int) -> tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]:
+def read_head(stored: Any, n: int, raw_size: int, group: int = FRAME_GROUP
+              ) -> tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]:
     """(frame starts with frame 0's, each frame's interior group offsets) of a stored block; no check."""
     m = frames(n)
-    values = head_struct(n, offset_width(raw_size)).unpack_from(stored, 0)
-    starts = (head_size(n, raw_size), *values[:m - 1])
+    values = head_struct(n, offset_width(raw_size), group).unpack_from(stored, 0)
+    starts = (head_size(n, raw_size, group), *values[:m - 1])
     offsets, at = [], m - 1
-    for count in interior_groups(n):
+    for count in interior_groups(n, group):
         offsets.append(values[at:at + count])
         at += count
     return starts, tuple(offsets)
@@ -169,43 +214,43 @@ def frame_group_span(offsets: tuple[int, ...], q: int, base: int, end: int) -> t
     return (base if q == 0 else base + offsets[q - 1]), (end if q == len(offsets) else base + offsets[q])
 
 
-def is_fallback(stored: Any, n: int, first_decoded: Any, raw_size: int) -> bool:
+def is_fallback(stored: Any, n: int, first_decoded: Any, raw_size: int, group: int = FRAME_GROUP) -> bool:
     """Whether a block is a list fallback: its one frame starts with protocol 4's PROTO (n <= 32) or
     its frame 0 is empty (n > 32)."""
     if frames(n) == 1:
         return bytes(first_decoded[:2]) == FALLBACK_PREFIX
-    return bool(_START.unpack_from(stored, 0)[0] == head_size(n, raw_size))
+    return bool(_START.unpack_from(stored, 0)[0] == head_size(n, raw_size, group))
 
 
-def group_table(raw: Any, n: int) -> tuple[int, tuple[int, ...]]:
+def group_table(raw: Any, n: int, group: int = FRAME_GROUP) -> tuple[int, tuple[int, ...]]:
     """(start, group offsets) of a decoded one-frame block; ValueError when the table's length does not
     match n's group count (the reader's fast path: the validator parses ``GroupTable``)."""
-    layout, at = group_table_struct(n, raw[_LENGTH_AT])
+    layout, at = group_table_struct(n, raw[_LENGTH_AT], group)
     start, *offsets = layout.unpack_from(raw, at)
     return start, tuple(offsets)
 
 
-def group_table_struct(n: int, length: int) -> tuple[struct.Struct, int]:
+def group_table_struct(n: int, length: int, group: int = FRAME_GROUP) -> tuple[struct.Struct, int]:
     """(struct of ``start`` then the group offsets, where it starts in the decoded block) of a one-frame
     block of ``n`` examples whose table is ``length`` bytes (the byte at ``TABLE_LENGTH_AT``): readers keep
     it per (n, length) so a random read parses no format; ValueError as ``group_table``."""
-    count = groups(n) + 1
+    count = groups(n, group) + 1
     width, rest = divmod(length - _START.size, count)
     if rest or width not in _WIDTH_CHAR:
         raise ValueError(f"group table of {length} bytes does not hold {count} offsets of 2 or 4 bytes")
     return struct.Struct(f"<I{count}{_WIDTH_CHAR[width]}"), _START_AT
 
 
-def group_of(n: int, k: int) -> tuple[int, int]:
+def group_of(n: int, k: int, group: int = FRAME_GROUP) -> tuple[int, int]:
     """(group, position in the group) of example ``k`` of a one-frame block of ``n`` examples."""
-    return divmod(k, group_size(n))
+    return divmod(k, group_size(n, group))
 
 
-def encode_frames(preamble: bytes, slices: list[bytes]) -> list[bytes]:
+def encode_frames(preamble: bytes, slices: list[bytes], group: int = FRAME_GROUP) -> list[bytes]:
     """The decoded frames of a block whose examples pickle to ``slices`` after ``preamble``."""
     n = len(slices)
     if n <= FRAME_EXAMPLES:
-        size = group_size(n)
+        size = group_size(n, group)
         offsets = [0]
         for a in range(0, n, size):
             offsets.append(offsets[-1] + sum(map(len, slices[a:a + size])))
@@ -220,14 +265,14 @@ def encode_frames(preamble: bytes, slices: list[bytes]) -> list[bytes]:
     return parts
 
 
-def frame_group_offsets(slices: list[bytes]) -> list[list[int]]:
+def frame_group_offsets(slices: list[bytes], group: int = FRAME_GROUP) -> list[list[int]]:
     """Each frame's interior group offsets (relative to its first slice) of a block of more than 32 slices."""
     out = []
     for a in range(0, len(slices), FRAME_EXAMPLES):
         frame = slices[a:a + FRAME_EXAMPLES]
         offsets, at = [], 0
-        for b in range(0, len(frame) - FRAME_GROUP, FRAME_GROUP):
-            at += sum(map(len, frame[b:b + FRAME_GROUP]))
+        for b in range(0, len(frame) - group, group):
+            at += sum(map(len, frame[b:b + group]))
             offsets.append(at)
         out.append(offsets)
     return out
@@ -249,11 +294,11 @@ def stored_block(encoded_frames: list[bytes], group_offsets: list[list[int]] | N
     return head + b"".join(encoded_frames)
 
 
-def fallback_block(n: int, encoded_pickle: bytes, raw_size: int) -> bytes:
+def fallback_block(n: int, encoded_pickle: bytes, raw_size: int, group: int = FRAME_GROUP) -> bytes:
     """The stored list fallback block: every frame start at the head's end (group offsets 0), then the one
     frame."""
     m = frames(n)
-    head = head_size(n, raw_size)
+    head = head_size(n, raw_size, group)
     return struct.pack(f"<{m - 1}I", *[head] * (m - 1)) + bytes(head - frame_table_size(n)) + encoded_pickle
 
 

@@ -178,7 +178,8 @@ _ENTRIES: tuple[CatalogEntry, ...] = (
                  f"the last block is cut short and fails to decode ({_O}:229-234); bytes after the last block are "
                  "ATL313"),
     CatalogEntry("ATL307", ERROR, "index header disagrees with the shard meta.json (fields, flags framing bits vs "
-                 "framing, both framing bits set)", "V2-INDEX-2, V2-FRAME-1", V2_ONLY, _V2),
+                 "framing, both framing bits set, group size bits vs group_size or on a framing other than "
+                 "grouped)", "V2-INDEX-2, V2-FRAME-1", V2_ONLY, _V2),
     CatalogEntry("ATL308", ERROR, "index file size is not header_size + block_count * entry_size", "V2-INDEX-2",
                  V2_ONLY, _V2),
     CatalogEntry("ATL309", ERROR, "index header field invalid (version, sizes, unknown codec/dictionary/checksum id, "

@@ -27,7 +27,7 @@ from atlas_format.constants import (
     V2_LIST_PICKLE_PROTOCOL,
     V2_PICKLE_PROTOCOL,
 )
-from atlas_format.enums import KNOWN_INDEX_FLAGS, Codec, Framing
+from atlas_format.enums import INDEX_FLAG_GROUP_SHIFT, KNOWN_INDEX_FLAGS, Codec, Framing
 from atlas_format.errors import AtlasError
 from atlas_format.index_v2 import (
     DICTIONARY_MODE_NAMES,
@@ -321,7 +321,8 @@ def _check_shard(task: ShardTask, sink: Sink, stats: Stats, summary: dict[str, A
     frame_dict_id = dictionary[1] if dictionary is not None and not magicless else 0
     if layout is Framing.EXAMPLE and info.codec == Codec.NONE:
         layout = Framing.BLOCK
-    shard = GroupedShard(preamble, block_size, num_examples) if layout is Framing.GROUPED else None
+    shard = GroupedShard(preamble, block_size, num_examples, grouped.group_of_flags(header.flags)) \
+        if layout is Framing.GROUPED else None
     _check_blocks(task, sink, stats, entries, data_len, info, dctx, frame_dict_id, block_size,
                   num_examples, progress, layout, shard)
     if shard is not None:
@@ -375,7 +376,8 @@ def _check_index(task: ShardTask, sink: Sink, doc: dict[str, Any], data_len: int
     unknown_flags = header.flags & ~KNOWN_INDEX_FLAGS
     if unknown_flags:
         sink.add("ATL309", f"flags is {header.flags:#04x}: bits {unknown_flags:#04x} are not defined (only the "
-                           f"framing bits are: {_FRAMING_BITS})", path=shown, offset=header_at("flags"),
+                           f"framing bits are: {_FRAMING_BITS}; bits 3-4: grouped's group size)", path=shown,
+                 offset=header_at("flags"),
                  clause="V2-INDEX-1, V2-COMPAT-3")
     framing = framing_of(doc)
     meta_framing = f"meta.json framing is {framing!r}{'' if 'framing' in doc else ' (absent)'}"
@@ -392,6 +394,8 @@ def _check_index(task: ShardTask, sink: Sink, doc: dict[str, Any], data_len: int
         bits = header.flags & FRAMING_FLAGS
         sink.add("ATL307", f"index header flags framing bits are {bits:#04x} (framing {flags_framing.value!r}), "
                            f"{meta_framing}", path=shown, offset=header_at("flags"), clause="V2-INDEX-2, V2-FRAME-1")
+        usable = False
+    elif not _group_agrees(header.flags, flags_framing, doc, sink, shown):
         usable = False
     algorithm = None
     try:
@@ -517,16 +521,41 @@ def _check_index(task: ShardTask, sink: Sink, doc: dict[str, Any], data_len: int
     return (header, entries) if usable else None
 
 
+def _group_agrees(flags: int, flags_framing: Framing, doc: dict[str, Any], sink: Sink, shown: str) -> bool:
+    """Whether the index flags' group size bits (3-4) agree with meta.json (V2-INDEX-2): only framing grouped
+    sets them, and they say meta.json's ``group_size`` (absent: 8); ATL307 otherwise."""
+    bits = flags & INDEX_FLAG_GROUP_SHIFT
+    said = f"index header flags {flags:#04x} set the group size bits 3-4 to {bits:#04x} (groups of " \
+           f"{grouped.group_of_flags(flags)})"
+    if flags_framing is not Framing.GROUPED:
+        if bits:
+            sink.add("ATL307", f"{said}, which only framing grouped has; the framing bits say "
+                               f"{flags_framing.value!r}", path=shown, offset=header_at("flags"),
+                     clause="V2-INDEX-1, V2-INDEX-2")
+        return not bits
+    try:
+        meta_group = grouped.group_of_meta(doc)
+    except ValueError:
+        return True  # the schema reports it (ATL203); the blocks are read with the flags' size
+    if meta_group == grouped.group_of_flags(flags):
+        return True
+    absent = "" if grouped.GROUP_SIZE_MEMBER in doc else " (absent)"
+    sink.add("ATL307", f"{said}, meta.json group_size is {meta_group}{absent}", path=shown,
+             offset=header_at("flags"), clause="V2-INDEX-2, V2-FRAME-6")
+    return False
+
+
 def _grouped_heads(header: Any, count: int, raws: np.ndarray) -> np.ndarray:
     """Per block, the bytes of the head (frame starts, then group offsets of 2 or 4 bytes by raw_size) a grouped
     stored block holds before its frames (V2-FRAME-7): with codec none the stored block is those and the decoded
     bytes."""
     size = max(int(header.block_size), 1)
+    group = grouped.group_of_flags(header.flags)
     tables = np.full(count, grouped.frame_table_size(size), dtype=np.int64)
-    interior = np.full(count, sum(grouped.interior_groups(size)), dtype=np.int64)
+    interior = np.full(count, sum(grouped.interior_groups(size, group)), dtype=np.int64)
     if count:
         last = max(1, min(size, int(header.example_count) - (count - 1) * size))
-        tables[-1], interior[-1] = grouped.frame_table_size(last), sum(grouped.interior_groups(last))
+        tables[-1], interior[-1] = grouped.frame_table_size(last), sum(grouped.interior_groups(last, group))
     widths = np.where(raws.astype(np.int64) < 1 << 16, 2, 4)
     return tables + widths * interior
 

@@ -108,6 +108,8 @@ class GroupedShard:
     preamble: bytes | None
     block_size: int | None
     num_examples: int | None
+    #: examples per group (meta.json's group_size, which the index flags must agree with: checks_v2)
+    group: int = grouped.FRAME_GROUP
     fallbacks: int = 0
 
     def count(self, b: int) -> int | None:
@@ -133,7 +135,8 @@ def check_block(shard: GroupedShard, task: Any, sink: Sink, stats: Stats, data: 
     if n is None:
         return  # the block count and shape are reported by the metadata and index checks
     where = {"path": shown, "block": b, "offset": offset}
-    head = _head(data, n, raw_size, sink, where)
+    group = shard.group
+    head = _head(data, n, raw_size, group, sink, where)
     if head is None:
         return
     spans, group_offsets = head
@@ -155,7 +158,7 @@ def check_block(shard: GroupedShard, task: Any, sink: Sink, stats: Stats, data: 
                           protocol=V2_LIST_PICKLE_PROTOCOL, allowed=task.allowed,
                           first=b * shard.block_size if shard.block_size else None)
         return
-    layout = _layout(raw, pieces, n, shard.preamble, group_offsets, sink, where)
+    layout = _layout(raw, pieces, n, group, shard.preamble, group_offsets, sink, where)
     locate = _Locator(offset, spans, pieces, info.codec == Codec.NONE)
     first = b * (shard.block_size or 0)
     if layout is None:  # no usable preamble, table or copy of the preamble: the policy still applies to the pickle
@@ -182,22 +185,22 @@ def check_block(shard: GroupedShard, task: Any, sink: Sink, stats: Stats, data: 
         sink.add("ATL411", f"block holds {result.count} examples, expected {n}", **where, clause="V2-FRAME-6")
 
 
-def _head(data: Any, n: int, raw_size: int, sink: Sink,
+def _head(data: Any, n: int, raw_size: int, group: int, sink: Sink,
           where: dict[str, Any]) -> tuple[list[tuple[int, int]], list[tuple[int, ...]]] | None:
     """(start, end) of each frame in the stored block and each frame's interior group offsets, from the block's
     head (V2-FRAME-7); None after ATL416. A list fallback (frames 0..m-2 empty, every start at the head's end,
     every group offset 0: V2-FRAME-8) is returned as such."""
-    head = grouped.head_size(n, raw_size)
+    head = grouped.head_size(n, raw_size, group)
     size = len(data)
     m = grouped.frames(n)
     if size <= head:
         sink.add("ATL416", f"stored block of {size} bytes holds no frame after its head of {head} bytes ({m - 1} "
-                           f"frame starts, {sum(grouped.interior_groups(n)) if m > 1 else 0} group offsets of "
+                           f"frame starts, {sum(grouped.interior_groups(n, group)) if m > 1 else 0} group offsets of "
                            f"{grouped.offset_width(raw_size)} bytes for raw_size {raw_size})", **where)
         return None
     if m == 1:
         return [(0, size)], [()]
-    starts_0, offsets = grouped.read_head(data, n, raw_size)  # (GroupedHead, without construct's cost)
+    starts_0, offsets = grouped.read_head(data, n, raw_size, group)  # (GroupedHead, without construct's cost)
     starts = list(starts_0[1:])
     bounds = [head, *starts, size]
     if starts[0] == head:  # a list fallback: every start at the end of the head, every group offset 0
@@ -220,7 +223,7 @@ def _head(data: Any, n: int, raw_size: int, sink: Sink,
     for j, frame in enumerate(offsets):
         for q, value in enumerate(frame):
             if value <= (frame[q - 1] if q else 0):
-                _bad_head(data, n, raw_size, sink, {**where, "offset": where["offset"] + at + width * q},
+                _bad_head(data, n, raw_size, group, sink, {**where, "offset": where["offset"] + at + width * q},
                           f"frame {j}'s group offset {q + 1} is {value}: a frame's group offsets must be greater than "
                           f"0 and increase strictly ({_short(list(frame))})")
                 return None
@@ -228,12 +231,13 @@ def _head(data: Any, n: int, raw_size: int, sink: Sink,
     return [(bounds[j], bounds[j + 1]) for j in range(len(bounds) - 1)], list(offsets)
 
 
-def _bad_head(data: Any, n: int, raw_size: int, sink: Sink, where: dict[str, Any], problem: str) -> None:
+def _bad_head(data: Any, n: int, raw_size: int, group: int, sink: Sink, where: dict[str, Any], problem: str
+              ) -> None:
     """ATL416 on a head whose values are out of order, named by construct's ``GroupedHead`` (the declaration)."""
     m, width = grouped.frames(n), grouped.offset_width(raw_size)
     try:
-        parsed = parse(grouped.GroupedHead, data[:grouped.head_size(n, raw_size)], frames=m,
-                       interior=sum(grouped.interior_groups(n)), width=width)
+        parsed = parse(grouped.GroupedHead, data[:grouped.head_size(n, raw_size, group)], frames=m,
+                       interior=sum(grouped.interior_groups(n, group)), width=width)
         detail = (f"{grouped.GroupedHead.name}: {m - 1} u32 starts {_short(list(parsed.starts))}, "
                   f"{len(parsed.group_offsets)} u{8 * width} group offsets")
     except AtlasError as exc:
@@ -289,8 +293,8 @@ def _decode_frames(data: Any, spans: list[tuple[int, int]], raw_size: int, info:
     return pieces
 
 
-def _layout(raw: bytes, pieces: list[bytes], n: int, preamble: bytes | None, group_offsets: list[tuple[int, ...]],
-            sink: Sink, where: dict[str, Any]) -> tuple[int, list[Part]] | None:
+def _layout(raw: bytes, pieces: list[bytes], n: int, group: int, preamble: bytes | None,
+            group_offsets: list[tuple[int, ...]], sink: Sink, where: dict[str, Any]) -> tuple[int, list[Part]] | None:
     """(prefix end, parts) of a decoded grouped block after its layout checks (V2-FRAME-6); None after reporting
     a layout that has no parts to scan, or when the shard's preamble is unusable."""
     end = len(raw) - len(grouped.LIST_END)
@@ -299,7 +303,7 @@ def _layout(raw: bytes, pieces: list[bytes], n: int, preamble: bytes | None, gro
                            f"({grouped.LIST_END.hex(' ')})", **where)
         return None
     if len(pieces) == 1:
-        return _one_frame(raw, n, preamble, sink, where)
+        return _one_frame(raw, n, group, preamble, sink, where)
     if preamble is None:
         return None
     if not pieces[0].startswith(preamble):
@@ -325,18 +329,18 @@ def _layout(raw: bytes, pieces: list[bytes], n: int, preamble: bytes | None, gro
         bounds = [lo, *(lo + o for o in offsets), hi]
         first = j * grouped.FRAME_EXAMPLES
         for q in range(len(bounds) - 1):
-            a = first + q * grouped.FRAME_GROUP
-            count = min(grouped.FRAME_GROUP, counts[j] - q * grouped.FRAME_GROUP)
+            a = first + q * group
+            count = min(group, counts[j] - q * group)
             parts.append(Part(bounds[q], bounds[q + 1], count, a,
                               f"frame {j} group {q} (positions {a}..{a + count - 1})"))
     return len(preamble), parts
 
 
-def _one_frame(raw: bytes, n: int, preamble: bytes | None, sink: Sink,
+def _one_frame(raw: bytes, n: int, group: int, preamble: bytes | None, sink: Sink,
                where: dict[str, Any]) -> tuple[int, list[Part]] | None:
     """The group table of a one-frame block and the groups it names."""
-    g = grouped.groups(n)
-    table = _group_table(raw, n)
+    g = grouped.groups(n, group)
+    table = _group_table(raw, n, group)
     if table is None:  # construct's GroupTable says why (slow: only for a table that is not right)
         try:
             parsed = parse(grouped.GroupTable, raw[:_TABLE_AT + 255 + len(grouped.TABLE_POP)], groups=g)
@@ -375,13 +379,13 @@ def _one_frame(raw: bytes, n: int, preamble: bytes | None, sink: Sink,
                            f"the shard's pickle_preamble without PROTO (first difference at decoded offset "
                            f"{table_end + _first_difference(raw[table_end:start], preamble[2:])})", **where)
         return None
-    size = grouped.group_size(n)
+    size = grouped.group_size(n, group)
     parts = [Part(start + offsets[q], start + offsets[q + 1], min(size, n - q * size), q * size,
                   f"group {q} (positions {q * size}..{min(n, (q + 1) * size) - 1})") for q in range(g)]
     return start, parts
 
 
-def _group_table(raw: bytes, n: int) -> tuple[int, int, list[int]] | None:
+def _group_table(raw: bytes, n: int, group: int) -> tuple[int, int, list[int]] | None:
     """(length, start, offsets) of a one-frame block's group table, the fields of ``GroupTable`` read by the
     reader's fast path (``grouped.group_table``) and its constants compared; None when they are not there."""
     if raw[:len(grouped.BLOCK_PREFIX)] != grouped.BLOCK_PREFIX or len(raw) <= _TABLE_AT:
@@ -390,7 +394,7 @@ def _group_table(raw: bytes, n: int) -> tuple[int, int, list[int]] | None:
     if raw[_TABLE_AT + length:_TABLE_AT + length + len(grouped.TABLE_POP)] != grouped.TABLE_POP:
         return None
     try:
-        start, offsets = grouped.group_table(raw, n)
+        start, offsets = grouped.group_table(raw, n, group)
     except (ValueError, IndexError, struct.error):
         return None
     return length, start, list(offsets)
