@@ -36,7 +36,8 @@ def preamble_of(examples: list[Any]) -> tuple[bytes, dict[int, Any]]:
     """(P, the Pickler memo after P) for a shard's examples: the objects two of them share, memoized once."""
     memos = [_pickle(e, None)[1] for e in examples]
     counts = Counter(k for m in memos for k in m)
-    shared = list({k: obj for m in memos for k, (_, obj) in m.items() if counts[k] >= 2}.values())
+    shared = list({k: obj for m in memos for k, (_, obj) in sorted(m.items(), key=lambda item: item[1][0])
+                   if counts[k] >= 2}.values())  # by memo index: a memo copy iterates by object address
     data, memo = _pickle(shared, None)
     return data[:-1] + grouped.PREAMBLE_SUFFIX, memo
 

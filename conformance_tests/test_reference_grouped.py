@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_reference_helpers import read_index, reseal, rewrite_meta, same
+from test_reference_helpers import read_index, reseal, rewrite_meta, same, tree_digest
 
 from atlas_format import grouped
 from atlas_format.constants import Limits
@@ -546,3 +546,28 @@ def test_the_default_framing_is_grouped_with_zstd_and_block_where_random_reads_a
         for i in range(40):
             w.add_example({"i": i})
     assert AtlasDataset(tmp_path / "d").shards[0].framing is framing
+
+
+_WRITE_IMAGES = """
+import sys
+import numpy as np
+from torch_atlas_ds import AtlasDatasetWriter
+rng = np.random.default_rng(5)
+garbage = [object() for _ in range(int(sys.argv[2]))]  # moves the addresses of what follows
+with AtlasDatasetWriter(sys.argv[1], 100, 40, compression_strategy=2) as writer:
+    for i in range(300):
+        writer.add_example({"image": rng.integers(0, 32, (3, 16, 16), dtype=np.uint8), "label": i % 10,
+                            "box": rng.random(4).astype(np.float32), "name": f"img{i}"})
+"""
+
+
+def test_the_same_examples_written_in_two_processes_give_the_same_bytes(tmp_path):
+    """The preamble lists its shared objects in pickling order, not in the order of their addresses."""
+    import subprocess
+    import sys
+
+    for name, garbage in (("a", "0"), ("b", "12345")):
+        done = subprocess.run([sys.executable, "-c", _WRITE_IMAGES, str(tmp_path / name), garbage],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+    assert tree_digest(tmp_path / "a") == tree_digest(tmp_path / "b")

@@ -59,6 +59,12 @@ def needs_fallback(data: bytes) -> bool:
         return True
 
 
+def _in_pickling_order(memo: dict[int, tuple[int, Any]]) -> list[tuple[int, tuple[int, Any]]]:
+    """A Pickler memo's (id, (index, object)) items by memo index: its copy iterates in the order of object
+    addresses, which would make the preamble (and every byte of the shard) differ from run to run."""
+    return sorted(memo.items(), key=lambda item: item[1][0])
+
+
 def _shareable(obj: Any, short: bool) -> bool:
     """Immutable objects a slice may refer to by identity (``short``: only small ones)."""
     if isinstance(obj, (str, bytes)):
@@ -107,7 +113,7 @@ def build_preamble(examples: list[Any], seed: list[Any] | None = None) -> tuple[
     counts = Counter(k for m in memos for k in m)
     seen: dict[int, Any] = {}
     for m in memos:
-        for k, (_, obj) in m.items():
+        for k, (_, obj) in _in_pickling_order(m):
             if counts[k] >= 2 and k not in seen:
                 seen[k] = obj
     for short in (False, True):
