@@ -187,6 +187,36 @@ def test_a_random_read_of_groups_of_1_unpickles_one_example(tmp_path, monkeypatc
         assert got == [1], (i, got)
 
 
+def _counted_reads(root: Path, monkeypatch: Any, indices: list[int]) -> list[int]:
+    """How many examples each unpickling of ``indices`` read one by one built (a part, or the block)."""
+    ds = AtlasDataset(root)
+    shard = ds.shards[0]
+    got: list[int] = []
+    loads = shard.loads
+
+    def counting(data: Any) -> Any:
+        out = loads(data)
+        got.append(len(out))
+        return out
+
+    monkeypatch.setattr(shard._framing.site, "loads", counting)
+    for i in indices:
+        ds[i]
+    return got
+
+
+def test_groups_of_1_unpickle_the_block_after_an_eighth_of_it_was_read_in_a_row(tmp_path, monkeypatch):
+    """A repeat of a random read in the same block does not buy 64 large examples; reads in a row that add up to
+    8 of them, or a read of the next position, do."""
+    root = write(tmp_path / "d", sized(150, 3000), 64)
+    scattered = [10, 3, 20, 5, 30, 7, 40, 9, 50, 60]
+    assert _counted_reads(root, monkeypatch, scattered) == [1] * 8 + [64]  # the 9th read: the block; the 10th a slot
+    assert _counted_reads(root, monkeypatch, [10, 11, 12]) == [1, 64]  # in order from 10: the block at once
+    assert _counted_reads(root, monkeypatch, [10, 70, 20]) == [1, 1, 1]  # another block in between: a new row
+    small = write(tmp_path / "s", sized(150, 100), 64)  # groups of 8: the second read in a row takes the block
+    assert _counted_reads(small, monkeypatch, [10, 30]) == [8, 64]
+
+
 @pytest.mark.parametrize("change", ["flags say 8", "meta says 2", "bits on list"])
 def test_a_group_size_the_index_flags_and_meta_json_disagree_on_is_refused(tmp_path, change):
     framing = "list" if change == "bits on list" else "grouped"

@@ -31,7 +31,7 @@ class CachedBlock:
     just before this one)."""
 
     __slots__ = ("label", "b", "first", "count", "data", "nbytes", "raw", "base", "table", "values", "last_pos",
-                 "part")
+                 "part", "parts")
 
     def __init__(self, label: str, b: int, first: int, count: int, data: Any, nbytes: int, raw: int = -1,
                  base: int = 0) -> None:
@@ -45,6 +45,8 @@ class CachedBlock:
         #: framing "grouped": (frame number, its decoded bytes, where its groups start and the last ends, or None
         #: in a one-frame block) a read decoded, kept for the next read
         self.part: tuple[int, Any, Any] | None = None
+        #: framing "grouped": parts unpickled by the reads in a row of this block
+        self.parts = 0
 
 
 _NONE = CachedBlock("", -1, 0, 0, None, 0)

@@ -7,9 +7,12 @@ so a repeated ``ds[i]`` gets a fresh object. Any other read unpickles a part: th
 (one-frame blocks, n <= 32) or the preamble and one group (of the shard's group size, 8 unless
 meta.json says otherwise) of one decoded frame of 32 (n > 32: the group offsets are in the stored
 block's head, after the frame starts). The whole-block path is taken
-where later reads of the block are likely: the second read in a row of a block, position 0 right after
-the previous block (``blk.last_pos == -1``, set by the shard), a batch holding at least half as many
-groups' worth of the block's positions as the block has examples, iteration.
+where later reads of the block are likely: a read of the position after the one read before (position 0
+right after the previous block: ``blk.last_pos == -1``, set by the shard), reads in a row of one block
+whose parts add up to an eighth of it (the second with groups of 8, the ninth with groups of 1 at block
+64: a whole block of large examples is a bet that a chance repeat of a random read should not make), a
+batch holding at least half as many groups' worth of the block's positions as the block has examples,
+iteration.
 
 Every part is unpickled by the shard's loader (safe loading applies to each) and must be a list of the
 expected count; anything else is the project's error naming the file, block and offset.
@@ -109,15 +112,24 @@ class GroupedFraming(Framing):
 
     def example(self, blk: CachedBlock, pos: int) -> Any:
         values = blk.values
-        if values is None and (blk.last_pos >= 0 or (blk.last_pos == -1 and pos == 0)):
-            values = self.values(blk)  # read again, or in order: one loads of the block
+        if values is None:
+            last = blk.last_pos
+            if last < 0:  # the first read of this block in a row
+                blk.parts = 0
+            if pos == last + 1 or (last >= 0 and 8 * self.group_of(blk.count) * blk.parts >= blk.count):
+                values = self.values(blk)  # in order, or read in a row enough: one loads of the block
         if values is not None:
             value = values[pos]
             if value is not TAKEN:
                 values[pos] = TAKEN
                 return value
         blk.last_pos = pos
+        blk.parts += 1
         return self.part(blk, pos)
+
+    def group_of(self, n: int) -> int:
+        """Examples per group (the part a random read unpickles) of a block of ``n`` examples."""
+        return self.group if n > _FRAME else grouped.group_size(n, self.group)
 
     def values(self, blk: CachedBlock) -> list[Any]:
         """The block's examples from one unpickling, kept with it; if that fails (one bad example), every
@@ -135,7 +147,7 @@ class GroupedFraming(Framing):
         values = blk.values
         if values is None:
             n = blk.count
-            if 2 * len(positions) * (self.group if n > _FRAME else grouped.group_size(n, self.group)) < n:
+            if 2 * len(positions) * self.group_of(n) < n:
                 # a few examples of a batch in this block: their groups cost less than the block
                 return [self.part(blk, pos) for pos in positions]
             values = self.values(blk)
