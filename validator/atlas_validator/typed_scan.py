@@ -1,0 +1,240 @@
+"""The validator's own decoder of typed examples (spec TYPED-2..5), independent of the reference's.
+
+It walks one example's MessagePack bytes with the format's headers and ``atlas_format.typed``'s
+declarations, checks every rule (formats, UTF-8, map keys, extension codes, array headers and sizes,
+bool bytes, alignment, depth and item limits) and builds the value: what a reader returns, except that
+a tensor is a ``TensorValue`` (the validator runs without torch). Lengths are compared with the bytes
+left before anything is read or allocated, and recursion stops at the depth limit, so hostile bytes
+cost time linear in their size. Issues carry the offset in the example's bytes where the defect is, and
+ids of the range ATL7xx (ATL700 malformed, 701 map keys, 702 UTF-8, 703 extension codes and tuples, 704
+array payloads, 705 alignment, 706 limits), which enter the findings catalog when the validator checks
+typed datasets (issue 18: no writer records the encoding yet, spec 3.12).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from atlas_format import typed
+
+_BE = {1: struct.Struct(">B"), 2: struct.Struct(">H"), 4: struct.Struct(">I"), 8: struct.Struct(">Q")}
+_INT = {0xD0: struct.Struct(">b"), 0xD1: struct.Struct(">h"), 0xD2: struct.Struct(">i"), 0xD3: struct.Struct(">q")}
+_UINT = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
+_FLOAT = {0xCA: struct.Struct(">f"), 0xCB: struct.Struct(">d")}
+_BIN = {0xC4: 1, 0xC5: 2, 0xC6: 4}
+_STR = {0xD9: 1, 0xDA: 2, 0xDB: 4}
+_ARRAY = {0xDC: 2, 0xDD: 4}
+_MAP = {0xDE: 2, 0xDF: 4}
+_EXT = {0xC7: 1, 0xC8: 2, 0xC9: 4}
+_FIXEXT = {0xD4: 1, 0xD5: 2, 0xD6: 4, 0xD7: 8, 0xD8: 16}
+_NUMPY = {d.code: np.dtype(d.numpy) for d in typed.DTYPES if d.numpy}
+
+
+@dataclass(frozen=True)
+class TensorValue:
+    """A tensor as the validator decodes it: dtype name, shape, little-endian C-order bytes."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    data: bytes
+
+
+@dataclass(frozen=True)
+class TypedIssue:
+    """One broken rule: finding id, message, offset in the example's bytes."""
+
+    id: str
+    message: str
+    offset: int
+
+
+class _Stop(Exception):
+    """The bytes cannot be parsed past this point."""
+
+
+@dataclass
+class _Scan:
+    data: bytes
+    issues: list[TypedIssue] = field(default_factory=list)
+
+    def fail(self, finding: str, message: str, at: int) -> _Stop:
+        self.issues.append(TypedIssue(finding, message, at))
+        return _Stop()
+
+    def note(self, finding: str, message: str, at: int) -> None:
+        self.issues.append(TypedIssue(finding, message, at))
+
+    def take(self, at: int, size: int, what: str) -> int:
+        """The end of ``size`` bytes from ``at``, which must be there."""
+        end = at + size
+        if end > len(self.data):
+            raise self.fail("ATL700", f"{what} of {size} bytes at offset {at} runs past the example's "
+                                      f"{len(self.data)} bytes (truncated)", at)
+        return end
+
+    def length(self, at: int, width: int, what: str) -> tuple[int, int]:
+        end = self.take(at, width, what)
+        return _BE[width].unpack_from(self.data, at)[0], end
+
+    def value(self, at: int, depth: int) -> tuple[Any, int]:
+        """(value, end) of the object at ``at``, a container of it being at ``depth``."""
+        data = self.data
+        self.take(at, 1, "a value")
+        b = data[at]
+        if b <= 0x7F:
+            return b, at + 1
+        if b >= 0xE0:
+            return b - 0x100, at + 1
+        if b == 0xC0:
+            return None, at + 1
+        if b in (0xC2, 0xC3):
+            return b == 0xC3, at + 1
+        if b in _UINT:
+            end = self.take(at + 1, _UINT[b], "an unsigned int")
+            return _BE[_UINT[b]].unpack_from(data, at + 1)[0], end
+        if b in _INT:
+            end = self.take(at + 1, _INT[b].size, "an int")
+            return _INT[b].unpack_from(data, at + 1)[0], end
+        if b in _FLOAT:
+            end = self.take(at + 1, _FLOAT[b].size, "a float")
+            return _FLOAT[b].unpack_from(data, at + 1)[0], end
+        if 0xA0 <= b <= 0xBF or b in _STR:
+            n, start = (b & 0x1F, at + 1) if b <= 0xBF else self.length(at + 1, _STR[b], "a str length")
+            end = self.take(start, n, "a str")
+            try:
+                return data[start:end].decode("utf-8"), end
+            except UnicodeDecodeError as exc:
+                self.note("ATL702", f"a str is not UTF-8 ({exc.reason} at byte {start + exc.start})", start + exc.start)
+                return data[start:end].decode("utf-8", "replace"), end
+        if b in _BIN:
+            n, start = self.length(at + 1, _BIN[b], "a bin length")
+            end = self.take(start, n, "a bin")
+            return data[start:end], end
+        if 0x90 <= b <= 0x9F or b in _ARRAY:
+            n, start = (b & 0x0F, at + 1) if b <= 0x9F else self.length(at + 1, _ARRAY[b], "an array length")
+            return self.array(at, start, n, depth)
+        if 0x80 <= b <= 0x8F or b in _MAP:
+            n, start = (b & 0x0F, at + 1) if b <= 0x8F else self.length(at + 1, _MAP[b], "a map length")
+            return self.map(at, start, n, depth)
+        if b in _EXT or b in _FIXEXT:
+            if b in _FIXEXT:
+                size, start = _FIXEXT[b], at + 1
+            else:
+                size, start = self.length(at + 1, _EXT[b], "an extension length")
+            self.take(start, 1, "an extension type")
+            code = struct.unpack_from(">b", data, start)[0]
+            payload = start + 1
+            end = self.take(payload, size, "an extension payload")
+            return self.extension(at, code, payload, end, depth), end
+        raise self.fail("ATL700", f"byte {b:#04x} at offset {at} is not a MessagePack format of the typed set "
+                                  "(0xc1 is never used)", at)
+
+    def enter(self, at: int, n: int, depth: int, kind: str, per_item: int = 1) -> None:
+        if depth > typed.MAX_DEPTH:
+            raise self.fail("ATL706", f"{kind} at offset {at} nests {depth} containers deep, above the limit of "
+                                      f"{typed.MAX_DEPTH}", at)
+        if n > typed.MAX_ITEMS:
+            raise self.fail("ATL706", f"{kind} at offset {at} holds {n} items, above the limit of {typed.MAX_ITEMS}",
+                            at)
+        if n * per_item > len(self.data) - at:  # every item takes at least one byte
+            raise self.fail("ATL700", f"{kind} at offset {at} declares {n} items in {len(self.data) - at} bytes "
+                                      "(truncated)", at)
+
+    def array(self, at: int, start: int, n: int, depth: int) -> tuple[list[Any], int]:
+        self.enter(at, n, depth, "an array")
+        items = []
+        for _ in range(n):
+            item, start = self.value(start, depth + 1)
+            items.append(item)
+        return items, start
+
+    def map(self, at: int, start: int, n: int, depth: int) -> tuple[dict[Any, Any], int]:
+        self.enter(at, n, depth, "a map", per_item=2)
+        out: dict[Any, Any] = {}
+        seen: set[tuple[str, Any]] = set()
+        for _ in range(n):
+            key_at = start
+            key, start = self.value(start, depth + 1)
+            if type(key) is not str and type(key) is not int:
+                self.note("ATL701", f"a map key at offset {key_at} is {type(key).__name__}, not str or int", key_at)
+                key = ("<invalid key>", key_at)
+            elif (type(key).__name__, key) in seen:
+                self.note("ATL701", f"map key {key!r} at offset {key_at} appears twice", key_at)
+            seen.add((type(key).__name__, key))
+            out[key], start = self.value(start, depth + 1)
+        return out, start
+
+    def extension(self, at: int, code: int, payload: int, end: int, depth: int) -> Any:
+        if code == typed.EXT_TUPLE:
+            self.take(payload, 1, "a tuple's array")
+            b = self.data[payload]
+            if not (0x90 <= b <= 0x9F or b in _ARRAY):
+                raise self.fail("ATL703", f"the tuple at offset {at} holds a value of format {b:#04x}, not an array",
+                                payload)
+            items, stop = self.value(payload, depth)
+            if stop != end:
+                raise self.fail("ATL703", f"the tuple at offset {at} has {end - stop} bytes after its array", stop)
+            return tuple(items)
+        if code not in (typed.EXT_NDARRAY, typed.EXT_TENSOR):
+            raise self.fail("ATL703", f"extension type {code} at offset {at} is not one of the typed set "
+                                      f"({', '.join(map(str, typed.EXT_CODES))})", at)
+        return self.array_payload(at, code, payload, end)
+
+    def array_payload(self, at: int, code: int, payload: int, end: int) -> Any:
+        data = self.data
+        what = "ndarray" if code == typed.EXT_NDARRAY else "tensor"
+        if end - payload < typed.ARRAY_HEAD.size:
+            raise self.fail("ATL704", f"the {what} at offset {at} has a payload of {end - payload} bytes, shorter "
+                                      f"than its {typed.ARRAY_HEAD.size}-byte header", payload)
+        dtype, ndim, pad, reserved = typed.ARRAY_HEAD.unpack_from(data, payload)
+        entry = typed.DTYPE_BY_CODE.get(dtype)
+        problems = []
+        if entry is None:
+            problems.append(f"dtype code {dtype} is not in the table")
+        elif code == typed.EXT_NDARRAY and entry.numpy is None:
+            problems.append(f"dtype {entry.name} is for tensors only")
+        if ndim > typed.MAX_NDIM:
+            problems.append(f"ndim {ndim} is above {typed.MAX_NDIM}")
+        if pad >= typed.ALIGNMENT:
+            problems.append(f"pad {pad} is not below {typed.ALIGNMENT}")
+        if reserved:
+            problems.append(f"reserved is {reserved}, not 0")
+        if problems or entry is None:
+            raise self.fail("ATL704", f"the {what} at offset {at}: {'; '.join(problems)}", payload)
+        head = payload + typed.header_size(ndim)
+        if head + pad > end:
+            raise self.fail("ATL704", f"the {what} at offset {at}: its payload of {end - payload} bytes is shorter "
+                                      f"than its header of {ndim} dimensions and pad {pad}", payload)
+        shape = typed.shape_struct(ndim).unpack_from(data, payload + typed.ARRAY_HEAD.size)
+        expected = typed.element_count(shape) * entry.itemsize
+        start = head + pad
+        if end - start != expected:
+            raise self.fail("ATL704", f"the {what} at offset {at}: shape {list(shape)} of {entry.name} takes "
+                                      f"{expected} bytes, the payload holds {end - start}", payload)
+        if any(data[head:start]):
+            self.note("ATL704", f"the {what} at offset {at}: its pad bytes are not zero", head)
+        if start % typed.ALIGNMENT:
+            self.note("ATL705", f"the {what} at offset {at}: its data starts at offset {start}, not a multiple of "
+                                f"{typed.ALIGNMENT}", start)
+        raw = data[start:end]
+        if entry.name == "bool" and expected and max(raw) > 1:
+            self.note("ATL704", f"the bool {what} at offset {at} holds a byte other than 0 and 1", start)
+        if code == typed.EXT_TENSOR:
+            return TensorValue(entry.name, shape, raw)
+        return np.frombuffer(raw, dtype=_NUMPY[dtype]).reshape(shape)
+
+
+def scan_typed(data: bytes) -> tuple[Any, list[TypedIssue]]:
+    """(the example's value, or None when it cannot be parsed; every broken rule) of one typed example."""
+    scan = _Scan(bytes(data))
+    try:
+        value, end = scan.value(0, 1)
+    except _Stop:
+        return None, scan.issues
+    if end != len(scan.data):
+        scan.note("ATL700", f"{len(scan.data) - end} bytes follow the example's object (offset {end})", end)
+    return value, scan.issues
