@@ -19,7 +19,7 @@ from typed_trees import NUMPY_DTYPES, TORCH_DTYPES, TREES, array_of, same
 
 from atlas_format import typed
 from torch_atlas_ds.errors import FormatError
-from torch_atlas_ds.typed_codec import TypedDecoder, encode
+from torch_atlas_ds.typed_codec import TypedDecoder, encode, encode_walk
 
 DECODER = TypedDecoder()
 
@@ -70,6 +70,7 @@ def test_random_trees_round_trip_exactly(tree):
     assert same(DECODER.decode(data), tree)
     assert all(at % typed.ALIGNMENT == 0 for at in data_offsets(data))
     assert encode(DECODER.decode(data)) == data  # one encoding per value
+    assert encode_walk(tree) == data  # msgspec's bytes for plain trees are the walk's
 
 
 @pytest.mark.parametrize("entry", NUMPY_DTYPES, ids=lambda e: e.name)
