@@ -462,8 +462,8 @@ def _index_extra_bytes(tmp):
 
 
 @vector("ATL309")
-def _header_flags(tmp):  # bit 5 is not defined (bits 0..2 are the framings, 3..4 grouped's group size: *framing.py)
-    return v2(tmp, index_hook=lambda k, header, entries: header.update(flags=0x20))
+def _header_flags(tmp):  # bit 6 is not defined (0..2 framings, 3..4 grouped size, 5 typed: *framing.py, *typed.py)
+    return v2(tmp, index_hook=lambda k, header, entries: header.update(flags=0x40))
 
 
 @vector("ATL310")
@@ -817,6 +817,46 @@ for _name, (_finding_id, _description, _options) in sorted(grouped_vectors.CRAFT
 @vector("ATL423")
 def _grouped_fallback(tmp):
     return v2(tmp, framing="grouped", block_size=8, fallback=lambda k, b: b == 0)
+
+
+# -- typed examples (spec 3.12): one example of a typed dataset replaced by crafted MessagePack bytes ------------
+
+
+def _typed_with(example_bytes: bytes, **kw: Any):
+    """A typed dataset (the independent test writer, msgpack) whose example 3 of shard 0 is ``example_bytes``."""
+    def build(tmp):
+        return v2(tmp, encoding="typed", codec="zstd", block_size=8,
+                  pickle_hook=lambda k, b, j, p: example_bytes if (k, b, j) == (0, 0, 3) else p, **kw)
+    return build
+
+
+def _typed_array(shape: tuple[int, ...], dtype: int, body: bytes, pad: int = 0, reserved: int = 0) -> bytes:
+    """The map {"a": <ndarray extension>}: its data starts 3 + 6 + header + pad bytes into the example."""
+    from atlas_format import typed
+
+    payload = typed.ARRAY_HEAD.pack(dtype, len(shape), pad, reserved) + typed.shape_struct(len(shape)).pack(*shape)
+    payload += bytes(pad) + body
+    return b"\x81\xa1a\xc9" + struct.pack(">I", len(payload)) + bytes((typed.EXT_NDARRAY,)) + payload
+
+
+vector("ATL700")(_typed_with(b"\x93\x01\x02"))  # an array of 3 holding 2
+vector("ATL701")(_typed_with(b"\x82\xa1a\x01\xa1a\x02"))  # key 'a' twice
+vector("ATL702")(_typed_with(b"\xa3\xed\xa0\x80"))  # an encoded surrogate
+vector("ATL703")(_typed_with(b"\xd4\x07\x00"))  # fixext 1 of type 7
+vector("ATL704")(_typed_with(_typed_array((2, 3), 6, bytes(5), pad=3)))  # 6 bytes of uint8 declared, 5 held
+vector("ATL705")(_typed_with(_typed_array((2,), 6, b"\x01\x02")))  # data 21 bytes in: not on 16
+vector("ATL706")(_typed_with(b"\x91" * 65 + b"\xc0"))  # 65 containers deep
+
+
+@vector("ATL700")
+def _typed_list_block_not_an_array(tmp):
+    return v2(tmp, encoding="typed", framing="list", codec="none", block_size=6,
+              raw_hook=lambda k, b, raw: b"\x01" if (k, b) == (0, 1) else raw)
+
+
+@vector("ATL307")
+def _typed_bit_without_the_encoding(tmp):
+    return v2(tmp, index_hook=lambda k, header, entries: header.update(flags=0x20) if k == 0 else None)
 
 
 CASES = [(fid, fn) for fid, fns in sorted(VECTORS.items()) for fn in fns]

@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import grouped_vectors
+import msgpack
 import zstandard
 
 from atlas_format import constants, grouped
 from atlas_format.block_v2 import encode_block
 from atlas_format.checksum import XXH3_64
 from atlas_format.codecs import codec_info
-from atlas_format.enums import Codec, Framing
+from atlas_format.enums import INDEX_FLAG_TYPED, Codec, Framing
 from atlas_format.index_v2 import build_index, entries_array, header_value
 from atlas_format.layout import v1_shard_names, v2_shard_name
 from atlas_format.metadata import dump_checksummed_json, dump_v1_json, file_checksum_text
@@ -61,7 +62,7 @@ def write_v2(root: Path, items: list[Any], *, codec: str = "zstd", dictionary: s
              list_hook: Hook = None, stored_hook: Hook = None, index_hook: Hook = None,
              shard_meta_hook: Hook = None, root_meta_hook: Hook = None, index_bytes_hook: Hook = None,
              slices_hook: Hook = None, fallback: Hook = None, head_hook: Hook = None,
-             group: int = grouped.FRAME_GROUP) -> Path:
+             group: int = grouped.FRAME_GROUP, encoding: str = "pickle") -> Path:
     """A version 2 dataset at ``root``; hooks may alter each stage before checksums are computed.
 
     pickle_hook(shard, block, position, bytes) -> bytes (framings "block" and "example"); raw_hook(shard, block,
@@ -84,6 +85,10 @@ def write_v2(root: Path, items: list[Any], *, codec: str = "zstd", dictionary: s
     ``framing="grouped"`` (V2-FRAME-6..9, ``grouped_vectors``) writes a preamble per shard (meta.json
     ``pickle_preamble``) and each block as slices after it, in magicless frames (V2-CODEC-4); index flags bit 2.
     ``group`` is its group size (meta.json ``group_size`` unless 8, index flags bits 3-4).
+
+    ``encoding="typed"`` (spec 3.12) writes each example, or framing list's block, with the msgpack library
+    (not the reference's encoder; no arrays, so no alignment to keep), ``pickle_hook``/``list_hook`` then
+    seeing those bytes and values; both meta.json say ``"encoding": "typed"`` and the index flags get bit 5.
     Its hooks: slices_hook(shard, block, preamble, slices) -> slices; raw_hook(shard, block, decoded frames) ->
     decoded frames (a list; raw_size is their total); frame_hook(shard, block, j, frame) -> frame (frame j,
     encoded); fallback(shard, block) -> True writes the block as a list fallback (V2-FRAME-8);
@@ -107,6 +112,8 @@ def write_v2(root: Path, items: list[Any], *, codec: str = "zstd", dictionary: s
     if protocol is None:
         protocol = LIST_PROTOCOL if list_blocks else constants.V2_PICKLE_PROTOCOL
     framing_member = {"framing": framing} if layout is not Framing.BLOCK else {}
+    typed_examples = encoding == "typed"
+    encoding_member = {"encoding": encoding} if typed_examples else {}
     root.mkdir(parents=True)
     info = codec_info(codec, magicless=grouped_blocks)
     shard_items = [items[i:i + shard_size] for i in range(0, len(items), shard_size)] or [[]]
@@ -139,12 +146,13 @@ def write_v2(root: Path, items: list[Any], *, codec: str = "zstd", dictionary: s
                 continue
             if list_blocks:  # one pickle of the block's list: the decoded block itself
                 value = list(chunk[start:start + block_size])
-                raw = pickle.dumps(list_hook(k, b, value) if list_hook else value, protocol=protocol)
+                value = list_hook(k, b, value) if list_hook else value
+                raw = msgpack.packb(value) if typed_examples else pickle.dumps(value, protocol=protocol)
                 raws.append(raw_hook(k, b, raw) if raw_hook else raw)
                 block_pickles.append(pickles)
                 continue
             for j, ex in enumerate(chunk[start:start + block_size]):
-                p = pickle.dumps(ex, protocol=protocol)
+                p = msgpack.packb(ex) if typed_examples else pickle.dumps(ex, protocol=protocol)
                 pickles.append(pickle_hook(k, b, j, p) if pickle_hook else p)
             raw = encode_block(pickles)
             raws.append(raw_hook(k, b, raw) if raw_hook else raw)
@@ -190,7 +198,8 @@ def write_v2(root: Path, items: list[Any], *, codec: str = "zstd", dictionary: s
         header = header_value(codec=int(info.codec), dictionary=mode, checksum_algorithm=1, block_size=block_size,
                               block_count=len(raws), example_count=len(chunk), data_size=len(data),
                               dict_id=_dict_id(used),
-                              flags=layout.index_flags | (grouped.group_flags(group) if grouped_blocks else 0))
+                              flags=layout.index_flags | (grouped.group_flags(group) if grouped_blocks else 0)
+                              | (INDEX_FLAG_TYPED if typed_examples else 0))
         if index_hook:
             index_hook(k, header, entries)
         index = build_index(header, entries_array(entries))
@@ -200,7 +209,7 @@ def write_v2(root: Path, items: list[Any], *, codec: str = "zstd", dictionary: s
         doc = {
             "version": 2, "shard": name, "codec": info.label, "dictionary": mode, **framing_member,
             **({grouped.PREAMBLE_MEMBER: grouped.preamble_to_json(preamble), **grouped.group_member(group)}
-               if grouped_blocks else {}),
+               if grouped_blocks else {}), **encoding_member,
             "compression_level": level,
             "block_size": block_size, "num_examples": len(chunk), "num_blocks": len(raws), "data_size": len(data),
             "max_block_raw_size": max_raw, "dict_id": _dict_id(used),
@@ -220,7 +229,7 @@ def write_v2(root: Path, items: list[Any], *, codec: str = "zstd", dictionary: s
                         "meta_checksum": meta[17:17 + 24].decode("ascii"), "dictionary": mode})
     root_doc = {
         "version": 2, "format": "atlas", "codec": info.label, "dictionary": mode_root, **framing_member,
-        "compression_level": level,
+        **encoding_member, "compression_level": level,
         "compression_dict_size": dict_size, "block_size": block_size, "shard_size": shard_size,
         "checksum_algorithm": "xxh3_64", "num_examples": len(items), "max_block_raw_size": max_raw_all,
         "shards": records,

@@ -71,6 +71,8 @@ class _ShardJob:
     limits: Limits
     framing: Framing = Framing.GROUPED
     preamble_seed: list[Any] | None = None  # framing grouped: shard 0's shared objects (grouped_writer)
+    encoding: str = "pickle"  # or "typed" (spec 3.12)
+    shard_size: int = 0  # names an example that cannot be encoded by its dataset index
 
 
 def _build_shard(job: _ShardJob, chunk: _Chunk) -> tuple[int, Any]:
@@ -91,7 +93,8 @@ def _build_shard(job: _ShardJob, chunk: _Chunk) -> tuple[int, Any]:
         return chunk.number, v1.count
     name = v2_shard_name(chunk.number)
     v2 = _V2ShardBuilder(Path(job.folder) / name, name, job.block_size, Codec(job.codec), job.level, job.dict_size,
-                         job.mode, job.dictionary, job.limits, framing=job.framing, preamble_seed=job.preamble_seed)
+                         job.mode, job.dictionary, job.limits, framing=job.framing, preamble_seed=job.preamble_seed,
+                         encoding=job.encoding, first=chunk.number * job.shard_size)
     try:
         for example in chunk:
             v2.add_example(example)
@@ -129,7 +132,7 @@ def write_dataset(examples: Iterable[Any] | Any, path: str | os.PathLike[str], *
                   compression_dict_size: float = 0.01, codec: Codec | str | None = None, format_version: int = 2,
                   user_metadata: dict[str, Any] | None = None, num_workers: int | None = None,
                   progress: bool | None = None, limits: Limits = DEFAULT_LIMITS, desc: str = "writing",
-                  framing: Framing | str | None = None,
+                  framing: Framing | str | None = None, encoding: str | None = None,
                   before_publish: Callable[[Path], None] | None = None) -> Path:
     """Write ``examples`` to a new dataset at ``path``, shards built by ``num_workers`` processes.
 
@@ -145,7 +148,7 @@ def write_dataset(examples: Iterable[Any] | Any, path: str | os.PathLike[str], *
         raise ValueError(f"num_workers must be >= 1, got {num_workers!r}")
     writer = AtlasDatasetWriter(path, shard_size, block_size, compression_strategy, compression_level,
                                 compression_dict_size, codec=codec, format_version=format_version,
-                                user_metadata=user_metadata, limits=limits, framing=framing)
+                                user_metadata=user_metadata, limits=limits, framing=framing, encoding=encoding)
     writer.before_publish = before_publish
     by_range = hasattr(examples, "__len__") and hasattr(examples, "__getitem__") and not isinstance(examples, list)
     total = len(examples) if hasattr(examples, "__len__") else None  # type: ignore[arg-type]
@@ -220,7 +223,7 @@ def _job(writer: AtlasDatasetWriter) -> _ShardJob:
         mode, dictionary = ("shared", writer._shared) if writer._shared is not None else ("none", None)
     return _ShardJob(str(writer._tmp), 2, writer.block_size, int(writer.codec), int(writer.strategy), mode,
                      writer.compression_level, writer.compression_dict_size, dictionary, writer.limits,
-                     writer.framing, writer._preamble_seed)
+                     writer.framing, writer._preamble_seed, writer.encoding, writer.shard_size)
 
 
 def _adopt(writer: AtlasDatasetWriter, results: list[tuple[int, Any]]) -> None:

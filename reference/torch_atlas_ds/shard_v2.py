@@ -21,6 +21,7 @@ import numpy as np
 import xxhash
 import zstandard
 
+from atlas_format import typed
 from atlas_format.block_v2 import table_size
 from atlas_format.checksum import XXH3_64
 from atlas_format.codecs import codec_info, decode
@@ -57,6 +58,7 @@ from .metadata import AtlasDatasetShardMetadata
 from .safe_pickle import Loads
 from .shard_files import read_dictionary, read_v2_meta
 from .shard_state import OpenShards, ProcessLocalState
+from .typed_codec import TypedDecoder
 
 _xxh3 = xxhash.xxh3_64_intdigest
 
@@ -137,11 +139,13 @@ class V2Shard(ProcessLocalState):
             raise MetadataError("codec lz4 cannot use a zstd dictionary", **where)
         if self.codec == Codec.NONE and self.framing is Framing.EXAMPLE:
             raise MetadataError("framing 'example' needs a codec: codec none has no frames", **where)
+        #: "pickle" or "typed" (spec 3.12): typed examples are decoded by msgspec, never unpickled (``_reset``)
+        self.encoding = typed.encoding_of_meta(doc)  # the schema checked it
         if expected is not None:
             for key, mine in (("num_examples", self.num_examples), ("num_blocks", self.num_blocks),
                               ("data_size", self.data_size), ("index_size", doc["index"]["size"]),
                               ("meta_checksum", meta_text), ("dictionary", self.dictionary),
-                              ("framing", self.framing.value)):
+                              ("framing", self.framing.value), ("encoding", self.encoding)):
                 if expected.get(key) != mine:
                     raise MetadataError(f"root meta.json says {key} {expected.get(key)!r} for this shard, its "
                                         f"meta.json says {mine!r}", **where)
@@ -150,8 +154,8 @@ class V2Shard(ProcessLocalState):
         self.preamble = read_preamble(doc, limits, where) if self._grouped else b""
         #: framing grouped: examples per group (meta.json's group_size, V2-FRAME-6)
         self.group = read_group(doc, where) if self._grouped else FRAME_GROUP
-        #: the index flags meta.json implies (V2-INDEX-1): the framing's bit, grouped's group size
-        self._flags = self.framing.index_flags | group_flags(self.group)
+        #: the index flags meta.json implies (V2-INDEX-1): the framing's bit, grouped's group size, typed's bit
+        self._flags = self.framing.index_flags | group_flags(self.group) | typed.encoding_flags(self.encoding)
         self._dict_bytes: bytes | None = None
         # Where the dictionary is read again in another process: (file, metadata record or None);
         # None when the caller handed the bytes over (they then travel with the pickled shard).
@@ -212,6 +216,8 @@ class V2Shard(ProcessLocalState):
     # -- lazy per-process state -----------------------------------------------------
 
     def _reset(self) -> None:
+        if self.encoding == typed.TYPED:  # whatever loads the dataset or unpickling handed over
+            self.loads = TypedDecoder().decode
         self._m = _CLOSED
         self._verified = bytearray()
         self._data_id: tuple[Any, ...] = ()  # data.bin's identity when _verified was filled

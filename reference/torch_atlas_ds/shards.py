@@ -63,7 +63,8 @@ def open_v2_shards(root: Path, *, mmap_index: bool = True, verify_checksums: boo
             raise MetadataError("a shard uses the shared dictionary but the root has none", path=meta_path, shard=name)
         shards.append(V2Shard(folder, mmap_index=mmap_index, shared_dict_record=doc["shared_dictionary"],
                               verify_checksums=verify_checksums, limits=limits, loads=loads, cache=cache,
-                              opened=opened, expected={**entry, "framing": doc.get("framing", "block")}, label=name))
+                              opened=opened, expected={**entry, "framing": doc.get("framing", "block"),
+                                                       "encoding": doc.get("encoding", "pickle")}, label=name))
     if sum(len(s) for s in shards) != doc["num_examples"]:
         raise MetadataError("root num_examples differs from the sum of its shards", path=meta_path)
     strategy = v2_to_strategy(Codec.from_label(doc["codec"]), DictionaryMode(doc["dictionary"]))

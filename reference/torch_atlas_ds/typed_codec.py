@@ -244,6 +244,13 @@ def _type_name(value: Any) -> str:
     return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
 
 
+def array_of_encoded(items: list[bytes]) -> bytes:
+    """One MessagePack array of already encoded examples (framing list's typed block, TYPED-1)."""
+    n = len(items)
+    head = bytes((0x90 | n,)) if n < 16 else (b"\xdc" + _UINT16.pack(n)) if n < 1 << 16 else (b"\xdd" + _UINT32.pack(n))
+    return head + b"".join(items)
+
+
 # -- decoding ---------------------------------------------------------------------------------------
 
 
@@ -253,6 +260,9 @@ class TypedDecoder:
 
     def __init__(self) -> None:
         self._decoder = msgspec.msgpack.Decoder(ext_hook=self._ext)
+
+    def __reduce__(self) -> tuple[type[TypedDecoder], tuple[()]]:
+        return TypedDecoder, ()  # a new decoder in the receiving process (DataLoader workers)
 
     def decode(self, data: Any) -> Any:
         try:

@@ -35,7 +35,7 @@ from typing import Any
 
 import zstandard
 
-from atlas_format import grouped
+from atlas_format import grouped, typed
 from atlas_format.block_v2 import decoded_size, encode_block
 from atlas_format.checksum import XXH3_64
 from atlas_format.codecs import codec_info
@@ -61,6 +61,7 @@ from atlas_format.layout import temp_sibling_name, v1_shard_names, v2_shard_name
 from atlas_format.metadata import dump_checksummed_json, dump_v1_json, file_checksum_text
 from atlas_format.npy import build_v1_index
 
+from . import typed_codec
 from ._util import fsync_dir, publish_folder, write_file
 from .errors import LimitError, VersionError
 from .grouped_writer import PREAMBLE_EXAMPLES, GroupedEncoder, stored_grouped
@@ -263,7 +264,7 @@ class _V2ShardBuilder:
     def __init__(self, folder: Path, name: str, block_size: int, codec: Codec, level: int, dict_size: float,
                  mode: str, dictionary: bytes | None = None, limits: Limits = DEFAULT_LIMITS,
                  on_shared_dictionary: Any = None, framing: Framing = Framing.GROUPED,
-                 preamble_seed: list[Any] | None = None) -> None:
+                 preamble_seed: list[Any] | None = None, encoding: str = typed.PICKLE, first: int = 0) -> None:
         """``mode``: 'none', 'shared' (use ``dictionary``), 'shard' (train its own), 'train-shared'.
 
         ``framing``: one codec frame per block, one per example, one per block over a pickled
@@ -274,6 +275,9 @@ class _V2ShardBuilder:
 
         ``on_shared_dictionary(bytes)`` is called with a dictionary trained for sharing before
         any block compressed with it is written (the root dictionary precedes its users).
+        ``encoding`` "typed" stores each example as one MessagePack object (spec 3.12) instead of a pickle
+        (framings block, example and list); ``first`` is the dataset index of the shard's first example, which
+        an example that cannot be encoded is named by.
         """
         self.on_shared_dictionary = on_shared_dictionary
         folder.mkdir()
@@ -285,6 +289,8 @@ class _V2ShardBuilder:
         self.count = 0
         self._grouped = framing is Framing.GROUPED
         self._list = framing is Framing.LIST
+        self.encoding, self.first = encoding, first
+        self._typed = encoding == typed.TYPED
         self._encoder = GroupedEncoder()
         self._seed = preamble_seed
         self._waiting: list[list[Any]] = []  # GROUPED: full blocks of examples waiting for the preamble
@@ -305,8 +311,14 @@ class _V2ShardBuilder:
         return codec_info(self.codec, magicless=self._grouped).compressor(self.level, dictionary)
 
     def add_example(self, example: Any) -> None:
-        self.pending.append(example if self._list or self._grouped
-                            else pickle.dumps(example, protocol=V2_PICKLE_PROTOCOL))
+        if self._typed:
+            try:
+                self.pending.append(typed_codec.encode(example))
+            except TypeError as exc:
+                raise TypeError(f"example {self.first + self.count}: {exc}") from None
+        else:
+            self.pending.append(example if self._list or self._grouped
+                                else pickle.dumps(example, protocol=V2_PICKLE_PROTOCOL))
         self.count += 1
         if len(self.pending) >= self.block_size:
             self._flush()
@@ -334,8 +346,9 @@ class _V2ShardBuilder:
         if not self.pending:
             return
         block: Any
-        if self._list:  # V2-FRAME-5: one pickle of the block's list
-            block = pickle.dumps(self.pending, protocol=V2_LIST_PICKLE_PROTOCOL)
+        if self._list:  # V2-FRAME-5: one pickle of the block's list, or one MessagePack array (typed)
+            block = typed_codec.array_of_encoded(self.pending) if self._typed \
+                else pickle.dumps(self.pending, protocol=V2_LIST_PICKLE_PROTOCOL)
             total = len(block)
         else:
             block = self.pending
@@ -410,13 +423,15 @@ class _V2ShardBuilder:
         header = header_value(codec=int(self.codec), dictionary=self.mode, checksum_algorithm=XXH3_64.id,
                               block_size=self.block_size, block_count=len(self.entries),
                               example_count=self.count, data_size=self.data_size, dict_id=dict_id,
-                              flags=self.framing.index_flags | self._group_flags())
+                              flags=self.framing.index_flags | self._group_flags()
+                              | typed.encoding_flags(self.encoding))
         index = build_index(header, self.entries)
         index_checksum = int.from_bytes(index[56:64], "little")
         write_file(self.folder / V2_INDEX_FILE, index)
         meta = dump_checksummed_json({
             "version": 2, "shard": self.name, "codec": self.codec.label, "dictionary": self.mode,
-            **self.framing.meta_member, **self._preamble_member(), "compression_level": self.level,
+            **self.framing.meta_member, **self._preamble_member(), **typed.encoding_member(self.encoding),
+            "compression_level": self.level,
             "block_size": self.block_size,
             "num_examples": self.count,
             "num_blocks": len(self.entries), "data_size": self.data_size, "max_block_raw_size": self.max_raw,
@@ -480,13 +495,26 @@ def _resolve_codec(codec: Any, strategy: CompressionStrategy | int | None,
     return c, mode, strat
 
 
-def _resolve_framing(framing: Framing | str | None, codec: Codec, format_version: int) -> Framing:
+def _resolve_encoding(encoding: str | None, format_version: int) -> str:
+    """The caller's encoding=: "pickle" (None) or "typed" (spec 3.12, version 2 only)."""
+    value = typed.PICKLE if encoding is None else encoding
+    if value not in typed.ENCODINGS:
+        raise ValueError(f"encoding must be 'pickle' or 'typed', got {encoding!r}")
+    if value == typed.TYPED and format_version == 1:
+        raise ValueError("encoding='typed' needs format_version=2 (version 1 examples are pickles)")
+    return value
+
+
+def _resolve_framing(framing: Framing | str | None, codec: Codec, format_version: int,
+                     encoding: str = typed.PICKLE) -> Framing:
     """The caller's framing=, checked against the codec and the version (V2-FRAME-1). None: the default,
-    GROUPED for version 2 with zstd; BLOCK with LZ4 and none, chosen for random reads that decode fast or
-    not at all, where grouped's unpickling of a group (or a frame of 32) would cost 0.2-0.8x of them;
-    version 1 has only its list blocks (BLOCK here)."""
+    GROUPED for version 2 pickles with zstd; BLOCK with LZ4 and none, chosen for random reads that decode fast
+    or not at all, where grouped's unpickling of a group (or a frame of 32) would cost 0.2-0.8x of them, and
+    for typed examples (grouped's preamble and slices are pickle's); version 1 has only its list blocks (BLOCK
+    here)."""
     if framing is None:
-        return Framing.GROUPED if format_version == 2 and codec == Codec.ZSTD else Framing.BLOCK
+        pickled = encoding == typed.PICKLE
+        return Framing.GROUPED if format_version == 2 and codec == Codec.ZSTD and pickled else Framing.BLOCK
     try:
         value = Framing(framing)
     except ValueError:
@@ -496,6 +524,9 @@ def _resolve_framing(framing: Framing | str | None, codec: Codec, format_version
                          "are always pickled lists in one frame)")
     if value is Framing.EXAMPLE and codec == Codec.NONE:
         raise ValueError("framing='example' needs a codec (zstd or lz4): codec none has no frames")
+    if value is Framing.GROUPED and encoding == typed.TYPED:
+        raise ValueError("framing='grouped' is for pickled examples (a preamble and pickle slices); typed "
+                         "examples use 'block', 'example' or 'list'")
     return value
 
 
@@ -537,6 +568,10 @@ class AtlasDatasetWriter(_Publisher):
     ``framing=Framing.LIST`` (or "list") pickles each block as one list, as version 1 does:
     the fastest in-order reads and the fewest bytes, a whole block unpickled per random
     read; a block is pickled when it is full, so do not mutate an example after adding it.
+    ``encoding="typed"`` stores each example as one MessagePack object instead of a pickle (spec 3.12):
+    None, bool, int, float, str, bytes, list, tuple, dict with str or int keys, numpy arrays and torch
+    tensors, read back without unpickling; any other value is a TypeError naming the example and the path
+    of the value (the write is then abandoned).
 
     Missing parent folders are created. A second writer to the same path is refused at once
     (DatasetLockedError); the temporary folders of earlier writes to it that died are removed
@@ -547,17 +582,18 @@ class AtlasDatasetWriter(_Publisher):
                  compression_strategy: CompressionStrategy | int | None = None, compression_level: int = 3,
                  compression_dict_size: float = 0.01, *, codec: Codec | str | None = None, format_version: int = 2,
                  user_metadata: dict[str, Any] | None = None, limits: Limits = DEFAULT_LIMITS,
-                 framing: Framing | str | None = None) -> None:
+                 framing: Framing | str | None = None, encoding: str | None = None) -> None:
         self._closed = True
         if format_version not in (1, 2):
             raise ValueError(f"format_version must be 1 or 2, got {format_version!r}")
         self.format_version = format_version
+        self.encoding = _resolve_encoding(encoding, format_version)
         self.shard_size = _check_int("shard_size", shard_size, 0 if format_version == 1 else 1)
         self.block_size = _check_int("block_size", block_size, 1)
         self.compression_level = _check_int("compression_level", compression_level, -(1 << 17))
         self.compression_dict_size = _check_dict_size(compression_dict_size)
         self.codec, self.mode, self.strategy = _resolve_codec(codec, compression_strategy, format_version)
-        self.framing = _resolve_framing(framing, self.codec, format_version)
+        self.framing = _resolve_framing(framing, self.codec, format_version, self.encoding)
         lo, hi = codec_info(self.codec).level_range
         if self.codec != Codec.NONE and not lo <= compression_level <= hi:
             raise ValueError(f"compression_level {compression_level} outside {lo}..{hi} for {self.codec.label}")
@@ -637,7 +673,8 @@ class AtlasDatasetWriter(_Publisher):
         return _V2ShardBuilder(self._stage_dir() / name, name, self.block_size, self.codec,
                                self.compression_level, self.compression_dict_size, mode, dictionary, self.limits,
                                on_shared_dictionary=self._write_shared_dictionary, framing=self.framing,
-                               preamble_seed=self._preamble_seed)
+                               preamble_seed=self._preamble_seed, encoding=self.encoding,
+                               first=self._base_doc.get("num_examples", 0) + self.num_examples)
 
     def _write_shared_dictionary(self, dictionary: bytes) -> None:
         write_file(self._tmp / DICT_FILE, dictionary)
@@ -723,8 +760,8 @@ class AtlasDatasetWriter(_Publisher):
                           "checksum": file_checksum_text(self._shared)}
         return {
             "version": 2, "format": "atlas", "codec": self.codec.label, "dictionary": mode,
-            **self.framing.meta_member, "compression_level": self.compression_level,
-            "compression_dict_size": self.compression_dict_size,
+            **self.framing.meta_member, **typed.encoding_member(self.encoding),
+            "compression_level": self.compression_level, "compression_dict_size": self.compression_dict_size,
             "block_size": self.block_size, "shard_size": self.shard_size, "checksum_algorithm": XXH3_64.name,
             "num_examples": sum(r["num_examples"] for r in self._records),
             "max_block_raw_size": max([r["max_block_raw_size"] for r in self._records], default=0),
@@ -800,7 +837,8 @@ class AtlasDatasetWriter(_Publisher):
         self.shard_size, self.block_size = doc["shard_size"], doc["block_size"]
         self.compression_level, self.compression_dict_size = doc["compression_level"], doc["compression_dict_size"]
         self.codec, self.mode = Codec.from_label(doc["codec"]), DictionaryMode(doc["dictionary"])
-        self.framing = _resolve_framing(doc.get("framing", Framing.BLOCK.value), self.codec, 2)
+        self.encoding = typed.encoding_of_meta(doc)  # the schema checked it
+        self.framing = _resolve_framing(doc.get("framing", Framing.BLOCK.value), self.codec, 2, self.encoding)
         self.strategy = CompressionStrategy.STANDARD_COMPRESSION
         self._shared = None
         if doc["shared_dictionary"] is not None:

@@ -104,8 +104,10 @@ FRAMING_INDEX_FLAGS = INDEX_FLAG_EXAMPLE_FRAMES | INDEX_FLAG_LIST_BLOCKS | INDEX
 #: ``flags`` bits 3-4 (framing "grouped" only): s, the shard's groups hold ``8 >> s`` examples (0: groups of
 #: 8, as in every grouped shard written before the group size became the writer's choice; atlas_format.grouped).
 INDEX_FLAG_GROUP_SHIFT = 0x18
+#: ``flags`` bit 5: the examples are typed (one MessagePack object each, spec 3.12 TYPED-1), not pickles.
+INDEX_FLAG_TYPED = 0x20
 #: Every flag bit this version of the format defines; readers refuse any other (V2-COMPAT-3).
-KNOWN_INDEX_FLAGS = FRAMING_INDEX_FLAGS | INDEX_FLAG_GROUP_SHIFT
+KNOWN_INDEX_FLAGS = FRAMING_INDEX_FLAGS | INDEX_FLAG_GROUP_SHIFT | INDEX_FLAG_TYPED
 
 
 def strategy_to_v2(strategy: CompressionStrategy) -> tuple[Codec, DictionaryMode]:

@@ -24,11 +24,17 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 import construct as cs
 
+from .enums import INDEX_FLAG_TYPED
+
 #: The meta.json member (root and shard) naming the encoding; absent means "pickle".
 ENCODING_MEMBER = "encoding"
+PICKLE = "pickle"
+TYPED = "typed"
+ENCODINGS = (PICKLE, TYPED)
 #: MessagePack extension type codes (TYPED-3); every other code is refused.
 EXT_NDARRAY = 1
 EXT_TENSOR = 2
@@ -125,3 +131,21 @@ def element_count(shape: tuple[int, ...]) -> int:
     for n in shape:
         count *= n
     return count
+
+
+def encoding_of_meta(doc: Any) -> str:
+    """The encoding a version 2 meta.json states (absent: "pickle"); ValueError if it is not one."""
+    value = doc.get(ENCODING_MEMBER, PICKLE)
+    if value not in ENCODINGS:
+        raise ValueError(f"{ENCODING_MEMBER} must be one of {', '.join(ENCODINGS)}, got {value!r}")
+    return str(value)
+
+
+def encoding_member(encoding: str) -> dict[str, str]:
+    """The meta.json member writers put: none for pickle (earlier datasets' bytes)."""
+    return {} if encoding == PICKLE else {ENCODING_MEMBER: encoding}
+
+
+def encoding_flags(encoding: str) -> int:
+    """The index flag bit of an encoding (TYPED-1)."""
+    return INDEX_FLAG_TYPED if encoding == TYPED else 0

@@ -2,7 +2,7 @@
 
 Ids never change meaning once published (CI pipelines filter on them). Ranges:
 ATL1xx layout, ATL2xx metadata, ATL3xx index, ATL4xx blocks/codecs/dictionaries,
-ATL5xx checksums, ATL6xx pickle security, ATL9xx limits and internal errors.
+ATL5xx checksums, ATL6xx pickle security, ATL7xx typed examples, ATL9xx limits and internal errors.
 ``validator/FINDINGS.md`` is generated from this table (``--catalog-markdown``).
 
 Each entry also says what the original reader (torch_atlas_ds 0.1.0, ``atlas.py``) does
@@ -56,6 +56,7 @@ _O = "atlas.py"  # the original reader's module; line numbers are of torch_atlas
 _POLICY_WHY = ("the original unpickles the block ({o}:234) and so runs whatever the pickle names; the pickle "
                "policy refuses it ({c}); allow a global with allowed_globals").format
 _V2 = "version 2 structure; version 1 has no such thing"
+_TYPED = "typed examples are a version 2 encoding; version 1 examples are pickles"
 _NO_CHECKSUMS = "version 1 has no checksums (ATL590)"
 
 _ENTRIES: tuple[CatalogEntry, ...] = (
@@ -297,6 +298,21 @@ _ENTRIES: tuple[CatalogEntry, ...] = (
                  BY_DESIGN, _POLICY_WHY(o=_O, c="PICKLE-9")),
     CatalogEntry("ATL611", ERROR, "a memo index not as assigned, or never stored", "PICKLE-10", BY_DESIGN,
                  _POLICY_WHY(o=_O, c="PICKLE-10")),
+    # -- typed examples (spec 3.12) -------------------------------------------------------------
+    CatalogEntry("ATL700", ERROR, "a typed example is not one MessagePack object of the typed set (truncated, an "
+                 "unused format byte, bytes after it; framing list: the block is not one array of them)", "TYPED-2",
+                 V2_ONLY, _TYPED),
+    CatalogEntry("ATL701", ERROR, "a typed example's map key is not a str or an int, or appears twice", "TYPED-2",
+                 V2_ONLY, _TYPED),
+    CatalogEntry("ATL702", ERROR, "a typed example's str is not UTF-8", "TYPED-2", V2_ONLY, _TYPED),
+    CatalogEntry("ATL703", ERROR, "a MessagePack extension type outside the typed set, or a tuple whose payload is "
+                 "not exactly one array", "TYPED-3", V2_ONLY, _TYPED),
+    CatalogEntry("ATL704", ERROR, "an ndarray or tensor payload that breaks its header (dtype code, ndim, pad, "
+                 "reserved, size against the shape, pad bytes, bool bytes)", "TYPED-3, TYPED-4", V2_ONLY, _TYPED),
+    CatalogEntry("ATL705", WARNING, "an ndarray or tensor whose data does not start on 16 bytes from the example's "
+                 "start (readable, but not viewable in place)", "TYPED-3", V2_ONLY, _TYPED),
+    CatalogEntry("ATL706", ERROR, "a typed example beyond its limits (containers nested deeper than 64, more than "
+                 "2^24 items)", "TYPED-5", V2_ONLY, _TYPED),
     # -- limits and internal ----------------------------------------------------------------
     CatalogEntry("ATL900", ERROR, "a declared size or count exceeds the format limits", "LIM-1, GEN-4", BY_DESIGN,
                  "the original has no limits; LIM-1 refuses what exceeds the configured ones (raise them to check "

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from atlas_format import grouped, metadata
+from atlas_format import grouped, metadata, typed
 from atlas_format.binary import parse
 from atlas_format.block_v2 import block_count, example_offsets, table_size
 from atlas_format.checksum import ChecksumAlgorithm, parse_checksum_text
@@ -27,7 +27,7 @@ from atlas_format.constants import (
     V2_LIST_PICKLE_PROTOCOL,
     V2_PICKLE_PROTOCOL,
 )
-from atlas_format.enums import INDEX_FLAG_GROUP_SHIFT, KNOWN_INDEX_FLAGS, Codec, Framing
+from atlas_format.enums import INDEX_FLAG_GROUP_SHIFT, INDEX_FLAG_TYPED, KNOWN_INDEX_FLAGS, Codec, Framing
 from atlas_format.errors import AtlasError
 from atlas_format.index_v2 import (
     DICTIONARY_MODE_NAMES,
@@ -59,6 +59,7 @@ from .grouped_checks import check_block as check_grouped_block
 from .layout import unexpected_in_shard
 from .pickle_scan import scan_pickle
 from .tasks import ShardTask
+from .typed_scan import check_typed_list, scan_typed
 
 SHARD_FILES = {META_FILE, DATA_FILE, V2_INDEX_FILE, DICT_FILE}
 FRAMINGS = tuple(f.value for f in Framing)
@@ -243,6 +244,10 @@ def _check_shard(task: ShardTask, sink: Sink, stats: Stats, summary: dict[str, A
     if framing is not None and exp.get("framing") is not None and framing != exp["framing"]:
         sink.add("ATL206", f"shard framing is {framing!r}, the root says {exp['framing']!r} (absent means 'block')",
                  path=meta_shown, clause="V2-FRAME-1, V2-META-5")
+    encoding, root_encoding = doc.get(typed.ENCODING_MEMBER, typed.PICKLE), exp.get("encoding", typed.PICKLE)
+    if encoding != root_encoding:
+        sink.add("ATL206", f"shard encoding is {encoding!r}, the root says {root_encoding!r} (absent means "
+                           "'pickle')", path=meta_shown, clause="TYPED-1, V2-META-5")
     check_framing_codec(framing, codec_label, sink, shown=meta_shown)
     preamble = None
     if framing == Framing.GROUPED.value and grouped.PREAMBLE_MEMBER in doc:  # presence: the schema (ATL203)
@@ -324,7 +329,7 @@ def _check_shard(task: ShardTask, sink: Sink, stats: Stats, summary: dict[str, A
     shard = GroupedShard(preamble, block_size, num_examples, grouped.group_of_flags(header.flags)) \
         if layout is Framing.GROUPED else None
     _check_blocks(task, sink, stats, entries, data_len, info, dctx, frame_dict_id, block_size,
-                  num_examples, progress, layout, shard)
+                  num_examples, progress, layout, shard, typed_examples=bool(header.flags & INDEX_FLAG_TYPED))
     if shard is not None:
         shard.finish(sink, f"{name}/{DATA_FILE}")
 
@@ -376,8 +381,8 @@ def _check_index(task: ShardTask, sink: Sink, doc: dict[str, Any], data_len: int
     unknown_flags = header.flags & ~KNOWN_INDEX_FLAGS
     if unknown_flags:
         sink.add("ATL309", f"flags is {header.flags:#04x}: bits {unknown_flags:#04x} are not defined (only the "
-                           f"framing bits are: {_FRAMING_BITS}; bits 3-4: grouped's group size)", path=shown,
-                 offset=header_at("flags"),
+                           f"framing bits are: {_FRAMING_BITS}; bits 3-4: grouped's group size; bit 5: typed)",
+                 path=shown, offset=header_at("flags"),
                  clause="V2-INDEX-1, V2-COMPAT-3")
     framing = framing_of(doc)
     meta_framing = f"meta.json framing is {framing!r}{'' if 'framing' in doc else ' (absent)'}"
@@ -396,6 +401,8 @@ def _check_index(task: ShardTask, sink: Sink, doc: dict[str, Any], data_len: int
                            f"{meta_framing}", path=shown, offset=header_at("flags"), clause="V2-INDEX-2, V2-FRAME-1")
         usable = False
     elif not _group_agrees(header.flags, flags_framing, doc, sink, shown):
+        usable = False
+    if not _encoding_agrees(header.flags, doc, sink, shown):
         usable = False
     algorithm = None
     try:
@@ -545,6 +552,19 @@ def _group_agrees(flags: int, flags_framing: Framing, doc: dict[str, Any], sink:
     return False
 
 
+def _encoding_agrees(flags: int, doc: dict[str, Any], sink: Sink, shown: str) -> bool:
+    """Whether the index flags' typed bit (5) says meta.json's encoding (TYPED-1); ATL307 otherwise."""
+    bit = bool(flags & INDEX_FLAG_TYPED)
+    encoding = doc.get(typed.ENCODING_MEMBER, typed.PICKLE)
+    if bit == (encoding == typed.TYPED) or encoding not in typed.ENCODINGS:  # an unknown one: the schema's
+        return True
+    absent = "" if typed.ENCODING_MEMBER in doc else " (absent)"
+    sink.add("ATL307", f"index header flags {flags:#04x} {'set' if bit else 'clear'} bit 5 (typed examples), "
+                       f"meta.json encoding is {encoding!r}{absent}", path=shown, offset=header_at("flags"),
+             clause="V2-INDEX-2, TYPED-1")
+    return False
+
+
 def _grouped_heads(header: Any, count: int, raws: np.ndarray) -> np.ndarray:
     """Per block, the bytes of the head (frame starts, then group offsets of 2 or 4 bytes by raw_size) a grouped
     stored block holds before its frames (V2-FRAME-7): with codec none the stored block is those and the decoded
@@ -562,7 +582,8 @@ def _grouped_heads(header: Any, count: int, raws: np.ndarray) -> np.ndarray:
 
 def _check_blocks(task: ShardTask, sink: Sink, stats: Stats, entries: np.ndarray, data_len: int,
                   info: Any, dctx: Any, dict_id: int, block_size: int | None, num_examples: int | None,
-                  progress: Any, layout: Framing = Framing.BLOCK, shard: GroupedShard | None = None) -> None:
+                  progress: Any, layout: Framing = Framing.BLOCK, shard: GroupedShard | None = None,
+                  typed_examples: bool = False) -> None:
     shown = f"{task.name}/{DATA_FILE}"
     fields = entries[["offset", "stored_size", "raw_size", "checksum"]]
     from atlas_format.checksum import XXH3_64
@@ -588,7 +609,7 @@ def _check_blocks(task: ShardTask, sink: Sink, stats: Stats, entries: np.ndarray
                                            f"{digest(data):016x})", path=shown, block=b, offset=offset)
                     else:
                         _check_block(task, sink, stats, data, b, offset, raw_size, info, dctx, dict_id, block_size,
-                                     num_examples, shown, layout, shard)
+                                     num_examples, shown, layout, shard, typed_examples)
                 except Exception as exc:  # noqa: BLE001 - one block's surprise must not hide the others
                     sink.add("ATL990", f"internal error: {type(exc).__name__}: {exc}", path=shown, block=b,
                              offset=offset)
@@ -608,17 +629,19 @@ def _rows(fields: np.ndarray, chunk: int = 1 << 16) -> Any:
 
 def _check_block(task: ShardTask, sink: Sink, stats: Stats, data: bytes, b: int, offset: int, raw_size: int,
                  info: Any, dctx: Any, dict_id: int, block_size: int | None, num_examples: int | None,
-                 shown: str, layout: Framing = Framing.BLOCK, shard: GroupedShard | None = None) -> None:
+                 shown: str, layout: Framing = Framing.BLOCK, shard: GroupedShard | None = None,
+                 typed_examples: bool = False) -> None:
     """One stored block whose checksum matched, as ``layout`` (the framing of its index flags) says:
     example frames (V2-FRAME-2), one frame over a list pickle (V2-FRAME-5), grouped frames (V2-FRAME-6..9,
-    ``grouped_checks``) or one frame over per-example pickles."""
+    ``grouped_checks``) or one frame over per-example pickles; with ``typed_examples`` (index flag bit 5) each
+    example, or framing list's block, is typed (spec 3.12) and decoded by ``typed_scan``."""
     if layout is Framing.GROUPED:
         if shard is not None:
             check_grouped_block(shard, task, sink, stats, data, b, offset, raw_size, info, dctx, shown)
         return
     if layout is Framing.EXAMPLE:
         _check_example_frames(task, sink, stats, data, b, offset, raw_size, info, dctx, dict_id, block_size,
-                              num_examples, shown)
+                              num_examples, shown, typed_examples)
         return
     raw = decode_block(info, data, expected_raw=raw_size, dict_id=dict_id, dctx=dctx, limits=task.limits, sink=sink,
                        path=shown, block=b, offset=offset)
@@ -630,6 +653,10 @@ def _check_block(task: ShardTask, sink: Sink, stats: Stats, data: bytes, b: int,
         expected = None
         if block_size and num_examples is not None:
             expected = min(block_size, num_examples - b * block_size)
+        if typed_examples:
+            check_typed_list(raw, sink, path=shown, block=b, offset=offset, compressed=compressed,
+                             expected=expected, first=b * block_size if block_size else None)
+            return
         check_list_pickle(raw, scan_limits=task.scan_limits, sink=sink, path=shown, block=b, offset=offset,
                           compressed=compressed, expected=expected, clauses=LIST_CLAUSES,
                           protocol=V2_LIST_PICKLE_PROTOCOL, allowed=task.allowed,
@@ -648,7 +675,7 @@ def _check_block(task: ShardTask, sink: Sink, stats: Stats, data: bytes, b: int,
         return offset if at is None else offset + base + offs[k] + at, f"position {k} of the block"
 
     _scan_examples(task, sink, raw, [(k, base + offs[k], base + offs[k + 1]) for k in range(len(offs) - 1)],
-                   shown=shown, b=b, block_size=block_size, locate=locate)
+                   shown=shown, b=b, block_size=block_size, locate=locate, typed_examples=typed_examples)
 
 
 def _parse_table(task: ShardTask, sink: Sink, buf: bytes, b: int, block_size: int | None,
@@ -694,7 +721,7 @@ def _parse_table(task: ShardTask, sink: Sink, buf: bytes, b: int, block_size: in
 
 def _check_example_frames(task: ShardTask, sink: Sink, stats: Stats, data: bytes, b: int, offset: int,
                           raw_size: int, info: Any, dctx: Any, dict_id: int, block_size: int | None,
-                          num_examples: int | None, shown: str) -> None:
+                          num_examples: int | None, shown: str, typed_examples: bool = False) -> None:
     """A stored block of framing 'example' (V2-FRAME-2, V2-FRAME-3): its frame table; every frame's header
     (dictionary id, declared size) before anything is decompressed; the declared sizes against raw_size; then
     each frame decoded within that budget and its example pickle scanned as in a block-framed block."""
@@ -754,17 +781,26 @@ def _check_example_frames(task: ShardTask, sink: Sink, stats: Stats, data: bytes
         return offset + base + offs[k], f"position {k} of the block" + (
             "" if at is None else f", decoded offset {at} of its frame")
 
-    _scan_examples(task, sink, b"".join(pieces), slices, shown=shown, b=b, block_size=block_size, locate=locate)
+    _scan_examples(task, sink, b"".join(pieces), slices, shown=shown, b=b, block_size=block_size, locate=locate,
+                   typed_examples=typed_examples)
 
 
 def _scan_examples(task: ShardTask, sink: Sink, buf: bytes, slices: list[tuple[int, int, int]], *, shown: str,
-                   b: int, block_size: int | None, locate: Any) -> None:
-    """Scan the example pickles ``buf[start:end]`` of block ``b`` for every (position, start, end) of ``slices``.
+                   b: int, block_size: int | None, locate: Any, typed_examples: bool = False) -> None:
+    """Scan the example pickles ``buf[start:end]`` of block ``b`` for every (position, start, end) of ``slices``
+    (``typed_examples``: decode each typed example, spec 3.12).
 
     ``locate(position, at)`` gives the data.bin offset to report and the message's location suffix, for an
     offset ``at`` inside the pickle (None: the example as a whole).
     """
     first = b * (block_size or 0)
+    if typed_examples:
+        for k, start, end in slices:
+            for found in scan_typed(buf[start:end])[1]:
+                at, where_text = locate(k, found.offset)
+                sink.add(found.id, f"{found.message} ({where_text})", path=shown, block=b,
+                         example=first + k if block_size else None, position=k, offset=at)
+        return
     limits = task.scan_limits
     for k, start, end in slices:
         result = scan_pickle(buf, limits=limits, start=start, stop=end, allowed=task.allowed)  # in place, no copy
@@ -813,6 +849,7 @@ def check_root(root: Path, sink: Sink, limits: Any) -> tuple[dict[str, Any], lis
         "block_size": doc.get("block_size") if is_int(doc.get("block_size")) else None,
         "dictionary": mode,
         "framing": framing_of(doc),
+        "encoding": doc.get(typed.ENCODING_MEMBER, typed.PICKLE),
     }
     check_framing_codec(expect["framing"], expect["codec"], sink, shown=META_FILE)
     shared = doc.get("shared_dictionary")

@@ -6,9 +6,7 @@ bool bytes, alignment, depth and item limits) and builds the value: what a reade
 a tensor is a ``TensorValue`` (the validator runs without torch). Lengths are compared with the bytes
 left before anything is read or allocated, and recursion stops at the depth limit, so hostile bytes
 cost time linear in their size. Issues carry the offset in the example's bytes where the defect is, and
-ids of the range ATL7xx (ATL700 malformed, 701 map keys, 702 UTF-8, 703 extension codes and tuples, 704
-array payloads, 705 alignment, 706 limits), which enter the findings catalog when the validator checks
-typed datasets (issue 18: no writer records the encoding yet, spec 3.12).
+ids of the catalog's ATL7xx range.
 """
 
 from __future__ import annotations
@@ -60,6 +58,8 @@ class _Stop(Exception):
 class _Scan:
     data: bytes
     issues: list[TypedIssue] = field(default_factory=list)
+    #: where the example being scanned starts (array data is aligned from there)
+    base: int = 0
 
     def fail(self, finding: str, message: str, at: int) -> _Stop:
         self.issues.append(TypedIssue(finding, message, at))
@@ -217,9 +217,9 @@ class _Scan:
                                       f"{expected} bytes, the payload holds {end - start}", payload)
         if any(data[head:start]):
             self.note("ATL704", f"the {what} at offset {at}: its pad bytes are not zero", head)
-        if start % typed.ALIGNMENT:
-            self.note("ATL705", f"the {what} at offset {at}: its data starts at offset {start}, not a multiple of "
-                                f"{typed.ALIGNMENT}", start)
+        if (start - self.base) % typed.ALIGNMENT:
+            self.note("ATL705", f"the {what} at offset {at}: its data starts {start - self.base} bytes into the "
+                                f"example, not a multiple of {typed.ALIGNMENT}", start)
         raw = data[start:end]
         if entry.name == "bool" and expected and max(raw) > 1:
             self.note("ATL704", f"the bool {what} at offset {at} holds a byte other than 0 and 1", start)
@@ -238,3 +238,48 @@ def scan_typed(data: bytes) -> tuple[Any, list[TypedIssue]]:
     if end != len(scan.data):
         scan.note("ATL700", f"{len(scan.data) - end} bytes follow the example's object (offset {end})", end)
     return value, scan.issues
+
+
+def check_typed_list(raw: bytes, sink: Any, *, path: str, block: int, offset: int, compressed: bool,
+                     expected: int | None, first: int | None) -> None:
+    """A decoded block of framing list with typed examples: one MessagePack array of ``expected`` examples and
+    nothing after it (TYPED-1), every item checked as an example (its alignment from its own start). Issues
+    name the example; inside a compressed block they are located at the block, the decoded offset in the
+    message."""
+    scan = _Scan(bytes(raw))
+    where = {"path": path, "block": block}
+
+    def report(issues: list[TypedIssue], position: int | None) -> None:
+        example = {} if position is None else {"position": position,
+                                               "example": None if first is None else first + position}
+        for issue in issues:
+            if compressed:
+                sink.add(issue.id, f"{issue.message} (decoded offset {issue.offset})", **where, **example,
+                         offset=offset)
+            else:
+                sink.add(issue.id, issue.message, **where, **example, offset=offset + issue.offset)
+
+    data = scan.data
+    b = data[0] if data else None
+    if b is None or not (0x90 <= b <= 0x9F or b in _ARRAY):
+        report([TypedIssue("ATL700", "the block is not one MessagePack array of its typed examples (framing list)",
+                           0)], None)
+        return
+    try:
+        count, at = (b & 0x0F, 1) if b <= 0x9F else scan.length(1, _ARRAY[b], "an array length")
+    except _Stop:
+        report(scan.issues, None)
+        return
+    if expected is not None and count != expected:
+        sink.add("ATL411", f"block holds {count} examples, expected {expected}", **where, offset=offset,
+                 clause="V2-FRAME-5, TYPED-1")
+    for position in range(count):
+        scan.issues, scan.base = [], at
+        try:
+            _, at = scan.value(at, 1)
+        except _Stop:
+            report(scan.issues, position)
+            return
+        report(scan.issues, position)
+    if at != len(data):
+        report([TypedIssue("ATL700", f"{len(data) - at} bytes follow the block's array (offset {at})", at)], None)
