@@ -40,13 +40,18 @@ from typing import Any
 import numpy as np
 from workloads import noisy_image, text_of_length
 
-#: Candidate layouts: AtlasDatasetWriter keyword arguments added to the user's unchanged call.
+#: Candidate layouts: AtlasDatasetWriter keyword arguments added to the user's unchanged call, and under
+#: "read" the AtlasDataset keyword arguments its reads use (issue 18: typed examples against pickle, safe).
 LAYOUTS: dict[str, dict[str, Any]] = {
     "original": {"format_version": 1},
     "default": {},
     "block": {"framing": "block"},
     "example": {"framing": "example"},
     "list": {"framing": "list"},
+    "default-safe": {"read": {"safe": True}},
+    "block-safe": {"framing": "block", "read": {"safe": True}},
+    "typed": {"encoding": "typed"},
+    "typed-list": {"encoding": "typed", "framing": "list"},
 }
 
 SHARD_SIZE = 10_000  # the user's call: AtlasDatasetWriter(path, 10000, block_size)
@@ -97,15 +102,17 @@ def child(job: dict[str, Any]) -> dict[str, float]:
     from torch_atlas_ds import AtlasDataset, AtlasDatasetWriter
 
     root = Path(job["root"])
+    layout = dict(LAYOUTS[job["layout"]])
+    read = layout.pop("read", {})
     if job["op"] == "write":
         examples = WORKLOADS[job["workload"]](job["n"])
         start = time.perf_counter()
-        with AtlasDatasetWriter(root, SHARD_SIZE, job["block"], **LAYOUTS[job["layout"]]) as w:
+        with AtlasDatasetWriter(root, SHARD_SIZE, job["block"], **layout) as w:
             for ex in examples:
                 w.add_example(ex)
         seconds = time.perf_counter() - start
         return {"rate": len(examples) / seconds, "bytes": dir_size(root)}
-    ds = AtlasDataset(root)
+    ds = AtlasDataset(root, **read)
     n = len(ds)
     if job["op"] == "random":
         indices = random_indices(n, job["count"])
@@ -153,7 +160,8 @@ def measure(workload: str, n: int, block: int, layouts: list[str], reps: int, n_
         for op in OPS[1:]:
             for name in order:
                 root = work / f"{workload}-{block}-{name}-{rep}"
-                rates[name][op].append(run_child({"root": str(root), "op": op, "count": n_random})["rate"])
+                rates[name][op].append(run_child({"root": str(root), "op": op, "count": n_random,
+                                                  "layout": name})["rate"])
         for name in layouts:
             shutil.rmtree(work / f"{workload}-{block}-{name}-{rep}")
     return {name: {"bytes": sizes[name], **{op: statistics.median(v) for op, v in rates[name].items()},
@@ -163,7 +171,7 @@ def measure(workload: str, n: int, block: int, layouts: list[str], reps: int, n_
 def render(results: list[tuple[str, int, dict[str, dict[str, Any]]]], args: argparse.Namespace,
            sizes: dict[str, int], load: tuple[float, float]) -> str:
     lines = [
-        "# Default layout against the original (issue 17 acceptance)",
+        f"# {args.title}",
         "",
         f"- Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; Python {platform.python_version()}, "
         f"{platform.machine()}, {os.cpu_count()} logical CPUs shared with other jobs (1-minute load "
@@ -224,6 +232,7 @@ def main() -> None:
     parser.add_argument("--blocks", default="64,8")
     parser.add_argument("--output", default=str(Path(__file__).with_name("RESULTS-default-vs-original.md")))
     parser.add_argument("--workdir", default=None)
+    parser.add_argument("--title", default="Default layout against the original (issue 17 acceptance)")
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(json.loads(args.child))))

@@ -267,3 +267,54 @@ def test_create_from_hf_saved_dataset_and_splits(tmp_path):
     assert no_split.returncode == 1 and "train" in no_split.stderr and not (tmp_path / "x").exists()
     split = atlas_ds("create", tmp_path / "y", "--from-hf", f"{tmp_path / 'dict'}:train", "--no-progress")
     assert split.returncode == 0 and len(AtlasDataset(tmp_path / "y")) == 130
+
+
+# -- typed examples (spec 3.12) ------------------------------------------------------------------------------
+
+
+def test_create_from_jsonl_writes_typed_examples_by_default(tmp_path):
+    rows = [{"text": f"row {i}", "n": i, "tags": ["a", "b"], "score": i / 3, "none": None} for i in range(50)]
+    src = tmp_path / "a.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    done = atlas_ds("create", str(tmp_path / "out"), "--from-jsonl", str(src), "--block-size", "8",
+                    "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert [AtlasDataset(tmp_path / "out")[i] for i in range(50)] == rows
+    info = atlas_ds("info", str(tmp_path / "out"), "--json")
+    assert json.loads(info.stdout)["encoding"] == "typed"
+    assert "encoding           typed" in atlas_ds("info", str(tmp_path / "out")).stdout
+    pickled = atlas_ds("create", str(tmp_path / "p"), "--from-jsonl", str(src), "--encoding", "pickle",
+                       "--no-progress")
+    assert pickled.returncode == 0 and json.loads(atlas_ds("info", str(tmp_path / "p"), "--json").stdout)[
+        "encoding"] == "pickle"
+
+
+def test_convert_to_typed_names_the_first_value_it_cannot_encode_and_publishes_nothing(tmp_path):
+    import datetime
+
+    src = tmp_path / "src"
+    with AtlasDatasetWriter(src, 100, 8) as w:  # the default: pickles, framing grouped
+        for i in range(30):
+            w.add_example({"i": i, "meta": {"when": datetime.date(2020, 1, 1) if i == 17 else "never"}})
+    done = atlas_ds("convert", str(src), str(tmp_path / "dst"), "--encoding", "typed", "--trust", "--no-progress")
+    assert done.returncode == 1
+    assert "example 17: ['meta']['when']: datetime.date is not encodable" in done.stderr
+    assert not (tmp_path / "dst").exists()
+
+
+def test_convert_keeps_a_typed_source_typed_and_turns_grouped_into_block(tmp_path):
+    src = tmp_path / "src"
+    with AtlasDatasetWriter(src, 100, 8) as w:
+        for i in range(30):
+            w.add_example({"i": i, "t": (i, "x")})
+    typed_dst = tmp_path / "typed"
+    done = atlas_ds("convert", str(src), str(typed_dst), "--encoding", "typed", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    info = json.loads(atlas_ds("info", str(typed_dst), "--json").stdout)
+    assert (info["encoding"], info["framing"]) == ("typed", "block")
+    again = tmp_path / "again"
+    assert atlas_ds("convert", str(typed_dst), str(again), "--block-size", "4", "--no-progress").returncode == 0
+    assert json.loads(atlas_ds("info", str(again), "--json").stdout)["encoding"] == "typed"
+    assert [AtlasDataset(again)[i] for i in range(30)] == [{"i": i, "t": (i, "x")} for i in range(30)]
+    refused = atlas_ds("convert", str(src), str(tmp_path / "g"), "--encoding", "typed", "--framing", "grouped")
+    assert refused.returncode == 2 and "typed examples use block, example or list" in refused.stderr

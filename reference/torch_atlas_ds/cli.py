@@ -150,6 +150,7 @@ def dataset_info(root: Path) -> dict[str, Any]:
             "compression_strategy": None if strategy is None else int(strategy),
             "strategy_name": None if strategy is None else strategy.name,
             "codec": doc["codec"], "dictionary": doc["dictionary"], "framing": doc.get("framing", "block"),
+            "encoding": doc.get("encoding", "pickle"),
             "compression_level": doc["compression_level"],
             "block_size": doc["block_size"], "shard_size": doc["shard_size"], "data_bytes": data_bytes,
             "decoded_bytes": decoded, "dictionary_ids": dict_ids, "user_metadata": doc["user_metadata"],
@@ -180,7 +181,7 @@ def dataset_info(root: Path) -> dict[str, Any]:
         info.update({
             "num_shards": len(names), "num_examples": sum(sizes), "shard_sizes": sizes,
             "compression_strategy": int(strategy), "strategy_name": strategy.name, "codec": codec_label,
-            "dictionary": mode_label, "framing": "block",
+            "dictionary": mode_label, "framing": "block", "encoding": "pickle",
             "compression_level": levels.pop() if len(levels) == 1 else None,
             "block_size": blocks.pop() if len(blocks) == 1 else sorted(blocks),
             "shard_size": max(sizes, default=0), "data_bytes": data_bytes, "decoded_bytes": decoded,
@@ -224,6 +225,8 @@ def render_info(info: dict[str, Any]) -> str:
         f"examples           {info['num_examples']:,} in {info['num_shards']} shard(s)",
         f"codec              {info['codec']} (dictionary: {info['dictionary']}; strategy {strategy})",
         f"framing            {_FRAMING_TEXT.get(info['framing'], info['framing'])}",
+        f"encoding           {info['encoding']}" + (" (MessagePack, never unpickled)" if info["encoding"] == "typed"
+                                                    else ""),
         f"compression level  {info['compression_level']}",
         f"block size         {info['block_size']} examples; shard size {info['shard_size']}",
         f"bytes on disk      {human_size(info['bytes_on_disk'])} ({info['bytes_on_disk']:,} bytes)",
@@ -322,6 +325,9 @@ def _writer_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
                        help="a pickled list per block that also unpickles in groups (default of version 2 with "
                             "zstd), one codec frame per block (the default with lz4 and none), per example (fast "
                             "random reads, more bytes), or per block over a pickled list (version 1's blocks)")
+    group.add_argument("--encoding", choices=("pickle", "typed"), default=None,
+                       help="examples as pickles, or as typed MessagePack objects read without unpickling (spec "
+                            "3.12; the default of create --from-jsonl); convert keeps the source's")
     group.add_argument("--level", type=int, default=3 if defaults else None, help="compression level")
     group.add_argument("--block-size", type=int, default=64 if defaults else None, help="examples per block")
     group.add_argument("--shard-size", type=int, default=10_000 if defaults else None, help="examples per shard")
@@ -374,6 +380,15 @@ def _resolved_writer_args(args: argparse.Namespace, source: dict[str, Any] | Non
     elif args.framing is None and out["format_version"] == 2 and (
             src.get("framing") in ("list", "grouped") or (src.get("framing") == "example" and not uncompressed)):
         out["framing"] = src["framing"]  # keep the source's framing (a source in "block" becomes "grouped")
+    encoding = args.encoding or src.get("encoding") or "pickle"
+    if encoding == "typed":
+        if out["format_version"] == 1:
+            raise UsageError("--encoding typed needs version 2 (version 1 examples are pickles)")
+        if args.framing == "grouped":
+            raise UsageError("--framing grouped is for pickled examples: typed examples use block, example or list")
+        if out.get("framing") == "grouped":
+            del out["framing"]  # a grouped source becomes typed examples in framing block (the typed default)
+        out["encoding"] = "typed"
     if out["block_size"] < 1 or out["shard_size"] < 1:
         raise UsageError("--block-size and --shard-size must be >= 1")
     return out
@@ -406,6 +421,8 @@ def cmd_create(args: argparse.Namespace) -> int:
         raise UsageError("--jobs must be >= 1")
     writer_args = _resolved_writer_args(args, None)
     if args.from_jsonl:
+        if args.encoding is None and writer_args["format_version"] == 2:  # JSON values are always encodable
+            writer_args = _resolved_writer_args(argparse.Namespace(**{**vars(args), "encoding": "typed"}), None)
         files = [input_file(f) for f in args.from_jsonl]
         count = create_from_jsonl(files, dst, jobs=args.jobs, progress=False if args.no_progress else None,
                                   **writer_args)
@@ -568,7 +585,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the command line reports any failure in one line
         from atlas_format.errors import AtlasError
 
-        kind = "error" if isinstance(exc, (AtlasError, OSError, ValueError)) else type(exc).__name__
+        # a TypeError here is a value a typed dataset cannot hold, named by its example and path
+        kind = "error" if isinstance(exc, (AtlasError, OSError, ValueError, TypeError)) else type(exc).__name__
         print(f"atlas-ds: {kind}: {exc}", file=sys.stderr)
         return 1
 
