@@ -127,6 +127,7 @@ V2_FRAMES_SHARED = "v2/17-example-frames-shared-dict"
 V2_FRAMES_LZ4 = "v2/18-example-frames-lz4"
 V2_LIST_NONE = "v2/20-list-none-appended"
 V2_GROUPS_OF_1 = "v2/26-grouped-groups-of-1"
+V2_TYPED_LIST = "v2/29-typed-list-none-appended"
 V1_NONE = "seed-v1/01-s0-multishard"
 V1_SHARED = "seed-v1/03-s2-shared-dict"
 V1_OWN = "seed-v1/04-s3-own-dicts-7-block-boundary"
@@ -228,6 +229,16 @@ def _group_size_bits_cleared(root: Path) -> None:
     index[17] &= ~INDEX_FLAG_GROUP_SHIFT
     (root / "000001" / "index.bin").write_bytes(bytes(index))
     seal_v2(root)
+
+
+def _typed_shape_plus_one(block: bytes) -> bytes:
+    """The first ``"array"`` extension of a typed block (fixstr key, then ext 32 of type 1) with its shape's
+    first entry one larger, every length unchanged."""
+    at = block.index(b"\xa5array\xc9") + 6  # the ext 32 header: 0xc9, u32 size, i8 type
+    assert block[at + 5] == 1, "not an ndarray extension"
+    shape_at = at + 6 + 4  # the payload's ArrayHeader: dtype, ndim, pad, reserved, then the shape
+    first = int.from_bytes(block[shape_at:shape_at + 8], "little")
+    return block[:shape_at] + (first + 1).to_bytes(8, "little") + block[shape_at + 8:]
 
 
 def _v2_list_block_rewritten(root: Path, shard: str, block: int, transform: Callable[[bytes], bytes]) -> None:
@@ -401,6 +412,13 @@ def cases() -> list[Case]:
         ("v2-grouped-group-size-flags-cleared-sealed", V2_GROUPS_OF_1, "framing grouped in groups of 1: index.bin "
          "flags bits 3-4 cleared in shard 000001 (groups of 8) while its meta.json says group_size 1, checksums "
          "resealed", ["ATL307"], _group_size_bits_cleared, False),
+        ("v2-typed-wrong-shape-sealed", V2_TYPED_LIST, "encoding typed: in block 1 of shard 000000 the first "
+         "example's array declares one more element than its payload holds (the shape's first entry + 1), "
+         "checksums resealed", ["ATL704"], lambda r: _v2_list_block_rewritten(r, "000000", 1, _typed_shape_plus_one),
+         False),
+        ("v2-typed-truncated-payload-sealed", V2_TYPED_LIST, "encoding typed: block 1 of shard 000000 lost its last "
+         "5 bytes (its last example's MessagePack object is cut short), sizes and checksums resealed", ["ATL700"],
+         lambda r: _v2_list_block_rewritten(r, "000000", 1, lambda b: b[:-5]), False),
         ("v2-list-index-flags-cleared-sealed", V2_LIST_NONE, "framing list: index.bin flags bit 1 cleared in shard "
          "000001 while its meta.json says list, checksums resealed", ["ATL307"], _index_flags_cleared, False),
         ("v2-malicious-os-system", V2_NONE, "a complete, checksummed dataset whose example 3 calls os.system",

@@ -40,6 +40,22 @@ def records(n: int, seed: int) -> list[dict[str, Any]]:
             for i in range(n)]
 
 
+def typed_examples(n: int, seed: int) -> list[dict[Any, Any]]:
+    """Values of the typed set (no tensors: expected.json has no tag for them): records with arrays, tuples,
+    bytes, an int key, NaN and -0.0."""
+    rng = np.random.default_rng(seed)
+    dtypes = ("uint8", "<i2", "<f4", "<f8", "bool", "<i8", "<c8")
+    out: list[dict[Any, Any]] = []
+    for i, record in enumerate(records(n, seed)):
+        dtype = dtypes[i % len(dtypes)]
+        raw = rng.integers(0, 256, size=(i % 5) * np.dtype(dtype).itemsize, dtype=np.uint8)
+        array = (raw % 2 if dtype == "bool" else raw).view(dtype)
+        out.append({**record, "array": array.reshape(-1), "pair": (i, record["text"][:5]),
+                    "raw": bytes([i % 256]) * (i % 4), 7: [float("nan"), -0.0] if i % 10 == 0 else [],
+                    "nested": {"deep": [[i], ()]}})
+    return out
+
+
 def images(n: int, shape: tuple[int, ...], seed: int) -> list[dict[str, Any]]:
     """Image-like examples: a smooth uint8 array (it compresses) and a label."""
     rng = np.random.default_rng(seed)
@@ -143,6 +159,14 @@ def specs() -> list[Spec]:
         ("27-grouped-groups-of-2", "framing grouped over 1.1 KB uint8 images: groups of 2 (group_size 2, flags "
          "0x14); blocks of 20 are one frame whose table holds 10 groups", lambda: images(45, (1, 33, 33), 27),
          dict(shard_size=45, block_size=20, compression_strategy=1, framing="grouped"), None),
+        ("28-typed-block", "encoding typed (spec 3.12): each example one MessagePack object, framing block (the "
+         "typed default), zstd with the shared dictionary; numpy arrays of several dtypes (data 16-byte aligned), "
+         "tuples, bytes, int keys, NaN and -0.0", lambda: typed_examples(150, 28),
+         dict(shard_size=64, block_size=8, compression_strategy=2, encoding="typed"), None),
+        ("29-typed-list-none-appended", "encoding typed, framing list without compression (a block is one "
+         "MessagePack array of its examples), then appended (the append keeps the encoding)",
+         lambda: typed_examples(45, 29), dict(shard_size=20, block_size=6, compression_strategy=0, encoding="typed",
+                                              framing="list"), [typed_examples(13, 291)]),
     ]
 
 
@@ -198,7 +222,7 @@ def build(out: Path, spec: Spec) -> None:
 def readme_row(vector: Any) -> str:
     w = vector.case.get("writer", {})
     params = ", ".join(f"{k}={w[k]}" for k in ("shard_size", "block_size", "compression_strategy", "codec",
-                                                "compression_level", "framing") if k in w)
+                                                "compression_level", "framing", "encoding") if k in w)
     findings = ", ".join(vector.findings) or "—"
     return (f"| `{vector.folder.parent.name}/{vector.name}` | {vector.case.get('format_version')} | {params} | "
             f"{vector.case['verdict']} | {findings} | {vector.case.get('description', '')} |")

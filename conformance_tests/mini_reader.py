@@ -215,6 +215,64 @@ def _unpickle(data: bytes, where: str, v2: bool) -> Any:
     return value
 
 
+# TYPED-3/4: extension codes; dtype code -> (numpy dtype, itemsize), bfloat16 (11) a tensor's only
+TYPED_DTYPES = {1: ("bool", 1), 2: ("int8", 1), 3: ("<i2", 2), 4: ("<i4", 4), 5: ("<i8", 8), 6: ("uint8", 1),
+                7: ("<u2", 2), 8: ("<u4", 4), 9: ("<u8", 8), 10: ("<f2", 2), 11: (None, 2), 12: ("<f4", 4),
+                13: ("<f8", 8), 14: ("<c8", 8), 15: ("<c16", 16)}
+TORCH_NAMES = {1: "bool", 2: "int8", 3: "int16", 4: "int32", 5: "int64", 6: "uint8", 7: "uint16", 8: "uint32",
+               9: "uint64", 10: "float16", 11: "bfloat16", 12: "float32", 13: "float64", 14: "complex64",
+               15: "complex128"}
+
+
+def _typed(data: bytes, where: str) -> Any:
+    """TYPED-2..6: one MessagePack object (decoded with the msgpack library) and nothing after it; extension
+    1 an ndarray, 2 a tensor, 3 a tuple; map keys str or int; containers at most 64 deep."""
+    import msgpack
+    import numpy as np
+
+    def ext(code: int, payload: bytes) -> Any:
+        if code == 3:
+            items = msgpack.unpackb(payload, strict_map_key=False, ext_hook=ext, raw=False)
+            _check(type(items) is list, where, "a tuple's payload is not an array")
+            return tuple(items)
+        _check(code in (1, 2) and len(payload) >= 4, where, f"extension {code} is not an array, tensor or tuple")
+        dtype, ndim, pad, reserved = payload[0], payload[1], payload[2], payload[3]
+        _check(dtype in TYPED_DTYPES and ndim <= 32 and pad < 16 and reserved == 0, where, "bad array header")
+        _check(len(payload) >= 4 + 8 * ndim + pad, where, "array payload shorter than its header")
+        shape = struct.unpack_from(f"<{ndim}Q", payload, 4)
+        name, size = TYPED_DTYPES[dtype]
+        body = payload[4 + 8 * ndim + pad:]
+        count = 1
+        for n in shape:
+            count *= n
+        _check(len(body) == count * size, where, f"array of shape {list(shape)} does not hold {len(body)} bytes")
+        _check(dtype != 1 or not body or max(body) <= 1, where, "a bool array holds a byte other than 0 and 1")
+        if code == 2:
+            import torch
+            dt = getattr(torch, TORCH_NAMES[dtype])
+            return torch.frombuffer(bytearray(body), dtype=dt).reshape(shape) if body else torch.empty(shape, dtype=dt)
+        _check(name is not None, where, "an ndarray of dtype bfloat16")
+        return np.frombuffer(body, dtype=name).reshape(shape).copy()
+
+    try:
+        value = msgpack.unpackb(data, strict_map_key=False, ext_hook=ext, raw=False)
+    except MiniReaderError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - msgpack raises several types on malformed input
+        raise MiniReaderError(f"{where}: not one typed example ({type(exc).__name__}: {exc})") from None
+
+    def depth(v: Any, d: int) -> None:
+        if isinstance(v, (list, tuple, dict)):
+            _check(d <= 64, where, "containers nested deeper than 64")
+            for item in (v.values() if isinstance(v, dict) else v):
+                depth(item, d + 1)
+            if isinstance(v, dict):
+                _check(all(type(k) in (str, int) for k in v), where, "a map key that is not str or int")
+
+    depth(value, 1)
+    return value
+
+
 def _table(buf: bytes, n: int, where: str) -> tuple[int, tuple[int, ...]]:
     """V2-BLOCK-3 / V2-FRAME-2: count n, n + 1 u32 offsets, a payload ending at the end of ``buf``."""
     base = 8 + 4 * n
@@ -388,6 +446,10 @@ class _V2Shard:
         index = meta.get("index")
         _check(isinstance(index, dict) and index.get("file") == "index.bin"
                and index.get("size") == entry["index_size"], where, "bad index description")
+        self.encoding = top.get("encoding", "pickle")  # TYPED-1: every shard has the root's encoding
+        _check(meta.get("encoding", "pickle") == self.encoding and self.encoding in ("pickle", "typed")
+               and not (self.encoding == "typed" and self.framing == "grouped"), where,
+               f"encoding {meta.get('encoding')!r} with root {top.get('encoding')!r} and framing {self.framing!r}")
         self.group = meta.get("group_size", 8)  # V2-FRAME-6: framing grouped only, absent means 8
         _check(_is_int(self.group, 1, 8) and self.group in (8, 4, 2, 1)
                and ("group_size" not in meta or self.framing == "grouped"), where,
@@ -409,6 +471,7 @@ class _V2Shard:
         _check(header_size >= 64 and entry_size >= 24 and algorithm == 1 and reserved == reserved2 == 0, where,
                "bad header_size, entry_size, checksum_algorithm or reserved field")
         group_bits = {8: 0, 4: 1, 2: 2, 1: 3}[self.group] << 3  # V2-INDEX-1: bits 3-4, groups of 8 >> s
+        group_bits |= 0x20 if self.encoding == "typed" else 0  # TYPED-1: bit 5
         _check(flags == FRAMING_FLAGS[self.framing] | group_bits, where,
                f"flags {flags:#x} do not say framing {self.framing!r} in groups of {self.group}")
         _check((codec, mode, block_size, block_count, example_count, data_size, dict_id) == (CODECS[self.codec],
@@ -518,8 +581,8 @@ class _V2Shard:
         if self.framing == "grouped":
             return self._grouped(stored, n, raw_size, where)
         raw = _decode(self.codec, stored, self.zdict, self.dict_id, MAX_RAW, where, expect=raw_size)
-        if self.framing == "list":  # V2-FRAME-5
-            value = _unpickle(raw, where, v2=True)
+        if self.framing == "list":  # V2-FRAME-5 (TYPED-1: one MessagePack array of typed examples)
+            value = _typed(raw, where) if self.encoding == "typed" else _unpickle(raw, where, v2=True)
             _check(type(value) is list and len(value) == n, where, f"not a list of {n} examples")
             return value
         return (raw, *_table(raw, n, where))  # V2-BLOCK-3
@@ -534,7 +597,7 @@ class _V2Shard:
         piece = data[base + offsets[pos]:base + offsets[pos + 1]]
         if self.framing == "example":
             piece = _decode(self.codec, piece, self.zdict, self.dict_id, self.entries[block][2] - base, where)
-        return _unpickle(piece, where, v2=True)
+        return _typed(piece, where) if self.encoding == "typed" else _unpickle(piece, where, v2=True)
 
 
 def _open_v2(root: str, meta: dict[str, Any], where: str) -> _Dataset:

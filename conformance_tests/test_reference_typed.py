@@ -197,3 +197,26 @@ def test_a_typed_bit_or_member_the_other_does_not_have_is_refused(tmp_path):
 def test_the_default_framing_and_the_choice_table_of_typed_examples():
     assert typed.encoding_flags("typed") == INDEX_FLAG_TYPED and typed.encoding_flags("pickle") == 0
     assert Framing.from_index_flags(INDEX_FLAG_TYPED | 0x02) is Framing.LIST
+
+
+def test_every_typed_golden_vector_reads_exactly_where_pickle_raises():
+    script = (  # pickle's entry points and the safe loader refuse before any vector is opened
+        "import pickle, sys\n"
+        "from torch_atlas_ds import AtlasDataset, safe_pickle\n"
+        "from atlas_format.testing.vectors import iter_vectors\n"
+        "sys.path.insert(0, sys.argv[1])\n"
+        "from typed_trees import same\n"
+        "def refuse(*a, **k):\n    raise AssertionError('pickle was called')\n"
+        "pickle.loads = pickle.load = pickle.Unpickler = safe_pickle.SafeUnpickler.loads = refuse\n"
+        "read = []\n"
+        "for vector in iter_vectors():\n"
+        "    if 'typed' not in vector.name or vector.case['verdict'] != 'valid':\n        continue\n"
+        "    ds, expected = AtlasDataset(vector.dataset), vector.examples()\n"
+        "    assert len(ds) == len(expected) and all(same(ds[i], e) for i, e in enumerate(expected)), vector.name\n"
+        "    assert all(same(a, e) for a, e in zip(ds, expected, strict=True)), vector.name\n"
+        "    read.append(vector.name)\n"
+        "print(' '.join(sorted(read)))\n")
+    done = subprocess.run([sys.executable, "-c", script, str(Path(__file__).parent)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["28-typed-block", "29-typed-list-none-appended"]
