@@ -11,6 +11,7 @@ copied out of the decoded block (writable, as unpickled ones are). Nothing here 
 
 from __future__ import annotations
 
+import math
 import struct
 import sys
 from typing import Any
@@ -28,6 +29,7 @@ _FLOAT64 = struct.Struct(">d")
 #: ext 32: 0xc9, u32 payload size, i8 type; every extension is written with it so that its payload's
 #: offset is known before the payload is.
 _EXT32 = struct.Struct(">BIb")
+_NUMPY_DTYPES = {d.code: np.dtype(d.numpy) for d in typed.DTYPES if d.numpy}  # what a decoded array has
 _NUMPY_CODES = {np.dtype(d.numpy).str if d.numpy else None: d for d in typed.DTYPES if d.numpy}
 _BIG_ENDIAN = {np.dtype(d.numpy).newbyteorder(">").str: d for d in typed.DTYPES if d.numpy and d.itemsize > 1}
 
@@ -287,7 +289,7 @@ class TypedDecoder:
         if code == typed.EXT_NDARRAY:
             if entry.numpy is None:
                 raise FormatError(f"an ndarray of dtype {entry.name}, which numpy has not (tensors only)")
-            return np.frombuffer(data, dtype=np.dtype(entry.numpy)).reshape(shape).copy()
+            return np.frombuffer(bytearray(data), dtype=_NUMPY_DTYPES[entry.code]).reshape(shape)
         return _tensor(entry, shape, data)
 
 
@@ -306,7 +308,7 @@ def _array_parts(payload: memoryview) -> tuple[typed.DType, tuple[int, ...], mem
     if len(payload) < head + pad:
         raise FormatError(f"an array payload of {len(payload)} bytes is shorter than its {ndim}-dimension header")
     shape = typed.shape_struct(ndim).unpack_from(payload, typed.ARRAY_HEAD.size)
-    expected = typed.element_count(shape) * entry.itemsize
+    expected = math.prod(shape) * entry.itemsize
     if len(payload) - head - pad != expected:
         raise FormatError(f"an array of shape {list(shape)} and dtype {entry.name} takes {expected} bytes, its "
                           f"payload holds {len(payload) - head - pad}")

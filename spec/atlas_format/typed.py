@@ -22,6 +22,7 @@ the example's bytes. A tuple is the extension ``EXT_TUPLE`` whose payload is one
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -111,8 +112,9 @@ ARRAY_HEAD = struct.Struct("<" + "".join(_format(c) for c in ArrayHeader.subcons
 SHAPE_ENTRY = struct.Struct("<" + _format(ArrayHeader.subcons[4]))
 
 
+@functools.lru_cache(maxsize=MAX_NDIM + 1)
 def shape_struct(ndim: int) -> struct.Struct:
-    """``ndim`` shape entries as one compiled struct."""
+    """``ndim`` shape entries as one compiled struct (kept per ndim: readers parse one per array)."""
     return struct.Struct("<" + SHAPE_ENTRY.format.lstrip("<") * ndim)
 
 
