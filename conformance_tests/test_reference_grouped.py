@@ -121,22 +121,28 @@ def test_random_reads_unpickle_a_part_and_repeated_reads_the_block(tmp_path, mon
     assert ds[22] == {"i": 22} and len(sizes) == 3 and sizes[-1] < whole  # a slot handed out: a fresh part
 
 
+def count_loads(ds: AtlasDataset, monkeypatch: Any) -> list[int]:
+    """The list that gets, for every unpickling ``ds``'s first shard does from now on, how many examples it built."""
+    shard = ds.shards[0]
+    got: list[int] = []
+    loads = shard.loads
+
+    def counting(data: Any) -> Any:
+        out = loads(data)
+        got.append(len(out))
+        return out
+
+    monkeypatch.setattr(shard._framing.site, "loads", counting)
+    return got
+
+
 @pytest.mark.parametrize("safe", [False, True])
 def test_a_random_read_in_a_block_of_64_unpickles_the_preamble_and_one_group_of_8(tmp_path, monkeypatch, safe):
     examples = [{"i": i, "text": "word " * (i % 7)} for i in range(196)]
     root = write(tmp_path / "d", examples, 64)
     for i, count in [(70, 8), (101, 8), (0, 8), (31, 8), (63, 8), (130, 8), (66, 8), (195, 1), (191, 8)]:
         ds = AtlasDataset(root, safe=safe)  # a first read of its block: a part, not the block
-        shard = ds.shards[0]
-        got: list[int] = []
-        loads = shard.loads
-
-        def counting(data: Any, loads: Any = loads, got: list[int] = got) -> Any:
-            out = loads(data)
-            got.append(len(out))
-            return out
-
-        monkeypatch.setattr(shard._framing.site, "loads", counting)
+        got = count_loads(ds, monkeypatch)
         assert ds[i] == examples[i]
         assert got == [count], (i, got)  # frames 0 and 1, and block 3 of 4 (groups of 1)
 
@@ -173,16 +179,7 @@ def test_a_random_read_of_groups_of_1_unpickles_one_example(tmp_path, monkeypatc
     root = write(tmp_path / "d", examples, 64)
     for i in (0, 31, 32, 63, 70, 149):
         ds = AtlasDataset(root, safe=safe)
-        shard = ds.shards[0]
-        got: list[int] = []
-        loads = shard.loads
-
-        def counting(data: Any, loads: Any = loads, got: list[int] = got) -> Any:
-            out = loads(data)
-            got.append(len(out))
-            return out
-
-        monkeypatch.setattr(shard._framing.site, "loads", counting)
+        got = count_loads(ds, monkeypatch)
         assert same(ds[i], examples[i])
         assert got == [1], (i, got)
 
@@ -190,16 +187,7 @@ def test_a_random_read_of_groups_of_1_unpickles_one_example(tmp_path, monkeypatc
 def _counted_reads(root: Path, monkeypatch: Any, indices: list[int]) -> list[int]:
     """How many examples each unpickling of ``indices`` read one by one built (a part, or the block)."""
     ds = AtlasDataset(root)
-    shard = ds.shards[0]
-    got: list[int] = []
-    loads = shard.loads
-
-    def counting(data: Any) -> Any:
-        out = loads(data)
-        got.append(len(out))
-        return out
-
-    monkeypatch.setattr(shard._framing.site, "loads", counting)
+    got = count_loads(ds, monkeypatch)
     for i in indices:
         ds[i]
     return got
@@ -244,16 +232,7 @@ def test_a_batch_unpickles_the_groups_of_a_few_positions_and_the_block_of_many(t
     examples = [{"i": i} for i in range(64)]
     root = write(tmp_path / "d", examples, 64)
     ds = AtlasDataset(root)
-    shard = ds.shards[0]
-    got: list[int] = []
-    loads = shard.loads
-
-    def counting(data: Any) -> Any:
-        out = loads(data)
-        got.append(len(out))
-        return out
-
-    monkeypatch.setattr(shard._framing.site, "loads", counting)
+    got = count_loads(ds, monkeypatch)
     batch = ds.__getitems__(positions)
     assert batch == [examples[p] for p in positions]
     assert got == counts
