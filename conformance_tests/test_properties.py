@@ -37,7 +37,7 @@ def write(path: Path, examples: list, config: strategies.WriterConfig) -> None:
         kwargs["codec"] = Codec.LZ4
     else:
         kwargs["compression_strategy"] = config.compression_strategy
-    with AtlasDatasetWriter(path, framing=config.framing, **kwargs) as writer:
+    with AtlasDatasetWriter(path, framing=config.framing, encoding=config.encoding, **kwargs) as writer:
         for example in examples:
             writer.add_example(example)
 
@@ -50,8 +50,9 @@ def error_ids(path: Path) -> list[str]:
 @given(config=strategies.writer_configs(), data=st.data())
 def test_written_then_validated_then_read_back(config, data):
     """Valid by the validator, and the reader agrees: every example back, in random order."""
-    examples = data.draw(st.lists(strategies.examples(numpy=True, torch=TENSORS, large=False, max_leaves=6),
-                                  max_size=2 * config.shard_size + 3), label="examples")
+    one = strategies.typed_examples(numpy=True, torch=TENSORS, max_leaves=6) if config.encoding == "typed" \
+        else strategies.examples(numpy=True, torch=TENSORS, large=False, max_leaves=6)
+    examples = data.draw(st.lists(one, max_size=2 * config.shard_size + 3), label="examples")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "ds"
         write(root, examples, config)

@@ -53,6 +53,27 @@ def torch_tensors() -> st.SearchStrategy[Any]:
     return st.tuples(st.sampled_from(TORCH_DTYPES), values).map(build)
 
 
+def typed_examples(*, numpy: bool = True, torch: bool = False, max_leaves: int = 12) -> st.SearchStrategy[Any]:
+    """One example of the typed encoding's closed set (spec 3.12): the leaves above within its integer range,
+    arrays and tensors of its dtypes, and containers whose dict keys are str or int."""
+    leaves = st.one_of(
+        st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1),
+        st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=True),
+        st.sampled_from([0.0, -0.0, float("inf"), float("-inf"), float("nan"), 5e-324]),
+        st.text(max_size=40), st.text(alphabet=st.characters(min_codepoint=0x10000), max_size=8),
+        st.binary(max_size=64))
+    if numpy:
+        leaves = leaves | numpy_arrays()
+    if torch:
+        leaves = leaves | torch_tensors()
+    return st.recursive(
+        leaves,
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=4), st.tuples(inner, inner),
+            st.dictionaries(st.one_of(st.text(max_size=6), st.integers(-5, 5)), inner, max_size=4)),
+        max_leaves=max_leaves)
+
+
 def large_examples(min_size: int = 20_000, max_size: int = 120_000) -> st.SearchStrategy[Any]:
     """An example bigger than a usual block (a blob, or a long string)."""
     return st.one_of(st.binary(min_size=min_size, max_size=max_size),
@@ -90,10 +111,12 @@ class WriterConfig:
     block_size: int
     compression_dict_size: float = 0.01
     framing: Framing = Framing.BLOCK
+    encoding: str = "pickle"  # or "typed" (spec 3.12, version 2; never with framing grouped)
 
     def label(self) -> str:
         return (f"v{self.format_version}-{self.compression_strategy.name.lower()}-{self.codec.label}"
-                f"-l{self.compression_level}-s{self.shard_size}-b{self.block_size}-{self.framing.value}")
+                f"-l{self.compression_level}-s{self.shard_size}-b{self.block_size}-{self.framing.value}"
+                f"-{self.encoding}")
 
 
 def layouts(max_shard: int = 40, max_block: int = 16) -> st.SearchStrategy[tuple[int, int]]:
@@ -103,16 +126,21 @@ def layouts(max_shard: int = 40, max_block: int = 16) -> st.SearchStrategy[tuple
 
 def writer_configs(*, versions: tuple[int, ...] = (1, 2), max_shard: int = 40,
                    max_block: int = 16) -> st.SearchStrategy[WriterConfig]:
-    """Every strategy x codec (LZ4 in version 2 only) x version x layout x level x framing (v2)."""
-    def build(args: tuple[int, CompressionStrategy, bool, int, tuple[int, int], Framing]) -> WriterConfig:
-        version, strategy, use_lz4, level, (shard_size, block_size), framing = args
+    """Every strategy x codec (LZ4 in version 2 only) x version x layout x level x framing x encoding (v2)."""
+    def build(args: tuple[int, CompressionStrategy, bool, int, tuple[int, int], Framing, str]) -> WriterConfig:
+        version, strategy, use_lz4, level, (shard_size, block_size), framing, encoding = args
         codec = Codec.NONE if strategy == CompressionStrategy.NO_COMPRESSION else Codec.ZSTD
         if use_lz4 and version == 2:
             strategy, codec = CompressionStrategy.STANDARD_COMPRESSION, Codec.LZ4
         if version == 1 or (framing is Framing.EXAMPLE and codec == Codec.NONE):
             framing = Framing.BLOCK  # version 1 has no framing; codec none has no frames to split
-        return WriterConfig(version, strategy, codec, level, shard_size, block_size, framing=framing)
+        if version == 1:
+            encoding = "pickle"  # version 1 examples are pickles
+        if encoding == "typed" and framing is Framing.GROUPED:
+            framing = Framing.BLOCK  # grouped is for pickles (spec 3.12)
+        return WriterConfig(version, strategy, codec, level, shard_size, block_size, framing=framing,
+                            encoding=encoding)
 
     return st.tuples(st.sampled_from(versions), st.sampled_from(list(CompressionStrategy)), st.booleans(),
                      st.sampled_from([1, 3, 9]), layouts(max_shard, max_block),
-                     st.sampled_from(list(Framing))).map(build)
+                     st.sampled_from(list(Framing)), st.sampled_from(["pickle", "typed"])).map(build)
