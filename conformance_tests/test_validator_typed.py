@@ -142,3 +142,27 @@ def test_what_the_reader_refuses_the_validator_reports(data):
         DECODER.decode(data)
     _, issues = scan_typed(data)
     assert any(i.id != "ATL705" for i in issues)
+
+
+def test_atlas_validate_says_typed_examples_are_never_unpickled(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from atlas_format.testing.vectors import default_vectors_root
+
+    vectors = default_vectors_root()
+    assert vectors is not None
+    for name, verdict in (("v2/28-typed-block", "every example decodes"),
+                          ("invalid/v2-typed-wrong-shape-sealed", "not every example decodes")):
+        dataset = vectors / name / "dataset"
+        text = subprocess.run([sys.executable, "-m", "atlas_validator", str(dataset)], capture_output=True,
+                              text=True).stdout
+        assert f"typed examples (MessagePack, never unpickled): {verdict}" in text and "safe loading" not in text
+        report = json.loads(subprocess.run([sys.executable, "-m", "atlas_validator", str(dataset), "--format",
+                                            "json"], capture_output=True, text=True).stdout)
+        assert report["reports"][0]["encoding"] == "typed"
+    grouped = vectors / "v2/21-grouped-shared-dict/dataset"
+    pickled = subprocess.run([sys.executable, "-m", "atlas_validator", str(grouped), "--format", "json"],
+                             capture_output=True, text=True).stdout
+    assert json.loads(pickled)["reports"][0]["encoding"] == "pickle"

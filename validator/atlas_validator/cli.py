@@ -92,7 +92,10 @@ def render_human(report: Report, min_severity: str = INFO) -> str:
                      "(--min-severity info shows every one)")
     if report.allowed_globals:
         lines.append(f"  trusted with --allow: {', '.join(report.allowed_globals)}")
-    if report.safe_load is None:
+    if report.encoding == "typed" and report.safe_load is not None:  # nothing to unpickle (spec 3.12)
+        lines.append("  typed examples (MessagePack, never unpickled): " + (
+            "every example decodes" if report.safe_load else "not every example decodes (the dataset is not valid)"))
+    elif report.safe_load is None:
         lines.append("  safe loading: not checked (--quick reads no pickle)")
     elif report.safe_load:
         lines.append("  safe loading: every example loads under the pickle policy" + (

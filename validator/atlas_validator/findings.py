@@ -105,6 +105,8 @@ class Report:
     not_verifiable: list[str] = field(default_factory=list)
     stats: Stats = field(default_factory=Stats)
     allowed_globals: list[str] = field(default_factory=list)  # 'module:name' trusted by the caller (--allow)
+    #: what the examples are: "pickle" or "typed" (spec 3.12, the root meta.json's encoding); None if not known
+    encoding: str | None = None
 
     @property
     def errors(self) -> list[Finding]:
@@ -160,6 +162,7 @@ class Report:
             "strict": self.strict,
             "ok": self.ok,
             "safe_load": self.safe_load,
+            "encoding": self.encoding,
             "counts": {"error": len(self.errors), "warning": len(self.warnings), "info": len(self.infos)},
             "not_verifiable": list(self.not_verifiable),
             "stats": {

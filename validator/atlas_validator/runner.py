@@ -101,6 +101,7 @@ def _validate(root: Path, report: Report, *, quick: bool, jobs: int, limits: Lim
     if version is None:
         report.findings.extend(sink.close())
         return
+    report.encoding = _encoding(raw) if version == 2 else "pickle"
     if version == 1:
         tasks, finish = _root_v1(root, sink, quick=quick, limits=limits, scan_limits=scan_limits, allowed=allowed)
         report.not_verifiable = list(checks_v1.NOT_VERIFIABLE_V1)
@@ -122,6 +123,14 @@ def _validate(root: Path, report: Report, *, quick: bool, jobs: int, limits: Lim
         report.findings.extend(finish(results))
     except Exception as exc:  # noqa: BLE001
         report.findings.append(make("ATL990", f"internal error in cross-shard checks: {short_exc(exc)}", path="."))
+
+
+def _encoding(raw: bytes) -> str | None:
+    """The encoding a version 2 root meta.json states (spec 3.12; absent: pickle), None if it is not one (the
+    schema check reports it)."""
+    doc = metadata.parse_json(raw, path=META_FILE)
+    value = doc.get("encoding", "pickle") if isinstance(doc, dict) else None
+    return value if value in ("pickle", "typed") else None
 
 
 def _detect_version(raw: bytes, sink: Sink) -> int | None:
