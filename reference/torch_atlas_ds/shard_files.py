@@ -5,6 +5,7 @@ between the shard readers). Files are opened through ``atlas_format.files`` (FIL
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +13,20 @@ import zstandard
 
 from atlas_format.codecs import codec_info
 from atlas_format.constants import Limits
+from atlas_format.enums import Codec
 from atlas_format.files import Location, open_regular, read_regular
 from atlas_format.metadata import file_checksum_text, parse_json, validate_schema, verify_checksummed_json
 
-from .errors import AtlasError, ChecksumError, CodecError, FormatError, MetadataError, MissingShardError, VersionError
+from .errors import (
+    AtlasError,
+    ChecksumError,
+    CodecError,
+    FormatError,
+    LimitError,
+    MetadataError,
+    MissingShardError,
+    VersionError,
+)
 
 
 def read_json_file(location: Location, limits: Limits, *, missing: type[AtlasError] = MissingShardError,
@@ -101,3 +112,31 @@ def read_v2_meta(location: Location, schema: str, limits: Limits, shard: str | N
     text = verify_checksummed_json(data, path=path)
     validate_schema(doc, schema, path=path)
     return doc, text
+
+
+def check_v2_shard_meta(doc: dict[str, Any], meta_text: str, codec: Codec, framing: str, encoding: str,
+                        limits: Limits, expected: dict[str, Any] | None, where: dict[str, Any]) -> None:
+    """A version 2 shard meta.json (its schema checked) against itself, the limits and, when given, what the
+    root says of the shard (``expected``: its record, framing and encoding)."""
+    blocks, examples, block_size = doc["num_blocks"], doc["num_examples"], doc["block_size"]
+    if blocks != math.ceil(examples / block_size):
+        raise MetadataError(f"num_blocks {blocks} does not match {examples} examples in blocks of {block_size}",
+                            **where)
+    if examples > limits.max_examples_per_shard or block_size > limits.max_examples_per_block:
+        raise LimitError("num_examples or block_size above the limits", **where)
+    if doc["max_block_raw_size"] > limits.max_block_raw_size or doc["data_size"] > limits.max_data_size:
+        raise LimitError("max_block_raw_size or data_size above the limits", **where)
+    if codec == Codec.NONE and doc["dictionary"] != "none":
+        raise MetadataError("codec none cannot use a dictionary", **where)
+    if codec == Codec.LZ4 and doc["dictionary"] != "none":
+        raise MetadataError("codec lz4 cannot use a zstd dictionary", **where)
+    if codec == Codec.NONE and framing == "example":
+        raise MetadataError("framing 'example' needs a codec: codec none has no frames", **where)
+    if expected is None:
+        return
+    for key, mine in (("num_examples", examples), ("num_blocks", blocks), ("data_size", doc["data_size"]),
+                      ("index_size", doc["index"]["size"]), ("meta_checksum", meta_text),
+                      ("dictionary", doc["dictionary"]), ("framing", framing), ("encoding", encoding)):
+        if expected.get(key) != mine:
+            raise MetadataError(f"root meta.json says {key} {expected.get(key)!r} for this shard, its meta.json says "
+                                f"{mine!r}", **where)

@@ -12,7 +12,6 @@ construction, and mapped while the dataset's open-shard LRU keeps the shard open
 
 from __future__ import annotations
 
-import math
 import pickle
 import threading
 from typing import Any
@@ -56,7 +55,7 @@ from .framing_grouped import GroupedFraming, read_group, read_preamble
 from .index_v2_reader import check_index, entries_view
 from .metadata import AtlasDatasetShardMetadata
 from .safe_pickle import Loads
-from .shard_files import read_dictionary, read_v2_meta
+from .shard_files import check_v2_shard_meta, read_dictionary, read_v2_meta
 from .shard_state import OpenShards, ProcessLocalState
 from .typed_codec import TypedDecoder
 
@@ -126,29 +125,9 @@ class V2Shard(ProcessLocalState):
         self.dict_id = doc["dict_id"]
         self.max_block_raw_size = doc["max_block_raw_size"]
         where: dict[str, Any] = {"path": meta_path, "shard": self.label}
-        if self.num_blocks != math.ceil(self.num_examples / self.block_size):
-            raise MetadataError(f"num_blocks {self.num_blocks} does not match {self.num_examples} examples in "
-                                f"blocks of {self.block_size}", **where)
-        if self.num_examples > limits.max_examples_per_shard or self.block_size > limits.max_examples_per_block:
-            raise LimitError("num_examples or block_size above the limits", **where)
-        if self.max_block_raw_size > limits.max_block_raw_size or self.data_size > limits.max_data_size:
-            raise LimitError("max_block_raw_size or data_size above the limits", **where)
-        if self.codec == Codec.NONE and self.dictionary != "none":
-            raise MetadataError("codec none cannot use a dictionary", **where)
-        if self.codec == Codec.LZ4 and self.dictionary != "none":
-            raise MetadataError("codec lz4 cannot use a zstd dictionary", **where)
-        if self.codec == Codec.NONE and self.framing is Framing.EXAMPLE:
-            raise MetadataError("framing 'example' needs a codec: codec none has no frames", **where)
         #: "pickle" or "typed" (spec 3.12): typed examples are decoded by msgspec, never unpickled (``_reset``)
         self.encoding = typed.encoding_of_meta(doc)  # the schema checked it
-        if expected is not None:
-            for key, mine in (("num_examples", self.num_examples), ("num_blocks", self.num_blocks),
-                              ("data_size", self.data_size), ("index_size", doc["index"]["size"]),
-                              ("meta_checksum", meta_text), ("dictionary", self.dictionary),
-                              ("framing", self.framing.value), ("encoding", self.encoding)):
-                if expected.get(key) != mine:
-                    raise MetadataError(f"root meta.json says {key} {expected.get(key)!r} for this shard, its "
-                                        f"meta.json says {mine!r}", **where)
+        check_v2_shard_meta(doc, meta_text, self.codec, self.framing.value, self.encoding, limits, expected, where)
         self._grouped = self.framing is Framing.GROUPED
         #: framing grouped: the shard's pickle preamble (V2-FRAME-7), checked here
         self.preamble = read_preamble(doc, limits, where) if self._grouped else b""
