@@ -72,8 +72,9 @@ BUGS = [
      "    if isinstance(obj, (str, bytes)):\n", "    if True:\n",
      "a dict the first block shares is memoized in the preamble: later blocks read its first-block state"),
     ("framing example written without its index flag", "reference/torch_atlas_ds/writer.py",
-     "flags=self.framing.index_flags | self._group_flags()\n",
-     "flags=(self.framing.index_flags & ~0x01) | self._group_flags()\n",
+     "flags=shard_flags(self.framing, self._encoder.group, self.encoding))",
+     "flags=shard_flags(Framing.BLOCK if self.framing is Framing.EXAMPLE else self.framing, self._encoder.group, "
+     "self.encoding))",
      "index.bin says block framing while the blocks hold one frame per example"),
     ("framing list hands out an example without marking it taken (v2 reader)", "reference/torch_atlas_ds/framing.py",
      "            values[pos] = TAKEN\n            out.append(value)\n", "            out.append(value)\n",

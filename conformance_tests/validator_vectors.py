@@ -25,8 +25,8 @@ from atlas_format import constants, grouped
 from atlas_format.block_v2 import encode_block
 from atlas_format.checksum import XXH3_64
 from atlas_format.codecs import codec_info
-from atlas_format.enums import INDEX_FLAG_TYPED, Codec, Framing
-from atlas_format.index_v2 import build_index, entries_array, header_value
+from atlas_format.enums import Codec, Framing
+from atlas_format.index_v2 import build_index, entries_array, header_value, shard_flags
 from atlas_format.layout import v1_shard_names, v2_shard_name
 from atlas_format.metadata import dump_checksummed_json, dump_v1_json, file_checksum_text
 from atlas_format.npy import build_v1_index
@@ -198,8 +198,7 @@ def write_v2(root: Path, items: list[Any], *, codec: str = "zstd", dictionary: s
         header = header_value(codec=int(info.codec), dictionary=mode, checksum_algorithm=1, block_size=block_size,
                               block_count=len(raws), example_count=len(chunk), data_size=len(data),
                               dict_id=_dict_id(used),
-                              flags=layout.index_flags | (grouped.group_flags(group) if grouped_blocks else 0)
-                              | (INDEX_FLAG_TYPED if typed_examples else 0))
+                              flags=shard_flags(layout, group, encoding))
         if index_hook:
             index_hook(k, header, entries)
         index = build_index(header, entries_array(entries))

@@ -419,10 +419,10 @@ def cmd_create(args: argparse.Namespace) -> int:
     dst = new_destination(args.dst)
     if args.jobs < 1:
         raise UsageError("--jobs must be >= 1")
-    writer_args = _resolved_writer_args(args, None)
+    # JSON values are always encodable: JSON Lines become typed examples unless asked otherwise (version 2)
+    typed_default = {"encoding": "typed"} if args.from_jsonl and args.format_version in (None, 2) else {}
+    writer_args = _resolved_writer_args(args, typed_default)
     if args.from_jsonl:
-        if args.encoding is None and writer_args["format_version"] == 2:  # JSON values are always encodable
-            writer_args = _resolved_writer_args(argparse.Namespace(**{**vars(args), "encoding": "typed"}), None)
         files = [input_file(f) for f in args.from_jsonl]
         count = create_from_jsonl(files, dst, jobs=args.jobs, progress=False if args.no_progress else None,
                                   **writer_args)

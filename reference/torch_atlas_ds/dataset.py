@@ -223,8 +223,7 @@ class _Reader:
         loads = make_loads(self.safe, self.allowed_globals, self.pickle_limits)
         for shard in self._shards:
             shard.cache, shard.opened = self._cache, self._opened
-            if shard.encoding == "pickle":  # a typed shard keeps its decoder (spec 3.12: never unpickled)
-                shard.loads = loads
+            shard.use_loads(loads)
 
     def __enter__(self) -> Any:
         return self

@@ -86,8 +86,12 @@ class ProcessLocalState:
         self.__dict__.update(state)
         self.cache = BlockCache(1)
         self.opened = OpenShards(1)
-        self.loads = pickle.loads
+        self.use_loads(pickle.loads)
         self._reset()
+
+    def use_loads(self, loads: Any) -> None:
+        """Load examples with ``loads`` (``pickle.loads`` or the safe loader, from the dataset's settings)."""
+        self.loads = loads
 
 
 class OpenShards:

@@ -72,8 +72,6 @@ class V1Shard(ProcessLocalState):
 
     _PROCESS_LOCAL = ("_m", "_layout", "_tls", "_framing")
     _CLOSED = _CLOSED
-    #: version 1 examples are pickles (spec 3.12 is version 2's)
-    encoding = "pickle"
 
     version = 1
     decodes_blocks = True  # every read decodes (and unpickles) its whole block

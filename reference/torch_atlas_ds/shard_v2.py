@@ -34,8 +34,8 @@ from atlas_format.constants import (
 )
 from atlas_format.enums import Codec, DictionaryMode, Framing, v2_to_strategy
 from atlas_format.files import Location
-from atlas_format.grouped import FRAME_GROUP, group_flags
-from atlas_format.index_v2 import DICTIONARY_MODE_IDS
+from atlas_format.grouped import FRAME_GROUP
+from atlas_format.index_v2 import DICTIONARY_MODE_IDS, shard_flags
 
 from ._util import _FORK_GENERATION, fork_generation, shared_dictionary, zstd_decompressor
 from .block_cache import BlockCache, CachedBlock
@@ -102,7 +102,6 @@ class V2Shard(ProcessLocalState):
         self.mmap_index = mmap_index
         self.verify_checksums = verify_checksums
         self.limits = limits
-        self.loads = loads
         self.cache = cache if cache is not None else BlockCache(1)
         self.opened = opened if opened is not None else OpenShards(1)
         meta_path = self.path / META_FILE
@@ -127,6 +126,7 @@ class V2Shard(ProcessLocalState):
         where: dict[str, Any] = {"path": meta_path, "shard": self.label}
         #: "pickle" or "typed" (spec 3.12): typed examples are decoded by msgspec, never unpickled (``_reset``)
         self.encoding = typed.encoding_of_meta(doc)  # the schema checked it
+        self.use_loads(loads)
         check_v2_shard_meta(doc, meta_text, self.codec, self.framing.value, self.encoding, limits, expected, where)
         self._grouped = self.framing is Framing.GROUPED
         #: framing grouped: the shard's pickle preamble (V2-FRAME-7), checked here
@@ -134,7 +134,7 @@ class V2Shard(ProcessLocalState):
         #: framing grouped: examples per group (meta.json's group_size, V2-FRAME-6)
         self.group = read_group(doc, where) if self._grouped else FRAME_GROUP
         #: the index flags meta.json implies (V2-INDEX-1): the framing's bit, grouped's group size, typed's bit
-        self._flags = self.framing.index_flags | group_flags(self.group) | typed.encoding_flags(self.encoding)
+        self._flags = shard_flags(self.framing, self.group, self.encoding)
         self._dict_bytes: bytes | None = None
         # Where the dictionary is read again in another process: (file, metadata record or None);
         # None when the caller handed the bytes over (they then travel with the pickled shard).
@@ -194,9 +194,11 @@ class V2Shard(ProcessLocalState):
 
     # -- lazy per-process state -----------------------------------------------------
 
+    def use_loads(self, loads: Loads) -> None:
+        """Pickled examples load with ``loads``; typed ones are decoded, never unpickled (spec 3.12)."""
+        self.loads = TypedDecoder().decode if self.encoding == typed.TYPED else loads
+
     def _reset(self) -> None:
-        if self.encoding == typed.TYPED:  # whatever loads the dataset or unpickling handed over
-            self.loads = TypedDecoder().decode
         self._m = _CLOSED
         self._verified = bytearray()
         self._data_id: tuple[Any, ...] = ()  # data.bin's identity when _verified was filled

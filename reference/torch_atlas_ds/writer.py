@@ -56,7 +56,7 @@ from atlas_format.constants import (
 )
 from atlas_format.enums import Codec, CompressionStrategy, DictionaryMode, Framing, strategy_to_v2
 from atlas_format.files import Location
-from atlas_format.index_v2 import build_index, header_value
+from atlas_format.index_v2 import build_index, header_value, shard_flags
 from atlas_format.layout import temp_sibling_name, v1_shard_names, v2_shard_name, write_lock_name
 from atlas_format.metadata import dump_checksummed_json, dump_v1_json, file_checksum_text
 from atlas_format.npy import build_v1_index
@@ -423,8 +423,7 @@ class _V2ShardBuilder:
         header = header_value(codec=int(self.codec), dictionary=self.mode, checksum_algorithm=XXH3_64.id,
                               block_size=self.block_size, block_count=len(self.entries),
                               example_count=self.count, data_size=self.data_size, dict_id=dict_id,
-                              flags=self.framing.index_flags | self._group_flags()
-                              | typed.encoding_flags(self.encoding))
+                              flags=shard_flags(self.framing, self._encoder.group, self.encoding))
         index = build_index(header, self.entries)
         index_checksum = int.from_bytes(index[56:64], "little")
         write_file(self.folder / V2_INDEX_FILE, index)
@@ -455,10 +454,6 @@ class _V2ShardBuilder:
             self._encoder.start([])
         return {grouped.PREAMBLE_MEMBER: grouped.preamble_to_json(self._encoder.preamble),
                 **grouped.group_member(self._encoder.group)}
-
-    def _group_flags(self) -> int:
-        """Framing grouped's group size in the index flags (V2-INDEX-1 bits 3-4), agreeing with meta.json."""
-        return grouped.group_flags(self._encoder.group) if self._grouped else 0
 
     def abort(self) -> None:
         _discard(self._data)

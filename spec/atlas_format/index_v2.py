@@ -14,6 +14,9 @@ import numpy as np
 
 from .binary import numpy_dtype
 from .constants import FORMAT_VERSION_2, V2_INDEX_ENTRY_SIZE, V2_INDEX_HEADER_SIZE, V2_INDEX_MAGIC
+from .enums import Framing
+from .grouped import FRAME_GROUP, group_flags
+from .typed import PICKLE, encoding_flags
 
 # Dictionary modes as stored in the header byte.
 DICTIONARY_MODE_IDS = {"none": 0, "shared": 1, "shard": 2}
@@ -127,3 +130,9 @@ def build_index(header: dict[str, Any], entries: np.ndarray[Any, Any] | list[tup
     draft = IndexHeader.build({**header, "checksum": 0}) + body
     checksum = compute_index_checksum(draft, header["checksum_algorithm"])
     return bytes(IndexHeader.build({**header, "checksum": checksum})) + body
+
+
+def shard_flags(framing: Framing, group: int = FRAME_GROUP, encoding: str = PICKLE) -> int:
+    """A shard's index header ``flags`` (V2-INDEX-1/2): its framing's bit, framing grouped's group size (bits
+    3-4) and the typed bit (5), all of which its meta.json states: writers write this value, readers expect it."""
+    return framing.index_flags | group_flags(group) | encoding_flags(encoding)

@@ -98,7 +98,6 @@ ArrayHeader = cs.Struct(
 ArrayHeader.name = "typed array header"
 
 
-
 def _format(field: cs.Construct) -> str:
     """The struct format of a fixed-size field of a declaration (through its name, Const or Array)."""
     while not hasattr(field, "fmtstr"):
@@ -127,12 +126,6 @@ def pad_for(data_at: int) -> int:
     """The pad that puts data which would start at ``data_at`` (from the example's start) on ALIGNMENT."""
     return -data_at % ALIGNMENT
 
-
-def element_count(shape: tuple[int, ...]) -> int:
-    count = 1
-    for n in shape:
-        count *= n
-    return count
 
 
 def encoding_of_meta(doc: Any) -> str:

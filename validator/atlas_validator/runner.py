@@ -96,12 +96,13 @@ def _validate(root: Path, report: Report, *, quick: bool, jobs: int, limits: Lim
     if raw is None:
         report.findings.extend(sink.close())
         return
-    version = _detect_version(raw, sink)
+    version, doc = _detect_version(raw, sink)
     report.format_version = version
     if version is None:
         report.findings.extend(sink.close())
         return
-    report.encoding = _encoding(raw) if version == 2 else "pickle"
+    encoding = doc.get("encoding", "pickle") if version == 2 else "pickle"
+    report.encoding = encoding if encoding in ("pickle", "typed") else None  # another: the schema reports it
     if version == 1:
         tasks, finish = _root_v1(root, sink, quick=quick, limits=limits, scan_limits=scan_limits, allowed=allowed)
         report.not_verifiable = list(checks_v1.NOT_VERIFIABLE_V1)
@@ -125,26 +126,18 @@ def _validate(root: Path, report: Report, *, quick: bool, jobs: int, limits: Lim
         report.findings.append(make("ATL990", f"internal error in cross-shard checks: {short_exc(exc)}", path="."))
 
 
-def _encoding(raw: bytes) -> str | None:
-    """The encoding a version 2 root meta.json states (spec 3.12; absent: pickle), None if it is not one (the
-    schema check reports it)."""
-    doc = metadata.parse_json(raw, path=META_FILE)
-    value = doc.get("encoding", "pickle") if isinstance(doc, dict) else None
-    return value if value in ("pickle", "typed") else None
-
-
-def _detect_version(raw: bytes, sink: Sink) -> int | None:
-    """The format version from the root meta.json (GEN-5), or None with a finding."""
+def _detect_version(raw: bytes, sink: Sink) -> tuple[int | None, dict[str, Any]]:
+    """(the format version from the root meta.json (GEN-5), or None with a finding; the parsed document)."""
     try:
         doc = metadata.parse_json(raw, path=META_FILE)
     except AtlasError as exc:
         sink.from_error("ATL200", exc, clause="V1-META-1, V2-META-1")
-        return None
+        return None, {}
     version = doc.get("version") if isinstance(doc, dict) else None
     if not is_int(version) or version not in (1, 2):
         sink.add("ATL201", f"version is {version!r}; this validator reads the integers 1 and 2", path=META_FILE)
-        return None
-    return int(version)
+        return None, {}
+    return int(version), doc
 
 
 def _root_v1(root: Path, sink: Sink, *, quick: bool, limits: Limits, scan_limits: ScanLimits,

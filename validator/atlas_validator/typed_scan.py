@@ -11,6 +11,7 @@ ids of the catalog's ATL7xx range.
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -210,7 +211,7 @@ class _Scan:
             raise self.fail("ATL704", f"the {what} at offset {at}: its payload of {end - payload} bytes is shorter "
                                       f"than its header of {ndim} dimensions and pad {pad}", payload)
         shape = typed.shape_struct(ndim).unpack_from(data, payload + typed.ARRAY_HEAD.size)
-        expected = typed.element_count(shape) * entry.itemsize
+        expected = math.prod(shape) * entry.itemsize
         start = head + pad
         if end - start != expected:
             raise self.fail("ATL704", f"the {what} at offset {at}: shape {list(shape)} of {entry.name} takes "
