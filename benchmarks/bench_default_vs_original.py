@@ -51,6 +51,8 @@ LAYOUTS: dict[str, dict[str, Any]] = {
     "default-safe": {"read": {"safe": True}},
     "block-safe": {"framing": "block", "read": {"safe": True}},
     "typed": {"encoding": "typed"},
+    "typed-grouped": {"encoding": "typed", "framing": "grouped"},
+    "typed-block": {"encoding": "typed", "framing": "block"},
     "typed-list": {"encoding": "typed", "framing": "list"},
 }
 

@@ -283,12 +283,19 @@ def _table(buf: bytes, n: int, where: str) -> tuple[int, tuple[int, ...]]:
     return base, offsets
 
 
-def _grouped_head(n: int, raw_size: int, group: int) -> tuple[int, list[int], int]:
+def _grouped_head(n: int, raw_size: int, group: int, typed: bool = False) -> tuple[int, list[int], int]:
     """V2-FRAME-7: (head size, interior group offsets per frame, their width) of a grouped block of n examples
-    in groups of ``group``."""
-    counts = [min(32, n - a) for a in range(0, n, 32)] if n > 32 else []
-    inner, width = [-(-c // group) - 1 for c in counts], 2 if raw_size < 65536 else 4
+    in groups of ``group`` (TYPED-7: typed blocks of up to 32 have a head too, groups of min(G, ceil(n / 8)))."""
+    counts = [min(32, n - a) for a in range(0, n, 32)] if n > 32 or typed else []
+    size = group if n > 32 else max(1, min(group, -(-n // 8)))
+    inner, width = [-(-c // size) - 1 for c in counts], 2 if raw_size < 65536 else 4
     return 4 * max(0, len(counts) - 1) + width * sum(inner), inner, width
+
+
+def _array_head(count: int) -> bytes:
+    """TYPED-1: the shortest MessagePack array header of ``count`` items."""
+    return bytes([0x90 | count]) if count < 16 else struct.pack(">BH", 0xDC, count) if count < 65536 else \
+        struct.pack(">BI", 0xDD, count)
 
 
 class _Dataset(Sequence[Any]):
@@ -447,9 +454,8 @@ class _V2Shard:
         _check(isinstance(index, dict) and index.get("file") == "index.bin"
                and index.get("size") == entry["index_size"], where, "bad index description")
         self.encoding = top.get("encoding", "pickle")  # TYPED-1: every shard has the root's encoding
-        _check(meta.get("encoding", "pickle") == self.encoding and self.encoding in ("pickle", "typed")
-               and not (self.encoding == "typed" and self.framing == "grouped"), where,
-               f"encoding {meta.get('encoding')!r} with root {top.get('encoding')!r} and framing {self.framing!r}")
+        _check(meta.get("encoding", "pickle") == self.encoding and self.encoding in ("pickle", "typed"), where,
+               f"encoding {meta.get('encoding')!r} with root {top.get('encoding')!r}")
         self.group = meta.get("group_size", 8)  # V2-FRAME-6: framing grouped only, absent means 8
         _check(_is_int(self.group, 1, 8) and self.group in (8, 4, 2, 1)
                and ("group_size" not in meta or self.framing == "grouped"), where,
@@ -482,7 +488,8 @@ class _V2Shard:
         end = 0
         for b, (offset, stored, raw, _) in enumerate(entries):  # V2-INDEX-4
             _check(offset == end and 0 < stored <= MAX_STORED and raw <= self.max_raw, where, f"bad entry {b}")
-            head = _grouped_head(min(self.block_size, self.count - b * self.block_size), raw, self.group)[0]
+            head = _grouped_head(min(self.block_size, self.count - b * self.block_size), raw, self.group,
+                                 self.encoding == "typed")[0]
             _check(self.codec != "none" or raw + (head if self.framing == "grouped" else 0) == stored, where,
                    f"entry {b}: codec none, stored_size is not raw_size (+ the head of framing grouped)")
             end += stored
@@ -492,7 +499,8 @@ class _V2Shard:
 
     def _preamble(self, text: Any, where: str) -> bytes:
         """V2-FRAME-7: base64 (canonical, padded), at most MAX_PREAMBLE bytes, PROTO 3 ... POP EMPTY_LIST MARK."""
-        _check((text is None) == (self.framing != "grouped"), where, "pickle_preamble exactly for framing grouped")
+        _check((text is None) == (self.framing != "grouped" or self.encoding == "typed"), where,
+               "pickle_preamble exactly for framing grouped with pickled examples (TYPED-7: none for typed)")
         if text is None:
             return b""
         _check(isinstance(text, str) and len(text) <= 4 * -(-MAX_PREAMBLE // 3), where, "pickle_preamble too long")
@@ -509,8 +517,8 @@ class _V2Shard:
     def _grouped(self, stored: bytes, n: int, raw_size: int, where: str) -> Any:
         """V2-FRAME-6..8: the m = ceil(n / 32) frames after the head (m - 1 u32 starts, then each frame's
         interior group offsets, groups of G, u16 below 64 KiB of raw_size); a list fallback as framing list."""
-        m = max(1, -(-n // 32))
-        head, inner, width = _grouped_head(n, raw_size, self.group)
+        m, typed = max(1, -(-n // 32)), self.encoding == "typed"
+        head, inner, width = _grouped_head(n, raw_size, self.group, typed)
         _check(len(stored) > head, where, f"shorter than its {head}-byte head")
         values = struct.unpack_from(f"<{m - 1}I{sum(inner)}{'H' if width == 2 else 'I'}", stored)
         starts = (head, *values[:m - 1], len(stored))
@@ -518,7 +526,7 @@ class _V2Shard:
         for c in inner:
             groups.append(values[at:at + c])
             at += c
-        fallback = m > 1 and all(a == head for a in starts[1:-1]) and not any(values[m - 1:])
+        fallback = m > 1 and all(a == head for a in starts[1:-1]) and not any(values[m - 1:]) and not typed
         _check(fallback or all(a < b for a, b in pairwise(starts)), where, "frame starts out of order")
         if fallback:
             starts = (head, len(stored))
@@ -528,12 +536,14 @@ class _V2Shard:
                                   magicless=True))
             left -= len(frames[-1])
         _check(left == 0, where, f"frames decode to {raw_size - left} bytes, raw_size is {raw_size}")
-        whole = _unpickle(b"".join(frames), where, v2=True)
+        joined = b"".join(frames)
+        whole = _typed(joined, where) if typed else _unpickle(joined, where, v2=True)
         _check(type(whole) is list and len(whole) == n, where, f"not a list of {n} examples")
-        if fallback or frames[0][:2] == b"\x80\x04":  # V2-FRAME-8
+        if (fallback or frames[0][:2] == b"\x80\x04") and not typed:  # V2-FRAME-8
             return whole
+        first = len(_array_head(n)) if typed else len(self.preamble)  # where frame 0's first example starts
         for j, offsets in enumerate(groups):
-            size = len(frames[j]) - (len(self.preamble) if j == 0 else 0) - (2 if j == m - 1 else 0)
+            size = len(frames[j]) - (first if j == 0 else 0) - (2 if j == m - 1 and not typed else 0)
             _check(all(a < b for a, b in pairwise((0, *offsets, size))), where,
                    f"frame {j}'s group offsets {list(offsets)} do not increase inside its {size} bytes of slices")
         return frames, n, groups
@@ -541,7 +551,13 @@ class _V2Shard:
     def _part(self, frames: list[bytes], n: int, groups: list[Any], pos: int, where: str) -> Any:
         """V2-FRAME-9: example ``pos`` by unpickling only its group (one frame) or its frame (several)."""
         pre, end = self.preamble, b"e."
-        if len(frames) == 1:
+        if self.encoding == "typed":  # TYPED-7: the array of the example's group
+            (j, k), g = divmod(pos, 32), self.group if n > 32 else max(1, min(self.group, -(-n // 8)))
+            base, q = len(_array_head(n)) if j == 0 else 0, k // g
+            bounds = (0, *groups[j], len(frames[j]) - base)
+            want, at = min(g, min(32, n - 32 * j) - g * q), k % g
+            part = _typed(_array_head(want) + frames[j][base + bounds[q]:base + bounds[q + 1]], where)
+        elif len(frames) == 1:
             raw, size = frames[0], max(1, min(self.group, -(-n // 8)))
             count = -(-n // size)
             length = raw[3] if len(raw) > 3 else 0

@@ -384,10 +384,6 @@ def _resolved_writer_args(args: argparse.Namespace, source: dict[str, Any] | Non
     if encoding == "typed":
         if out["format_version"] == 1:
             raise UsageError("--encoding typed needs version 2 (version 1 examples are pickles)")
-        if args.framing == "grouped":
-            raise UsageError("--framing grouped is for pickled examples: typed examples use block, example or list")
-        if out.get("framing") == "grouped":
-            del out["framing"]  # a grouped source becomes typed examples in framing block (the typed default)
         out["encoding"] = "typed"
     if out["block_size"] < 1 or out["shard_size"] < 1:
         raise UsageError("--block-size and --shard-size must be >= 1")

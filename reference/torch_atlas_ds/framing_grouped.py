@@ -99,6 +99,10 @@ class GroupedFraming(Framing):
     """Version 2 framing "grouped", bound to one shard, its preamble (with its PROTO) and its group size."""
 
     site: GroupedSite
+    #: typed examples (TYPED-7): every block's head holds group offsets
+    typed = False
+    #: what ends the decoded block (and a part): APPENDS STOP
+    end = _END
 
     def __init__(self, site: GroupedSite, preamble: bytes, group: int) -> None:
         super().__init__(site)
@@ -129,7 +133,7 @@ class GroupedFraming(Framing):
 
     def group_of(self, n: int) -> int:
         """Examples per group (the part a random read unpickles) of a block of ``n`` examples."""
-        return self.group if n > _FRAME else grouped.group_size(n, self.group)
+        return grouped.block_group(n, self.group)
 
     def values(self, blk: CachedBlock) -> list[Any]:
         """The block's examples from one unpickling, kept with it; if that fails (one bad example), every
@@ -189,6 +193,11 @@ class GroupedFraming(Framing):
         starts = self.starts(blk)[0]
         if starts[1] == starts[0]:  # a list fallback: the last frame holds the pickle
             return self.site.decode_frame(stored[starts[-1]:], b, None, blk.raw, blk.raw)
+        return self._joined(blk, starts)
+
+    def _joined(self, blk: CachedBlock, starts: tuple[int, ...]) -> Any:
+        """The frames at ``starts`` decoded (a frame a random read decoded is reused) and joined."""
+        stored, b = blk.data, blk.b
         parts = []
         left = blk.raw
         part = blk.part
@@ -227,12 +236,16 @@ class GroupedFraming(Framing):
             offsets: tuple[tuple[int, ...], ...] = (values[1:spans[0][1]], values[spans[0][1]:])
             if hsize < first < size and _increasing(offsets[0]) and _increasing(offsets[1]):
                 return starts, offsets
+        elif m == 1:  # a typed block of up to 32 examples (TYPED-7): its head is the group offsets
+            offsets = (values,)
+            if _increasing(values):
+                return starts, offsets
         else:
             offsets = tuple(values[a:e] for a, e in spans)
             if starts[1] != hsize and all(a < c for a, c in zip(starts, (*starts[1:], size), strict=True)) \
                     and all(_increasing(frame) for frame in offsets):
                 return starts, offsets
-        if starts[1] == hsize:
+        if m > 1 and starts[1] == hsize:
             if starts.count(hsize) == m and not any(values[m - 1:]):
                 return starts, offsets
             raise FormatError("a list fallback block's frame starts must all be the end of its head and its "
@@ -247,11 +260,11 @@ class GroupedFraming(Framing):
     def _head(self, key: tuple[int, int]) -> tuple[Any, int, int, tuple[tuple[int, int], ...]]:
         n, width = key
         spans, at = [], grouped.frames(n) - 1
-        for count in grouped.interior_groups(n, self.group):
+        for count in grouped.interior_groups(n, self.group, self.typed):
             spans.append((at, at + count))
             at += count
-        self._heads[key] = head = (grouped.head_struct(n, width, self.group), grouped.frame_table_size(n) + width * (
-            at - grouped.frames(n) + 1), grouped.frames(n), tuple(spans))
+        self._heads[key] = head = (grouped.head_struct(n, width, self.group, self.typed), grouped.frame_table_size(
+            n) + width * (at - grouped.frames(n) + 1), grouped.frames(n), tuple(spans))
         return head
 
     # -- one part -----------------------------------------------------------------------
@@ -304,27 +317,36 @@ class GroupedFraming(Framing):
             part = self._frame(blk, j, pos)
             if part is None:
                 return self.whole(blk)[pos]
-        group = self.group
+        group = self.group_of(blk.count)
         q, k = divmod(within, group)
         bounds = part[2]
-        data = b"".join((self.preamble, part[1][bounds[q]:bounds[q + 1]], _END))
         first = j * _FRAME + q * group
-        return self._part(data, blk, pos, min(group, blk.count - first), len(self.preamble), first)[k]
+        count = min(group, blk.count - first)
+        data = b"".join((self.group_prefix(count), part[1][bounds[q]:bounds[q + 1]], self.end))
+        return self._part(data, blk, pos, count, len(self.preamble), first)[k]
+
+    def first_at(self, n: int) -> int:
+        """Where frame 0's first example starts in a block of ``n``: after the preamble."""
+        return len(self.preamble)
+
+    def group_prefix(self, count: int) -> bytes:
+        """What precedes a group of ``count`` examples to make it one list: the preamble."""
+        return self.preamble
 
     def _frame(self, blk: CachedBlock, j: int, pos: int) -> tuple[int, Any, tuple[int, ...]] | None:
         """(j, frame j decoded, where each of its groups starts and the last ends), kept with the block; None
         for a list fallback. Frame j's group offsets must lie within its slices."""
         stored = blk.data
         starts, offsets = self.starts(blk)
-        if starts[1] == starts[0]:
+        if len(starts) > 1 and starts[1] == starts[0]:
             return None
         last = j + 1 == len(starts)
         frame = self.site.decode_frame(stored[starts[j]:len(stored) if last else starts[j + 1]], blk.b, pos, blk.raw)
-        base = len(self.preamble) if j == 0 else 0
+        base = self.first_at(blk.count) if j == 0 else 0
         end = len(frame)
-        if last:
-            end -= len(_END)
-            if bytes(frame[end:]) != _END:
+        if last and self.end:
+            end -= len(self.end)
+            if bytes(frame[end:]) != self.end:
                 raise FormatError("the block's last frame must end with APPENDS STOP", **self.at(blk, pos))
         frame_offsets = offsets[j]
         if frame_offsets and frame_offsets[-1] >= end - base:
@@ -359,3 +381,4 @@ class GroupedFraming(Framing):
             return pos
         found = list_item_at(_BARE_LIST + bytes(data[start:]), offset - start + len(_BARE_LIST))
         return pos if found is None else base + found
+

@@ -137,16 +137,20 @@ class GroupedEncoder:
         self._memo: dict[int, Any] = {}  # holds the preamble's objects (their ids stay theirs)
         #: the objects the preamble memoizes (the seed of the dataset's later shards)
         self.shared: list[Any] = []
-
-    @property
-    def started(self) -> bool:
-        return bool(self.preamble)
+        #: whether the preamble (typed examples: only the group size) is set
+        self.started = False
 
     def start(self, examples: list[Any], seed: list[Any] | None = None) -> None:
         self.preamble, self._memo, self.shared = build_preamble(examples, seed)
+        self.started = True
         slices = self.slices(examples) if examples else None
         if slices:
             self.group = grouped.choose_group(sum(map(len, slices)) / len(slices))
+
+    def start_typed(self, mean_size: float) -> None:
+        """Typed examples (TYPED-7): no preamble to build, only the group size, from their mean typed size."""
+        self.group = grouped.choose_group(mean_size)
+        self.started = True
 
     def slices(self, examples: list[Any]) -> list[bytes] | None:
         """Each example's slice, or None when the block must fall back to a protocol 4 list.

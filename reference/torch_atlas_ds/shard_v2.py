@@ -52,6 +52,7 @@ from .errors import (
 from .framing import MISS, BlockFraming, ExampleFraming, ListFraming
 from .framing import Framing as FramingStrategy
 from .framing_grouped import GroupedFraming, read_group, read_preamble
+from .framing_grouped_typed import TypedGroupedFraming
 from .index_v2_reader import check_index, entries_view
 from .metadata import AtlasDatasetShardMetadata
 from .safe_pickle import Loads
@@ -130,7 +131,7 @@ class V2Shard(ProcessLocalState):
         check_v2_shard_meta(doc, meta_text, self.codec, self.framing.value, self.encoding, limits, expected, where)
         self._grouped = self.framing is Framing.GROUPED
         #: framing grouped: the shard's pickle preamble (V2-FRAME-7), checked here
-        self.preamble = read_preamble(doc, limits, where) if self._grouped else b""
+        self.preamble = read_preamble(doc, limits, where) if self._grouped and self.encoding == typed.PICKLE else b""
         #: framing grouped: examples per group (meta.json's group_size, V2-FRAME-6)
         self.group = read_group(doc, where) if self._grouped else FRAME_GROUP
         #: the index flags meta.json implies (V2-INDEX-1): the framing's bit, grouped's group size, typed's bit
@@ -213,7 +214,9 @@ class V2Shard(ProcessLocalState):
         self._framing: FramingStrategy = (
             ExampleFraming(self) if self.framing is Framing.EXAMPLE
             else ListFraming(self) if self.framing is Framing.LIST
-            else GroupedFraming(self, self.preamble, self.group) if self._grouped else BlockFraming(self))
+            else BlockFraming(self) if not self._grouped
+            else TypedGroupedFraming(self, self.group) if self.encoding == typed.TYPED
+            else GroupedFraming(self, self.preamble, self.group))
 
     def decoded_bytes(self) -> int:
         """The decoded size of the shard's blocks, from its checked index (atlas-ds info: no block is decoded)."""

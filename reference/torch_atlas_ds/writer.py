@@ -276,7 +276,7 @@ class _V2ShardBuilder:
         ``on_shared_dictionary(bytes)`` is called with a dictionary trained for sharing before
         any block compressed with it is written (the root dictionary precedes its users).
         ``encoding`` "typed" stores each example as one MessagePack object (spec 3.12) instead of a pickle
-        (framings block, example and list); ``first`` is the dataset index of the shard's first example, which
+        (every framing; grouped: TYPED-7); ``first`` is the dataset index of the shard's first example, which
         an example that cannot be encoded is named by.
         """
         self.on_shared_dictionary = on_shared_dictionary
@@ -325,6 +325,9 @@ class _V2ShardBuilder:
 
     def _flush_grouped(self, final: bool) -> None:
         """Full blocks wait until the preamble has seen PREAMBLE_EXAMPLES examples (or the shard ends)."""
+        if self._typed:
+            self._flush_typed_grouped()
+            return
         if self.pending:
             self._waiting.append(self.pending)
             self.pending = []
@@ -338,6 +341,20 @@ class _V2ShardBuilder:
         for examples in waiting:
             frames, group_offsets = encoder.encode(examples)
             self._keep((frames, group_offsets, len(examples)), sum(map(len, frames)), len(examples))
+
+    def _flush_typed_grouped(self) -> None:
+        """TYPED-7: framing list's array in frames of 32, the group offsets of every frame in the head; the
+        group size is chosen once per shard from its first examples' typed sizes (V2-FRAME-6's rule)."""
+        items, self.pending = self.pending, []
+        if not items:
+            return
+        encoder = self._encoder
+        if not encoder.started:
+            first = items[:PREAMBLE_EXAMPLES]
+            encoder.start_typed(sum(map(len, first)) / len(first))
+        offsets = grouped.frame_group_offsets(items, grouped.block_group(len(items), encoder.group))
+        frames = grouped.typed_frames(items)
+        self._keep((frames, offsets, len(items)), sum(map(len, frames)), len(items))
 
     def _flush(self, final: bool = False) -> None:
         if self._grouped:
@@ -450,6 +467,8 @@ class _V2ShardBuilder:
         """Framing grouped's meta.json members: the preamble, and the group size unless it is 8."""
         if not self._grouped:
             return {}
+        if self._typed:  # TYPED-7: no preamble
+            return grouped.group_member(self._encoder.group)
         if not self._encoder.started:  # no example: nothing shared
             self._encoder.start([])
         return {grouped.PREAMBLE_MEMBER: grouped.preamble_to_json(self._encoder.preamble),
@@ -500,16 +519,13 @@ def _resolve_encoding(encoding: str | None, format_version: int) -> str:
     return value
 
 
-def _resolve_framing(framing: Framing | str | None, codec: Codec, format_version: int,
-                     encoding: str = typed.PICKLE) -> Framing:
+def _resolve_framing(framing: Framing | str | None, codec: Codec, format_version: int) -> Framing:
     """The caller's framing=, checked against the codec and the version (V2-FRAME-1). None: the default,
-    GROUPED for version 2 pickles with zstd; BLOCK with LZ4 and none, chosen for random reads that decode fast
-    or not at all, where grouped's unpickling of a group (or a frame of 32) would cost 0.2-0.8x of them, and
-    for typed examples (grouped's preamble and slices are pickle's); version 1 has only its list blocks (BLOCK
-    here)."""
+    GROUPED for version 2 with zstd (pickled examples, or typed ones: TYPED-7); BLOCK with LZ4 and none,
+    chosen for random reads that decode fast or not at all, where grouped's decoding of a group (or a frame
+    of 32) would cost 0.2-0.8x of them; version 1 has only its list blocks (BLOCK here)."""
     if framing is None:
-        pickled = encoding == typed.PICKLE
-        return Framing.GROUPED if format_version == 2 and codec == Codec.ZSTD and pickled else Framing.BLOCK
+        return Framing.GROUPED if format_version == 2 and codec == Codec.ZSTD else Framing.BLOCK
     try:
         value = Framing(framing)
     except ValueError:
@@ -519,9 +535,6 @@ def _resolve_framing(framing: Framing | str | None, codec: Codec, format_version
                          "are always pickled lists in one frame)")
     if value is Framing.EXAMPLE and codec == Codec.NONE:
         raise ValueError("framing='example' needs a codec (zstd or lz4): codec none has no frames")
-    if value is Framing.GROUPED and encoding == typed.TYPED:
-        raise ValueError("framing='grouped' is for pickled examples (a preamble and pickle slices); typed "
-                         "examples use 'block', 'example' or 'list'")
     return value
 
 
@@ -588,7 +601,7 @@ class AtlasDatasetWriter(_Publisher):
         self.compression_level = _check_int("compression_level", compression_level, -(1 << 17))
         self.compression_dict_size = _check_dict_size(compression_dict_size)
         self.codec, self.mode, self.strategy = _resolve_codec(codec, compression_strategy, format_version)
-        self.framing = _resolve_framing(framing, self.codec, format_version, self.encoding)
+        self.framing = _resolve_framing(framing, self.codec, format_version)
         lo, hi = codec_info(self.codec).level_range
         if self.codec != Codec.NONE and not lo <= compression_level <= hi:
             raise ValueError(f"compression_level {compression_level} outside {lo}..{hi} for {self.codec.label}")
@@ -833,7 +846,7 @@ class AtlasDatasetWriter(_Publisher):
         self.compression_level, self.compression_dict_size = doc["compression_level"], doc["compression_dict_size"]
         self.codec, self.mode = Codec.from_label(doc["codec"]), DictionaryMode(doc["dictionary"])
         self.encoding = typed.encoding_of_meta(doc)  # the schema checked it
-        self.framing = _resolve_framing(doc.get("framing", Framing.BLOCK.value), self.codec, 2, self.encoding)
+        self.framing = _resolve_framing(doc.get("framing", Framing.BLOCK.value), self.codec, 2)
         self.strategy = CompressionStrategy.STANDARD_COMPRESSION
         self._shared = None
         if doc["shared_dictionary"] is not None:

@@ -29,6 +29,10 @@ G, the shard's *group size*, is 8 (``FRAME_GROUP``), 4, 2 or 1: the writer's cho
 (``choose_group``), recorded in the shard's meta.json (``group_size``, absent for 8) and in its index
 flags (bits 3-4), so a reader that predates the choice refuses the shard rather than misreading it.
 
+Typed examples (TYPED-7) keep this stored layout without a preamble: the decoded block is framing list's
+MessagePack array of the n examples (``typed_frames``: the array header, then examples 0..31 in frame 0),
+and every block's head holds its frames' group offsets, a one-frame block's too (``typed=True``).
+
 A block whose examples protocol 3 cannot express is a *list fallback*: version 1's protocol 4
 list pickle (V2-FRAME-5's bytes). For n <= 32 it is the one frame (it starts ``80 04``); for
 n > 32 every frame start is the end of the head (its group offsets 0), so frames 0..m-2 are
@@ -46,6 +50,7 @@ from typing import Any
 import construct as cs
 
 from .enums import INDEX_FLAG_GROUP_SHIFT
+from .typed import array_header as typed_array_header
 
 #: Pickle protocol of slices and preambles: explicit BINPUT indices (protocol 4's MEMOIZE numbers
 #: memo entries by arrival, which would tie a slice to the slices before it) and no FRAME opcodes.
@@ -149,6 +154,12 @@ def group_size(n: int, group: int = FRAME_GROUP) -> int:
     return max(1, min(group, -(-n // MAX_GROUPS)))
 
 
+def block_group(n: int, group: int = FRAME_GROUP) -> int:
+    """Examples per group of a block of ``n`` examples: ``group`` inside frames of 32 (n > 32), else the
+    one-frame rule of ``group_size`` (at most MAX_GROUPS groups)."""
+    return group if n > FRAME_EXAMPLES else group_size(n, group)
+
+
 def groups(n: int, group: int = FRAME_GROUP) -> int:
     """Groups of a one-frame block of ``n`` examples."""
     return -(-n // group_size(n, group))
@@ -164,10 +175,12 @@ def frame_counts(n: int) -> list[int]:
     return [min(FRAME_EXAMPLES, n - a) for a in range(0, n, FRAME_EXAMPLES)] or [n]
 
 
-def interior_groups(n: int, group: int = FRAME_GROUP) -> list[int]:
-    """Interior group offsets (groups - 1) of each frame of a block of ``n`` > 32 examples; [0] otherwise."""
+def interior_groups(n: int, group: int = FRAME_GROUP, typed: bool = False) -> list[int]:
+    """Interior group offsets (groups - 1) in the head for each frame of a block of ``n`` examples: pickles
+    have them for n > 32 ([0] otherwise: a one-frame block's table is inside it), typed examples always
+    (TYPED-7)."""
     if n <= FRAME_EXAMPLES:
-        return [0]
+        return [groups(n, group) - 1 if typed else 0]
     return [-(-count // group) - 1 for count in frame_counts(n)]
 
 
@@ -176,25 +189,25 @@ def offset_width(raw_size: int) -> int:
     return 2 if raw_size < 1 << 16 else 4
 
 
-def head_size(n: int, raw_size: int, group: int = FRAME_GROUP) -> int:
+def head_size(n: int, raw_size: int, group: int = FRAME_GROUP, typed: bool = False) -> int:
     """Bytes of the head (frame starts, group offsets) of a stored block: where frame 0 starts."""
-    return frame_table_size(n) + offset_width(raw_size) * sum(interior_groups(n, group))
+    return frame_table_size(n) + offset_width(raw_size) * sum(interior_groups(n, group, typed))
 
 
 @functools.lru_cache(maxsize=128)
-def head_struct(n: int, width: int, group: int = FRAME_GROUP) -> struct.Struct:
+def head_struct(n: int, width: int, group: int = FRAME_GROUP, typed: bool = False) -> struct.Struct:
     """``GroupedHead`` of a block of ``n`` examples as one compiled struct (readers' per-block path)."""
-    return struct.Struct("<" + "I" * (frames(n) - 1) + _WIDTH_CHAR[width] * sum(interior_groups(n, group)))
+    return struct.Struct("<" + "I" * (frames(n) - 1) + _WIDTH_CHAR[width] * sum(interior_groups(n, group, typed)))
 
 
-def read_head(stored: Any, n: int, raw_size: int, group: int = FRAME_GROUP
+def read_head(stored: Any, n: int, raw_size: int, group: int = FRAME_GROUP, typed: bool = False
               ) -> tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]:
     """(frame starts with frame 0's, each frame's interior group offsets) of a stored block; no check."""
     m = frames(n)
-    values = head_struct(n, offset_width(raw_size), group).unpack_from(stored, 0)
-    starts = (head_size(n, raw_size, group), *values[:m - 1])
+    values = head_struct(n, offset_width(raw_size), group, typed).unpack_from(stored, 0)
+    starts = (head_size(n, raw_size, group, typed), *values[:m - 1])
     offsets, at = [], m - 1
-    for count in interior_groups(n, group):
+    for count in interior_groups(n, group, typed):
         offsets.append(values[at:at + count])
         at += count
     return starts, tuple(offsets)
@@ -266,7 +279,8 @@ def encode_frames(preamble: bytes, slices: list[bytes], group: int = FRAME_GROUP
 
 
 def frame_group_offsets(slices: list[bytes], group: int = FRAME_GROUP) -> list[list[int]]:
-    """Each frame's interior group offsets (relative to its first slice) of a block of more than 32 slices."""
+    """Each frame's interior group offsets (relative to its first slice or typed example) of a block of more
+    than 32 slices, or of any typed block (TYPED-7)."""
     out = []
     for a in range(0, len(slices), FRAME_EXAMPLES):
         frame = slices[a:a + FRAME_EXAMPLES]
@@ -280,10 +294,11 @@ def frame_group_offsets(slices: list[bytes], group: int = FRAME_GROUP) -> list[l
 
 def stored_block(encoded_frames: list[bytes], group_offsets: list[list[int]] | None = None,
                  raw_size: int = 0) -> bytes:
-    """The stored block: the head (u32 starts of frames 1..m-1, then ``group_offsets`` of each frame when
-    there are several, of ``offset_width(raw_size)``), then the (encoded) frames."""
+    """The stored block: the head (u32 starts of frames 1..m-1, then ``group_offsets`` of each frame, of
+    ``offset_width(raw_size)``: none for a one-frame pickle block, whose table is inside), then the (encoded)
+    frames."""
     m = len(encoded_frames)
-    interior = [o for frame in (group_offsets or []) for o in frame] if m > 1 else []
+    interior = [o for frame in (group_offsets or []) for o in frame]
     width = offset_width(raw_size)
     at = _START.size * (m - 1) + width * len(interior)
     starts = []
@@ -300,6 +315,14 @@ def fallback_block(n: int, encoded_pickle: bytes, raw_size: int, group: int = FR
     m = frames(n)
     head = head_size(n, raw_size, group)
     return struct.pack(f"<{m - 1}I", *[head] * (m - 1)) + bytes(head - frame_table_size(n)) + encoded_pickle
+
+
+def typed_frames(items: list[bytes]) -> list[bytes]:
+    """The decoded frames of a block of typed examples (TYPED-7): framing list's array split after every 32
+    examples, the array header at the start of frame 0."""
+    parts = [b"".join(items[a:a + FRAME_EXAMPLES]) for a in range(0, len(items), FRAME_EXAMPLES)] or [b""]
+    parts[0] = typed_array_header(len(items)) + parts[0]
+    return parts
 
 
 def preamble_to_json(preamble: bytes) -> str:

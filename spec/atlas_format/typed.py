@@ -128,6 +128,20 @@ def pad_for(data_at: int) -> int:
 
 
 
+#: The shortest MessagePack array headers (fixarray, array 16, array 32) that open a typed block of framing
+#: list or grouped (TYPED-1, TYPED-7): what every MessagePack writer emits for the count.
+_FIXARRAY, _ARRAY16, _ARRAY32 = 0x90, 0xDC, 0xDD
+
+
+def array_header(count: int) -> bytes:
+    """The MessagePack array header, in its shortest form, of ``count`` items (TYPED-1, TYPED-7)."""
+    if count < 16:
+        return bytes((_FIXARRAY | count,))
+    if count < 1 << 16:
+        return struct.pack(">BH", _ARRAY16, count)
+    return struct.pack(">BI", _ARRAY32, count)
+
+
 def encoding_of_meta(doc: Any) -> str:
     """The encoding a version 2 meta.json states (absent: "pickle"); ValueError if it is not one."""
     value = doc.get(ENCODING_MEMBER, PICKLE)

@@ -326,8 +326,8 @@ def _check_shard(task: ShardTask, sink: Sink, stats: Stats, summary: dict[str, A
     frame_dict_id = dictionary[1] if dictionary is not None and not magicless else 0
     if layout is Framing.EXAMPLE and info.codec == Codec.NONE:
         layout = Framing.BLOCK
-    shard = GroupedShard(preamble, block_size, num_examples, grouped.group_of_flags(header.flags)) \
-        if layout is Framing.GROUPED else None
+    shard = GroupedShard(preamble, block_size, num_examples, grouped.group_of_flags(header.flags),
+                         typed=bool(header.flags & INDEX_FLAG_TYPED)) if layout is Framing.GROUPED else None
     _check_blocks(task, sink, stats, entries, data_len, info, dctx, frame_dict_id, block_size,
                   num_examples, progress, layout, shard, typed_examples=bool(header.flags & INDEX_FLAG_TYPED))
     if shard is not None:
@@ -570,12 +570,13 @@ def _grouped_heads(header: Any, count: int, raws: np.ndarray) -> np.ndarray:
     stored block holds before its frames (V2-FRAME-7): with codec none the stored block is those and the decoded
     bytes."""
     size = max(int(header.block_size), 1)
-    group = grouped.group_of_flags(header.flags)
+    group, typed_examples = grouped.group_of_flags(header.flags), bool(header.flags & INDEX_FLAG_TYPED)
     tables = np.full(count, grouped.frame_table_size(size), dtype=np.int64)
-    interior = np.full(count, sum(grouped.interior_groups(size, group)), dtype=np.int64)
+    interior = np.full(count, sum(grouped.interior_groups(size, group, typed_examples)), dtype=np.int64)
     if count:
         last = max(1, min(size, int(header.example_count) - (count - 1) * size))
-        tables[-1], interior[-1] = grouped.frame_table_size(last), sum(grouped.interior_groups(last, group))
+        tables[-1] = grouped.frame_table_size(last)
+        interior[-1] = sum(grouped.interior_groups(last, group, typed_examples))
     widths = np.where(raws.astype(np.int64) < 1 << 16, 2, 4)
     return tables + widths * interior
 

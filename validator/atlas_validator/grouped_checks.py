@@ -30,6 +30,7 @@ from .common import Sink
 from .findings import Stats
 from .pickle_scan import ScanLimits, scan_pickle
 from .slice_scan import Part, scan_grouped
+from .typed_scan import check_typed_grouped
 
 #: Clauses of the shape findings of a list fallback block (checked as framing list, V2-FRAME-8).
 FALLBACK_CLAUSES = {"ATL411": "V2-FRAME-8, V2-FRAME-5", "ATL412": "V2-FRAME-8, V2-FRAME-5",
@@ -110,6 +111,8 @@ class GroupedShard:
     num_examples: int | None
     #: examples per group (meta.json's group_size, which the index flags must agree with: checks_v2)
     group: int = grouped.FRAME_GROUP
+    #: typed examples (index flag bit 5, TYPED-7): framing list's array in frames, groups located by every head
+    typed: bool = False
     fallbacks: int = 0
 
     def count(self, b: int) -> int | None:
@@ -136,12 +139,16 @@ def check_block(shard: GroupedShard, task: Any, sink: Sink, stats: Stats, data: 
         return  # the block count and shape are reported by the metadata and index checks
     where = {"path": shown, "block": b, "offset": offset}
     group = shard.group
-    head = _head(data, n, raw_size, group, sink, where)
+    head = _head(data, n, raw_size, group, sink, where, shard.typed)
     if head is None:
         return
     spans, group_offsets = head
     m = len(spans)
     fallback = m > 1 and spans[0][0] == spans[0][1]
+    if fallback and shard.typed:
+        sink.add("ATL416", f"frame 0 is empty (frame 1 starts at {spans[0][0]}, the end of the head): typed blocks "
+                           "have no list fallback", **where, clause="TYPED-7")
+        return
     if fallback:
         spans = spans[-1:]
     pieces = _decode_frames(data, spans, raw_size, info, dctx, task.limits, sink, where, b)
@@ -149,6 +156,12 @@ def check_block(shard: GroupedShard, task: Any, sink: Sink, stats: Stats, data: 
         return
     raw = pieces[0] if len(pieces) == 1 else b"".join(pieces)
     stats.decoded_bytes += len(raw)
+    locate = _Locator(offset, spans, pieces, info.codec == Codec.NONE)
+    first = b * (shard.block_size or 0)
+    if shard.typed:
+        check_typed_grouped(raw, locate.ends, group_offsets, n, group, sink, path=shown, block=b, offset=offset,
+                            first=first if shard.block_size else None, locate=locate)
+        return
     if fallback or (m == 1 and raw[:len(grouped.FALLBACK_PREFIX)] == grouped.FALLBACK_PREFIX):
         shard.fallbacks += 1
         compressed = info.codec != Codec.NONE
@@ -159,8 +172,6 @@ def check_block(shard: GroupedShard, task: Any, sink: Sink, stats: Stats, data: 
                           first=b * shard.block_size if shard.block_size else None)
         return
     layout = _layout(raw, pieces, n, group, shard.preamble, group_offsets, sink, where)
-    locate = _Locator(offset, spans, pieces, info.codec == Codec.NONE)
-    first = b * (shard.block_size or 0)
     if layout is None:  # no usable preamble, table or copy of the preamble: the policy still applies to the pickle
         check_list_pickle(raw, scan_limits=task.scan_limits, sink=sink, path=shown, block=b, offset=offset,
                           compressed=True, expected=n, clauses={k: "V2-FRAME-6" for k in FALLBACK_CLAUSES},
@@ -185,25 +196,25 @@ def check_block(shard: GroupedShard, task: Any, sink: Sink, stats: Stats, data: 
         sink.add("ATL411", f"block holds {result.count} examples, expected {n}", **where, clause="V2-FRAME-6")
 
 
-def _head(data: Any, n: int, raw_size: int, group: int, sink: Sink,
-          where: dict[str, Any]) -> tuple[list[tuple[int, int]], list[tuple[int, ...]]] | None:
+def _head(data: Any, n: int, raw_size: int, group: int, sink: Sink, where: dict[str, Any], typed: bool = False
+          ) -> tuple[list[tuple[int, int]], list[tuple[int, ...]]] | None:
     """(start, end) of each frame in the stored block and each frame's interior group offsets, from the block's
-    head (V2-FRAME-7); None after ATL416. A list fallback (frames 0..m-2 empty, every start at the head's end,
-    every group offset 0: V2-FRAME-8) is returned as such."""
-    head = grouped.head_size(n, raw_size, group)
+    head (V2-FRAME-7; typed examples: a one-frame block's head too, TYPED-7); None after ATL416. A list fallback
+    (frames 0..m-2 empty, every start at the head's end, every group offset 0: V2-FRAME-8) is returned as such."""
+    head = grouped.head_size(n, raw_size, group, typed)
     size = len(data)
     m = grouped.frames(n)
     if size <= head:
         sink.add("ATL416", f"stored block of {size} bytes holds no frame after its head of {head} bytes ({m - 1} "
-                           f"frame starts, {sum(grouped.interior_groups(n, group)) if m > 1 else 0} group offsets of "
-                           f"{grouped.offset_width(raw_size)} bytes for raw_size {raw_size})", **where)
+                           f"frame starts, {sum(grouped.interior_groups(n, group, typed)) if m > 1 or typed else 0} "
+                           f"group offsets of {grouped.offset_width(raw_size)} bytes for raw_size {raw_size})", **where)
         return None
-    if m == 1:
+    if m == 1 and not typed:
         return [(0, size)], [()]
-    starts_0, offsets = grouped.read_head(data, n, raw_size, group)  # (GroupedHead, without construct's cost)
+    starts_0, offsets = grouped.read_head(data, n, raw_size, group, typed)  # (GroupedHead, without construct's cost)
     starts = list(starts_0[1:])
     bounds = [head, *starts, size]
-    if starts[0] == head:  # a list fallback: every start at the end of the head, every group offset 0
+    if starts and starts[0] == head:  # a list fallback: every start at the end of the head, every group offset 0
         bad = [s for s in starts if s != head]
         nonzero = [o for frame in offsets for o in frame if o]
         if bad or nonzero:
@@ -223,7 +234,7 @@ def _head(data: Any, n: int, raw_size: int, group: int, sink: Sink,
     for j, frame in enumerate(offsets):
         for q, value in enumerate(frame):
             if value <= (frame[q - 1] if q else 0):
-                _bad_head(data, n, raw_size, group, sink, {**where, "offset": where["offset"] + at + width * q},
+                _bad_head(data, n, raw_size, group, typed, sink, {**where, "offset": where["offset"] + at + width * q},
                           f"frame {j}'s group offset {q + 1} is {value}: a frame's group offsets must be greater than "
                           f"0 and increase strictly ({_short(list(frame))})")
                 return None
@@ -231,13 +242,13 @@ def _head(data: Any, n: int, raw_size: int, group: int, sink: Sink,
     return [(bounds[j], bounds[j + 1]) for j in range(len(bounds) - 1)], list(offsets)
 
 
-def _bad_head(data: Any, n: int, raw_size: int, group: int, sink: Sink, where: dict[str, Any], problem: str
-              ) -> None:
+def _bad_head(data: Any, n: int, raw_size: int, group: int, typed: bool, sink: Sink, where: dict[str, Any],
+              problem: str) -> None:
     """ATL416 on a head whose values are out of order, named by construct's ``GroupedHead`` (the declaration)."""
     m, width = grouped.frames(n), grouped.offset_width(raw_size)
     try:
-        parsed = parse(grouped.GroupedHead, data[:grouped.head_size(n, raw_size, group)], frames=m,
-                       interior=sum(grouped.interior_groups(n, group)), width=width)
+        parsed = parse(grouped.GroupedHead, data[:grouped.head_size(n, raw_size, group, typed)], frames=m,
+                       interior=sum(grouped.interior_groups(n, group, typed)), width=width)
         detail = (f"{grouped.GroupedHead.name}: {m - 1} u32 starts {_short(list(parsed.starts))}, "
                   f"{len(parsed.group_offsets)} u{8 * width} group offsets")
     except AtlasError as exc:

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from atlas_format import typed
+from atlas_format import grouped, typed
 
 _BE = {1: struct.Struct(">B"), 2: struct.Struct(">H"), 4: struct.Struct(">I"), 8: struct.Struct(">Q")}
 _INT = {0xD0: struct.Struct(">b"), 0xD1: struct.Struct(">h"), 0xD2: struct.Struct(">i"), 0xD3: struct.Struct(">q")}
@@ -242,11 +243,13 @@ def scan_typed(data: bytes) -> tuple[Any, list[TypedIssue]]:
 
 
 def check_typed_list(raw: bytes, sink: Any, *, path: str, block: int, offset: int, compressed: bool,
-                     expected: int | None, first: int | None) -> None:
-    """A decoded block of framing list with typed examples: one MessagePack array of ``expected`` examples and
-    nothing after it (TYPED-1), every item checked as an example (its alignment from its own start). Issues
-    name the example; inside a compressed block they are located at the block, the decoded offset in the
-    message."""
+                     expected: int | None, first: int | None, clause: str = "V2-FRAME-5, TYPED-1",
+                     locate: Callable[[int], tuple[int, str]] | None = None, ends: list[int] | None = None) -> None:
+    """A decoded block of framing list (or grouped, TYPED-7) with typed examples: one MessagePack array of
+    ``expected`` examples and nothing after it (TYPED-1), every item checked as an example (its alignment from
+    its own start). Issues name the example; inside a compressed block they are located at the block, the
+    decoded offset in the message (``locate``: where a decoded offset is, as (data.bin offset, text)).
+    ``ends`` receives where each example that parsed ends."""
     scan = _Scan(bytes(raw))
     where = {"path": path, "block": block}
 
@@ -254,7 +257,10 @@ def check_typed_list(raw: bytes, sink: Any, *, path: str, block: int, offset: in
         example = {} if position is None else {"position": position,
                                                "example": None if first is None else first + position}
         for issue in issues:
-            if compressed:
+            if locate is not None:
+                at, text = locate(issue.offset)
+                sink.add(issue.id, f"{issue.message} ({text})", **where, **example, offset=at)
+            elif compressed:
                 sink.add(issue.id, f"{issue.message} (decoded offset {issue.offset})", **where, **example,
                          offset=offset)
             else:
@@ -263,8 +269,7 @@ def check_typed_list(raw: bytes, sink: Any, *, path: str, block: int, offset: in
     data = scan.data
     b = data[0] if data else None
     if b is None or not (0x90 <= b <= 0x9F or b in _ARRAY):
-        report([TypedIssue("ATL700", "the block is not one MessagePack array of its typed examples (framing list)",
-                           0)], None)
+        report([TypedIssue("ATL700", "the block is not one MessagePack array of its typed examples", 0)], None)
         return
     try:
         count, at = (b & 0x0F, 1) if b <= 0x9F else scan.length(1, _ARRAY[b], "an array length")
@@ -272,8 +277,7 @@ def check_typed_list(raw: bytes, sink: Any, *, path: str, block: int, offset: in
         report(scan.issues, None)
         return
     if expected is not None and count != expected:
-        sink.add("ATL411", f"block holds {count} examples, expected {expected}", **where, offset=offset,
-                 clause="V2-FRAME-5, TYPED-1")
+        sink.add("ATL411", f"block holds {count} examples, expected {expected}", **where, offset=offset, clause=clause)
     for position in range(count):
         scan.issues, scan.base = [], at
         try:
@@ -282,5 +286,41 @@ def check_typed_list(raw: bytes, sink: Any, *, path: str, block: int, offset: in
             report(scan.issues, position)
             return
         report(scan.issues, position)
+        if ends is not None:
+            ends.append(at)
     if at != len(data):
         report([TypedIssue("ATL700", f"{len(data) - at} bytes follow the block's array (offset {at})", at)], None)
+
+
+def check_typed_grouped(raw: bytes, frame_ends: list[int], group_offsets: list[tuple[int, ...]], n: int, group: int,
+                        sink: Any, *, path: str, block: int, offset: int, first: int | None,
+                        locate: Callable[[int], tuple[int, str]]) -> None:
+    """A decoded block of framing grouped with typed examples (TYPED-7): framing list's array (every example
+    checked), its header in the shortest form, each frame ending after its 32 examples and every group
+    offset at the first example of its group (ATL420: else a random read returns other examples)."""
+    where = {"path": path, "block": block, "offset": offset}
+    ends: list[int] = []
+    check_typed_list(raw, sink, path=path, block=block, offset=offset, compressed=True, expected=n, first=first,
+                     clause="TYPED-7", locate=locate, ends=ends)
+    header = typed.array_header(n)
+    if raw[:len(header)] != header:
+        sink.add("ATL418", f"the block's array header is {raw[:len(header)].hex(' ')}, expected {header.hex(' ')}: "
+                           f"the shortest MessagePack header of {n} examples", **where, clause="TYPED-7, TYPED-1")
+        return
+    if len(ends) != n:
+        return  # reported by the examples' check
+    bounds = [len(header), *ends]  # bounds[k]: where example k starts; bounds[n]: the end
+    frame, group = grouped.FRAME_EXAMPLES, grouped.block_group(n, group)
+    for j, end in enumerate(frame_ends[:-1]):
+        k = min(frame * (j + 1), n)
+        if end != bounds[k]:
+            sink.add("ATL420", f"frame {j} ends at decoded offset {end}, expected {bounds[k]}, where example {k} "
+                               "starts", **where, clause="TYPED-7")
+    for j, offsets in enumerate(group_offsets):
+        base = bounds[frame * j]
+        for q, value in enumerate(offsets, 1):
+            k = frame * j + q * group
+            if k >= min(frame * (j + 1), n) or base + value != bounds[k]:
+                want = f"{bounds[k] - base}, where example {k} starts" if k < n else "none (the frame has fewer groups)"
+                sink.add("ATL420", f"frame {j}'s group offset {q} is {value} (decoded offset {base + value}), "
+                                   f"expected {want}", **where, clause="TYPED-7")

@@ -111,7 +111,7 @@ class WriterConfig:
     block_size: int
     compression_dict_size: float = 0.01
     framing: Framing = Framing.BLOCK
-    encoding: str = "pickle"  # or "typed" (spec 3.12, version 2; never with framing grouped)
+    encoding: str = "pickle"  # or "typed" (spec 3.12, version 2; every framing)
 
     def label(self) -> str:
         return (f"v{self.format_version}-{self.compression_strategy.name.lower()}-{self.codec.label}"
@@ -136,8 +136,6 @@ def writer_configs(*, versions: tuple[int, ...] = (1, 2), max_shard: int = 40,
             framing = Framing.BLOCK  # version 1 has no framing; codec none has no frames to split
         if version == 1:
             encoding = "pickle"  # version 1 examples are pickles
-        if encoding == "typed" and framing is Framing.GROUPED:
-            framing = Framing.BLOCK  # grouped is for pickles (spec 3.12)
         return WriterConfig(version, strategy, codec, level, shard_size, block_size, framing=framing,
                             encoding=encoding)
 
