@@ -34,7 +34,7 @@ import grouped_vectors
 import make_vectors
 import numpy as np
 
-from atlas_format import index_v2, metadata, npy, zstd_frame
+from atlas_format import grouped, index_v2, metadata, npy, zstd_frame
 from atlas_format.checksum import XXH3_64
 from atlas_format.constants import V2_INDEX_HEADER_SIZE
 from atlas_format.enums import INDEX_FLAG_GROUP_SHIFT
@@ -128,6 +128,7 @@ V2_FRAMES_LZ4 = "v2/18-example-frames-lz4"
 V2_LIST_NONE = "v2/20-list-none-appended"
 V2_GROUPS_OF_1 = "v2/26-grouped-groups-of-1"
 V2_TYPED_LIST = "v2/29-typed-list-none-appended"
+V2_TYPED_GROUPED = "v2/31-typed-grouped-images-none"
 V1_NONE = "seed-v1/01-s0-multishard"
 V1_SHARED = "seed-v1/03-s2-shared-dict"
 V1_OWN = "seed-v1/04-s3-own-dicts-7-block-boundary"
@@ -239,6 +240,22 @@ def _typed_shape_plus_one(block: bytes) -> bytes:
     shape_at = at + 6 + 4  # the payload's ArrayHeader: dtype, ndim, pad, reserved, then the shape
     first = int.from_bytes(block[shape_at:shape_at + 8], "little")
     return block[:shape_at] + (first + 1).to_bytes(8, "little") + block[shape_at + 8:]
+
+
+def _typed_grouped_count_one_less(root: Path) -> None:
+    """Block 1 of shard 000000 (typed, framing grouped, codec none): its array header counts one example less
+    than the block holds; sizes unchanged, checksums resealed."""
+    folder = root / "000000"
+    index = (folder / "index.bin").read_bytes()
+    header = index_v2.IndexHeader.parse(index)
+    entry = np.frombuffer(index, dtype=index_v2.INDEX_ENTRY_DTYPE, offset=V2_INDEX_HEADER_SIZE)[1]
+    n, raw_size = header.block_size, int(entry["raw_size"])
+    at = int(entry["offset"]) + grouped.head_size(n, raw_size, grouped.group_of_flags(header.flags), typed=True)
+    data = bytearray((folder / "data.bin").read_bytes())
+    assert data[at] == 0x90 | n, "not the fixarray header of the block's array"
+    data[at] -= 1
+    (folder / "data.bin").write_bytes(bytes(data))
+    seal_v2(root)
 
 
 def _v2_list_block_rewritten(root: Path, shard: str, block: int, transform: Callable[[bytes], bytes]) -> None:
@@ -419,6 +436,9 @@ def cases() -> list[Case]:
         ("v2-typed-truncated-payload-sealed", V2_TYPED_LIST, "encoding typed: block 1 of shard 000000 lost its last "
          "5 bytes (its last example's MessagePack object is cut short), sizes and checksums resealed", ["ATL700"],
          lambda r: _v2_list_block_rewritten(r, "000000", 1, lambda b: b[:-5]), False),
+        ("v2-typed-grouped-wrong-count-sealed", V2_TYPED_GROUPED, "encoding typed, framing grouped (TYPED-7): the "
+         "MessagePack array header of block 1 of shard 000000 counts 7 of its 8 examples, checksums resealed",
+         ["ATL411"], _typed_grouped_count_one_less, False),
         ("v2-list-index-flags-cleared-sealed", V2_LIST_NONE, "framing list: index.bin flags bit 1 cleared in shard "
          "000001 while its meta.json says list, checksums resealed", ["ATL307"], _index_flags_cleared, False),
         ("v2-malicious-os-system", V2_NONE, "a complete, checksummed dataset whose example 3 calls os.system",

@@ -160,13 +160,22 @@ def specs() -> list[Spec]:
          "0x14); blocks of 20 are one frame whose table holds 10 groups", lambda: images(45, (1, 33, 33), 27),
          dict(shard_size=45, block_size=20, compression_strategy=1, framing="grouped"), None),
         ("28-typed-block", "encoding typed (spec 3.12): each example one MessagePack object, framing block (the "
-         "typed default), zstd with the shared dictionary; numpy arrays of several dtypes (data 16-byte aligned), "
-         "tuples, bytes, int keys, NaN and -0.0", lambda: typed_examples(150, 28),
-         dict(shard_size=64, block_size=8, compression_strategy=2, encoding="typed"), None),
+         "typed default until TYPED-7), zstd with the shared dictionary; numpy arrays of several dtypes (data "
+         "16-byte aligned), tuples, bytes, int keys, NaN and -0.0", lambda: typed_examples(150, 28),
+         dict(shard_size=64, block_size=8, compression_strategy=2, encoding="typed", framing="block"), None),
         ("29-typed-list-none-appended", "encoding typed, framing list without compression (a block is one "
          "MessagePack array of its examples), then appended (the append keeps the encoding)",
          lambda: typed_examples(45, 29), dict(shard_size=20, block_size=6, compression_strategy=0, encoding="typed",
                                               framing="list"), [typed_examples(13, 291)]),
+        ("30-typed-grouped-shared-dict", "encoding typed, framing grouped (TYPED-7, the typed default with zstd): "
+         "blocks of 40 are framing list's MessagePack array in two magicless frames (32 + 8) under a head of the "
+         "frame start and group offsets, no preamble; two shards (100 + 50), the shared dictionary",
+         lambda: typed_examples(150, 30), dict(shard_size=100, block_size=40, compression_strategy=2,
+                                               encoding="typed", framing="grouped"), None),
+        ("31-typed-grouped-images-none", "encoding typed, framing grouped without compression over 2.3 KB uint8 "
+         "images: groups of 1 (group_size 1), blocks of 8 are one frame whose head holds 7 group offsets",
+         lambda: images(20, (3, 24, 32), 31), dict(shard_size=20, block_size=8, compression_strategy=0,
+                                                  encoding="typed", framing="grouped"), None),
     ]
 
 

@@ -302,7 +302,7 @@ def test_convert_to_typed_names_the_first_value_it_cannot_encode_and_publishes_n
     assert not (tmp_path / "dst").exists()
 
 
-def test_convert_keeps_a_typed_source_typed_and_turns_grouped_into_block(tmp_path):
+def test_convert_keeps_a_typed_source_typed_and_the_framing(tmp_path):
     src = tmp_path / "src"
     with AtlasDatasetWriter(src, 100, 8) as w:
         for i in range(30):
@@ -311,10 +311,12 @@ def test_convert_keeps_a_typed_source_typed_and_turns_grouped_into_block(tmp_pat
     done = atlas_ds("convert", str(src), str(typed_dst), "--encoding", "typed", "--no-progress")
     assert done.returncode == 0, done.stderr
     info = json.loads(atlas_ds("info", str(typed_dst), "--json").stdout)
-    assert (info["encoding"], info["framing"]) == ("typed", "block")
+    assert (info["encoding"], info["framing"]) == ("typed", "grouped")  # TYPED-7
     again = tmp_path / "again"
     assert atlas_ds("convert", str(typed_dst), str(again), "--block-size", "4", "--no-progress").returncode == 0
     assert json.loads(atlas_ds("info", str(again), "--json").stdout)["encoding"] == "typed"
     assert [AtlasDataset(again)[i] for i in range(30)] == [{"i": i, "t": (i, "x")} for i in range(30)]
-    refused = atlas_ds("convert", str(src), str(tmp_path / "g"), "--encoding", "typed", "--framing", "grouped")
-    assert refused.returncode == 2 and "typed examples use block, example or list" in refused.stderr
+    listed = tmp_path / "listed"
+    assert atlas_ds("convert", str(typed_dst), str(listed), "--framing", "list", "--no-progress").returncode == 0
+    assert json.loads(atlas_ds("info", str(listed), "--json").stdout)["framing"] == "list"
+    assert [AtlasDataset(listed)[i] for i in range(30)] == [{"i": i, "t": (i, "x")} for i in range(30)]

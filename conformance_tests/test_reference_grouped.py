@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_reference_helpers import read_index, reseal, rewrite_meta, same, tree_digest
+from test_reference_helpers import read_index, replace_block, reseal, rewrite_meta, same, tree_digest
 
 from atlas_format import grouped
 from atlas_format.constants import Limits
@@ -408,29 +408,6 @@ def test_a_preamble_above_the_reader_limit_is_refused(tmp_path):
     with pytest.raises(LimitError, match="pickle_preamble") as info:
         AtlasDataset(root, limits=Limits(max_preamble_size=8))
     assert info.value.shard == "000000"
-
-
-def replace_block(root: Path, b: int, stored: bytes, raw_size: int) -> None:
-    """Put ``stored`` in place of block ``b`` of shard 000000 (sizes, offsets and checksums rewritten)."""
-    folder = root / "000000"
-    header, entries = read_index(folder)
-    data = (folder / "data.bin").read_bytes()
-    blocks = [data[int(e["offset"]):int(e["offset"]) + int(e["stored_size"])] for e in entries]
-    blocks[b] = stored
-    entries[b]["raw_size"] = raw_size
-    offset = 0
-    for e, block in zip(entries, blocks, strict=True):
-        e["offset"], e["stored_size"] = offset, len(block)
-        offset += len(block)
-    header["data_size"] = offset
-    (folder / "data.bin").write_bytes(b"".join(blocks))
-    (folder / "index.bin").write_bytes(build_index(header, entries))
-    rewrite_meta(folder / "meta.json", data_size=offset, max_block_raw_size=int(entries["raw_size"].max()))
-    root_doc = parse_json((root / "meta.json").read_bytes())
-    root_doc["shards"][0]["data_size"] = offset
-    root_doc["max_block_raw_size"] = int(entries["raw_size"].max())
-    (root / "meta.json").write_bytes(dump_checksummed_json(root_doc))
-    reseal(root)
 
 
 def _slices(preamble: bytes, examples: list[Any]) -> list[bytes]:

@@ -68,3 +68,26 @@ def rewrite_meta(path: Path, **changes: Any) -> None:
     doc = parse_json(path.read_bytes())
     doc.update(changes)
     path.write_bytes(dump_checksummed_json(doc))
+
+
+def replace_block(root: Path, b: int, stored: bytes, raw_size: int) -> None:
+    """Put ``stored`` in place of block ``b`` of shard 000000 (sizes, offsets and checksums rewritten)."""
+    folder = root / "000000"
+    header, entries = read_index(folder)
+    data = (folder / "data.bin").read_bytes()
+    blocks = [data[int(e["offset"]):int(e["offset"]) + int(e["stored_size"])] for e in entries]
+    blocks[b] = stored
+    entries[b]["raw_size"] = raw_size
+    offset = 0
+    for e, block in zip(entries, blocks, strict=True):
+        e["offset"], e["stored_size"] = offset, len(block)
+        offset += len(block)
+    header["data_size"] = offset
+    (folder / "data.bin").write_bytes(b"".join(blocks))
+    (folder / "index.bin").write_bytes(build_index(header, entries))
+    rewrite_meta(folder / "meta.json", data_size=offset, max_block_raw_size=int(entries["raw_size"].max()))
+    root_doc = parse_json((root / "meta.json").read_bytes())
+    root_doc["shards"][0]["data_size"] = offset
+    root_doc["max_block_raw_size"] = int(entries["raw_size"].max())
+    (root / "meta.json").write_bytes(dump_checksummed_json(root_doc))
+    reseal(root)

@@ -1,5 +1,5 @@
-"""Typed datasets (spec 3.12, TYPED-1): the reference writes ``encoding="typed"`` with framings block, example and
-list and every codec, reads them back exactly on every read path without unpickling, keeps the encoding when
+"""Typed datasets (spec 3.12, TYPED-1, TYPED-7): the reference writes ``encoding="typed"`` with every framing and
+codec, reads them back exactly on every read path without unpickling, keeps the encoding when
 appending and in parallel writes, and refuses what it cannot write or read with errors naming the example;
 the validator passes what the reference writes and reports what is broken."""
 
@@ -23,7 +23,7 @@ from typed_trees import TREES, same
 from validator_vectors import examples as text_examples
 from validator_vectors import write_v2
 
-from atlas_format import typed
+from atlas_format import grouped, typed
 from atlas_format.enums import INDEX_FLAG_TYPED
 from atlas_format.metadata import parse_json
 from atlas_validator import validate
@@ -33,7 +33,7 @@ from torch_atlas_ds.parallel import write_dataset
 
 CODECS = {"zstd": {}, "zstd-none-dict": {"compression_strategy": 1}, "lz4": {"codec": "lz4"},
           "none": {"compression_strategy": 0}}
-FRAMINGS = ["block", "example", "list"]
+FRAMINGS = ["grouped", "block", "example", "list"]
 
 
 def write(root: Path, values: list[Any], block_size: int, shard_size: int = 1000, **kw: Any) -> Path:
@@ -77,14 +77,18 @@ def images(n: int) -> list[dict[str, Any]]:
             for i in range(n)]
 
 
-def test_typed_datasets_record_their_encoding_and_default_to_block_framing(tmp_path):
+def test_typed_datasets_record_their_encoding_and_default_to_grouped_framing(tmp_path):
     root = write(tmp_path / "d", images(30), 8, 16)
     doc = parse_json((root / "meta.json").read_bytes())
     shard = parse_json((root / "000000" / "meta.json").read_bytes())
-    assert doc["encoding"] == shard["encoding"] == "typed" and "framing" not in doc  # framing block
+    assert doc["encoding"] == shard["encoding"] == "typed" and doc["framing"] == shard["framing"] == "grouped"
+    assert grouped.PREAMBLE_MEMBER not in shard and "group_size" not in shard  # 300-byte examples: groups of 8
     header, _ = read_index(root / "000000")
-    assert header["flags"] == INDEX_FLAG_TYPED
+    assert header["flags"] == INDEX_FLAG_TYPED | 0x04
     assert AtlasDataset(root).shards[0].encoding == "typed"
+    for codec in ({"codec": "lz4"}, {"compression_strategy": 0}):  # no zstd: framing block, as for pickles
+        other = write(tmp_path / f"o{len(codec)}{list(codec)[0]}", images(10), 8, 16, **codec)
+        assert "framing" not in parse_json((other / "meta.json").read_bytes())
     pickled = write_v2(tmp_path / "p", text_examples(10))
     assert "encoding" not in parse_json((pickled / "meta.json").read_bytes())  # pickle: absent, bytes unchanged
 
@@ -117,7 +121,6 @@ def test_an_unencodable_value_names_the_example_and_its_path_and_publishes_nothi
 
 
 @pytest.mark.parametrize("kw, words", [
-    ({"framing": "grouped"}, "framing='grouped' is for pickled examples"),
     ({"format_version": 1}, "encoding='typed' needs format_version=2"),
 ])
 def test_what_typed_cannot_be_is_refused_before_writing(tmp_path, kw, words):
@@ -219,4 +222,5 @@ def test_every_typed_golden_vector_reads_exactly_where_pickle_raises():
     done = subprocess.run([sys.executable, "-c", script, str(Path(__file__).parent)], capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["28-typed-block", "29-typed-list-none-appended"]
+    assert done.stdout.split() == ["28-typed-block", "29-typed-list-none-appended", "30-typed-grouped-shared-dict",
+                                   "31-typed-grouped-images-none"]
