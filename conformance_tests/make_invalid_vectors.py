@@ -37,7 +37,7 @@ import numpy as np
 from atlas_format import grouped, index_v2, metadata, npy, zstd_frame
 from atlas_format.checksum import XXH3_64
 from atlas_format.constants import V2_INDEX_HEADER_SIZE
-from atlas_format.enums import INDEX_FLAG_GROUP_SHIFT
+from atlas_format.enums import INDEX_FLAG_GROUP_SHIFT, INDEX_FLAG_TYPED
 
 VECTORS = make_vectors.VECTORS
 
@@ -232,6 +232,38 @@ def _group_size_bits_cleared(root: Path) -> None:
     seal_v2(root)
 
 
+def _typed_bit_cleared(root: Path) -> None:
+    """Shard 000001's index flags keep framing list's bit but clear the typed bit (5) while its meta.json says
+    typed: a reader that trusted the flags would unpickle MessagePack."""
+    index = bytearray((root / "000001" / "index.bin").read_bytes())
+    index[17] &= ~INDEX_FLAG_TYPED
+    (root / "000001" / "index.bin").write_bytes(bytes(index))
+    seal_v2(root)
+
+
+def _typed_unknown_dtype(block: bytes) -> bytes:
+    """The first ``"array"`` extension of a typed block with dtype code 99 (outside TYPED-4's table)."""
+    at = block.index(b"\xa5array\xc9") + 6 + 6  # the ext 32 header (0xc9, u32 size, i8 type), then ArrayHeader
+    return block[:at] + bytes([99]) + block[at + 1:]
+
+
+def _typed_depth_bomb(root: Path) -> None:
+    """Block 1 of shard 000000 (typed list, codec none) with its last example replaced by arrays nested 100,000
+    deep (TYPED-5 allows 64): 100 KB that a recursive decoder would follow into the C stack."""
+    from atlas_format.testing.vectors import decode_example
+    from torch_atlas_ds.typed_codec import array_of_encoded, encode
+
+    expected = json.loads((VECTORS / V2_TYPED_LIST / "expected.json").read_text("utf-8"))
+    examples = [decode_example(e) for e in expected["examples"]]
+    block_size = json.loads((VECTORS / V2_TYPED_LIST / "case.json").read_text("utf-8"))["writer"]["block_size"]
+    items = [encode(e) for e in examples[block_size:2 * block_size]]
+
+    def bomb(block: bytes) -> bytes:
+        assert block == array_of_encoded(items), "block 1 is not the encoding of its expected examples"
+        return array_of_encoded([*items[:-1], b"\x91" * 100_000 + b"\xc0"])
+    _v2_list_block_rewritten(root, "000000", 1, bomb)
+
+
 def _typed_shape_plus_one(block: bytes) -> bytes:
     """The first ``"array"`` extension of a typed block (fixstr key, then ext 32 of type 1) with its shape's
     first entry one larger, every length unchanged."""
@@ -281,6 +313,7 @@ def _v2_list_block_rewritten(root: Path, shard: str, block: int, transform: Call
     for entry in root_doc["shards"]:
         if entry["name"] == shard:
             entry["data_size"] = offset
+    root_doc["max_block_raw_size"] = max(root_doc["max_block_raw_size"], *map(len, blocks))
     (root / "meta.json").write_bytes(metadata.dump_checksummed_json(root_doc))
     seal_v2(root)
 
@@ -436,6 +469,14 @@ def cases() -> list[Case]:
         ("v2-typed-truncated-payload-sealed", V2_TYPED_LIST, "encoding typed: block 1 of shard 000000 lost its last "
          "5 bytes (its last example's MessagePack object is cut short), sizes and checksums resealed", ["ATL700"],
          lambda r: _v2_list_block_rewritten(r, "000000", 1, lambda b: b[:-5]), False),
+        ("v2-typed-unknown-dtype-sealed", V2_TYPED_LIST, "encoding typed: in block 1 of shard 000000 the first "
+         "example's array has dtype code 99, outside the closed table (TYPED-4), checksums resealed", ["ATL704"],
+         lambda r: _v2_list_block_rewritten(r, "000000", 1, _typed_unknown_dtype), False),
+        ("v2-typed-depth-bomb-sealed", V2_TYPED_LIST, "encoding typed: the last example of block 1 of shard 000000 "
+         "replaced by arrays nested 100,000 deep (TYPED-5 allows 64), sizes and checksums resealed", ["ATL706"],
+         _typed_depth_bomb, False),
+        ("v2-typed-flag-cleared-sealed", V2_TYPED_LIST, "encoding typed: index.bin flags bit 5 (typed) cleared in "
+         "shard 000001 while its meta.json says typed, checksums resealed", ["ATL307"], _typed_bit_cleared, False),
         ("v2-typed-grouped-wrong-count-sealed", V2_TYPED_GROUPED, "encoding typed, framing grouped (TYPED-7): the "
          "MessagePack array header of block 1 of shard 000000 counts 7 of its 8 examples, checksums resealed",
          ["ATL411"], _typed_grouped_count_one_less, False),
