@@ -211,3 +211,22 @@ def test_the_array_header_fast_path_is_the_declaration():
     assert len(built) == typed.header_size(3)
     assert [d.code for d in typed.DTYPES] == list(range(1, 16))
     assert {d.name for d in typed.DTYPES if d.numpy is None} == {"bfloat16"}
+
+
+def test_the_decoders_header_table_is_bounded_and_never_skips_a_check():
+    decoder = TypedDecoder()
+    many = [np.zeros((1, k), np.uint8) for k in range(TypedDecoder.LAYOUTS + 50)]  # a header per shape
+    assert all(np.array_equal(decoder.decode(encode(a)), a) for a in many)
+    assert len(decoder._layouts) <= TypedDecoder.LAYOUTS
+    data = encode(np.arange(6, dtype=np.int32).reshape(2, 3))
+    assert np.array_equal(decoder.decode(data), np.arange(6).reshape(2, 3))
+    assert data[0] == 0xC9  # ext 32: u32 payload size, then the type
+    short = data[:1] + (int.from_bytes(data[1:5], "big") - 1).to_bytes(4, "big") + data[5:-1]
+    with pytest.raises(FormatError, match=r"takes 24 bytes"):  # the header is known, the payload one byte short
+        decoder.decode(short)
+    flags = encode(np.array([True, False]))
+    assert decoder.decode(flags).tolist() == [True, False]
+    with pytest.raises(FormatError, match="other than 0 and 1"):  # checked on every bool array, known header or not
+        decoder.decode(flags[:-1] + b"\x02")
+    tensor = decoder.decode(encode(torch.arange(3, dtype=torch.bfloat16)))
+    assert tensor.dtype == torch.bfloat16 and tensor.tolist() == [0.0, 1.0, 2.0]

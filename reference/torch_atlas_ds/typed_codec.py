@@ -31,6 +31,8 @@ _FLOAT64 = struct.Struct(">d")
 _EXT32 = struct.Struct(">BIb")
 _NUMPY_DTYPES = {d.code: np.dtype(d.numpy) for d in typed.DTYPES if d.numpy}  # what a decoded array has
 _NUMPY_CODES = {np.dtype(d.numpy).str if d.numpy else None: d for d in typed.DTYPES if d.numpy}
+#: ArrayHeader's size for each ndim byte (the cache key of a payload's header, before it is checked)
+_HEAD_SIZES = tuple(typed.header_size(ndim) for ndim in range(256))
 _BIG_ENDIAN = {np.dtype(d.numpy).newbyteorder(">").str: d for d in typed.DTYPES if d.numpy and d.itemsize > 1}
 
 
@@ -258,10 +260,18 @@ def array_of_encoded(items: list[bytes]) -> bytes:
 
 class TypedDecoder:
     """Decodes typed examples (one per call) with msgspec; FormatError on anything TYPED-2..5 refuses that
-    msgspec or the extension hook sees."""
+    msgspec or the extension hook sees.
+
+    The hook checks an array header once per (header bytes, payload size, extension) and keeps what it
+    found (dtype, shape, where the data starts): an image dataset's arrays share a few headers, so each
+    later array costs a dict lookup and one copy. At most ``LAYOUTS`` headers are kept (hostile data
+    cannot grow the table beyond that)."""
+
+    LAYOUTS = 1024
 
     def __init__(self) -> None:
         self._decoder = msgspec.msgpack.Decoder(ext_hook=self._ext)
+        self._layouts: dict[bytes, tuple[Any, tuple[int, ...], int, bool, int, int]] = {}
 
     def __reduce__(self) -> tuple[type[TypedDecoder], tuple[()]]:
         return TypedDecoder, ()  # a new decoder in the receiving process (DataLoader workers)
@@ -285,16 +295,36 @@ class TypedDecoder:
         if code != typed.EXT_NDARRAY and code != typed.EXT_TENSOR:
             raise FormatError(f"unknown MessagePack extension type {code} (typed examples use "
                               f"{', '.join(map(str, typed.EXT_CODES))})")
-        entry, shape, data = _array_parts(payload)
+        size = len(payload)
+        key = payload[:_HEAD_SIZES[payload[1]]].tobytes() if size > 1 else b""
+        layout = self._layouts.get(key)
+        if layout is None or layout[4] != size or layout[5] != code:
+            layout = self._layout(code, payload, key)
+        dtype, shape, start, is_bool = layout[:4]
+        data = payload[start:]
+        if is_bool and len(data) and int(np.frombuffer(data, np.uint8).max()) > 1:
+            raise FormatError("a bool array holds a byte other than 0 and 1")
         if code == typed.EXT_NDARRAY:
-            if entry.numpy is None:
-                raise FormatError(f"an ndarray of dtype {entry.name}, which numpy has not (tensors only)")
-            return np.frombuffer(bytearray(data), dtype=_NUMPY_DTYPES[entry.code]).reshape(shape)
-        return _tensor(entry, shape, data)
+            return np.ndarray(shape, dtype, bytearray(data))
+        return _tensor(dtype, shape, data)
+
+    def _layout(self, code: int, payload: memoryview, key: bytes) -> tuple[Any, tuple[int, ...], int, bool, int, int]:
+        """(numpy or torch dtype, shape, where the data starts, bool, payload size,
+        extension code) of a payload whose header is checked here (TYPED-3), kept for the next payload with
+        the same header bytes, size and code."""
+        entry, shape, start = _array_parts(payload)
+        if code == typed.EXT_NDARRAY and entry.numpy is None:
+            raise FormatError(f"an ndarray of dtype {entry.name}, which numpy has not (tensors only)")
+        if len(self._layouts) >= self.LAYOUTS:
+            self._layouts.clear()
+        dtype = _NUMPY_DTYPES[entry.code] if code == typed.EXT_NDARRAY else _torch_dtype(entry)
+        self._layouts[key] = layout = (dtype, shape, start, entry.name == "bool", len(payload), code)
+        return layout
 
 
-def _array_parts(payload: memoryview) -> tuple[typed.DType, tuple[int, ...], memoryview]:
-    """(dtype entry, shape, data) of an array or tensor payload, its sizes checked (TYPED-3)."""
+def _array_parts(payload: memoryview) -> tuple[typed.DType, tuple[int, ...], int]:
+    """(dtype entry, shape, where the data starts) of an array or tensor payload, its sizes checked
+    (TYPED-3)."""
     if len(payload) < typed.ARRAY_HEAD.size:
         raise FormatError(f"an array payload of {len(payload)} bytes is shorter than its header")
     code, ndim, pad, reserved = typed.ARRAY_HEAD.unpack_from(payload)
@@ -312,16 +342,18 @@ def _array_parts(payload: memoryview) -> tuple[typed.DType, tuple[int, ...], mem
     if len(payload) - head - pad != expected:
         raise FormatError(f"an array of shape {list(shape)} and dtype {entry.name} takes {expected} bytes, its "
                           f"payload holds {len(payload) - head - pad}")
-    data = payload[head + pad:]
-    if entry.name == "bool" and expected and int(np.frombuffer(data, np.uint8).max()) > 1:
-        raise FormatError("a bool array holds a byte other than 0 and 1")
-    return entry, shape, data
+    return entry, shape, head + pad
 
 
-def _tensor(entry: typed.DType, shape: tuple[int, ...], data: memoryview) -> Any:
+def _torch_dtype(entry: typed.DType) -> Any:
     import torch
 
-    dtype = getattr(torch, entry.torch)
+    return getattr(torch, entry.torch)
+
+
+def _tensor(dtype: Any, shape: tuple[int, ...], data: memoryview) -> Any:
+    import torch
+
     if not len(data):
         return torch.empty(shape, dtype=dtype)
     return torch.frombuffer(bytearray(data), dtype=dtype).reshape(shape)
