@@ -322,9 +322,9 @@ def _writer_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
     group.add_argument("--codec", choices=("none", "zstd", "lz4"), default=None,
                        help="block codec (lz4: version 2, no dictionary)")
     group.add_argument("--framing", choices=("grouped", "block", "example", "list"), default=None,
-                       help="a pickled list per block that also unpickles in groups (default of version 2 with "
-                            "zstd), one codec frame per block (the default with lz4 and none), per example (fast "
-                            "random reads, more bytes), or per block over a pickled list (version 1's blocks)")
+                       help="a list per block (pickled, or typed) that also decodes in groups (default of "
+                            "version 2 with zstd), one codec frame per block (the default with lz4 and none), per "
+                            "example (fast random reads, more bytes), or per block over a list (version 1's blocks)")
     group.add_argument("--encoding", choices=("pickle", "typed"), default=None,
                        help="examples as pickles, or as typed MessagePack objects read without unpickling (spec "
                             "3.12; the default of create --from-jsonl); convert keeps the source's")
