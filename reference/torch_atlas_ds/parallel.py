@@ -22,6 +22,7 @@ from typing import Any
 from atlas_format import DEFAULT_LIMITS, Codec, CompressionStrategy, Framing, Limits
 from atlas_format.layout import v2_shard_name
 
+from .engines import is_dask_bag, write_bag
 from .writer import AtlasDatasetWriter, _V1ShardBuilder, _V2ShardBuilder
 
 
@@ -34,6 +35,8 @@ class _Chunk:
     source: Any = None
     start: int = 0
     stop: int = 0
+    #: the dataset index of the shard's first example (None: number x shard_size, every shard before is full)
+    first: int | None = None
 
     def __iter__(self) -> Iterator[Any]:
         if self.examples is not None:
@@ -94,7 +97,8 @@ def _build_shard(job: _ShardJob, chunk: _Chunk) -> tuple[int, Any]:
     name = v2_shard_name(chunk.number)
     v2 = _V2ShardBuilder(Path(job.folder) / name, name, job.block_size, Codec(job.codec), job.level, job.dict_size,
                          job.mode, job.dictionary, job.limits, framing=job.framing, preamble_seed=job.preamble_seed,
-                         encoding=job.encoding, first=chunk.number * job.shard_size)
+                         encoding=job.encoding,
+                         first=chunk.number * job.shard_size if chunk.first is None else chunk.first)
     try:
         for example in chunk:
             v2.add_example(example)
@@ -137,7 +141,9 @@ def write_dataset(examples: Iterable[Any] | Any, path: str | os.PathLike[str], *
     """Write ``examples`` to a new dataset at ``path``, shards built by ``num_workers`` processes.
 
     ``examples`` may be any iterable, or an indexable dataset (``len`` and ``[i]``, e.g. an
-    AtlasDataset or a HuggingFace dataset) that workers read directly by index range.
+    AtlasDataset or a HuggingFace dataset) that workers read directly by index range, or a
+    ``dask.bag.Bag``, whose partitions dask's tasks write (``engines.write_bag``: version 2, each
+    partition's last shard may be partial; ``num_workers`` does not apply).
     ``num_workers`` defaults to the CPU count; 1 writes in this process. The arguments
     otherwise mean what they mean for AtlasDatasetWriter. ``before_publish(folder)`` is called with
     the finished temporary folder (a complete dataset) just before it is published; if it raises,
@@ -150,6 +156,17 @@ def write_dataset(examples: Iterable[Any] | Any, path: str | os.PathLike[str], *
                                 compression_dict_size, codec=codec, format_version=format_version,
                                 user_metadata=user_metadata, limits=limits, framing=framing, encoding=encoding)
     writer.before_publish = before_publish
+    if is_dask_bag(examples):
+        bar = _progress(None, progress, desc)
+        try:
+            write_bag(examples, writer, bar)
+            writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+        finally:
+            bar.close()
+        return Path(path)
     by_range = hasattr(examples, "__len__") and hasattr(examples, "__getitem__") and not isinstance(examples, list)
     total = len(examples) if hasattr(examples, "__len__") else None  # type: ignore[arg-type]
     bar = _progress(total, progress, desc)

@@ -1,0 +1,40 @@
+"""Functions the distributed-engine tests hand to dask (an importable module, so workers find them)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+
+def example(i: int) -> dict[str, Any]:
+    return {"i": i, "text": "word " * (i % 9), "pair": (i, -i)}
+
+
+def failing(i: int) -> dict[str, Any]:
+    """An example that cannot be made: the task fails."""
+    if i == 500:
+        raise ValueError("example 500 is broken")
+    return example(i)
+
+
+class DiesWhenWritten:
+    """A value whose pickling (when a task writes its shard) marks the file and kills the worker process."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        Path(self.marker).touch()
+        os._exit(1)  # the worker dies mid-write, as a killed task would
+
+
+def dies_once(marker: str, at: int) -> Any:
+    """A map whose example ``at`` kills the worker writing it, until the marker exists (the task's retry then
+    makes the plain example)."""
+    def make(i: int) -> dict[str, Any]:
+        value = example(i)
+        if i == at and not Path(marker).exists():
+            value["pair"] = DiesWhenWritten(marker)
+        return value
+    return make
