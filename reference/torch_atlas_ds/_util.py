@@ -10,6 +10,7 @@ from typing import Any
 
 from atlas_format.constants import DICT_FILE
 from atlas_format.files import Location
+from atlas_format.remote import RemoteLocation
 
 # Bumped in every child after fork, so lazily opened handles know to reopen.
 _FORK_GENERATION = [0]
@@ -88,9 +89,11 @@ def file_identity(status: os.stat_result) -> tuple[int, int, int, int]:
     return status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns
 
 
-def shared_dictionary(folder: Location) -> Location:
+def shared_dictionary(folder: Location | RemoteLocation) -> Location | RemoteLocation:
     """Where a shard folder's dataset keeps the shared zstd_dict.bin: the dataset root for a shard of a
     dataset, the parent folder for a shard folder opened on its own (then it is the user's path)."""
+    if isinstance(folder, RemoteLocation):
+        return RemoteLocation(folder.root, DICT_FILE)
     return Location(folder.root, DICT_FILE) if folder.rel else Location(folder.root.parent, DICT_FILE)
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from atlas_format.files import Location, open_regular
+from atlas_format.remote import RemoteLocation
 
 from ._util import file_identity
 
@@ -26,6 +27,8 @@ class ByteSource(Protocol):
 
     size: int
     identity: tuple[Any, ...]
+    #: whether bytes verified once stay verified (else every read of them is verified again)
+    verified_once: bool
 
     def read(self, offset: int, length: int) -> Buffer:
         """``length`` bytes from ``offset`` (the caller keeps within ``size``)."""
@@ -45,6 +48,9 @@ class MappedFile:
     with ``mapped=False``). The descriptor is closed at once: the map keeps its own."""
 
     __slots__ = ("location", "size", "identity", "_map", "_view")
+
+    #: whether bytes verified once stay verified (a mapped file's do; a store may serve other bytes later)
+    verified_once = True
 
     def __init__(self, location: Location, *, limit: int, shard: str | None = None, mapped: bool = True,
                  what: str | None = None) -> None:
@@ -68,3 +74,36 @@ class MappedFile:
         """Drop this object's references; the map closes when the last view of it goes."""
         self._view = memoryview(b"")
         self._map = None
+
+
+class RemoteFile:
+    """A dataset file behind a URL (``atlas_format.remote``): its size checked against the limit when it is
+    opened, every range fetched when it is read (nothing is kept: the shard reader verifies each block it
+    fetches, ``verified_once`` False), several ranges merged and fetched concurrently."""
+
+    __slots__ = ("location", "size", "identity")
+
+    #: whether bytes verified once stay verified (a mapped file's do; a store may serve other bytes later)
+    verified_once = False
+
+    def __init__(self, location: RemoteLocation, *, limit: int, shard: str | None = None, what: str | None = None
+                 ) -> None:
+        self.location = location
+        self.size, self.identity = location.info(limit=limit, what=what, shard=shard)
+
+    def read(self, offset: int, length: int) -> bytes:
+        return self.location.read_range(offset, length) if length else b""
+
+    def read_many(self, ranges: Iterable[tuple[int, int]]) -> list[Buffer]:
+        return list(self.location.read_ranges(ranges))
+
+    def close(self) -> None:
+        return None
+
+
+def open_source(location: Location | RemoteLocation, *, limit: int, shard: str | None = None, mapped: bool = True,
+                what: str | None = None) -> MappedFile | RemoteFile:
+    """The byte source of a dataset file: mapped when it is local, fetched by range when it is behind a URL."""
+    if isinstance(location, RemoteLocation):
+        return RemoteFile(location, limit=limit, shard=shard, what=what)
+    return MappedFile(location, limit=limit, shard=shard, mapped=mapped, what=what)

@@ -26,9 +26,10 @@ from atlas_format.constants import DEFAULT_LIMITS, META_FILE, Limits
 from atlas_format.errors import AtlasError
 from atlas_format.files import Location
 from atlas_format.pickle_values import DEFAULT_PICKLE_LIMITS, PickleLimits
+from atlas_format.remote import RemoteLocation, UrlPath, is_url
 
 from .block_cache import TAKEN, BlockCache
-from .errors import IncompleteDatasetError
+from .errors import IncompleteDatasetError, VersionError
 from .leftovers import unfinished_write
 from .metadata import AtlasDatasetShardMetadata
 from .safe_pickle import make_loads
@@ -36,7 +37,7 @@ from .shard_files import check_version, read_json_file
 from .shard_state import OpenShards
 from .shard_v1 import V1Shard
 from .shard_v2 import V2Shard
-from .shards import Shard, open_v1_shards, open_v2_shards
+from .shards import Shard, open_v1_shards, open_v2_shards, root_location
 
 #: Decoded blocks kept per dataset (per process). Small on purpose: a random-access
 #: workload gains nothing from a big cache; sequential and block-shuffled reads need
@@ -170,6 +171,13 @@ class _Reader:
                 else:
                     group[0].append(slot)
                     group[1].append(pos)
+            ahead: dict[int, list[int]] = {}
+            for k, b in groups:
+                ahead.setdefault(k, []).append(b)
+            for k, blocks in ahead.items():  # a shard behind a URL fetches the batch's blocks at once
+                prefetch = getattr(shards[k], "prefetch", None)
+                if prefetch is not None:
+                    prefetch(blocks)
             for (k, b), (slots, positions) in groups.items():
                 if shards[k] is not self._current:
                     self._switch(shards[k])
@@ -250,6 +258,9 @@ class AtlasDataset(_Reader, torch.utils.data.Dataset):  # type: ignore[type-arg]
       max_open_shards    shards whose files stay mapped per process (default 64, two descriptors each);
                          the least recently used beyond it is closed and reopens on its next read
       limits             atlas_format.Limits checked before allocating
+      storage_options    for a root URL (s3://, gs://, https://, any fsspec protocol; the ``remote`` extra):
+                         fsspec's options (endpoint, credentials); opening reads the metadata and indexes,
+                         a read fetches its stored block (verified by its checksum each time)
     """
 
     def __init__(self, root: str | os.PathLike[str], mmap_index: bool = True, *, verify_checksums: bool = True,
@@ -257,8 +268,10 @@ class AtlasDataset(_Reader, torch.utils.data.Dataset):  # type: ignore[type-arg]
                  block_cache_size: int = DEFAULT_BLOCK_CACHE_SIZE,
                  block_cache_bytes: int | None = DEFAULT_BLOCK_CACHE_BYTES,
                  max_open_shards: int = DEFAULT_MAX_OPEN_SHARDS, limits: Limits = DEFAULT_LIMITS,
-                 pickle_limits: PickleLimits = DEFAULT_PICKLE_LIMITS) -> None:
-        self.root = Path(root)
+                 pickle_limits: PickleLimits = DEFAULT_PICKLE_LIMITS,
+                 storage_options: dict[str, Any] | None = None) -> None:
+        location = root_location(root if isinstance(root, str) and is_url(root) else Path(root), storage_options)
+        self.root: Path | UrlPath = location.path if isinstance(location, RemoteLocation) else Path(root)
         self.mmap_index = mmap_index
         self.verify_checksums = verify_checksums
         self.safe = safe
@@ -271,19 +284,23 @@ class AtlasDataset(_Reader, torch.utils.data.Dataset):  # type: ignore[type-arg]
         self._process_state()
         loads = make_loads(safe, self.allowed_globals, pickle_limits)
         meta_path = self.root / META_FILE
-        if not self.root.is_dir():  # the root may be a symlink: the user named it
+        if isinstance(self.root, Path) and not self.root.is_dir():  # the root may be a symlink: the user named it
             _refuse_unfinished(self.root)
             raise FileNotFoundError(f"no dataset folder at {self.root}")
-        _, doc = read_json_file(Location(self.root, META_FILE), limits, missing=IncompleteDatasetError)
+        root_meta = read_json_file(location / META_FILE, limits, missing=IncompleteDatasetError)
+        doc = root_meta[1]
         self.version = check_version(doc, meta_path)
+        if self.version == 1 and isinstance(location, RemoteLocation):
+            raise VersionError("a version 1 dataset is read from a local folder (its shards are found by listing "
+                               "it); convert it to version 2 to read it from a URL", path=meta_path)
         opening: dict[str, Any] = {"mmap_index": mmap_index, "limits": limits, "loads": loads, "cache": self._cache,
                                    "opened": self._opened}
         self.v2_metadata: dict[str, Any] | None = None
         if self.version == 1:
-            self.metadata, self._shards = open_v1_shards(self.root, doc, **opening)
+            self.metadata, self._shards = open_v1_shards(Path(root), doc, **opening)
         else:
             self.v2_metadata, self.metadata, self._shards = open_v2_shards(
-                self.root, verify_checksums=verify_checksums, **opening)
+                location, verify_checksums=verify_checksums, root_meta=root_meta, **opening)
         self._starts = []
         total = 0
         for shard in self._shards:

@@ -16,6 +16,7 @@ from atlas_format.constants import Limits
 from atlas_format.enums import Codec
 from atlas_format.files import Location, open_regular, read_regular
 from atlas_format.metadata import file_checksum_text, parse_json, validate_schema, verify_checksummed_json
+from atlas_format.remote import RemoteLocation
 
 from .errors import (
     AtlasError,
@@ -29,14 +30,14 @@ from .errors import (
 )
 
 
-def read_json_file(location: Location, limits: Limits, *, missing: type[AtlasError] = MissingShardError,
-                   shard: str | None = None) -> tuple[bytes, Any]:
+def read_json_file(location: Location | RemoteLocation, limits: Limits, *,
+                   missing: type[AtlasError] = MissingShardError, shard: str | None = None) -> tuple[bytes, Any]:
     """(bytes, parsed JSON) of a metadata file; absent is ``missing``, too large a LimitError (before reading)."""
     data = read_regular(location, limit=limits.max_metadata_size, missing=missing, shard=shard)
     return data, parse_json(data, path=location.path, limits=limits)
 
 
-def check_version(doc: Any, path: Path) -> int:
+def check_version(doc: Any, path: Path | str) -> int:
     """The format version of a parsed meta.json: exactly the integer 1 or 2, else VersionError."""
     if not isinstance(doc, dict):
         raise MetadataError("meta.json is not a JSON object", path=path)
@@ -55,7 +56,7 @@ def load_dictionary(location: Location, expected: dict[str, Any], limits: Limits
     return data
 
 
-def _check_dictionary(data: bytes, path: Path, expected: dict[str, Any], shard: str | None) -> None:
+def _check_dictionary(data: bytes, path: Path | str, expected: dict[str, Any], shard: str | None) -> None:
     if len(data) != expected["size"]:
         raise FormatError(f"dictionary is {len(data)} bytes, metadata says {expected['size']}", path=path,
                           shard=shard)
@@ -76,9 +77,22 @@ def _check_dictionary(data: bytes, path: Path, expected: dict[str, Any], shard: 
 _DICTIONARIES: dict[tuple[Any, ...], bytes] = {}
 
 
-def read_dictionary(location: Location, expected: dict[str, Any] | None, limits: Limits,
+def read_dictionary(location: Location | RemoteLocation, expected: dict[str, Any] | None, limits: Limits,
                     shard: str | None = None) -> bytes:
-    """A dictionary file, verified against ``expected`` (its metadata record) when given; memoized per process."""
+    """A dictionary file, verified against ``expected`` (its metadata record) when given; memoized per process
+    (a dictionary behind a URL by its URL, size and the store's tag)."""
+    if isinstance(location, RemoteLocation):
+        size, identity = location.info(limit=limits.max_dictionary_size, what="the zstd dictionary this shard uses",
+                                       shard=shard)
+        key: tuple[Any, ...] = (*identity, None if expected is None else expected["checksum"])
+        data = _DICTIONARIES.get(key)
+        if data is None:
+            data = location.read(limit=limits.max_dictionary_size, what="the zstd dictionary this shard uses",
+                                 shard=shard)
+            if expected is not None:
+                _check_dictionary(data, location.path, expected, shard)
+            _DICTIONARIES[key] = data
+        return data
     with open_regular(location, limit=limits.max_dictionary_size, what="the zstd dictionary this shard uses",
                       shard=shard) as f:
         st = f.status
@@ -95,10 +109,11 @@ def read_dictionary(location: Location, expected: dict[str, Any] | None, limits:
     return data
 
 
-def read_v2_meta(location: Location, schema: str, limits: Limits, shard: str | None = None
-                 ) -> tuple[dict[str, Any], str]:
-    """A version 2 meta.json: version, codec, checksum and schema checked; returns (doc, checksum text)."""
-    data, doc = read_json_file(location, limits, shard=shard)
+def read_v2_meta(location: Location | RemoteLocation, schema: str, limits: Limits, shard: str | None = None,
+                 read: tuple[bytes, Any] | None = None) -> tuple[dict[str, Any], str]:
+    """A version 2 meta.json: version, codec, checksum and schema checked; returns (doc, checksum text).
+    ``read``: its (bytes, parsed JSON) when the caller read it already (``read_json_file``)."""
+    data, doc = read if read is not None else read_json_file(location, limits, shard=shard)
     path = location.path
     if check_version(doc, path) != 2:
         raise VersionError("expected version 2 metadata here", path=path)

@@ -36,10 +36,11 @@ from atlas_format.enums import Codec, DictionaryMode, Framing, v2_to_strategy
 from atlas_format.files import Location
 from atlas_format.grouped import FRAME_GROUP
 from atlas_format.index_v2 import DICTIONARY_MODE_IDS, shard_flags
+from atlas_format.remote import RemoteLocation
 
 from ._util import _FORK_GENERATION, fork_generation, shared_dictionary, zstd_decompressor
 from .block_cache import BlockCache, CachedBlock
-from .byte_source import ByteSource, MappedFile
+from .byte_source import ByteSource, open_source
 from .errors import (
     AtlasError,
     ChecksumError,
@@ -93,7 +94,8 @@ class V2Shard(ProcessLocalState):
     #: the shard example read last (``get``: a read right after it is read in order)
     _previous = -2
 
-    def __init__(self, location: Location, *, mmap_index: bool = True, shared_dict_bytes: bytes | None = None,
+    def __init__(self, location: Location | RemoteLocation, *, mmap_index: bool = True,
+                 shared_dict_bytes: bytes | None = None,
                  verify_checksums: bool = True, limits: Limits = DEFAULT_LIMITS, loads: Loads = pickle.loads,
                  cache: BlockCache | None = None, opened: OpenShards | None = None,
                  expected: dict[str, Any] | None = None, label: str | None = None,
@@ -139,7 +141,7 @@ class V2Shard(ProcessLocalState):
         self._dict_bytes: bytes | None = None
         # Where the dictionary is read again in another process: (file, metadata record or None);
         # None when the caller handed the bytes over (they then travel with the pickled shard).
-        self._dict_source: tuple[Location, dict[str, Any] | None] | None = None
+        self._dict_source: tuple[Location | RemoteLocation, dict[str, Any] | None] | None = None
         if self.dictionary == "shard":
             if doc["dictionary_file"] is None:
                 raise MetadataError("dictionary mode 'shard' without dictionary_file", **where)
@@ -202,6 +204,8 @@ class V2Shard(ProcessLocalState):
     def _reset(self) -> None:
         self._m = _CLOSED
         self._verified = bytearray()
+        self._keep_verified = 1
+        self._fetched: dict[int, Any] = {}  # stored blocks a batch fetched ahead (prefetch), read once each
         self._data_id: tuple[Any, ...] = ()  # data.bin's identity when _verified was filled
         # (identity, header_size, entry_size) of the index.bin checked in this process: reopening the
         # same file only rebuilds the view of its entries
@@ -231,7 +235,7 @@ class V2Shard(ProcessLocalState):
         """Open, check and map index.bin and data.bin (V2-INDEX-*), and join the dataset's open shards."""
         index_path = self.path / V2_INDEX_FILE
         where: dict[str, Any] = {"path": index_path, "shard": self.label}
-        index_source = MappedFile(self.location / V2_INDEX_FILE, limit=self.limits.max_index_size,
+        index_source = open_source(self.location / V2_INDEX_FILE, limit=self.limits.max_index_size,
                                   shard=self.label, mapped=self.mmap_index)
         size = index_source.size
         if size != self.meta["index"]["size"]:
@@ -250,7 +254,7 @@ class V2Shard(ProcessLocalState):
                 # grouped blocks of > 32 examples store frame starts besides the frames (checked per block)
                 identity_codec=self.codec == Codec.NONE and not self._grouped, limits=self.limits, where=where)
             self._index_layout = (index_source.identity, header_size, entry_size)
-        data = MappedFile(self.location / DATA_FILE, limit=self.limits.max_data_size, shard=self.label)
+        data = open_source(self.location / DATA_FILE, limit=self.limits.max_data_size, shard=self.label)
         if data.size != self.data_size:
             raise FormatError(f"data.bin is {data.size} bytes, meta.json says {self.data_size}",
                               path=self.path / DATA_FILE, shard=self.label)
@@ -263,6 +267,8 @@ class V2Shard(ProcessLocalState):
         if len(self._verified) != self.num_blocks or data.identity != self._data_id:
             self._verified = bytearray(self.num_blocks)  # blocks verified in this process (the same file)
             self._data_id = data.identity
+        # a block read from a store is verified each time it is fetched (the store may serve other bytes later)
+        self._keep_verified = 1 if data.verified_once else 0
         if self._dict_bytes is None and self._dict_source is not None:
             self._dict_bytes = self._read_dictionary()
         return self._finish_open(maps, zstd=self.codec == Codec.ZSTD)
@@ -306,15 +312,16 @@ class V2Shard(ProcessLocalState):
     def _stored(self, b: int, maps: _Maps) -> Any:
         """Stored block ``b`` (a view of data.bin's source), its checksum verified the first time in this
         process."""
-        off = maps.offsets[b]
-        stored = maps.data.read(off, maps.stored[b])  # type: ignore[union-attr]
+        fetched = self._fetched.pop(b, None) if self._fetched else None
+        stored = fetched if fetched is not None else \
+            maps.data.read(maps.offsets[b], maps.stored[b])  # type: ignore[union-attr]
         if self.verify_checksums and not self._verified[b]:
             actual = _xxh3(stored)
             if actual != maps.checksums[b]:
                 raise ChecksumError(f"block checksum mismatch: index.bin says "
                                     f"{XXH3_64.text(int(maps.checksums[b]))}, "
                                     f"the stored bytes hash to {XXH3_64.text(actual)}", **self.where(b))
-            self._verified[b] = 1
+            self._verified[b] = self._keep_verified
         return stored
 
     def decode_frame(self, frame: Any, b: int, pos: int | None, limit: int, size: int | None = None) -> Any:
@@ -417,6 +424,16 @@ class V2Shard(ProcessLocalState):
                 return value
         self._previous = i
         return self._framing.example(self._block(b), pos)
+
+    def prefetch(self, blocks: list[int]) -> None:
+        """Fetch the stored blocks a batch reads with one merged, concurrent request when the shard is behind a
+        URL (a mapped shard reads in place); each is verified when it is read (``_stored``)."""
+        maps = self._maps()
+        if maps.data.verified_once or len(blocks) < 2:  # type: ignore[union-attr]
+            return
+        wanted = sorted({b for b in blocks if self.cache.get((self.label, b)) is None})
+        ranges = [(int(maps.offsets[b]), int(maps.stored[b])) for b in wanted]
+        self._fetched = dict(zip(wanted, maps.data.read_many(ranges), strict=True))  # type: ignore[union-attr]
 
     def get_many(self, b: int, positions: list[int]) -> list[Any]:
         """Examples at ``positions`` of block ``b``, reading and decoding the block (or their frames) once."""

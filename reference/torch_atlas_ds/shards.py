@@ -15,6 +15,7 @@ from atlas_format.constants import DEFAULT_LIMITS, DICT_FILE, META_FILE, Limits
 from atlas_format.enums import Codec, DictionaryMode, v2_to_strategy
 from atlas_format.files import Location, require_folder
 from atlas_format.layout import v1_shard_folders
+from atlas_format.remote import RemoteLocation, RemoteRoot, is_url
 
 from .block_cache import BlockCache
 from .errors import MetadataError
@@ -41,15 +42,27 @@ def open_v1_shards(root: Path, doc: dict[str, Any], *, mmap_index: bool = True, 
     return AtlasDatasetMetadata(1, sizes, doc.get("compression_strategy")), shards
 
 
-def open_v2_shards(root: Path, *, mmap_index: bool = True, verify_checksums: bool = True,
+def root_location(root: str | Path, storage_options: dict[str, Any] | None = None) -> Location | RemoteLocation:
+    """The location of a dataset root: a local folder, or a URL read through fsspec with ``storage_options``."""
+    if is_url(root):
+        return RemoteLocation(RemoteRoot(str(root), storage_options))
+    if storage_options:
+        raise ValueError("storage_options are for a dataset behind a URL (s3://, gs://, https://, ...)")
+    return Location(Path(root))
+
+
+def open_v2_shards(root: Path | Location | RemoteLocation, *, mmap_index: bool = True, verify_checksums: bool = True,
                    limits: Limits = DEFAULT_LIMITS, loads: Loads = pickle.loads, cache: BlockCache | None = None,
-                   opened: OpenShards | None = None) -> tuple[dict[str, Any], AtlasDatasetMetadata, list[Shard]]:
-    """(verified root meta.json, the original's metadata tuple, the listed shards) of a version 2 root."""
-    meta_path = root / META_FILE
-    doc, _ = read_v2_meta(Location(root, META_FILE), "v2-root", limits)
+                   opened: OpenShards | None = None, root_meta: tuple[bytes, Any] | None = None
+                   ) -> tuple[dict[str, Any], AtlasDatasetMetadata, list[Shard]]:
+    """(verified root meta.json, the original's metadata tuple, the listed shards) of a version 2 root (a
+    folder, or its location: a URL's too); ``root_meta``: the root meta.json's (bytes, JSON) if read already."""
+    base = root if isinstance(root, (Location, RemoteLocation)) else Location(root)
+    meta_path = base.path / META_FILE
+    doc, _ = read_v2_meta(base / META_FILE, "v2-root", limits, read=root_meta)
     shared: bytes | None = None
     if doc["dictionary"] == "shared" and doc["shared_dictionary"] is not None:
-        shared = read_dictionary(Location(root, DICT_FILE), doc["shared_dictionary"], limits)
+        shared = read_dictionary(base / DICT_FILE, doc["shared_dictionary"], limits)
     shards: list[Shard] = []
     seen: set[str] = set()
     for entry in doc["shards"]:
@@ -57,7 +70,7 @@ def open_v2_shards(root: Path, *, mmap_index: bool = True, verify_checksums: boo
         if name in seen:
             raise MetadataError(f"shard {name} listed twice", path=meta_path)
         seen.add(name)
-        folder = Location(root, name)
+        folder = base / name
         require_folder(folder, what="shard folder listed in root meta.json", shard=name)
         if entry["dictionary"] == "shared" and shared is None:
             raise MetadataError("a shard uses the shared dictionary but the root has none", path=meta_path, shard=name)

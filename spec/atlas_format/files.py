@@ -27,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 
 from .errors import AtlasError, FormatError, LimitError, MissingShardError
+from .remote import RemoteLocation
 
 _FLAG = {name: getattr(os, name, 0) for name in ("O_NOFOLLOW", "O_NONBLOCK", "O_NOCTTY", "O_CLOEXEC", "O_BINARY",
                                                    "O_DIRECTORY")}
@@ -163,16 +164,22 @@ def open_regular(location: Location, *, limit: int, what: str | None = None,
     return RegularFile(fd, st, location)
 
 
-def read_regular(location: Location, *, limit: int, what: str | None = None,
+def read_regular(location: Location | RemoteLocation, *, limit: int, what: str | None = None,
                  missing: type[AtlasError] = MissingShardError, shard: str | None = None) -> bytes:
-    """The bytes of a dataset file that must be a regular file of at most ``limit`` bytes (see open_regular)."""
+    """The bytes of a dataset file that must be a regular file of at most ``limit`` bytes (see open_regular);
+    a file behind a URL is read whole after the size the store reports is checked (``remote``)."""
+    if isinstance(location, RemoteLocation):
+        return location.read(limit=limit, what=what, missing=missing, shard=shard)
     with open_regular(location, limit=limit, what=what, missing=missing, shard=shard) as handle:
         return handle.read()
 
 
-def require_folder(location: Location, *, what: str = "shard folder", missing: type[AtlasError] = MissingShardError,
-                   shard: str | None = None) -> None:
-    """Check that a folder inside a dataset exists and is a real folder (not a symlink to one)."""
+def require_folder(location: Location | RemoteLocation, *, what: str = "shard folder",
+                   missing: type[AtlasError] = MissingShardError, shard: str | None = None) -> None:
+    """Check that a folder inside a dataset exists and is a real folder (not a symlink to one); an object
+    store has no folders (its files are checked when they are read)."""
+    if isinstance(location, RemoteLocation):
+        return
     last = len(location.parts) - 1
     parent = _open_parent(location, missing, shard)
     try:

@@ -1,0 +1,138 @@
+"""Reading a dataset from a URL (issue 19, part 1): over HTTP with byte ranges and from S3 (moto's server), both
+started on 127.0.0.1. Opening fetches the metadata, the dictionary and the indexes only; a random read fetches
+its one stored block; a batch fetches its blocks in one merged request; every fetched block is verified by its
+checksum (a corrupted remote block names its URL and offset); DataLoader workers (fork and spawn) read through
+clients of their own."""
+
+from __future__ import annotations
+
+import multiprocessing
+import shutil
+
+import numpy as np
+import pytest
+import torch.utils.data
+from test_reference_helpers import read_index
+
+from torch_atlas_ds import AtlasDataset, AtlasDatasetWriter
+from torch_atlas_ds.errors import ChecksumError
+
+pytest.importorskip("aiohttp")  # fsspec's http filesystem
+remote_servers = pytest.importorskip("remote_servers")
+
+N = 600
+
+
+def examples() -> list[dict]:
+    rng = np.random.default_rng(3)
+    return [{"i": i, "text": " ".join(map(str, rng.integers(0, 1000, i % 30))), "v": rng.random(3).astype("<f4")}
+            for i in range(N)]
+
+
+def same(a: dict, b: dict) -> bool:
+    return a["i"] == b["i"] and a["text"] == b["text"] and np.array_equal(a["v"], b["v"])
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("served")
+    for name, kw in (("text", {}), ("typed", {"encoding": "typed"}), ("lz4", {"codec": "lz4"})):
+        with AtlasDatasetWriter(folder / name, 250, 16, **kw) as w:
+            for e in examples():
+                w.add_example(e)
+    server = remote_servers.RangeServer(folder)
+    yield folder, server
+    server.close()
+
+
+@pytest.mark.parametrize("name", ["text", "typed", "lz4"])
+def test_a_dataset_over_http_reads_as_the_local_one(served, name):
+    folder, server = served
+    local, values = AtlasDataset(folder / name), examples()
+    server.reset_counts()
+    remote = AtlasDataset(f"{server.url}/{name}")
+    opened = sum(p.stat().st_size for p in (folder / name).rglob("*") if p.is_file() and p.name != "data.bin")
+    assert server.bytes_sent == opened  # opening: the metadata, the dictionary and the indexes, no block
+    assert len(remote) == N
+    order = list(range(N))
+    np.random.default_rng(0).shuffle(order)
+    assert all(same(remote[i], values[i]) for i in order[:100])
+    assert all(same(a, b) for a, b in zip(remote, values, strict=True))
+    batch = order[:64]
+    assert all(same(a, values[i]) for a, i in zip(remote.__getitems__(batch), batch, strict=True))
+    assert all(same(a, b) for a, b in zip(remote, local, strict=True))
+
+
+def test_a_random_read_fetches_one_stored_block_and_a_batch_one_request(served):
+    folder, server = served
+    remote = AtlasDataset(f"{server.url}/text")
+    remote[0]
+    _, entries = read_index(folder / "text" / "000001")
+    server.reset_counts()
+    remote[250 + 5 * 16 + 3]  # shard 1, block 5
+    assert (server.requests, server.bytes_sent) == (1, int(entries[5]["stored_size"]))
+    server.reset_counts()
+    batch = [250 + b * 16 + 1 for b in (9, 2, 7, 3)] + [250 + 2 * 16 + 5]  # 4 blocks, one twice, out of order
+    assert [x["i"] for x in remote.__getitems__(batch)] == batch
+    assert server.requests == 1  # sorted, de-duplicated, merged: their gaps are under 64 KiB
+    assert server.bytes_sent == sum(int(entries[b]["stored_size"]) for b in range(2, 10))
+
+
+def test_a_corrupted_remote_block_is_reported_with_its_url_and_offset(served, tmp_path):
+    folder, server = served
+    shutil.copytree(folder / "text", folder / "corrupt")
+    try:
+        _, entries = read_index(folder / "corrupt" / "000000")
+        remote = AtlasDataset(f"{server.url}/corrupt", block_cache_size=0)
+        assert remote[3 * 16 + 2]["i"] == 50 and remote[0]["i"] == 0  # block 3 fetched and verified once
+        at = int(entries[3]["offset"]) + 5
+        data = bytearray((folder / "corrupt" / "000000" / "data.bin").read_bytes())
+        data[at] ^= 0x40
+        (folder / "corrupt" / "000000" / "data.bin").write_bytes(bytes(data))  # the store now serves other bytes
+        for dataset in (remote, AtlasDataset(f"{server.url}/corrupt")):  # fetched again, and fetched first
+            with pytest.raises(ChecksumError) as info:
+                dataset[3 * 16 + 2]
+            message = str(info.value)
+            assert f"{server.url}/corrupt/000000/data.bin" in message
+            assert f"offset {int(entries[3]['offset'])}" in message and info.value.block == 3
+    finally:
+        shutil.rmtree(folder / "corrupt")
+
+
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_dataloader_workers_read_over_http_with_clients_of_their_own(served, context):
+    folder, server = served
+    remote = AtlasDataset(f"{server.url}/text")
+    remote[0]  # the parent's client exists before the workers start
+    loader = torch.utils.data.DataLoader(remote, batch_size=32, num_workers=2, shuffle=True,
+                                         multiprocessing_context=multiprocessing.get_context(context),
+                                         collate_fn=remote_servers.ids_of)
+    assert sorted(i for batch in loader for i in batch) == list(range(N))
+
+
+def test_a_dataset_in_s3_reads_as_the_local_one_also_in_dataloader_workers(served):
+    pytest.importorskip("s3fs")
+    pytest.importorskip("moto")
+    folder, _ = served
+    s3 = remote_servers.S3Server()
+    try:
+        url = s3.upload(folder / "text", "datasets/text")
+        remote = AtlasDataset(url, storage_options=s3.options)
+        values = examples()
+        assert all(same(a, b) for a, b in zip(remote, values, strict=True))
+        assert all(same(remote[i], values[i]) for i in (599, 0, 312, 17))
+        loader = torch.utils.data.DataLoader(remote, batch_size=50, num_workers=2,
+                                             collate_fn=remote_servers.ids_of)
+        assert [i for batch in loader for i in batch] == list(range(N))
+        with pytest.raises(ValueError, match="storage_options are for a dataset behind a URL"):
+            AtlasDataset(folder / "text", storage_options=s3.options)
+    finally:
+        s3.close()
+
+
+def test_a_missing_remote_dataset_is_the_projects_error(served):
+    _, server = served
+    from torch_atlas_ds.errors import IncompleteDatasetError
+
+    with pytest.raises(IncompleteDatasetError, match="missing"):
+        AtlasDataset(f"{server.url}/nothing-here")
