@@ -6,14 +6,18 @@ clients of their own."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch.utils.data
 from test_reference_helpers import read_index
 
+from atlas_validator import validate
 from torch_atlas_ds import AtlasDataset, AtlasDatasetWriter
 from torch_atlas_ds.errors import ChecksumError
 
@@ -136,3 +140,65 @@ def test_a_missing_remote_dataset_is_the_projects_error(served):
 
     with pytest.raises(IncompleteDatasetError, match="missing"):
         AtlasDataset(f"{server.url}/nothing-here")
+
+
+def test_atlas_validate_validates_a_dataset_over_http_quick_reading_no_block(served):
+    folder, server = served
+    url = f"{server.url}/text"
+    full = validate(url)
+    assert full.ok and full.path == url and full.stats.blocks == sum(
+        int(read_index(folder / "text" / s)[0]["block_count"]) for s in ("000000", "000001", "000002"))
+    server.reset_counts()
+    quick = validate(url, quick=True)
+    assert quick.ok and quick.level == "quick"
+    assert server.bytes_sent == sum(p.stat().st_size for p in (folder / "text").rglob("*")
+                                    if p.is_file() and p.name != "data.bin")  # metadata, dictionary, indexes
+    done = subprocess.run([sys.executable, "-m", "atlas_validator", url, "--quick", "--no-progress"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_atlas_validate_reports_a_corrupted_remote_block_and_info_reads_a_url(served):
+    folder, server = served
+    shutil.copytree(folder / "text", folder / "bad")
+    try:
+        _, entries = read_index(folder / "bad" / "000001")
+        data = bytearray((folder / "bad" / "000001" / "data.bin").read_bytes())
+        data[int(entries[2]["offset"]) + 3] ^= 0x01
+        (folder / "bad" / "000001" / "data.bin").write_bytes(bytes(data))
+        report = validate(f"{server.url}/bad")
+        assert not report.ok
+        bad = [f for f in report.findings if f.severity == "error"]
+        assert bad and all(f.path == "000001/data.bin" and f.block == 2 for f in bad), report.ids()
+        done = subprocess.run([sys.executable, "-m", "atlas_validator", f"{server.url}/bad", "--no-progress"],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 1 and "000001/data.bin" in done.stdout
+    finally:
+        shutil.rmtree(folder / "bad")
+    info = json.loads(subprocess.run([sys.executable, "-m", "torch_atlas_ds.cli", "info", f"{server.url}/text",
+                                      "--json"], capture_output=True, text=True, timeout=120, check=True).stdout)
+    local = json.loads(subprocess.run([sys.executable, "-m", "torch_atlas_ds.cli", "info", str(folder / "text"),
+                                       "--json"], capture_output=True, text=True, timeout=120, check=True).stdout)
+    assert {**info, "path": None} == {**local, "path": None} and info["path"] == f"{server.url}/text"
+
+
+def test_atlas_validate_in_s3_lists_the_store_and_reports_a_stray_file(served):
+    pytest.importorskip("s3fs")
+    pytest.importorskip("moto")
+    folder, _ = served
+    s3 = remote_servers.S3Server()
+    try:
+        shutil.copytree(folder / "text", folder / "stray")
+        (folder / "stray" / "000000" / "notes.txt").write_text("left here")
+        url = s3.upload(folder / "stray", "stray")
+        report = validate(url, storage_options=s3.options)
+        assert {f.id for f in report.findings if f.severity != "info"} == {"ATL105"} and report.ok  # as for a folder
+        options = json.dumps(s3.options)
+        done = subprocess.run([sys.executable, "-m", "atlas_validator", url, "--quick", "--storage-options", options],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        missing = validate(f"s3://{s3.bucket}/nothing", storage_options=s3.options)
+        assert missing.ids() == {"ATL109"} and not missing.ok
+    finally:
+        shutil.rmtree(folder / "stray", ignore_errors=True)
+        s3.close()

@@ -71,6 +71,25 @@ def _dataset_bytes(root: Path, shards: Sequence[str]) -> int:
     return sum(_bytes_on_disk(root / name) for name in (META_FILE, DICT_FILE, *shards))
 
 
+def _remote_bytes(dataset: Any, doc: dict[str, Any]) -> int:
+    """Bytes of a dataset behind a URL: the files its metadata names, as the store reports their sizes."""
+    from atlas_format.constants import DATA_FILE, DEFAULT_LIMITS, DICT_FILE, META_FILE, V2_INDEX_FILE
+
+    limit = DEFAULT_LIMITS.max_data_size
+    names = [META_FILE, *([DICT_FILE] if doc["shared_dictionary"] else [])]
+    for entry in doc["shards"]:
+        names += [f"{entry['name']}/{f}" for f in (META_FILE, V2_INDEX_FILE, DATA_FILE)]
+        if entry["dictionary"] == "shard":
+            names.append(f"{entry['name']}/{DICT_FILE}")
+    total = 0
+    for name in names:
+        location = dataset
+        for part in name.split("/"):
+            location = location / part
+        total += location.info(limit=limit)[0]
+    return total
+
+
 def _leftovers(root: Path) -> list[dict[str, Any]]:
     """Entries inside root left by interrupted writes and appends (FORMAT.md V2-STATE-1), as
     ``atlas-ds gc`` sees them (``leftovers.list_leftovers``); a running writer's are marked, not counted."""
@@ -110,19 +129,24 @@ def _reader_shards(root: Path, version: int) -> list[Any]:
     return open_v2_shards(root)[2]
 
 
-def dataset_info(root: Path) -> dict[str, Any]:
+def dataset_info(root: Path | str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """What ``atlas-ds info`` prints, from metadata and index files only (no example is decoded). Files are
-    opened as the readers open them (``atlas_format.files``: no symlink followed, never blocking, bounded)."""
+    opened as the readers open them (``atlas_format.files``: no symlink followed, never blocking, bounded); a
+    URL's through fsspec (``storage_options``), version 2 only."""
     from atlas_format import metadata
     from atlas_format.constants import DATA_FILE, DEFAULT_LIMITS, DICT_FILE, META_FILE
     from atlas_format.enums import Codec, CompressionStrategy, DictionaryMode, v2_to_strategy
     from atlas_format.errors import IncompleteDatasetError, MissingShardError
     from atlas_format.files import Location, open_regular, read_regular
     from atlas_format.layout import v1_shard_folders
+    from atlas_format.remote import RemoteLocation
+
+    from .shards import open_v2_shards, root_location
 
     limits = DEFAULT_LIMITS
-    dataset = Location(root)
-    meta_path = root / META_FILE
+    dataset = root_location(root, storage_options)
+    remote = isinstance(dataset, RemoteLocation)
+    meta_path = dataset.path / META_FILE
     try:
         raw = read_regular(dataset / META_FILE, limit=limits.max_metadata_size)
     except MissingShardError:
@@ -137,7 +161,8 @@ def dataset_info(root: Path) -> dict[str, Any]:
         dict_ids = []
         if doc["shared_dictionary"]:
             dict_ids.append(doc["shared_dictionary"]["dict_id"])
-        for shard in _reader_shards(root, 2):  # each index read and checked as the reader does
+        shards: list[Any] = open_v2_shards(dataset, root_meta=(raw, doc))[2]  # indexes checked as the reader does
+        for shard in shards:
             decoded += shard.decoded_bytes()
             if shard.dictionary == "shard":
                 dict_ids.append(shard.dict_id)
@@ -155,10 +180,17 @@ def dataset_info(root: Path) -> dict[str, Any]:
             "block_size": doc["block_size"], "shard_size": doc["shard_size"], "data_bytes": data_bytes,
             "decoded_bytes": decoded, "dictionary_ids": dict_ids, "user_metadata": doc["user_metadata"],
             "generation": doc["generation"], "writer": doc["writer"],
-            "bytes_on_disk": _dataset_bytes(root, [s["name"] for s in doc["shards"]]),
-            "leftovers": _leftovers(root),
+            "bytes_on_disk": _remote_bytes(dataset, doc) if isinstance(dataset, RemoteLocation)
+            else _dataset_bytes(Path(root), [s["name"] for s in doc["shards"]]),
+            "leftovers": [] if remote else _leftovers(Path(root)),
         })
+    elif version == 1 and remote:
+        from atlas_format.errors import VersionError
+
+        raise VersionError("a version 1 dataset is read from a local folder (its shards are found by listing it)",
+                           path=meta_path)
     elif version == 1:
+        root, dataset = Path(root), Location(Path(root))
 
         metadata.validate_schema(doc, "v1-root", path=meta_path)
         strategy = CompressionStrategy(doc["compression_strategy"])
@@ -242,7 +274,12 @@ def render_info(info: dict[str, Any]) -> str:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    info = dataset_info(readable_folder(args.path))
+    from atlas_format.remote import is_url
+
+    storage_options = json.loads(args.storage_options) if args.storage_options else None
+    if storage_options is not None and not isinstance(storage_options, dict):
+        raise UsageError("--storage-options must be a JSON object")
+    info = dataset_info(args.path if is_url(args.path) else readable_folder(args.path), storage_options)
     print(json.dumps(info, indent=2) if args.json else render_info(info))
     return 0
 
@@ -504,6 +541,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Summarize a dataset from its metadata and index (no example is decoded).")
     p.add_argument("path")
     p.add_argument("--json", action="store_true", help="print JSON (schema: torch_atlas_ds/info.schema.json)")
+    p.add_argument("--storage-options", default=None, metavar="JSON",
+                   help="for a PATH that is a URL (s3://, https://...): fsspec's options as a JSON object")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("validate", help="run the standalone validator (every argument goes to atlas-validate)",

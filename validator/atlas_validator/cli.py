@@ -18,6 +18,7 @@ from typing import Any
 from . import __version__
 from .catalog import INFO, markdown
 from .findings import REPORT_SCHEMA_ID, SEVERITY_ALIASES, SEVERITY_ORDER, Report
+from .remote import parse_storage_options
 from .runner import validate
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
@@ -26,7 +27,7 @@ EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="atlas-validate", description="Validate Atlas datasets (versions 1 and 2) "
                                 "without running anything from them.")
-    p.add_argument("paths", nargs="*", metavar="PATH", help="dataset folder(s)")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="dataset folder(s) or URL(s)")
     level = p.add_mutually_exclusive_group()
     level.add_argument("--quick", action="store_true", help="metadata, layout and index only; no block is read")
     level.add_argument("--full", action="store_true", help="every check, every block (the default)")
@@ -42,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="trust this global outside the pickle policy completely, as the reader's "
                         "allowed_globals=[(module, name)] (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    p.add_argument("--storage-options", default=None, metavar="JSON",
+                   help="for a PATH that is a URL (s3://, https://...): fsspec's options as a JSON object, e.g. "
+                        "'{\"client_kwargs\": {\"endpoint_url\": \"http://127.0.0.1:9000\"}}'")
     p.add_argument("--catalog-markdown", action="store_true", help="print FINDINGS.md (the findings catalog)")
     p.add_argument("--version", action="version", version=f"atlas-validate {__version__}")
     return p
@@ -149,6 +153,7 @@ def _main(argv: Sequence[str] | None) -> int:
         return EXIT_USAGE
     try:
         allowed = [parse_allow(value) for value in args.allow]
+        storage_options = parse_storage_options(args.storage_options)
     except ValueError as exc:
         print(f"atlas-validate: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -158,7 +163,8 @@ def _main(argv: Sequence[str] | None) -> int:
     code = EXIT_OK
     for path in args.paths:
         report = validate(path, quick=args.quick, jobs=jobs, strict=args.strict,
-                          progress_factory=_progress_factory(show_bar), allowed_globals=allowed)
+                          progress_factory=_progress_factory(show_bar), allowed_globals=allowed,
+                          storage_options=storage_options)
         reports.append(report)
         code = max(code, exit_code(report))
         if report.io_error and not args.quiet:

@@ -18,6 +18,7 @@ from typing import Any
 from atlas_format import metadata
 from atlas_format.constants import DEFAULT_LIMITS, META_FILE, TEMP_PREFIX, Limits
 from atlas_format.errors import AtlasError
+from atlas_format.remote import is_url
 
 from . import checks_v1, checks_v2
 from .common import ShardResult, Sink, entry_status, is_int, read_limited, regular_size, short_exc
@@ -45,14 +46,23 @@ def run_shard(task: ShardTask, progress: Progress | None = None) -> ShardResult:
 def validate(path: str | os.PathLike[str], *, quick: bool = False, jobs: int = 1, strict: bool = False,
              limits: Limits | None = None, scan_limits: ScanLimits | None = None,
              progress_factory: Callable[[int], Any] | None = None,
-             allowed_globals: Iterable[tuple[str, str]] = ()) -> Report:
+             allowed_globals: Iterable[tuple[str, str]] = (), storage_options: dict[str, Any] | None = None) -> Report:
     """Validate the dataset at ``path`` and return a Report; never raises for any dataset content.
+
+    ``path`` may be a URL (s3://, https://, any fsspec protocol; ``storage_options`` are fsspec's): its files
+    are mirrored into a temporary folder and validated there (``remote``).
 
     ``jobs`` > 1 checks shards in that many processes. ``progress_factory(total_bytes)``
     may return an object with ``update(n)`` and ``close()`` (a tqdm bar) for full runs.
     ``allowed_globals``: (module, name) pairs trusted completely, as the reader's ``allowed_globals``
     (the scan admits them as safe loading with them does).
     """
+    if is_url(path):
+        from .remote import validate_url
+
+        return validate_url(str(path), storage_options=storage_options, quick=quick, limits=limits or DEFAULT_LIMITS,
+                            jobs=jobs, strict=strict, scan_limits=scan_limits, progress_factory=progress_factory,
+                            allowed_globals=allowed_globals)
     started = time.perf_counter()
     allowed = frozenset((str(m), str(n)) for m, n in allowed_globals)
     report = Report(path=str(path), level="quick" if quick else "full", strict=strict,
