@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections import Counter
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ class RangeServer:
         self.folder = folder
         self.requests = 0
         self.bytes_sent = 0
+        self.paths: Counter[str] = Counter()  # GETs per URL path
         self._lock = threading.Lock()
         server = self
 
@@ -45,6 +47,7 @@ class RangeServer:
                 with server._lock:
                     server.requests += 1
                     server.bytes_sent += len(data)
+                    server.paths[self.path] += 1
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(data)))
                 self.send_header("Accept-Ranges", "bytes")
@@ -59,6 +62,7 @@ class RangeServer:
     def reset_counts(self) -> None:
         with self._lock:
             self.requests = self.bytes_sent = 0
+            self.paths.clear()
 
     def close(self) -> None:
         self._httpd.shutdown()

@@ -202,3 +202,28 @@ def test_atlas_validate_in_s3_lists_the_store_and_reports_a_stray_file(served):
     finally:
         shutil.rmtree(folder / "stray", ignore_errors=True)
         s3.close()
+
+
+def test_a_local_cache_keeps_verified_blocks_for_later_runs_within_its_bound(served, tmp_path):
+    folder, server = served
+    url, values = f"{server.url}/text", examples()
+    AtlasDataset(url, local_cache=tmp_path / "cache")  # opening fetches no block
+    first = AtlasDataset(url, local_cache=tmp_path / "cache")
+    assert all(same(a, b) for a, b in zip(first, values, strict=True))
+    server.reset_counts()
+    again = AtlasDataset(url, local_cache=tmp_path / "cache")  # a later run: every block from local disk
+    order = list(range(N))
+    np.random.default_rng(1).shuffle(order)
+    assert all(same(again[i], values[i]) for i in order[:200])
+    assert all(same(a, values[i]) for a, i in zip(again.__getitems__(order[:40]), order[:40], strict=True))
+    assert server.paths and not [p for p in server.paths if p.endswith("/data.bin")]  # no byte of a data.bin
+    cached = sorted((tmp_path / "cache").rglob("*-*"))
+    victim = cached[0]
+    victim.write_bytes(b"\x00" * victim.stat().st_size)  # the local disk fails: the copy is refused, refetched
+    fresh = AtlasDataset(url, local_cache=tmp_path / "cache")
+    assert all(same(a, b) for a, b in zip(fresh, values, strict=True))
+    small = AtlasDataset(url, local_cache=tmp_path / "small", local_cache_bytes=3000)
+    assert all(same(small[i], values[i]) for i in order)
+    assert sum(p.stat().st_size for p in (tmp_path / "small").rglob("*") if p.is_file()) <= 3000
+    with pytest.raises(ValueError, match="local_cache is for a dataset behind a URL"):
+        AtlasDataset(folder / "text", local_cache=tmp_path / "cache")

@@ -31,6 +31,7 @@ from atlas_format.remote import RemoteLocation, UrlPath, is_url
 from .block_cache import TAKEN, BlockCache
 from .errors import IncompleteDatasetError, VersionError
 from .leftovers import unfinished_write
+from .local_cache import LocalBlockCache
 from .metadata import AtlasDatasetShardMetadata
 from .safe_pickle import make_loads
 from .shard_files import check_version, read_json_file
@@ -47,6 +48,8 @@ DEFAULT_BLOCK_CACHE_SIZE = 16
 #: highly compressible blocks can decode to gigabytes, so memory is bounded by this setting, not by
 #: the files; a block larger than the budget is decoded for its read but not kept.
 DEFAULT_BLOCK_CACHE_BYTES = 64 << 20
+#: Bytes a local cache of verified blocks of a dataset behind a URL may hold (``local_cache``).
+DEFAULT_LOCAL_CACHE_BYTES = 4 << 30
 #: Shards whose files stay open (mapped) per dataset (per process). Each holds two maps, and each
 #: map a file descriptor, so 64 shards use at most 128 descriptors; the least recently used
 #: shard beyond it is closed and reopens (checked again) on its next read.
@@ -261,6 +264,9 @@ class AtlasDataset(_Reader, torch.utils.data.Dataset):  # type: ignore[type-arg]
       storage_options    for a root URL (s3://, gs://, https://, any fsspec protocol; the ``remote`` extra):
                          fsspec's options (endpoint, credentials); opening reads the metadata and indexes,
                          a read fetches its stored block (verified by its checksum each time)
+      local_cache        for a root URL: a folder where verified stored blocks are kept for later reads (any
+                         process, any run), at most ``local_cache_bytes`` (default 4 GiB; least recently used
+                         removed first)
     """
 
     def __init__(self, root: str | os.PathLike[str], mmap_index: bool = True, *, verify_checksums: bool = True,
@@ -269,8 +275,13 @@ class AtlasDataset(_Reader, torch.utils.data.Dataset):  # type: ignore[type-arg]
                  block_cache_bytes: int | None = DEFAULT_BLOCK_CACHE_BYTES,
                  max_open_shards: int = DEFAULT_MAX_OPEN_SHARDS, limits: Limits = DEFAULT_LIMITS,
                  pickle_limits: PickleLimits = DEFAULT_PICKLE_LIMITS,
-                 storage_options: dict[str, Any] | None = None) -> None:
+                 storage_options: dict[str, Any] | None = None, local_cache: str | os.PathLike[str] | None = None,
+                 local_cache_bytes: int = DEFAULT_LOCAL_CACHE_BYTES) -> None:
         location = root_location(root if isinstance(root, str) and is_url(root) else Path(root), storage_options)
+        if local_cache is not None and not isinstance(location, RemoteLocation):
+            raise ValueError("local_cache is for a dataset behind a URL (a local dataset is read where it is)")
+        blocks_kept = None if local_cache is None else LocalBlockCache(local_cache, str(location.path),
+                                                                        local_cache_bytes)
         self.root: Path | UrlPath = location.path if isinstance(location, RemoteLocation) else Path(root)
         self.mmap_index = mmap_index
         self.verify_checksums = verify_checksums
@@ -300,7 +311,7 @@ class AtlasDataset(_Reader, torch.utils.data.Dataset):  # type: ignore[type-arg]
             self.metadata, self._shards = open_v1_shards(Path(root), doc, **opening)
         else:
             self.v2_metadata, self.metadata, self._shards = open_v2_shards(
-                location, verify_checksums=verify_checksums, root_meta=root_meta, **opening)
+                location, verify_checksums=verify_checksums, root_meta=root_meta, local_cache=blocks_kept, **opening)
         self._starts = []
         total = 0
         for shard in self._shards:

@@ -55,6 +55,7 @@ from .framing import Framing as FramingStrategy
 from .framing_grouped import GroupedFraming, read_group, read_preamble
 from .framing_grouped_typed import TypedGroupedFraming
 from .index_v2_reader import check_index, entries_view
+from .local_cache import LocalBlockCache
 from .metadata import AtlasDatasetShardMetadata
 from .safe_pickle import Loads
 from .shard_files import check_v2_shard_meta, read_dictionary, read_v2_meta
@@ -99,11 +100,13 @@ class V2Shard(ProcessLocalState):
                  verify_checksums: bool = True, limits: Limits = DEFAULT_LIMITS, loads: Loads = pickle.loads,
                  cache: BlockCache | None = None, opened: OpenShards | None = None,
                  expected: dict[str, Any] | None = None, label: str | None = None,
-                 shared_dict_record: dict[str, Any] | None = None) -> None:
+                 shared_dict_record: dict[str, Any] | None = None, local_cache: LocalBlockCache | None = None) -> None:
         self.location = location
         self.path = location.path
         self.mmap_index = mmap_index
         self.verify_checksums = verify_checksums
+        #: a shard behind a URL: where its verified stored blocks are kept on local disk (None: not kept)
+        self.local_cache = local_cache if isinstance(location, RemoteLocation) else None
         self.limits = limits
         self.cache = cache if cache is not None else BlockCache(1)
         self.opened = opened if opened is not None else OpenShards(1)
@@ -311,8 +314,13 @@ class V2Shard(ProcessLocalState):
 
     def _stored(self, b: int, maps: _Maps) -> Any:
         """Stored block ``b`` (a view of data.bin's source), its checksum verified the first time in this
-        process."""
+        process (from a store: each time it is fetched; a verified one is kept in the local cache, if any)."""
         fetched = self._fetched.pop(b, None) if self._fetched else None
+        local = self.local_cache
+        if fetched is None and local is not None:
+            fetched = local.get(self.label, b, int(maps.checksums[b]))
+            if fetched is not None:
+                return fetched  # verified against the index's checksum by the cache
         stored = fetched if fetched is not None else \
             maps.data.read(maps.offsets[b], maps.stored[b])  # type: ignore[union-attr]
         if self.verify_checksums and not self._verified[b]:
@@ -322,6 +330,8 @@ class V2Shard(ProcessLocalState):
                                     f"{XXH3_64.text(int(maps.checksums[b]))}, "
                                     f"the stored bytes hash to {XXH3_64.text(actual)}", **self.where(b))
             self._verified[b] = self._keep_verified
+            if local is not None:
+                local.put(self.label, b, int(maps.checksums[b]), stored)
         return stored
 
     def decode_frame(self, frame: Any, b: int, pos: int | None, limit: int, size: int | None = None) -> Any:
@@ -432,6 +442,8 @@ class V2Shard(ProcessLocalState):
         if maps.data.verified_once or len(blocks) < 2:  # type: ignore[union-attr]
             return
         wanted = sorted({b for b in blocks if self.cache.get((self.label, b)) is None})
+        if self.local_cache is not None:  # blocks on local disk are read from there (_stored)
+            wanted = [b for b in wanted if not self.local_cache.has(self.label, b, int(maps.checksums[b]))]
         ranges = [(int(maps.offsets[b]), int(maps.stored[b])) for b in wanted]
         self._fetched = dict(zip(wanted, maps.data.read_many(ranges), strict=True))  # type: ignore[union-attr]
 

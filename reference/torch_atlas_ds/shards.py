@@ -19,6 +19,7 @@ from atlas_format.remote import RemoteLocation, RemoteRoot, is_url
 
 from .block_cache import BlockCache
 from .errors import MetadataError
+from .local_cache import LocalBlockCache
 from .metadata import AtlasDatasetMetadata
 from .safe_pickle import Loads
 from .shard_files import read_dictionary, read_v2_meta
@@ -53,10 +54,12 @@ def root_location(root: str | Path, storage_options: dict[str, Any] | None = Non
 
 def open_v2_shards(root: Path | Location | RemoteLocation, *, mmap_index: bool = True, verify_checksums: bool = True,
                    limits: Limits = DEFAULT_LIMITS, loads: Loads = pickle.loads, cache: BlockCache | None = None,
-                   opened: OpenShards | None = None, root_meta: tuple[bytes, Any] | None = None
+                   opened: OpenShards | None = None, root_meta: tuple[bytes, Any] | None = None,
+                   local_cache: LocalBlockCache | None = None
                    ) -> tuple[dict[str, Any], AtlasDatasetMetadata, list[Shard]]:
     """(verified root meta.json, the original's metadata tuple, the listed shards) of a version 2 root (a
-    folder, or its location: a URL's too); ``root_meta``: the root meta.json's (bytes, JSON) if read already."""
+    folder, or its location: a URL's too); ``root_meta``: the root meta.json's (bytes, JSON) if read already;
+    ``local_cache``: where a URL's shards keep verified blocks."""
     base = root if isinstance(root, (Location, RemoteLocation)) else Location(root)
     meta_path = base.path / META_FILE
     doc, _ = read_v2_meta(base / META_FILE, "v2-root", limits, read=root_meta)
@@ -77,7 +80,8 @@ def open_v2_shards(root: Path | Location | RemoteLocation, *, mmap_index: bool =
         shards.append(V2Shard(folder, mmap_index=mmap_index, shared_dict_record=doc["shared_dictionary"],
                               verify_checksums=verify_checksums, limits=limits, loads=loads, cache=cache,
                               opened=opened, expected={**entry, "framing": doc.get("framing", "block"),
-                                                       "encoding": doc.get("encoding", "pickle")}, label=name))
+                                                       "encoding": doc.get("encoding", "pickle")}, label=name,
+                              local_cache=local_cache))
     if sum(len(s) for s in shards) != doc["num_examples"]:
         raise MetadataError("root num_examples differs from the sum of its shards", path=meta_path)
     strategy = v2_to_strategy(Codec.from_label(doc["codec"]), DictionaryMode(doc["dictionary"]))
