@@ -11,6 +11,11 @@ def example(i: int) -> dict[str, Any]:
     return {"i": i, "text": "word " * (i % 9), "pair": (i, -i)}
 
 
+def row_example(i: int) -> dict[str, Any]:
+    """An example Ray's rows hold unchanged (its Arrow blocks turn tuples into lists)."""
+    return {"i": i, "text": "word " * (i % 9), "pair": [i, -i]}
+
+
 def failing(i: int) -> dict[str, Any]:
     """An example that cannot be made: the task fails."""
     if i == 500:
@@ -38,3 +43,10 @@ def dies_once(marker: str, at: int) -> Any:
             value["pair"] = DiesWhenWritten(marker)
         return value
     return make
+
+
+def broken_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A Ray map whose row 500 fails its task."""
+    if row["item"] == 500:
+        raise ValueError("example 500 is broken")
+    return row_example(int(row["item"]))

@@ -18,6 +18,7 @@ import itertools
 import os
 import shutil
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +103,58 @@ def _write_partition(examples: Any, plan: list[tuple[int, int, int]], job: Any) 
     finally:
         shutil.rmtree(attempt, ignore_errors=True)
     return built
+
+
+def prime(writer: AtlasDatasetWriter, sample: Sequence[Any] | None) -> None:
+    """Before tasks write (an engine whose tasks cannot see shard 0): train the shared dictionary and the
+    preamble seed on ``sample`` as shard 0 would be (a scratch shard, then removed). Needed for a shared
+    dictionary: without a sample that is a ValueError naming the choices."""
+    from .writer import _V2ShardBuilder
+
+    if writer.mode.value != "shared":
+        return
+    if not sample:
+        raise ValueError("a shared dictionary is trained on examples before the tasks write: pass sample= (e.g. "
+                         "ray_dataset.take(10_000)), or compression_strategy=STANDARD_COMPRESSION (or "
+                         "DICTIONARY_COMPRESSION: a dictionary per shard)")
+    scratch = Path(writer._tmp) / f"{ATTEMPT_PREFIX}sample"
+    builder = _V2ShardBuilder(scratch, "000000", writer.block_size, writer.codec, writer.compression_level,
+                              writer.compression_dict_size, "train-shared", None, writer.limits,
+                              framing=writer.framing, encoding=writer.encoding)
+    try:
+        for example in sample:
+            builder.add_example(example)
+        _, trained = builder.close()
+    except BaseException:
+        builder.abort()
+        raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    writer._preamble_seed = builder._encoder.shared
+    if trained is not None:
+        writer._shared = trained
+        writer._write_shared_dictionary(trained)
+
+
+def adopt_staged(writer: AtlasDatasetWriter, staged: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    """Publish-ready: shards built by tasks in folders of their own (``staged``: (shard folder, record) in
+    dataset order) get their names (the writer's next numbers), are moved into the writer's temporary folder
+    with their meta.json rewritten for the name, and are handed to the writer; every attempt folder goes."""
+    from atlas_format.metadata import dump_checksummed_json, parse_json
+
+    from .parallel import _adopt
+
+    results = []
+    for k, (folder, record) in enumerate(staged):
+        name = v2_shard_name(writer._shard_number + k)
+        meta_path = Path(folder) / "meta.json"
+        doc = parse_json(meta_path.read_bytes())
+        doc["shard"] = name
+        meta = dump_checksummed_json(doc)
+        meta_path.write_bytes(meta)
+        os.rename(folder, Path(writer._tmp) / name)
+        checksum = meta[len(b'{\n  "checksum": "'):meta.index(b'",\n')].decode("ascii")
+        results.append((k, {**record, "name": name, "meta_checksum": checksum}))
+    for leftover in Path(writer._tmp).glob(ATTEMPT_PREFIX + "*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    _adopt(writer, results)
