@@ -59,3 +59,17 @@ def test_a_worker_killed_mid_write_is_retried_and_no_shard_is_written_twice(clie
     assert [s.num_examples for s in ds.shards] == [100, 100, 50] * 4
     assert not [p for p in Path(written).iterdir() if p.name.startswith(".")]
     assert validate(written).ok
+
+
+def test_shards_are_validated_as_tasks_of_the_cluster(client, tmp_path):
+    bag = dask_bag.range(N, npartitions=4).map(engine_helpers.example)
+    written = write_dataset(bag, tmp_path / "d", shard_size=150, block_size=16)
+    assert validate(written, executor=client).ok
+    data = bytearray((written / "000005" / "data.bin").read_bytes())
+    data[40] ^= 0x10
+    (written / "000005" / "data.bin").write_bytes(bytes(data))
+    local, distributed_report = validate(written), validate(written, executor=client)
+    assert not distributed_report.ok
+    assert [(f.id, f.path, f.block) for f in distributed_report.findings] == \
+        [(f.id, f.path, f.block) for f in local.findings]
+    assert {f.path for f in distributed_report.findings if f.severity == "error"} == {"000005/data.bin"}

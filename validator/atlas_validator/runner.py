@@ -46,13 +46,17 @@ def run_shard(task: ShardTask, progress: Progress | None = None) -> ShardResult:
 def validate(path: str | os.PathLike[str], *, quick: bool = False, jobs: int = 1, strict: bool = False,
              limits: Limits | None = None, scan_limits: ScanLimits | None = None,
              progress_factory: Callable[[int], Any] | None = None,
-             allowed_globals: Iterable[tuple[str, str]] = (), storage_options: dict[str, Any] | None = None) -> Report:
+             allowed_globals: Iterable[tuple[str, str]] = (), storage_options: dict[str, Any] | None = None,
+             executor: Any = None) -> Report:
     """Validate the dataset at ``path`` and return a Report; never raises for any dataset content.
 
     ``path`` may be a URL (s3://, https://, any fsspec protocol; ``storage_options`` are fsspec's): its files
     are mirrored into a temporary folder and validated there (``remote``).
 
-    ``jobs`` > 1 checks shards in that many processes. ``progress_factory(total_bytes)``
+    ``jobs`` > 1 checks shards in that many processes; ``executor`` (anything with ``submit(fn, *args)``
+    returning futures with ``result()``: a ``distributed.Client``, a ``concurrent.futures`` executor) checks
+    each shard as one of its tasks instead (the dataset's files must be where its workers can read them).
+    ``progress_factory(total_bytes)``
     may return an object with ``update(n)`` and ``close()`` (a tqdm bar) for full runs.
     ``allowed_globals``: (module, name) pairs trusted completely, as the reader's ``allowed_globals``
     (the scan admits them as safe loading with them does).
@@ -62,13 +66,14 @@ def validate(path: str | os.PathLike[str], *, quick: bool = False, jobs: int = 1
 
         return validate_url(str(path), storage_options=storage_options, quick=quick, limits=limits or DEFAULT_LIMITS,
                             jobs=jobs, strict=strict, scan_limits=scan_limits, progress_factory=progress_factory,
-                            allowed_globals=allowed_globals)
+                            allowed_globals=allowed_globals, executor=executor)
     started = time.perf_counter()
     allowed = frozenset((str(m), str(n)) for m, n in allowed_globals)
     report = Report(path=str(path), level="quick" if quick else "full", strict=strict,
                     allowed_globals=[f"{m}:{n}" for m, n in sorted(allowed)])
     try:
-        _validate(Path(path), report, quick=quick, jobs=max(1, int(jobs)), limits=limits or DEFAULT_LIMITS,
+        _validate(Path(path), report, quick=quick, jobs=max(1, int(jobs)), executor=executor,
+                  limits=limits or DEFAULT_LIMITS,
                   scan_limits=scan_limits or DEFAULT_SCAN_LIMITS, progress_factory=progress_factory,
                   allowed=allowed)
     except Exception as exc:  # noqa: BLE001 - the validator must never crash
@@ -77,7 +82,8 @@ def validate(path: str | os.PathLike[str], *, quick: bool = False, jobs: int = 1
     return report
 
 
-def _validate(root: Path, report: Report, *, quick: bool, jobs: int, limits: Limits, scan_limits: ScanLimits,
+def _validate(root: Path, report: Report, *, quick: bool, jobs: int, executor: Any, limits: Limits,
+              scan_limits: ScanLimits,
               progress_factory: Callable[[int], Any] | None, allowed: frozenset[tuple[str, str]]) -> None:
     sink = Sink()
     if not root.exists():
@@ -121,7 +127,7 @@ def _validate(root: Path, report: Report, *, quick: bool, jobs: int, limits: Lim
     else:
         tasks, finish = _root_v2(root, sink, quick=quick, limits=limits, scan_limits=scan_limits, allowed=allowed)
     report.findings.extend(sink.close())
-    results = _run_tasks(root, tasks, jobs=jobs, quick=quick, progress_factory=progress_factory)
+    results = _run_tasks(root, tasks, jobs=jobs, quick=quick, progress_factory=progress_factory, executor=executor)
     starts = shard_starts(results, "stored_examples" if version == 1 else "num_examples")
     for result in results:
         report.findings.extend(with_indexes(result.findings, starts))
@@ -189,7 +195,10 @@ def _root_v2(root: Path, sink: Sink, *, quick: bool, limits: Limits, scan_limits
 
 
 def _run_tasks(root: Path, tasks: list[ShardTask], *, jobs: int, quick: bool,
-               progress_factory: Callable[[int], Any] | None) -> list[ShardResult]:
+               progress_factory: Callable[[int], Any] | None, executor: Any = None) -> list[ShardResult]:
+    if executor is not None:  # every shard a task of the engine, submitted at once
+        futures = [(task, executor.submit(run_shard, task)) for task in tasks]
+        return [_result(task, future.result) for task, future in futures]
     bar = None
     if progress_factory is not None and not quick and tasks:
         total = sum(regular_size(root, f"{t.name}/data.bin") or 0 for t in tasks)
@@ -210,12 +219,17 @@ def _run_parallel(root: Path, tasks: list[ShardTask], jobs: int, bar: Any) -> li
         futures = {pool.submit(run_shard, task): task for task in tasks}
         for future in as_completed(futures):
             task = futures[future]
-            try:
-                results[task.position] = future.result()
-            except Exception as exc:  # noqa: BLE001 - a worker that died (BrokenProcessPool, MemoryError)
-                results[task.position] = ShardResult(task.position, task.name, [make(
-                    "ATL990", f"internal error: the worker checking this shard failed: {short_exc(exc)}",
-                    path=task.name, shard=task.name)], Stats(shards=1))
+            results[task.position] = _result(task, future.result)
             if bar is not None:
                 bar.update(regular_size(root, f"{task.name}/data.bin") or 0)
     return [results[t.position] for t in tasks]
+
+
+def _result(task: ShardTask, get: Callable[[], ShardResult]) -> ShardResult:
+    """A shard task's result, or ATL990 when the worker checking it failed (it died, or the engine lost it)."""
+    try:
+        return get()
+    except Exception as exc:  # noqa: BLE001 - a worker that died (BrokenProcessPool, MemoryError, a lost task)
+        return ShardResult(task.position, task.name, [make(
+            "ATL990", f"internal error: the worker checking this shard failed: {short_exc(exc)}",
+            path=task.name, shard=task.name)], Stats(shards=1))
