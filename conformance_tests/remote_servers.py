@@ -14,10 +14,11 @@ _RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
 
 
 class RangeServer:
-    """An HTTP server of ``folder`` (HEAD with Content-Length; GET with one ``Range: bytes=a-b``, answered 206),
-    on 127.0.0.1 and a free port, in a thread; ``requests`` and ``bytes_sent`` count GETs and their bytes."""
+    """An HTTP server of ``folder`` (HEAD with Content-Length; GET with one ``Range: bytes=a-b``, answered 206, or
+    with ``ranges=False`` the whole file, 200), on 127.0.0.1 and a free port, in a thread; ``requests`` and
+    ``bytes_sent`` count GETs and their bytes."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, ranges: bool = True) -> None:
         self.folder = folder
         self.requests = 0
         self.bytes_sent = 0
@@ -38,7 +39,7 @@ class RangeServer:
                     self.send_error(404)
                     return
                 data = path.read_bytes()
-                match = _RANGE.match(self.headers.get("Range", ""))
+                match = _RANGE.match(self.headers.get("Range", "")) if ranges else None
                 status = 200
                 if match:
                     start = int(match.group(1))

@@ -19,7 +19,7 @@ from test_reference_helpers import read_index
 
 from atlas_validator import validate
 from torch_atlas_ds import AtlasDataset, AtlasDatasetWriter
-from torch_atlas_ds.errors import ChecksumError
+from torch_atlas_ds.errors import ChecksumError, FormatError
 
 pytest.importorskip("aiohttp")  # fsspec's http filesystem
 remote_servers = pytest.importorskip("remote_servers")
@@ -227,3 +227,14 @@ def test_a_local_cache_keeps_verified_blocks_for_later_runs_within_its_bound(ser
     assert sum(p.stat().st_size for p in (tmp_path / "small").rglob("*") if p.is_file()) <= 3000
     with pytest.raises(ValueError, match="local_cache is for a dataset behind a URL"):
         AtlasDataset(folder / "text", local_cache=tmp_path / "cache")
+
+
+def test_a_server_that_ignores_byte_ranges_is_refused_without_reading_whole_files(served):
+    folder, _ = served
+    plain = remote_servers.RangeServer(folder, ranges=False)  # answers every GET with the whole file
+    try:
+        remote = AtlasDataset(f"{plain.url}/text")  # metadata and indexes are read from their start: bounded
+        with pytest.raises(FormatError, match="support range requests"):
+            remote[N - 1]
+    finally:
+        plain.close()
