@@ -122,12 +122,7 @@ def prime(writer: AtlasDatasetWriter, sample: Sequence[Any] | None) -> None:
                               writer.compression_dict_size, "train-shared", None, writer.limits,
                               framing=writer.framing, encoding=writer.encoding)
     try:
-        for example in sample:
-            builder.add_example(example)
-        _, trained = builder.close()
-    except BaseException:
-        builder.abort()
-        raise
+        trained = builder.write_all(sample)[1]
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     writer._preamble_seed = builder._encoder.shared

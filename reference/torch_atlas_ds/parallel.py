@@ -99,14 +99,7 @@ def _build_shard(job: _ShardJob, chunk: _Chunk) -> tuple[int, Any]:
                          job.mode, job.dictionary, job.limits, framing=job.framing, preamble_seed=job.preamble_seed,
                          encoding=job.encoding,
                          first=chunk.number * job.shard_size if chunk.first is None else chunk.first)
-    try:
-        for example in chunk:
-            v2.add_example(example)
-        record, _ = v2.close()
-    except BaseException:
-        v2.abort()
-        raise
-    return chunk.number, record
+    return chunk.number, v2.write_all(chunk)[0]
 
 
 def _chunks(examples: Any, shard_size: int, by_range: bool) -> Iterator[_Chunk]:

@@ -477,6 +477,17 @@ class _V2ShardBuilder:
     def abort(self) -> None:
         _discard(self._data)
 
+    def write_all(self, examples: Any) -> tuple[dict[str, Any], bytes | None]:
+        """Every example, then ``close`` (a shard built in one go by a worker or a task); on any error the
+        shard's file is discarded."""
+        try:
+            for example in examples:
+                self.add_example(example)
+            return self.close()
+        except BaseException:
+            self.abort()
+            raise
+
 
 def _resolve_codec(codec: Any, strategy: CompressionStrategy | int | None,
                    format_version: int) -> tuple[Codec, DictionaryMode, CompressionStrategy]:
