@@ -114,24 +114,27 @@ def test_dataloader_workers_read_over_http_with_clients_of_their_own(served, con
     assert sorted(i for batch in loader for i in batch) == list(range(N))
 
 
-def test_a_dataset_in_s3_reads_as_the_local_one_also_in_dataloader_workers(served):
+@pytest.fixture(scope="module")
+def s3():
+    """moto's S3 server on 127.0.0.1, with a bucket (skipped without s3fs and moto)."""
     pytest.importorskip("s3fs")
     pytest.importorskip("moto")
+    server = remote_servers.S3Server()
+    yield server
+    server.close()
+
+
+def test_a_dataset_in_s3_reads_as_the_local_one_also_in_dataloader_workers(served, s3):
     folder, _ = served
-    s3 = remote_servers.S3Server()
-    try:
-        url = s3.upload(folder / "text", "datasets/text")
-        remote = AtlasDataset(url, storage_options=s3.options)
-        values = examples()
-        assert all(same(a, b) for a, b in zip(remote, values, strict=True))
-        assert all(same(remote[i], values[i]) for i in (599, 0, 312, 17))
-        loader = torch.utils.data.DataLoader(remote, batch_size=50, num_workers=2,
-                                             collate_fn=remote_servers.ids_of)
-        assert [i for batch in loader for i in batch] == list(range(N))
-        with pytest.raises(ValueError, match="storage_options are for a dataset behind a URL"):
-            AtlasDataset(folder / "text", storage_options=s3.options)
-    finally:
-        s3.close()
+    url = s3.upload(folder / "text", "datasets/text")
+    remote = AtlasDataset(url, storage_options=s3.options)
+    values = examples()
+    assert all(same(a, b) for a, b in zip(remote, values, strict=True))
+    assert all(same(remote[i], values[i]) for i in (599, 0, 312, 17))
+    loader = torch.utils.data.DataLoader(remote, batch_size=50, num_workers=2, collate_fn=remote_servers.ids_of)
+    assert [i for batch in loader for i in batch] == list(range(N))
+    with pytest.raises(ValueError, match="storage_options are for a dataset behind a URL"):
+        AtlasDataset(folder / "text", storage_options=s3.options)
 
 
 def test_a_missing_remote_dataset_is_the_projects_error(served):
@@ -182,11 +185,8 @@ def test_atlas_validate_reports_a_corrupted_remote_block_and_info_reads_a_url(se
     assert {**info, "path": None} == {**local, "path": None} and info["path"] == f"{server.url}/text"
 
 
-def test_atlas_validate_in_s3_lists_the_store_and_reports_a_stray_file(served):
-    pytest.importorskip("s3fs")
-    pytest.importorskip("moto")
+def test_atlas_validate_in_s3_lists_the_store_and_reports_a_stray_file(served, s3):
     folder, _ = served
-    s3 = remote_servers.S3Server()
     try:
         shutil.copytree(folder / "text", folder / "stray")
         (folder / "stray" / "000000" / "notes.txt").write_text("left here")
@@ -201,7 +201,6 @@ def test_atlas_validate_in_s3_lists_the_store_and_reports_a_stray_file(served):
         assert missing.ids() == {"ATL109"} and not missing.ok
     finally:
         shutil.rmtree(folder / "stray", ignore_errors=True)
-        s3.close()
 
 
 def test_a_local_cache_keeps_verified_blocks_for_later_runs_within_its_bound(served, tmp_path):

@@ -81,13 +81,7 @@ def _remote_bytes(dataset: Any, doc: dict[str, Any]) -> int:
         names += [f"{entry['name']}/{f}" for f in (META_FILE, V2_INDEX_FILE, DATA_FILE)]
         if entry["dictionary"] == "shard":
             names.append(f"{entry['name']}/{DICT_FILE}")
-    total = 0
-    for name in names:
-        location = dataset
-        for part in name.split("/"):
-            location = location / part
-        total += location.info(limit=limit)[0]
-    return total
+    return sum((dataset / name).info(limit=limit)[0] for name in names)
 
 
 def _leftovers(root: Path) -> list[dict[str, Any]]:

@@ -26,7 +26,7 @@ from atlas_format.constants import DEFAULT_LIMITS, META_FILE, Limits
 from atlas_format.errors import AtlasError
 from atlas_format.files import Location
 from atlas_format.pickle_values import DEFAULT_PICKLE_LIMITS, PickleLimits
-from atlas_format.remote import RemoteLocation, UrlPath, is_url
+from atlas_format.remote import RemoteLocation, UrlPath
 
 from .block_cache import TAKEN, BlockCache
 from .errors import IncompleteDatasetError, VersionError
@@ -88,6 +88,8 @@ class _Reader:
     _cache: BlockCache
     #: The shard read last: when reads move to another, it becomes the most recently used open shard.
     _current: Shard | None = None
+    #: whether the shards are behind a URL (a batch then prefetches its blocks)
+    _remote = False
     #: (first, stop, examples): the dataset's indices of the block in hand (the cache's ``last``) when its
     #: examples were unpickled in one pass (framing list, or a block read in order): an in-order ds[i]
     #: inside it is one range test and one list slot, not a bisect and two calls. Each slot is handed
@@ -174,13 +176,12 @@ class _Reader:
                 else:
                     group[0].append(slot)
                     group[1].append(pos)
-            ahead: dict[int, list[int]] = {}
-            for k, b in groups:
-                ahead.setdefault(k, []).append(b)
-            for k, blocks in ahead.items():  # a shard behind a URL fetches the batch's blocks at once
-                prefetch = getattr(shards[k], "prefetch", None)
-                if prefetch is not None:
-                    prefetch(blocks)
+            if self._remote:  # a shard behind a URL fetches the batch's blocks at once
+                ahead: dict[int, list[int]] = {}
+                for k, b in groups:
+                    ahead.setdefault(k, []).append(b)
+                for k, blocks in ahead.items():
+                    shards[k].prefetch(blocks)  # type: ignore[union-attr]
             for (k, b), (slots, positions) in groups.items():
                 if shards[k] is not self._current:
                     self._switch(shards[k])
@@ -277,12 +278,14 @@ class AtlasDataset(_Reader, torch.utils.data.Dataset):  # type: ignore[type-arg]
                  pickle_limits: PickleLimits = DEFAULT_PICKLE_LIMITS,
                  storage_options: dict[str, Any] | None = None, local_cache: str | os.PathLike[str] | None = None,
                  local_cache_bytes: int = DEFAULT_LOCAL_CACHE_BYTES) -> None:
-        location = root_location(root if isinstance(root, str) and is_url(root) else Path(root), storage_options)
+        location = root_location(root, storage_options)
         if local_cache is not None and not isinstance(location, RemoteLocation):
             raise ValueError("local_cache is for a dataset behind a URL (a local dataset is read where it is)")
         blocks_kept = None if local_cache is None else LocalBlockCache(local_cache, str(location.path),
                                                                         local_cache_bytes)
-        self.root: Path | UrlPath = location.path if isinstance(location, RemoteLocation) else Path(root)
+        self.root: Path | UrlPath = location.path
+        #: behind a URL: a batch fetches its blocks of a shard in one request (``__getitems__``)
+        self._remote = isinstance(location, RemoteLocation)
         self.mmap_index = mmap_index
         self.verify_checksums = verify_checksums
         self.safe = safe

@@ -67,10 +67,16 @@ def write_bag(bag: Any, writer: AtlasDatasetWriter, bar: Any) -> None:
         index += n
     plan_bag = dask.bag.from_sequence(plans, npartitions=len(plans))  # type: ignore[no-untyped-call]
     results = sorted(bag.map_partitions(_write_partition, plan_bag, job=job).compute())
-    for leftover in Path(writer._tmp).glob(ATTEMPT_PREFIX + "*"):  # of attempts that died (their task was retried)
-        shutil.rmtree(leftover, ignore_errors=True)
+    remove_attempts(writer)
     bar.update(sum(r["num_examples"] for _, r in results))
     _adopt(writer, results)
+
+
+def remove_attempts(writer: AtlasDatasetWriter) -> None:
+    """Remove the folders task attempts left in the writer's temporary folder (of attempts that died and were
+    retried, or whose results the driver did not receive) before it publishes."""
+    for leftover in Path(writer._tmp).glob(ATTEMPT_PREFIX + "*"):
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _count(partition: Any) -> list[int]:
@@ -150,6 +156,5 @@ def adopt_staged(writer: AtlasDatasetWriter, staged: Sequence[tuple[str, dict[st
         os.rename(folder, Path(writer._tmp) / name)
         checksum = meta[len(b'{\n  "checksum": "'):meta.index(b'",\n')].decode("ascii")
         results.append((k, {**record, "name": name, "meta_checksum": checksum}))
-    for leftover in Path(writer._tmp).glob(ATTEMPT_PREFIX + "*"):
-        shutil.rmtree(leftover, ignore_errors=True)
+    remove_attempts(writer)
     _adopt(writer, results)

@@ -381,4 +381,3 @@ class GroupedFraming(Framing):
             return pos
         found = list_item_at(_BARE_LIST + bytes(data[start:]), offset - start + len(_BARE_LIST))
         return pos if found is None else base + found
-

@@ -80,32 +80,31 @@ _DICTIONARIES: dict[tuple[Any, ...], bytes] = {}
 def read_dictionary(location: Location | RemoteLocation, expected: dict[str, Any] | None, limits: Limits,
                     shard: str | None = None) -> bytes:
     """A dictionary file, verified against ``expected`` (its metadata record) when given; memoized per process
-    (a dictionary behind a URL by its URL, size and the store's tag)."""
+    by the file's identity (a local file's device, inode, size and time; a URL's size and the store's tag)."""
+    what = "the zstd dictionary this shard uses"
+    checksum = None if expected is None else expected["checksum"]
     if isinstance(location, RemoteLocation):
-        size, identity = location.info(limit=limits.max_dictionary_size, what="the zstd dictionary this shard uses",
-                                       shard=shard)
-        key: tuple[Any, ...] = (*identity, None if expected is None else expected["checksum"])
-        data = _DICTIONARIES.get(key)
-        if data is None:
-            data = location.read(limit=limits.max_dictionary_size, what="the zstd dictionary this shard uses",
-                                 shard=shard)
-            if expected is not None:
-                _check_dictionary(data, location.path, expected, shard)
-            _DICTIONARIES[key] = data
-        return data
-    with open_regular(location, limit=limits.max_dictionary_size, what="the zstd dictionary this shard uses",
-                      shard=shard) as f:
+        size, identity = location.info(limit=limits.max_dictionary_size, what=what, shard=shard)
+        return _memoized((*identity, checksum), lambda: location.read(limit=limits.max_dictionary_size, what=what,
+                                                                      shard=shard, size=size),
+                         location, expected, shard)
+    with open_regular(location, limit=limits.max_dictionary_size, what=what, shard=shard) as f:
         st = f.status
-        key = (str(location), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
-               None if expected is None else expected["checksum"])
-        data = _DICTIONARIES.get(key)
-        if data is None:
-            data = f.read()
-            if expected is not None:
-                _check_dictionary(data, location.path, expected, shard)
-            if len(_DICTIONARIES) >= 8:
-                _DICTIONARIES.clear()
-            _DICTIONARIES[key] = data
+        key = (str(location), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, checksum)
+        return _memoized(key, f.read, location, expected, shard)
+
+
+def _memoized(key: tuple[Any, ...], read: Any, location: Location | RemoteLocation,
+              expected: dict[str, Any] | None, shard: str | None) -> bytes:
+    """The dictionary held for ``key``, or ``read()`` checked against ``expected`` and kept (8 at most)."""
+    data: bytes | None = _DICTIONARIES.get(key)
+    if data is None:
+        data = read()
+        if expected is not None:
+            _check_dictionary(data, location.path, expected, shard)
+        if len(_DICTIONARIES) >= 8:
+            _DICTIONARIES.clear()
+        _DICTIONARIES[key] = data
     return data
 
 

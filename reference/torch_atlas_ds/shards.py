@@ -7,6 +7,7 @@ reads and checks its index and data on first use.
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,8 @@ def open_v1_shards(root: Path, doc: dict[str, Any], *, mmap_index: bool = True, 
     return AtlasDatasetMetadata(1, sizes, doc.get("compression_strategy")), shards
 
 
-def root_location(root: str | Path, storage_options: dict[str, Any] | None = None) -> Location | RemoteLocation:
+def root_location(root: str | os.PathLike[str], storage_options: dict[str, Any] | None = None
+                  ) -> Location | RemoteLocation:
     """The location of a dataset root: a local folder, or a URL read through fsspec with ``storage_options``."""
     if is_url(root):
         return RemoteLocation(RemoteRoot(str(root), storage_options))

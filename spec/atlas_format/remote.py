@@ -135,9 +135,11 @@ class RemoteLocation:
         return size, (str(self.path), size, str(tag))
 
     def read(self, *, limit: int, what: str | None = None, missing: type[AtlasError] = MissingShardError,
-             shard: str | None = None) -> bytes:
-        """The whole file, at most ``limit`` bytes (its size is checked before it is fetched)."""
-        size, _ = self.info(limit=limit, what=what, missing=missing, shard=shard)
+             shard: str | None = None, size: int | None = None) -> bytes:
+        """The whole file, at most ``limit`` bytes (its size is checked before it is fetched; ``size``: what
+        ``info`` reported a moment ago, so the store is not asked twice)."""
+        if size is None:
+            size, _ = self.info(limit=limit, what=what, missing=missing, shard=shard)
         data = self.read_range(0, size) if size else b""
         if len(data) != size:
             raise FormatError(f"{what or self.name} changed while it was read ({len(data)} bytes, the store "
