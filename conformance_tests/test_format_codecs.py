@@ -100,3 +100,36 @@ def test_lz4_fast_declared_size_agrees_with_the_declaration(data, store_size, le
     for bad in (b"", frame[:3], b"\x00" * 20, zstandard.ZstdCompressor().compress(data)):
         with pytest.raises(ValueError):
             declared_content_size(bad)
+
+
+def _magicless_frame(data: bytes) -> bytes:
+    return codecs.codec_info(Codec.ZSTD, magicless=True).compressor(3, None)(data)
+
+
+def test_decode_frames_writes_consecutive_frames_into_one_buffer_of_exactly_their_size():
+    parts = [bytes(range(256)) * 7, b"the second frame " * 90]
+    joined = b"".join(parts)
+    stored = b"".join(map(_magicless_frame, parts))
+    info = codecs.codec_info(Codec.ZSTD, magicless=True)
+    dctx = codecs.zstd_decompressor(magicless=True, max_window=codecs.FRAMES_MAX)
+    assert codecs.decode_frames(info, stored, dctx, len(joined)) == joined
+    with pytest.raises(CodecError, match=f"decode to more than {len(joined) - 1} bytes"):
+        codecs.decode_frames(info, stored, dctx, len(joined) - 1)
+    with pytest.raises(CodecError, match=f"decode to {len(joined)} bytes, expected {len(joined) + 1}"):
+        codecs.decode_frames(info, stored, dctx, len(joined) + 1)
+    with pytest.raises(CodecError, match="zstd cannot decode"):
+        codecs.decode_frames(info, stored[:-1] + bytes([stored[-1] ^ 0xFF]) + b"\x00" * 8, dctx, len(joined))
+    with pytest.raises(CodecError, match="at most"):  # the one-call path is for small blocks only
+        codecs.decode_frames(info, stored, dctx, codecs.FRAMES_MAX + 1)
+
+
+def test_decode_frames_refuses_a_frame_whose_window_is_above_its_bound():
+    """Sizes are not peeked before the one call, so its decompressor bounds the window a frame may ask for
+    (libzstd would otherwise keep up to 128 MiB for a few bytes of header)."""
+    fields = zstd_frame.frame_header_fields(None, None)
+    fields["window_descriptor"] = {"exponent": 17, "mantissa": 0}  # 2**27 bytes
+    header = zstd_frame.ZstdMagiclessFrameHeader.build(fields)
+    info = codecs.codec_info(Codec.ZSTD, magicless=True)
+    dctx = codecs.zstd_decompressor(magicless=True, max_window=codecs.FRAMES_MAX)
+    with pytest.raises(CodecError, match="memory"):
+        codecs.decode_frames(info, header + b"\x01\x00\x00junk", dctx, 100)

@@ -97,7 +97,8 @@ def shared_dictionary(folder: Location | RemoteLocation) -> Location | RemoteLoc
     return Location(folder.root, DICT_FILE) if folder.rel else Location(folder.root.parent, DICT_FILE)
 
 
-def zstd_decompressor(dictionary: bytes | None, path: Any, shard: Any = None, *, magicless: bool = False) -> Any:
+def zstd_decompressor(dictionary: bytes | None, path: Any, shard: Any = None, *, magicless: bool = False,
+                      max_window: int = 0) -> Any:
     """A reusable zstd decompressor (``magicless``: for framing grouped's frames, V2-CODEC-4); a dictionary
     zstd cannot load is a FormatError naming its file."""
     import zstandard
@@ -107,6 +108,6 @@ def zstd_decompressor(dictionary: bytes | None, path: Any, shard: Any = None, *,
     from .errors import FormatError
 
     try:
-        return decompressor(dictionary, magicless=magicless)
+        return decompressor(dictionary, magicless=magicless, max_window=max_window)
     except zstandard.ZstdError as exc:
         raise FormatError(f"not a usable zstd dictionary: {exc}", path=path, shard=shard) from None

@@ -94,6 +94,10 @@ class GroupedSite(Protocol):
         """One frame decoded: exactly ``size`` bytes when given, else at most ``limit``."""
         ...
 
+    def decode_frames(self, frames: Any, size: int) -> Any | None:
+        """Consecutive frames decoded into one buffer of ``size`` bytes, or None: decode them one by one."""
+        ...
+
 
 class GroupedFraming(Framing):
     """Version 2 framing "grouped", bound to one shard, its preamble (with its PROTO) and its group size."""
@@ -191,6 +195,10 @@ class GroupedFraming(Framing):
             return self.frame0(blk)
         stored = blk.data
         starts = self.starts(blk)[0]
+        if blk.part is None:  # no frame decoded yet: all of them in one call (a list fallback's first are empty)
+            joined = self.site.decode_frames(stored[starts[0]:], blk.raw)
+            if joined is not None:
+                return joined
         if starts[1] == starts[0]:  # a list fallback: the last frame holds the pickle
             return self.site.decode_frame(stored[starts[-1]:], b, None, blk.raw, blk.raw)
         return self._joined(blk, starts)

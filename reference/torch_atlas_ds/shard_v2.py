@@ -23,7 +23,7 @@ import zstandard
 from atlas_format import typed
 from atlas_format.block_v2 import table_size
 from atlas_format.checksum import XXH3_64
-from atlas_format.codecs import codec_info, decode
+from atlas_format.codecs import FRAMES_MAX, codec_info, decode, decode_frames
 from atlas_format.constants import (
     DATA_FILE,
     DEFAULT_LIMITS,
@@ -276,10 +276,10 @@ class V2Shard(ProcessLocalState):
             self._dict_bytes = self._read_dictionary()
         return self._finish_open(maps, zstd=self.codec == Codec.ZSTD)
 
-    def _new_dctx(self) -> zstandard.ZstdDecompressor:
+    def _new_dctx(self, max_window: int = 0) -> zstandard.ZstdDecompressor:
         dict_path = self._dict_source[0].path if self._dict_source is not None else self.path.parent / DICT_FILE
         return zstd_decompressor(self._dict_bytes, dict_path, self.label,  # type: ignore[no-any-return]
-                                 magicless=self._grouped)
+                                 magicless=self._grouped, max_window=max_window)
 
     def _dctx(self) -> zstandard.ZstdDecompressor | None:
         """This thread's zstd decompressor (with the shard's dictionary); None for the other codecs (asked
@@ -350,6 +350,20 @@ class V2Shard(ProcessLocalState):
             if pos is None:
                 raise exc.relocated(**self.where(b)) from None
             raise exc.relocated(**self.where(b), position=pos, example=b * self.block_size + pos) from None
+
+    def decode_frames(self, frames: Any, size: int) -> Any | None:
+        """A grouped block's consecutive frames decoded into one buffer of ``size`` bytes in one call, or None
+        (another codec, a block above FRAMES_MAX, or frames that fail: the caller decodes them one by one, which
+        names the fault). Its decompressor is this thread's second one, whose window is bounded."""
+        if not self._zstd or size > FRAMES_MAX:
+            return None
+        dctx = getattr(self._tls, "frames_dctx", None)
+        if dctx is None:
+            dctx = self._tls.frames_dctx = self._new_dctx(FRAMES_MAX)
+        try:
+            return decode_frames(self._info, frames, dctx, size)
+        except CodecError:
+            return None
 
     def decoded_block(self, b: int) -> Any:
         """The decoded bytes of block ``b``: one codec call (codec none: the verified stored view)."""

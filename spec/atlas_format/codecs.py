@@ -70,13 +70,14 @@ def _none_strict(data: Buffer, limit: int, dctx: object) -> tuple[bytes, int]:
 # -- zstd ---------------------------------------------------------------------------
 
 
-def zstd_decompressor(dictionary: bytes | None = None, *, magicless: bool = False) -> zstandard.ZstdDecompressor:
+def zstd_decompressor(dictionary: bytes | None = None, *, magicless: bool = False,
+                      max_window: int = 0) -> zstandard.ZstdDecompressor:
     """A decompressor for one dataset or shard (reuse it: creating one costs microseconds); ``magicless``
-    for the frames of framing "grouped" (V2-CODEC-4)."""
+    for the frames of framing "grouped" (V2-CODEC-4); ``max_window`` bounds what it holds for a frame
+    (0: libzstd's default, 128 MiB)."""
     fmt = zstandard.FORMAT_ZSTD1_MAGICLESS if magicless else zstandard.FORMAT_ZSTD1
-    if dictionary is None:
-        return zstandard.ZstdDecompressor(format=fmt)
-    return zstandard.ZstdDecompressor(dict_data=zstandard.ZstdCompressionDict(dictionary), format=fmt)
+    dict_data = None if dictionary is None else zstandard.ZstdCompressionDict(dictionary)
+    return zstandard.ZstdDecompressor(dict_data=dict_data, format=fmt, max_window_size=max_window)
 
 
 def _zstd_declared(data: Buffer) -> int | None:
@@ -235,6 +236,31 @@ MAGICLESS_CODECS: dict[Codec, CodecInfo] = {
                           _magicless_compressor, _magicless_decompress, _magicless_strict, _magicless_peek,
                           magicless=True),
 }
+
+
+#: The largest block whose frames ``decode_frames`` decodes in one call; its decompressor refuses windows
+#: above this, so a frame header cannot make it hold more (its sizes are not peeked first).
+FRAMES_MAX = 1 << 20
+
+
+def decode_frames(info: CodecInfo, data: Buffer, dctx: zstandard.ZstdDecompressor, size: int) -> bytearray:
+    """Consecutive zstd frames decoded straight into one buffer of exactly ``size`` bytes, in one call:
+    framing grouped's whole block without a call per frame and a join (1.7 of the 41 us that reading a block
+    of 64 text examples takes). ``dctx`` is a ``zstd_decompressor(..., max_window=FRAMES_MAX)`` and ``size``
+    at most FRAMES_MAX. A CodecError when the frames fail or decode to another size; the caller then decodes
+    frame by frame, which names the fault."""
+    if info.codec is not Codec.ZSTD or size > FRAMES_MAX:
+        raise CodecError(f"decode_frames takes zstd frames of at most {FRAMES_MAX} bytes")
+    out = bytearray(size + 1)  # one byte more: frames that decode to more than ``size`` fill it
+    try:
+        got = dctx.stream_reader(data, read_across_frames=True).readinto(out)
+    except zstandard.ZstdError as exc:
+        raise CodecError(f"zstd cannot decode the frames: {exc}") from None
+    if got != size:
+        raise CodecError(f"the frames decode to {'more than ' if got > size else ''}{min(got, size)} bytes, "
+                         f"expected {size}")
+    del out[size:]
+    return out
 
 
 def codec_info(key: Codec | int | str, *, magicless: bool = False) -> CodecInfo:
