@@ -259,18 +259,20 @@ def test_fresh_objects_and_shared_identity_inside_an_example(tmp_path):
     assert ds[0]["a"] == [1, 2]
 
 
-def test_an_object_mutated_between_blocks_is_read_as_each_block_saw_it(tmp_path):
+@pytest.mark.parametrize("block_size", [2, 8, 40])
+def test_an_object_mutated_between_blocks_is_read_as_each_block_saw_it(tmp_path, block_size):
     """Only immutable objects go to the preamble: a dict the first block shares by identity and the caller
-    then changes is pickled again in each block (blocks are pickled when full)."""
+    then changes is pickled again in each block (blocks are pickled when full, as version 1 does; the
+    preamble is built from the first block, so no block waits for a later one)."""
     common = {"v": 0}
     root = tmp_path / "d"
-    with AtlasDatasetWriter(root, 100, 8) as w:
-        for i in range(40):
-            common["v"] = i // 8
+    with AtlasDatasetWriter(root, 100, block_size) as w:
+        for i in range(80):
+            common["v"] = i // block_size
             w.add_example({"c": common, "i": i})
     ds = AtlasDataset(root)
-    assert [ds[i]["c"]["v"] for i in (39, 5, 17, 30)] == [4, 0, 2, 3]
-    assert [x["c"]["v"] for x in ds] == [i // 8 for i in range(40)]
+    assert [ds[i]["c"]["v"] for i in (79, 5, 17, 30)] == [i // block_size for i in (79, 5, 17, 30)]
+    assert [x["c"]["v"] for x in ds] == [i // block_size for i in range(80)]
 
 
 class Outer:

@@ -1,11 +1,11 @@
 """Writing framing "grouped" (V2-FRAME-6..9): a shard's preamble, its examples' slices, a block's frames.
 
-The preamble memoizes what the examples of the shard's first ``PREAMBLE_EXAMPLES`` examples share by
-identity (two or more of their protocol 3 pickles memoize it): globals, numpy dtypes, dict keys and
-other strings. Only immutable objects qualify: a slice refers to a preamble object by the object's
-identity, so an object mutated after the first block would be read back as it was then. A random read
-unpickles the preamble, so it is kept under ``PREAMBLE_TARGET`` bytes (long strings dropped first, then
-everything). The memo's objects are held for the shard's lifetime, so their ids are never reused.
+The preamble memoizes what the examples of the shard's first block share by identity (two or more of
+their protocol 3 pickles memoize it): globals, numpy dtypes, dict keys and other strings. Only immutable
+objects qualify: a slice refers to a preamble object by the object's identity, so an object mutated after
+the first block would be read back as it was then. A random read unpickles the preamble, so it is kept
+under ``PREAMBLE_TARGET`` bytes (long strings dropped first, then everything). The memo's objects are
+held for the shard's lifetime, so their ids are never reused.
 
 A block whose examples protocol 3 cannot express (it raises, or it would need ``builtins.getattr`` or
 ``functools.partial``, which safe loading refuses) is a list fallback: version 1's protocol 4 list pickle.
@@ -26,8 +26,6 @@ import numpy as np
 from atlas_format import grouped
 from atlas_format.constants import V2_LIST_PICKLE_PROTOCOL
 
-#: Examples the preamble is built from: the first block's, or more when blocks are smaller (buffered).
-PREAMBLE_EXAMPLES = 8
 #: A random read unpickles the preamble: past this size only globals, dtypes and short strings stay.
 PREAMBLE_TARGET = 4096
 #: The longest str/bytes kept when the preamble had to shrink.

@@ -64,7 +64,7 @@ from atlas_format.npy import build_v1_index
 from . import typed_codec
 from ._util import fsync_dir, publish_folder, write_file
 from .errors import LimitError, VersionError
-from .grouped_writer import PREAMBLE_EXAMPLES, GroupedEncoder, stored_grouped
+from .grouped_writer import GroupedEncoder, stored_grouped
 from .leftovers import Leftover, clear_root, clear_siblings
 from .locking import WriterLock
 from .shard_files import load_dictionary, read_v2_meta
@@ -269,8 +269,9 @@ class _V2ShardBuilder:
 
         ``framing``: one codec frame per block, one per example, one per block over a pickled
         list, or a list pickled in groups (spec V2-FRAME). With LIST and GROUPED a block is pickled
-        when it is full, as version 1 does (GROUPED's first blocks wait until the shard's preamble
-        has seen ``PREAMBLE_EXAMPLES`` examples). ``preamble_seed``: the first shard's shared objects, so that
+        when it is full, as version 1 does (GROUPED's preamble is built from the shard's first block, so
+        an example is never pickled after a later one was added). ``preamble_seed``: the first shard's
+        shared objects, so that
         every shard's preamble numbers them alike (see grouped_writer).
 
         ``on_shared_dictionary(bytes)`` is called with a dictionary trained for sharing before
@@ -293,7 +294,6 @@ class _V2ShardBuilder:
         self._typed = encoding == typed.TYPED
         self._encoder = GroupedEncoder()
         self._seed = preamble_seed
-        self._waiting: list[list[Any]] = []  # GROUPED: full blocks of examples waiting for the preamble
         self.pending: list[Any] = []  # the block being filled: example pickles, or examples (LIST, GROUPED)
         # blocks waiting for the dictionary: lists of pickles, list pickles, or (frames, group offsets or None,
         # n) (GROUPED)
@@ -323,24 +323,19 @@ class _V2ShardBuilder:
         if len(self.pending) >= self.block_size:
             self._flush()
 
-    def _flush_grouped(self, final: bool) -> None:
-        """Full blocks wait until the preamble has seen PREAMBLE_EXAMPLES examples (or the shard ends)."""
+    def _flush_grouped(self) -> None:
+        """The full block pickled in groups; the shard's first block also builds the preamble."""
         if self._typed:
             self._flush_typed_grouped()
             return
-        if self.pending:
-            self._waiting.append(self.pending)
-            self.pending = []
+        examples, self.pending = self.pending, []
+        if not examples:
+            return
         encoder = self._encoder
         if not encoder.started:
-            seen = [e for block in self._waiting for e in block]
-            if len(seen) < PREAMBLE_EXAMPLES and not final:
-                return
-            encoder.start(seen[:PREAMBLE_EXAMPLES], self._seed)
-        waiting, self._waiting = self._waiting, []
-        for examples in waiting:
-            frames, group_offsets = encoder.encode(examples)
-            self._keep((frames, group_offsets, len(examples)), sum(map(len, frames)), len(examples))
+            encoder.start(examples, self._seed)
+        frames, group_offsets = encoder.encode(examples)
+        self._keep((frames, group_offsets, len(examples)), sum(map(len, frames)), len(examples))
 
     def _flush_typed_grouped(self) -> None:
         """TYPED-7: framing list's array in frames of 32, the group offsets of every frame in the head; the
@@ -350,15 +345,14 @@ class _V2ShardBuilder:
             return
         encoder = self._encoder
         if not encoder.started:
-            first = items[:PREAMBLE_EXAMPLES]
-            encoder.start_typed(sum(map(len, first)) / len(first))
+            encoder.start_typed(sum(map(len, items)) / len(items))
         offsets = grouped.frame_group_offsets(items, grouped.block_group(len(items), encoder.group))
         frames = grouped.typed_frames(items)
         self._keep((frames, offsets, len(items)), sum(map(len, frames)), len(items))
 
-    def _flush(self, final: bool = False) -> None:
+    def _flush(self) -> None:
         if self._grouped:
-            self._flush_grouped(final)
+            self._flush_grouped()
             return
         if not self.pending:
             return
@@ -411,7 +405,7 @@ class _V2ShardBuilder:
 
     def close(self) -> tuple[dict[str, Any], bytes | None]:
         """Finish the shard; returns (its root meta.json record, dictionary trained for sharing or None)."""
-        self._flush(final=True)
+        self._flush()
         trained: bytes | None = None
         if self._compress is None:  # 'shard' or 'train-shared': the blocks waited for the dictionary
             if len(self.held) >= MIN_BLOCKS_FOR_DICTIONARY:  # trained on decoded blocks, whatever the framing
