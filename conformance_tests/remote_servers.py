@@ -1,8 +1,10 @@
-"""Servers the remote-reading tests start on 127.0.0.1: an HTTP server with byte ranges over a folder, and an
-S3 endpoint (moto's server). Each counts the requests and bytes it serves."""
+"""Servers the remote-reading tests start on 127.0.0.1: an HTTP server with byte ranges over a folder (it counts
+the requests and bytes it serves), an S3 endpoint (moto's server) and a Google Cloud Storage endpoint
+(gcp-storage-emulator)."""
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections import Counter
@@ -11,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 _RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
+# gcsfs asks each bucket's type over gRPC first unless this is off when it is imported, and an emulator serves no
+# gRPC (60 s timeouts per call): set before any test imports gcsfs
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
 
 class RangeServer:
@@ -97,6 +102,36 @@ class S3Server:
             if path.is_file():
                 fs.pipe_file(f"{self.bucket}/{prefix}/{path.relative_to(folder).as_posix()}", path.read_bytes())
         return f"s3://{self.bucket}/{prefix}"
+
+    def close(self) -> None:
+        self._server.stop()
+
+
+class GcsServer:
+    """gcp-storage-emulator's GCS endpoint on 127.0.0.1 and a free port, in memory, with a bucket; ``options`` are
+    gcsfs's storage options."""
+
+    def __init__(self, bucket: str = "atlas") -> None:
+        from gcp_storage_emulator.server import create_server
+
+        self._server = create_server("127.0.0.1", 0, in_memory=True, default_bucket=bucket)
+        self._server.start()
+        self.endpoint = f"http://127.0.0.1:{self._server._api._httpd.server_address[1]}"
+        self.bucket = bucket
+        self.options = {"endpoint_url": self.endpoint, "token": "anon"}
+
+    def fs(self) -> Any:
+        import gcsfs
+
+        return gcsfs.GCSFileSystem(skip_instance_cache=True, **self.options)
+
+    def upload(self, folder: Path, prefix: str) -> str:
+        """Copy a local dataset folder to gs://bucket/prefix; returns that URL."""
+        fs = self.fs()
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                fs.pipe_file(f"{self.bucket}/{prefix}/{path.relative_to(folder).as_posix()}", path.read_bytes())
+        return f"gs://{self.bucket}/{prefix}"
 
     def close(self) -> None:
         self._server.stop()
