@@ -50,3 +50,20 @@ def broken_row(row: dict[str, Any]) -> dict[str, Any]:
     if row["item"] == 500:
         raise ValueError("example 500 is broken")
     return row_example(int(row["item"]))
+
+
+def ray_kill_once_at(batch: Any, at: int, marker: str, staging: str) -> Any:
+    """A Ray ``map_batches`` function making row examples; the batch holding row ``at`` kills its worker process the
+    first time, after writing to ``marker`` how many shards each write attempt under ``staging`` had built by
+    then (so a test can tell the kill came in the middle of a task's write)."""
+    import json
+
+    import pandas as pd
+
+    items = [int(i) for i in batch["item"]]
+    if at in items and not Path(marker).exists():
+        attempts = [p for p in Path(staging).rglob(".attempt-*") if p.is_dir()]
+        built = {p.name: sum(1 for q in p.iterdir() if (q / "meta.json").exists()) for p in attempts}
+        Path(marker).write_text(json.dumps(built))
+        os._exit(1)
+    return pd.DataFrame([row_example(i) for i in items])

@@ -90,3 +90,28 @@ def test_a_write_task_that_dies_mid_write_and_is_retried_publishes_each_shard_on
     assert [s.num_examples for s in written.shards] == [100, 100, 50, 100, 100, 50]
     assert sorted(p.name for p in (tmp_path / "d").iterdir()) == [f"{k:06d}" for k in range(6)] + ["meta.json"]
     assert validate(tmp_path / "d").ok
+
+
+def test_a_write_task_whose_worker_is_killed_mid_write_is_retried_by_ray_and_publishes_each_shard_once(tmp_path):
+    """A real kill under Ray's scheduling: one task maps and writes all rows (map and write fused), its map batches of
+    50 rows streamed into the write as blocks; the worker dies at row 400, after its attempt built the shards of rows
+    0-399. Ray retries the task; the dataset holds every example once, and no attempt folder is left."""
+    import json
+
+    context = ray.data.DataContext.get_current()
+    saved = context.target_max_block_size
+    context.target_max_block_size = 2048  # a block per map batch, streamed into the fused write
+    marker = tmp_path / "killed.json"
+    try:
+        data = ray.data.from_items(list(range(1000)), override_num_blocks=1).map_batches(
+            engine_helpers.ray_kill_once_at, batch_size=50, batch_format="pandas",
+            fn_kwargs={"at": 400, "marker": str(marker), "staging": str(tmp_path)})
+        data.write_datasink(AtlasDatasink(tmp_path / "d", 100, 16, compression_strategy=1))
+    finally:
+        context.target_max_block_size = saved
+    assert list(json.loads(marker.read_text()).values()) == [4]  # the dead attempt had built 4 shards
+    written = AtlasDataset(tmp_path / "d")
+    assert list(written) == [engine_helpers.row_example(i) for i in range(1000)]
+    assert [s.num_examples for s in written.shards] == [100] * 10
+    assert not list(tmp_path.rglob(".attempt-*")) and sorted(os.listdir(tmp_path)) == ["d", "killed.json"]
+    assert validate(tmp_path / "d").ok
