@@ -34,7 +34,7 @@ BUGS = [
      "self.entries.append((self.data_size, len(stored)", "self.entries.append((self.data_size + 1, len(stored)",
      "every index entry points one byte late"),
     ("last block dropped (v2 writer)", "reference/torch_atlas_ds/writer.py",
-     "        self._flush(final=True)\n        trained: bytes | None = None", "        trained: bytes | None = None",
+     "        self._flush()\n        trained: bytes | None = None", "        trained: bytes | None = None",
      "the pending partial block is never written at close"),
     ("last block dropped (v1 writer)", "reference/torch_atlas_ds/writer.py",
      '        """Finish the shard; returns (strategy written in meta.json, trained dictionary or None)."""\n'
