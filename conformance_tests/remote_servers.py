@@ -75,8 +75,32 @@ class RangeServer:
         self._httpd.server_close()
 
 
-class S3Server:
+class _BucketServer:
+    """An object store's emulator in this process: ``fs()`` is a client of it, ``scheme`` its URL scheme."""
+
+    scheme = ""
+    bucket = ""
+    _server: Any
+
+    def fs(self) -> Any:
+        raise NotImplementedError
+
+    def upload(self, folder: Path, prefix: str) -> str:
+        """Copy a local dataset folder to <scheme>://bucket/prefix; returns that URL."""
+        fs = self.fs()
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                fs.pipe_file(f"{self.bucket}/{prefix}/{path.relative_to(folder).as_posix()}", path.read_bytes())
+        return f"{self.scheme}://{self.bucket}/{prefix}"
+
+    def close(self) -> None:
+        self._server.stop()
+
+
+class S3Server(_BucketServer):
     """moto's S3 endpoint on 127.0.0.1 and a free port, with a bucket; ``options`` are s3fs's storage options."""
+
+    scheme = "s3"
 
     def __init__(self, bucket: str = "atlas") -> None:
         from moto.server import ThreadedMotoServer
@@ -95,21 +119,13 @@ class S3Server:
 
         return s3fs.S3FileSystem(skip_instance_cache=True, **self.options)
 
-    def upload(self, folder: Path, prefix: str) -> str:
-        """Copy a local dataset folder to s3://bucket/prefix; returns that URL."""
-        fs = self.fs()
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                fs.pipe_file(f"{self.bucket}/{prefix}/{path.relative_to(folder).as_posix()}", path.read_bytes())
-        return f"s3://{self.bucket}/{prefix}"
-
-    def close(self) -> None:
-        self._server.stop()
 
 
-class GcsServer:
+class GcsServer(_BucketServer):
     """gcp-storage-emulator's GCS endpoint on 127.0.0.1 and a free port, in memory, with a bucket; ``options`` are
     gcsfs's storage options."""
+
+    scheme = "gs"
 
     def __init__(self, bucket: str = "atlas") -> None:
         from gcp_storage_emulator.server import create_server
@@ -125,16 +141,6 @@ class GcsServer:
 
         return gcsfs.GCSFileSystem(skip_instance_cache=True, **self.options)
 
-    def upload(self, folder: Path, prefix: str) -> str:
-        """Copy a local dataset folder to gs://bucket/prefix; returns that URL."""
-        fs = self.fs()
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                fs.pipe_file(f"{self.bucket}/{prefix}/{path.relative_to(folder).as_posix()}", path.read_bytes())
-        return f"gs://{self.bucket}/{prefix}"
-
-    def close(self) -> None:
-        self._server.stop()
 
 
 def ids_of(items: list[dict[str, Any]]) -> list[int]:
