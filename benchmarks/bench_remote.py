@@ -230,8 +230,8 @@ def main() -> int:
                      f"| {r['random']:,.0f} | {r['random_bytes_per_read']:,.0f} | {r['batched']:,.0f} | "
                      f"{r['batched_bytes_per_read']:,.0f} |")
     if not peers:
-        lines += ["", "The peers' venvs were not found (`bash benchmarks/peers/setup.sh mds litdata`): this package "
-                  "only."]
+        lines += ["", "Peers left out (`--no-peers`, or no venvs: `bash benchmarks/peers/setup.sh mds litdata`): "
+                  "this package only."]
     lines.append("")
     Path(args.output).write_text("\n".join(lines), encoding="utf-8")
     print("\n".join(lines))
