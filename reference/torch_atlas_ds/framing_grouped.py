@@ -195,17 +195,18 @@ class GroupedFraming(Framing):
             return self.frame0(blk)
         stored = blk.data
         starts = self.starts(blk)[0]
-        if blk.part is None:  # no frame decoded yet: all of them in one call (a list fallback's first are empty)
-            joined = self.site.decode_frames(stored[starts[0]:], blk.raw)
-            if joined is not None:
-                return joined
         if starts[1] == starts[0]:  # a list fallback: the last frame holds the pickle
             return self.site.decode_frame(stored[starts[-1]:], b, None, blk.raw, blk.raw)
         return self._joined(blk, starts)
 
     def _joined(self, blk: CachedBlock, starts: tuple[int, ...]) -> Any:
-        """The frames at ``starts`` decoded (a frame a random read decoded is reused) and joined."""
+        """The frames at ``starts`` decoded and joined: in one call into one buffer when no frame was decoded
+        yet, else frame by frame (a frame a random read decoded is reused; a failure is named there)."""
         stored, b = blk.data, blk.b
+        if blk.part is None and len(starts) > 1:
+            joined = self.site.decode_frames(stored[starts[0]:], blk.raw)
+            if joined is not None:
+                return joined
         parts = []
         left = blk.raw
         part = blk.part

@@ -37,12 +37,7 @@ class TypedGroupedFraming(GroupedFraming):
         return typed.array_header(count)
 
     def decoded(self, blk: CachedBlock) -> Any:
-        starts = self._starts(blk)
-        if blk.part is None and len(starts) > 1:  # no frame decoded yet: all of them in one call
-            joined = self.site.decode_frames(blk.data[starts[0]:], blk.raw)
-            if joined is not None:
-                return joined
-        return self._joined(blk, starts)
+        return self._joined(blk, self._starts(blk))
 
     def part(self, blk: CachedBlock, pos: int) -> Any:
         return self._frame_example(blk, pos)  # frame 0 empty (a list fallback's shape): whole() refuses it

@@ -28,7 +28,7 @@ from atlas_format.remote import RemoteLocation
 
 from ._util import fork_generation, shared_dictionary, zstd_decompressor
 from .block_cache import BlockCache, CachedBlock
-from .byte_source import ByteSource, open_source
+from .byte_source import ByteSource, MappedFile
 from .errors import (
     AtlasError,
     CodecError,
@@ -134,7 +134,7 @@ class V1Shard(ProcessLocalState):
         """Open, check and map index.npy and data.bin (V1-INDEX-*), and join the dataset's open shards. Files
         checked in this process and unchanged since (same identity) are mapped again without the checks."""
         index_path = self.path / V1_INDEX_FILE
-        index_source = open_source(self.location / V1_INDEX_FILE, limit=self.limits.max_index_size, shard=self.label,
+        index_source = MappedFile(self.location / V1_INDEX_FILE, limit=self.limits.max_index_size, shard=self.label,
                                   mapped=self.mmap_index)
         index_id = index_source.identity
         dtype, start = self._layout[1:] if self._layout[0][:1] == (index_id,) else self._index_layout(index_source,
@@ -147,7 +147,7 @@ class V1Shard(ProcessLocalState):
                 raise FormatError("the index of an empty shard must be [0]", path=index_path, shard=self.label)
             ids: tuple[Any, ...] = (index_id,)
         else:
-            data_source = open_source(self.location / DATA_FILE, limit=self.limits.max_data_size, shard=self.label)
+            data_source = MappedFile(self.location / DATA_FILE, limit=self.limits.max_data_size, shard=self.label)
             ids = (index_id, data_source.identity)
             maps = _Maps(fork_generation(), [index_source, data_source], data_source, index)
             if ids != self._layout[0]:

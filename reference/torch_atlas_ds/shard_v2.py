@@ -353,9 +353,10 @@ class V2Shard(ProcessLocalState):
 
     def decode_frames(self, frames: Any, size: int) -> Any | None:
         """A grouped block's consecutive frames decoded into one buffer of ``size`` bytes in one call, or None
-        (another codec, a block above FRAMES_MAX, or frames that fail: the caller decodes them one by one, which
-        names the fault). Its decompressor is this thread's second one, whose window is bounded."""
-        if not self._zstd or size > FRAMES_MAX:
+        (another codec, or what ``decode_frames`` refuses: a block above its bound, frames that fail; the caller
+        then decodes them one by one, which names the fault). Its decompressor is this thread's second one,
+        whose window is bounded."""
+        if not self._zstd:
             return None
         dctx = getattr(self._tls, "frames_dctx", None)
         if dctx is None:
