@@ -63,6 +63,23 @@ def test_a_shared_dictionary_needs_a_sample_and_a_failed_task_publishes_nothing(
     assert os.listdir(tmp_path) == []
 
 
+def test_the_sink_ray_ships_to_its_tasks_leaves_the_drivers_writer_and_lock_behind(tmp_path):
+    """Ray pickles the sink into every write task after on_write_start. The driver's writer holds a lock
+    descriptor; a copy of it in a worker closed whatever file the worker had under that number (Ray's own
+    memory probe failed with EBADF in CI). The tasks get the job, never the writer."""
+    import cloudpickle
+
+    sink = AtlasDatasink(tmp_path / "d", 10, 2, compression_strategy=1)
+    sink.on_write_start()
+    try:
+        shipped = cloudpickle.loads(cloudpickle.dumps(sink))
+        assert shipped._writer is None and shipped._job == sink._job
+        assert sink._writer is not None and sink._writer._lock.held
+    finally:
+        sink.on_write_failed(RuntimeError("test over"))
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_write_task_that_dies_mid_write_and_is_retried_publishes_each_shard_once(tmp_path):
     """What Ray does when a task dies and is retried, played on the sink: attempt 1 of task 1 builds a shard and
     dies in its second; attempt 2 writes all of it; the driver receives attempt 2's result (and task 0's)."""

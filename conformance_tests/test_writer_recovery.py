@@ -310,6 +310,21 @@ def test_a_second_append_in_the_same_process_is_refused_and_the_lock_goes_with_t
     assert len(AtlasDataset(root)) == 12
 
 
+def test_a_writer_and_its_lock_refuse_to_be_pickled_and_keep_writing(tmp_path):
+    """A lock is a descriptor number of this process: a pickled copy released in another process would close
+    that process's file of the same number. Pickling a writer (for a worker) is a TypeError naming the write."""
+    import pickle
+
+    w = AtlasDatasetWriter(tmp_path / "d", 10, 4)
+    with pytest.raises(TypeError, match="the write to .*d belongs to the process that took it"):
+        pickle.dumps(w)
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(w._lock)
+    w.add_example(example(1))
+    w.close()
+    assert AtlasDataset(tmp_path / "d")[0] == example(1)
+
+
 def test_a_live_writes_files_are_kept_and_a_second_write_is_refused(tmp_path):
     target = tmp_path / "d"
     with Held("write", target, "midway", tmp_path) as holder:

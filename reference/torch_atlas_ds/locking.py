@@ -259,6 +259,12 @@ class WriterLock:
         finally:
             os.close(fd)
 
+    def __reduce__(self) -> Any:
+        """Refused: the lock is a descriptor number of this process. A copy in another process (a pickled
+        writer shipped to a worker) would close whatever file that process has under the same number."""
+        raise TypeError(f"the lock of {self.what} belongs to the process that took it and cannot be pickled "
+                        "(a writer is used in the process that opened it)")
+
     def __enter__(self) -> WriterLock:
         return self.acquire()
 

@@ -54,6 +54,10 @@ class AtlasDatasink(Datasink[list[tuple[int, int, str, dict[str, Any]]]]):
             raise
         self._writer, self._job = writer, _job(writer)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """What Ray ships to the write tasks: everything but the driver's writer (its lock stays on the driver)."""
+        return {**self.__dict__, "_writer": None}
+
     def write(self, blocks: Iterable[Any], ctx: Any) -> list[tuple[int, int, str, dict[str, Any]]]:
         """One task: its rows in shards of ``shard_size``, each built in this attempt's folder."""
         from ray.data.block import BlockAccessor
