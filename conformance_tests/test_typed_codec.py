@@ -228,5 +228,25 @@ def test_the_decoders_header_table_is_bounded_and_never_skips_a_check():
     assert decoder.decode(flags).tolist() == [True, False]
     with pytest.raises(FormatError, match="other than 0 and 1"):  # checked on every bool array, known header or not
         decoder.decode(flags[:-1] + b"\x02")
+    assert len(decoder._by_size) <= TypedDecoder.LAYOUTS
+
+
+def test_arrays_of_one_payload_size_and_other_headers_alternate_exactly():
+    """The hook's fast case is keyed by payload size: arrays of the same size with another shape, dtype or bool
+    must each be decoded by their own header, in any order, however often they alternate."""
+    decoder = TypedDecoder()
+    rng = np.random.default_rng(5)
+    kinds = [rng.integers(0, 2, (6, 4), dtype=np.uint8), rng.integers(0, 2, (4, 6), dtype=np.uint8),
+             rng.integers(0, 2, (24,), dtype=np.uint8).reshape(2, 12), rng.integers(0, 2, (4, 6)).astype(bool),
+             rng.integers(0, 2, (4, 6), dtype=np.int8)]
+    payloads = {len(encode(k)) for k in kinds[:2] + kinds[3:]}
+    assert len(payloads) == 1  # the same size, other headers
+    for k in [0, 1, 2, 3, 4, 1, 0, 3, 3, 4, 0] * 3:
+        got = decoder.decode(encode({"a": kinds[k]}))["a"]
+        assert got.dtype == kinds[k].dtype and got.shape == kinds[k].shape and np.array_equal(got, kinds[k])
+    bad = bytearray(encode(kinds[3]))
+    bad[-1] = 2
+    with pytest.raises(FormatError, match="other than 0 and 1"):  # a bool array of a known size is still checked
+        decoder.decode(bytes(bad))
     tensor = decoder.decode(encode(torch.arange(3, dtype=torch.bfloat16)))
     assert tensor.dtype == torch.bfloat16 and tensor.tolist() == [0.0, 1.0, 2.0]
