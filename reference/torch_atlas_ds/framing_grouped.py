@@ -115,6 +115,7 @@ class GroupedFraming(Framing):
         self._tables: dict[tuple[int, int], tuple[Any, int, int]] = {}  # (n, length) -> (struct, at, G)
         # (n, offset width) -> (head struct, head size, frames, each frame's (first, end) among the offsets)
         self._heads: dict[tuple[int, int], tuple[Any, int, int, tuple[tuple[int, int], ...]]] = {}
+        self._groups: dict[int, int] = {}  # examples per group of a block of n
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -137,7 +138,7 @@ class GroupedFraming(Framing):
 
     def group_of(self, n: int) -> int:
         """Examples per group (the part a random read unpickles) of a block of ``n`` examples."""
-        return grouped.block_group(n, self.group)
+        return self._groups.get(n) or self._group_of(n)
 
     def values(self, blk: CachedBlock) -> list[Any]:
         """The block's examples from one unpickling, kept with it; if that fails (one bad example), every
@@ -282,7 +283,7 @@ class GroupedFraming(Framing):
         """The decoded frame of a one-frame block (kept with the block)."""
         part = blk.part
         if part is None:
-            blk.part = part = (0, self.site.decode_frame(blk.data, blk.b, None, blk.raw, blk.raw), None)
+            blk.part = part = (0, self.site.decode_frame(blk.data, blk.b, None, blk.raw, blk.raw), None, 0)
         return part[1]
 
     def part(self, blk: CachedBlock, pos: int) -> Any:
@@ -326,32 +327,31 @@ class GroupedFraming(Framing):
             part = self._frame(blk, j, pos)
             if part is None:
                 return self.whole(blk)[pos]
-        group = self.group_of(blk.count)
+        _, frame, bounds, group = part
         q, k = divmod(within, group)
-        bounds = part[2]
         first = j * _FRAME + q * group
         count = min(group, blk.count - first)
-        data = b"".join((self.group_prefix(count), part[1][bounds[q]:bounds[q + 1]], self.end))
-        return self._part(data, blk, pos, count, len(self.preamble), first)[k]
+        return self.group_part(frame[bounds[q]:bounds[q + 1]], blk, pos, count, first)[k]
+
+    def group_part(self, group: Any, blk: CachedBlock, pos: int, count: int, first: int) -> list[Any]:
+        """The ``count`` examples of one group's slices (``pos`` among them, the first being ``first``)."""
+        data = b"".join((self.preamble, group, self.end))
+        return self._part(data, blk, pos, count, len(self.preamble), first)
 
     def first_at(self, n: int) -> int:
         """Where frame 0's first example starts in a block of ``n``: after the preamble."""
         return len(self.preamble)
 
-    def group_prefix(self, count: int) -> bytes:
-        """What precedes a group of ``count`` examples to make it one list: the preamble."""
-        return self.preamble
-
-    def _frame(self, blk: CachedBlock, j: int, pos: int) -> tuple[int, Any, tuple[int, ...]] | None:
-        """(j, frame j decoded, where each of its groups starts and the last ends), kept with the block; None
-        for a list fallback. Frame j's group offsets must lie within its slices."""
-        stored = blk.data
+    def _frame(self, blk: CachedBlock, j: int, pos: int) -> tuple[int, Any, tuple[int, ...], int] | None:
+        """(j, frame j decoded, where each of its groups starts and the last ends, examples per group), kept
+        with the block; None for a list fallback. Frame j's group offsets must lie within its slices."""
+        stored, n = blk.data, blk.count
         starts, offsets = self.starts(blk)
         if len(starts) > 1 and starts[1] == starts[0]:
             return None
         last = j + 1 == len(starts)
         frame = self.site.decode_frame(stored[starts[j]:len(stored) if last else starts[j + 1]], blk.b, pos, blk.raw)
-        base = self.first_at(blk.count) if j == 0 else 0
+        base = self.first_at(n) if j == 0 else 0
         end = len(frame)
         if last and self.end:
             end -= len(self.end)
@@ -361,9 +361,13 @@ class GroupedFraming(Framing):
         if frame_offsets and frame_offsets[-1] >= end - base:
             raise FormatError(f"frame {j}'s group offsets {list(frame_offsets)} must lie within its "
                               f"{end - base} bytes of slices", **self.at(blk, pos))
-        bounds = (base, *[base + o for o in frame_offsets], end)
-        blk.part = part = (j, frame, bounds)
+        group = self.group_of(n)
+        blk.part = part = (j, frame, (base, *map(base.__add__, frame_offsets), end), group)
         return part
+
+    def _group_of(self, n: int) -> int:
+        self._groups[n] = group = grouped.block_group(n, self.group)
+        return group
 
     def _part(self, data: Any, blk: CachedBlock, pos: int, expected: int, start: int, base: int) -> list[Any]:
         """A part unpickled and checked: a list of ``expected`` examples whose slices start at ``start`` in

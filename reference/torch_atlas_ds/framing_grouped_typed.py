@@ -33,8 +33,17 @@ class TypedGroupedFraming(GroupedFraming):
     def first_at(self, n: int) -> int:
         return len(typed.array_header(n))
 
-    def group_prefix(self, count: int) -> bytes:
-        return typed.array_header(count)
+    def group_part(self, group: Any, blk: CachedBlock, pos: int, count: int, first: int) -> list[Any]:
+        """The ``count`` examples of one group: a group of one (blocks of up to 8) is the example's own
+        MessagePack object, decoded as it is (msgspec refuses anything after it); a larger one is decoded as
+        the array of its count."""
+        if count == 1:
+            try:
+                return [self.site.loads(group)]
+            except AtlasError as exc:
+                raise exc.relocated(**self.at(blk, pos)) from None
+        prefix = typed.array_header(count)
+        return self._part(prefix + bytes(group), blk, pos, count, len(prefix), first)
 
     def decoded(self, blk: CachedBlock) -> Any:
         return self._joined(blk, self._starts(blk))

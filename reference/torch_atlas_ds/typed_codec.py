@@ -266,7 +266,8 @@ class TypedDecoder:
     dataset's arrays share a few headers, so a later array costs a lookup and one copy. The hook, a
     closure over its table, first tries the numeric ndarray last seen with the payload's size: one int
     lookup and one compare of the header bytes (RESULTS-typed.md: a block of 64 image dicts, 128 arrays,
-    decodes in 109 us, 130 us when every array went through a method keyed by its header). At most ``LAYOUTS`` headers are kept (hostile data cannot grow the tables beyond that)."""
+    decodes in 109 us, 130 us when every array went through a method keyed by its header). At most
+    ``LAYOUTS`` headers are kept (hostile data cannot grow the tables beyond that)."""
 
     LAYOUTS = 1024
 
