@@ -115,7 +115,7 @@ class GroupedFraming(Framing):
         self._tables: dict[tuple[int, int], tuple[Any, int, int]] = {}  # (n, length) -> (struct, at, G)
         # (n, offset width) -> (head struct, head size, frames, each frame's (first, end) among the offsets)
         self._heads: dict[tuple[int, int], tuple[Any, int, int, tuple[tuple[int, int], ...]]] = {}
-        self._groups: dict[int, int] = {}  # examples per group of a block of n
+        self._plans: dict[int, tuple[int, int]] = {}  # n -> _plan(n)
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -138,7 +138,7 @@ class GroupedFraming(Framing):
 
     def group_of(self, n: int) -> int:
         """Examples per group (the part a random read unpickles) of a block of ``n`` examples."""
-        return self._groups.get(n) or self._group_of(n)
+        return (self._plans.get(n) or self._plan(n))[0]
 
     def values(self, blk: CachedBlock) -> list[Any]:
         """The block's examples from one unpickling, kept with it; if that fails (one bad example), every
@@ -351,7 +351,8 @@ class GroupedFraming(Framing):
             return None
         last = j + 1 == len(starts)
         frame = self.site.decode_frame(stored[starts[j]:len(stored) if last else starts[j + 1]], blk.b, pos, blk.raw)
-        base = self.first_at(n) if j == 0 else 0
+        group, first_at = self._plans.get(n) or self._plan(n)
+        base = first_at if j == 0 else 0
         end = len(frame)
         if last and self.end:
             end -= len(self.end)
@@ -361,13 +362,13 @@ class GroupedFraming(Framing):
         if frame_offsets and frame_offsets[-1] >= end - base:
             raise FormatError(f"frame {j}'s group offsets {list(frame_offsets)} must lie within its "
                               f"{end - base} bytes of slices", **self.at(blk, pos))
-        group = self.group_of(n)
         blk.part = part = (j, frame, (base, *map(base.__add__, frame_offsets), end), group)
         return part
 
-    def _group_of(self, n: int) -> int:
-        self._groups[n] = group = grouped.block_group(n, self.group)
-        return group
+    def _plan(self, n: int) -> tuple[int, int]:
+        """(examples per group, where frame 0's first example starts) of a block of ``n``, kept per n."""
+        self._plans[n] = plan = (grouped.block_group(n, self.group), self.first_at(n))
+        return plan
 
     def _part(self, data: Any, blk: CachedBlock, pos: int, expected: int, start: int, base: int) -> list[Any]:
         """A part unpickled and checked: a list of ``expected`` examples whose slices start at ``start`` in
