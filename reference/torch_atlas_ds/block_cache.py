@@ -42,8 +42,9 @@ class CachedBlock:
         self.table: tuple[int, ...] | None = None
         self.values: list[Any] | None = None
         self.last_pos = -2
-        #: framing "grouped": (frame number, its decoded bytes, where its groups start and the last ends or None
-        #: in a one-frame block of pickles, examples per group) a read decoded, kept for the next read
+        #: framing "grouped": (frame number, its decoded bytes, where its groups start and the last ends,
+        #: examples per group; None and 0 for a one-frame block of pickles, whose table is inside the frame)
+        #: a read decoded, kept for the next read
         self.part: tuple[int, Any, Any, int] | None = None
         #: framing "grouped": parts unpickled by the reads in a row of this block
         self.parts = 0
