@@ -24,7 +24,6 @@ import bisect
 import random
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,17 +37,9 @@ from torch_atlas_ds.block_cache import BlockCache, CachedBlock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_default_vs_original import text_examples  # noqa: E402  (the acceptance workload)
+from bench_typed_codec import best_us  # noqa: E402  (best of loops, µs per item)
 
 BLOCK = 8
-
-
-def best_us(run: Callable[[], None], n: int, loops: int = 5) -> float:
-    best = float("inf")
-    for _ in range(loops):
-        start = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - start)
-    return best / n * 1e6
 
 
 def bare_loop(ds: AtlasDataset, indices: list[int], cache: BlockCache | None) -> Callable[[], None]:
@@ -111,13 +102,13 @@ def main() -> int:
             return run
 
         n = len(indices)
-        rows.append(("reader, typed", best_us(reader(f"{tmp}/typed"), n)))
-        rows.append(("reader, pickle", best_us(reader(f"{tmp}/pickle"), n)))
-        rows.append(("reader, pickle, safe=True", best_us(reader(f"{tmp}/pickle", safe=True), n)))
+        rows.append(("reader, typed", best_us(reader(f"{tmp}/typed"), n, 5)))
+        rows.append(("reader, pickle", best_us(reader(f"{tmp}/pickle"), n, 5)))
+        rows.append(("reader, pickle, safe=True", best_us(reader(f"{tmp}/pickle", safe=True), n, 5)))
         typed_ds = AtlasDataset(f"{tmp}/typed")
-        rows.append(("bare loop, typed", best_us(bare_loop(typed_ds, indices, None), n)))
+        rows.append(("bare loop, typed", best_us(bare_loop(typed_ds, indices, None), n, 5)))
         rows.append(("bare loop, typed, with the block cache (16)",
-                     best_us(bare_loop(typed_ds, indices, BlockCache(16, 64 << 20)), n)))
+                     best_us(bare_loop(typed_ds, indices, BlockCache(16, 64 << 20)), n, 5)))
     print("| random ds[i], text, block 8 | µs a read |")
     print("|---|---|")
     for label, us in rows:

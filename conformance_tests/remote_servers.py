@@ -120,7 +120,6 @@ class S3Server(_BucketServer):
         return s3fs.S3FileSystem(skip_instance_cache=True, **self.options)
 
 
-
 class GcsServer(_BucketServer):
     """gcp-storage-emulator's GCS endpoint on 127.0.0.1 and a free port, in memory, with a bucket; ``options`` are
     gcsfs's storage options."""
@@ -140,7 +139,6 @@ class GcsServer(_BucketServer):
         import gcsfs
 
         return gcsfs.GCSFileSystem(skip_instance_cache=True, **self.options)
-
 
 
 def ids_of(items: list[dict[str, Any]]) -> list[int]:

@@ -322,11 +322,11 @@ class TypedDecoder:
             layout = self._layout(code, payload, key)
         dtype, shape, start, _, _, is_bool = layout
         data = payload[start:]
+        if is_bool and len(data) and int(np.frombuffer(data, np.uint8).max()) > 1:
+            raise FormatError("a bool array holds a byte other than 0 and 1")
         if code == typed.EXT_TENSOR:
-            return _tensor(dtype, shape, data, is_bool)
-        if is_bool:
-            _check_bool(data)
-        else:
+            return _tensor(dtype, shape, data)
+        if not is_bool:  # the hook's fast case from now on (a bool array's bytes are checked each time)
             self._by_size[size] = (key, dtype, shape, start)
         return np.ndarray(shape, dtype, bytearray(data))
 
@@ -342,11 +342,6 @@ class TypedDecoder:
         dtype = _NUMPY_DTYPES[entry.code] if code == typed.EXT_NDARRAY else _torch_dtype(entry)
         self._layouts[key] = layout = (dtype, shape, start, len(payload), code, entry.name == "bool")
         return layout
-
-
-def _check_bool(data: memoryview) -> None:
-    if len(data) and int(np.frombuffer(data, np.uint8).max()) > 1:
-        raise FormatError("a bool array holds a byte other than 0 and 1")
 
 
 def _array_parts(payload: memoryview) -> tuple[typed.DType, tuple[int, ...], int]:
@@ -378,11 +373,9 @@ def _torch_dtype(entry: typed.DType) -> Any:
     return getattr(torch, entry.torch)
 
 
-def _tensor(dtype: Any, shape: tuple[int, ...], data: memoryview, is_bool: bool) -> Any:
+def _tensor(dtype: Any, shape: tuple[int, ...], data: memoryview) -> Any:
     import torch
 
-    if is_bool:
-        _check_bool(data)
     if not len(data):
         return torch.empty(shape, dtype=dtype)
     return torch.frombuffer(bytearray(data), dtype=dtype).reshape(shape)

@@ -121,11 +121,7 @@ def _magicless_compressor(level: int, dictionary: bytes | None) -> Compress:
 
 
 def _magicless_decompress(data: Buffer, limit: int, dctx: zstandard.ZstdDecompressor | None) -> bytes:
-    # _zstd_decompress's body, not a call of it: a random read of a grouped block makes this call (80 ns)
-    try:
-        return (dctx or zstd_decompressor(magicless=True)).decompress(data)
-    except zstandard.ZstdError as exc:
-        raise CodecError(f"zstd cannot decode the block: {exc}") from None
+    return _zstd_decompress(data, limit, dctx or zstd_decompressor(magicless=True))
 
 
 def _magicless_strict(data: Buffer, limit: int, dctx: zstandard.ZstdDecompressor | None) -> tuple[bytes, int]:
