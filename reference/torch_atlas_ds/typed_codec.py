@@ -30,10 +30,11 @@ _FLOAT64 = struct.Struct(">d")
 #: offset is known before the payload is.
 _EXT32 = struct.Struct(">BIb")
 _NUMPY_DTYPES = {d.code: np.dtype(d.numpy) for d in typed.DTYPES if d.numpy}  # what a decoded array has
-_NUMPY_CODES = {np.dtype(d.numpy).str if d.numpy else None: d for d in typed.DTYPES if d.numpy}
+#: an encodable numpy dtype (either byte order) -> (its table entry, the little-endian dtype written)
+_ENCODABLE = {dtype: (d, _NUMPY_DTYPES[d.code]) for d in typed.DTYPES if d.numpy
+              for dtype in {np.dtype(d.numpy), np.dtype(d.numpy).newbyteorder(">")}}
 #: ArrayHeader's size for each ndim byte (the cache key of a payload's header, before it is checked)
 _HEAD_SIZES = tuple(typed.header_size(ndim) for ndim in range(256))
-_BIG_ENDIAN = {np.dtype(d.numpy).newbyteorder(">").str: d for d in typed.DTYPES if d.numpy and d.itemsize > 1}
 
 
 class _Unencodable(Exception):
@@ -200,25 +201,25 @@ def _emit_container(out: bytearray, value: Any, depth: int) -> None:
 
 
 def _emit_array(out: bytearray, array: np.ndarray[Any, Any], code: int) -> None:
-    entry = _NUMPY_CODES.get(array.dtype.str) or _BIG_ENDIAN.get(array.dtype.str)
-    if entry is None:
+    found = _ENCODABLE.get(array.dtype)
+    if found is None:
         raise _Unencodable(f"an array of dtype {array.dtype} is not encodable (dtypes: "
                            f"{', '.join(d.name for d in typed.DTYPES if d.numpy)})")
     if array.ndim > typed.MAX_NDIM:
         raise _Unencodable(f"an array of {array.ndim} dimensions is above the limit of {typed.MAX_NDIM}")
-    data = np.ascontiguousarray(array, dtype=np.dtype(entry.numpy))  # C order, little-endian
-    _emit_payload(out, code, entry.code, array.shape, data.reshape(-1).view(np.uint8))
+    entry, little = found
+    _emit_payload(out, code, entry.code, array.shape, np.ascontiguousarray(array, dtype=little))  # C order
 
 
 def _emit_payload(out: bytearray, code: int, dtype: int, shape: tuple[int, ...], data: Any) -> None:
     ndim = len(shape)
     data_at = len(out) + _EXT32.size + typed.header_size(ndim)
     pad = typed.pad_for(data_at)
-    out += _EXT32.pack(0xC9, typed.header_size(ndim) + pad + len(data), code)
+    out += _EXT32.pack(0xC9, typed.header_size(ndim) + pad + data.nbytes, code)
     out += typed.ARRAY_HEAD.pack(dtype, ndim, pad, 0)
     out += typed.shape_struct(ndim).pack(*shape)
     out += bytes(pad)
-    out.extend(memoryview(data))  # a buffer: bytearray takes it without a copy (`+=` would be numpy's add)
+    out.extend(data)  # a C-contiguous array: bytearray takes its buffer (`+=` would be numpy's add)
 
 
 def _is_tensor(value: Any) -> bool:
