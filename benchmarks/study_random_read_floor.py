@@ -74,12 +74,12 @@ def bare_loop(ds: AtlasDataset, indices: list[int], cache: BlockCache | None) ->
             if params.content_size != raw:
                 raise ValueError(f"block {b} of shard {k}: declared size")
             frame = dctx.decompress(frame_data)
-            bounds = (first, *map(first.__add__, offsets), len(frame))
             if cache is not None:
                 blk = CachedBlock(shard.label, b, b * BLOCK, BLOCK, stored, raw, raw)
-                blk.part = (0, frame, bounds, 1)
+                blk.part = (0, frame, (first, offsets, len(frame)), 1)
                 cache.keep(blk)
-            decode(frame[bounds[pos]:bounds[pos + 1]])
+            decode(frame[first + offsets[pos - 1] if pos else first:
+                         first + offsets[pos] if pos < len(offsets) else len(frame)])
     return run
 
 

@@ -65,7 +65,7 @@ def test_the_stored_block_is_the_list_array_in_frames_of_32_under_its_head(tmp_p
     assert frames[0].startswith(typed.array_header(first))
 
 
-def test_every_read_path_returns_the_examples_and_a_random_read_decodes_one_group(tmp_path):
+def test_every_read_path_returns_the_examples_and_a_random_read_decodes_its_example_alone(tmp_path):
     values = records(100)
     root = write(tmp_path / "d", values, 64)
     assert all(same_values(a, b) for a, b in zip(AtlasDataset(root), values, strict=True))
@@ -80,9 +80,8 @@ def test_every_read_path_returns_the_examples_and_a_random_read_decodes_one_grou
     shard.loads = lambda data: (decoded.append(len(data)), loads(data))[1]
     shard._reset()  # the framing binds the shard's loads when it is made
     assert same_values(fresh[70], values[70])
-    group = grouped.group_of_meta(parse_json((root / "000000" / "meta.json").read_bytes()))
-    start = 64 + (70 - 64) // group * group
-    assert decoded == [1 + sum(len(encode(v)) for v in values[start:start + group])]  # fixarray + one group
+    assert grouped.group_of_meta(parse_json((root / "000000" / "meta.json").read_bytes())) > 1
+    assert decoded == [len(encode(values[70]))]  # its group split undecoded, the example alone decoded
 
 
 def _edit_head(root: Path, b: int, n: int, change: Any) -> None:
@@ -145,3 +144,28 @@ def test_a_broken_array_or_frame_is_reported_and_refused_or_read_whole(tmp_path,
     with pytest.raises(FormatError) as info:
         list(AtlasDataset(root))
     assert info.value.block == 0 and info.value.shard == "000000"
+
+
+def test_a_bad_example_leaves_the_rest_of_its_group_readable_at_random_and_in_order(tmp_path):
+    """A random read of a group of 8 decodes only its example: the group's neighbours of an example whose array
+    has an unknown dtype code are read, and that example alone is refused, naming itself."""
+    values = records(64)
+    root = write(tmp_path / "d", values, 64)
+    assert grouped.group_of_meta(parse_json((root / "000000" / "meta.json").read_bytes())) == 8
+    stored, raw_size = stored_block(root, 0)
+    example = encode(values[10])
+    at = stored.index(example) + example.rindex(b"\xc9")  # the ndarray's ext 32 (its data holds no 0xc9)
+    assert stored[at + 5] == typed.EXT_NDARRAY
+    replace_block(root, 0, stored[:at + 6] + b"\xee" + stored[at + 7:], raw_size)  # its dtype code
+    assert "ATL704" in validate(root).ids()
+    ds = AtlasDataset(root)
+    assert same_values(ds[11], values[11]) and same_values(ds[9], values[9])  # the same group of 8 (8-15)
+    with pytest.raises(FormatError, match="unknown dtype code") as info:
+        ds[10]
+    assert info.value.example == 10 and info.value.block == 0
+    in_order = AtlasDataset(root)
+    assert all(same_values(in_order[i], values[i]) for i in range(10))
+    with pytest.raises(FormatError) as info:
+        in_order[10]
+    assert info.value.example == 10
+    assert all(same_values(in_order[i], values[i]) for i in range(11, 64))

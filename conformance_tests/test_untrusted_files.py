@@ -366,23 +366,26 @@ def test_decoded_blocks_kept_are_bounded_in_bytes(tmp_path, version):
 
 
 def test_block_cache_bounds_count_and_bytes():
-    from torch_atlas_ds.block_cache import BlockCache
+    from torch_atlas_ds.block_cache import BlockCache, CachedBlock
+
+    def block(b: int, nbytes: int) -> CachedBlock:
+        return CachedBlock("a", b, 0, 1, f"data {b}", nbytes)
 
     cache = BlockCache(3, max_bytes=100)
-    cache.put(("a", 0), "A", 60)
-    cache.put(("a", 1), "B", 30)
-    assert cache.get(("a", 0)) == "A"  # now the most recent
-    cache.put(("a", 2), "C", 30)  # 120 bytes: the least recently used (B) goes
+    a0 = cache.keep(block(0, 60))
+    cache.keep(block(1, 30))
+    assert cache.get(("a", 0)) is a0  # now the most recent
+    c = cache.keep(block(2, 30))  # 120 bytes: the least recently used (1) goes
     assert cache.get(("a", 1)) is None and cache.nbytes == 90 and len(cache) == 2
-    cache.put(("a", 3), "D", 101)  # bigger than the whole budget: never cached
-    assert cache.get(("a", 3)) is None and cache.nbytes == 90
-    cache.put(("a", 4), "E", 1)
-    cache.put(("a", 5), "F", 1)  # the count bound (3) still holds
+    big = cache.keep(block(3, 101))  # bigger than the whole budget: never cached, but the block in hand
+    assert cache.get(("a", 3)) is None and cache.nbytes == 90 and cache.last is big
+    cache.keep(block(4, 1))
+    cache.keep(block(5, 1))  # the count bound (3) still holds
     assert len(cache) == 3 and cache.get(("a", 0)) is None
-    cache.put(("a", 4), "E2", 5)  # replacing an entry counts its new size only
-    assert cache.nbytes == 30 + 1 + 5
+    again = cache.keep(block(4, 5))  # replacing an entry counts its new size only
+    assert cache.nbytes == 30 + 1 + 5 and cache.get(("a", 4)) is again and cache.get(("a", 2)) is c
     cache.clear()
-    assert cache.nbytes == 0 and len(cache) == 0
+    assert cache.nbytes == 0 and len(cache) == 0 and cache.last.b == -1
     with pytest.raises(ValueError):
         BlockCache(1, max_bytes=-1)
 

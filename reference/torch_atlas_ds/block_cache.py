@@ -42,9 +42,9 @@ class CachedBlock:
         self.table: tuple[int, ...] | None = None
         self.values: list[Any] | None = None
         self.last_pos = -2
-        #: framing "grouped": (frame number, its decoded bytes, where its groups start and the last ends,
-        #: examples per group; None and 0 for a one-frame block of pickles, whose table is inside the frame)
-        #: a read decoded, kept for the next read
+        #: framing "grouped": (frame number, its decoded bytes, (where its slices start, its interior group
+        #: offsets from there, where its last slice ends), examples per group; None and 0 for a one-frame
+        #: block of pickles, whose table is inside the frame) a read decoded, kept for the next read
         self.part: tuple[int, Any, Any, int] | None = None
         #: framing "grouped": parts unpickled by the reads in a row of this block
         self.parts = 0
@@ -58,12 +58,12 @@ class BlockCache:
     block read last. One per dataset and process, shared by its shards, so the bound holds whatever the
     number of shards; a few KB of compressible blocks can decode to gigabytes, hence the byte bound.
 
-    ``get`` and ``put`` take no lock (a put follows every decode of a random read): each OrderedDict call
+    ``get`` and ``keep`` take no lock (a keep follows every decode of a random read): each OrderedDict call
     is atomic under the GIL. Bytes are counted exactly, under a lock, only when ``count * largest block``
     could exceed the budget, which typical blocks (16 of 24 KB against 64 MiB) never reach.
     """
 
-    __slots__ = ("capacity", "max_bytes", "last", "_limit", "_largest", "_items", "_sizes", "_lock", "__weakref__")
+    __slots__ = ("capacity", "max_bytes", "last", "_limit", "_largest", "_items", "_lock", "__weakref__")
 
     def __init__(self, capacity: int, max_bytes: int | None = None) -> None:
         if capacity < 0:
@@ -76,8 +76,8 @@ class BlockCache:
         self.last: CachedBlock = _NONE
         self._limit = -1 if capacity == 0 else max_bytes if max_bytes is not None else 1 << 62
         self._largest = 0  # at least the largest size held (it only shrinks when bytes are counted)
-        self._items: OrderedDict[tuple[str, int], Any] = OrderedDict()
-        self._sizes: dict[tuple[str, int], int] = {}
+        #: (shard label, block number) -> its CachedBlock, least recently used first (sizes: their nbytes)
+        self._items: OrderedDict[tuple[str, int], CachedBlock] = OrderedDict()
         self._lock = fork_safe_lock(self)
 
     def block(self, label: str, b: int) -> CachedBlock | None:
@@ -91,12 +91,28 @@ class BlockCache:
         return found
 
     def keep(self, block: CachedBlock) -> CachedBlock:
-        """``block`` was just read: it is the block in hand, and cached if it fits the budget."""
+        """``block`` was just read: it is the block in hand, and cached (evicting the least recently used
+        beyond either bound) unless it alone is above the byte budget."""
         self.last = block
-        self.put((block.label, block.b), block, block.nbytes)
+        size = block.nbytes
+        if size > self._limit:
+            return block
+        items = self._items
+        key = (block.label, block.b)
+        items[key] = block
+        try:
+            items.move_to_end(key)  # a block another thread cached meanwhile: this one is the newest
+            while len(items) > self.capacity:
+                items.popitem(last=False)
+        except KeyError:  # another thread emptied it concurrently: the bound still holds
+            pass
+        if size > self._largest:
+            self._largest = size
+        if len(items) * self._largest > self._limit:
+            self._fit()
         return block
 
-    def get(self, key: tuple[str, int]) -> Any:
+    def get(self, key: tuple[str, int]) -> CachedBlock | None:
         # A miss (most random reads) raises nothing. A key evicted by another thread in between
         # is still a hit for this caller.
         items = self._items
@@ -108,38 +124,17 @@ class BlockCache:
                 pass
         return value
 
-    def put(self, key: tuple[str, int], value: Any, size: int) -> None:
-        """Keep ``value`` (``size`` bytes), evicting the least recently used beyond either bound."""
-        if size > self._limit:
-            return
-        items, sizes = self._items, self._sizes
-        sizes[key] = size
-        items[key] = value
-        try:
-            items.move_to_end(key)
-            while len(items) > self.capacity:
-                sizes.pop(items.popitem(last=False)[0], None)
-        except KeyError:  # another thread emptied it concurrently: the bound still holds
-            pass
-        if size > self._largest:
-            self._largest = size
-        if len(items) * self._largest > self._limit:
-            self._fit()
-
     def _fit(self) -> None:
         """Count the bytes held exactly and evict the least recently used beyond the budget."""
-        items, sizes = self._items, self._sizes
+        items = self._items
         with self._lock:
-            held = list(items)
-            for key in [k for k in list(sizes) if k not in items]:  # left by a race between two puts
-                sizes.pop(key, None)
-            total = sum(sizes.get(k, 0) for k in held)
+            total = sum(block.nbytes for block in list(items.values()))
             while total > self._limit and items:
                 try:
-                    total -= sizes.pop(items.popitem(last=False)[0], 0)
+                    total -= items.popitem(last=False)[1].nbytes
                 except KeyError:
                     break
-            self._largest = max((sizes.get(k, 0) for k in list(items)), default=0)
+            self._largest = max((block.nbytes for block in list(items.values())), default=0)
 
     def drop(self, label: str) -> None:
         """Forget shard ``label``'s blocks (it released its files: views of them must not keep them open)."""
@@ -148,18 +143,16 @@ class BlockCache:
         with self._lock:
             for key in [k for k in list(self._items) if k[0] == label]:
                 self._items.pop(key, None)
-                self._sizes.pop(key, None)
 
     @property
     def nbytes(self) -> int:
-        """The bytes of the blocks the LRU holds (as given to put)."""
-        return sum(self._sizes.get(k, 0) for k in list(self._items))
+        """The bytes of the blocks the LRU holds (their nbytes)."""
+        return sum(block.nbytes for block in list(self._items.values()))
 
     def clear(self) -> None:
         self.last = _NONE
         with self._lock:
             self._items.clear()
-            self._sizes.clear()
             self._largest = 0
 
     def __len__(self) -> int:

@@ -38,6 +38,8 @@ _END = grouped.LIST_END
 _FALLBACK = grouped.FALLBACK_PREFIX
 _LENGTH_AT = grouped.TABLE_LENGTH_AT
 _BARE_LIST = grouped.PREAMBLE_PREFIX + b"]("  # PROTO 3, EMPTY_LIST, MARK: a list whose items are the slices
+#: what a read decoded of a block, kept with it (``CachedBlock.part``)
+Part = tuple[int, Any, tuple[int, tuple[int, ...], int], int]
 
 
 def _increasing(offsets: tuple[int, ...]) -> bool:
@@ -327,24 +329,28 @@ class GroupedFraming(Framing):
             part = self._frame(blk, j, pos)
             if part is None:
                 return self.whole(blk)[pos]
-        _, frame, bounds, group = part
+        _, frame, (base, offsets, end), group = part
         q, k = divmod(within, group)
         first = j * _FRAME + q * group
-        count = min(group, blk.count - first)
-        return self.group_part(frame[bounds[q]:bounds[q + 1]], blk, pos, count, first)[k]
+        count = blk.count - first
+        return self.group_part(frame[base + offsets[q - 1] if q else base:
+                                     base + offsets[q] if q < len(offsets) else end],
+                               blk, pos, count if count < group else group, first, k)
 
-    def group_part(self, group: Any, blk: CachedBlock, pos: int, count: int, first: int) -> list[Any]:
-        """The ``count`` examples of one group's slices (``pos`` among them, the first being ``first``)."""
+    def group_part(self, group: Any, blk: CachedBlock, pos: int, count: int, first: int, k: int) -> Any:
+        """Example ``pos``, the ``k``-th of the ``count`` examples of one group's slices (the first being
+        ``first``), from the group unpickled whole."""
         data = b"".join((self.preamble, group, self.end))
-        return self._part(data, blk, pos, count, len(self.preamble), first)
+        return self._part(data, blk, pos, count, len(self.preamble), first)[k]
 
     def first_at(self, n: int) -> int:
         """Where frame 0's first example starts in a block of ``n``: after the preamble."""
         return len(self.preamble)
 
-    def _frame(self, blk: CachedBlock, j: int, pos: int) -> tuple[int, Any, tuple[int, ...], int] | None:
-        """(j, frame j decoded, where each of its groups starts and the last ends, examples per group), kept
-        with the block; None for a list fallback. Frame j's group offsets must lie within its slices."""
+    def _frame(self, blk: CachedBlock, j: int, pos: int) -> Part | None:
+        """(j, frame j decoded, (where its slices start, its interior group offsets from there, where its last
+        slice ends), examples per group), kept with the block; None for a list fallback. Frame j's group
+        offsets must lie within its slices."""
         stored, n = blk.data, blk.count
         starts, offsets = self.starts(blk)
         if len(starts) > 1 and starts[1] == starts[0]:
@@ -362,7 +368,7 @@ class GroupedFraming(Framing):
         if frame_offsets and frame_offsets[-1] >= end - base:
             raise FormatError(f"frame {j}'s group offsets {list(frame_offsets)} must lie within its "
                               f"{end - base} bytes of slices", **self.at(blk, pos))
-        blk.part = part = (j, frame, (base, *map(base.__add__, frame_offsets), end), group)
+        blk.part = part = (j, frame, (base, frame_offsets, end), group)
         return part
 
     def _plan(self, n: int) -> tuple[int, int]:

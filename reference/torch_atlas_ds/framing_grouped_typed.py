@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from atlas_format import typed
 
 from .block_cache import CachedBlock
@@ -29,27 +31,39 @@ class TypedGroupedFraming(GroupedFraming):
 
     def __init__(self, site: GroupedSite, group: int) -> None:
         super().__init__(site, b"", group)
+        self._raw_items = msgspec.msgpack.Decoder(list[msgspec.Raw])
 
     def first_at(self, n: int) -> int:
         return len(typed.array_header(n))
 
-    def group_part(self, group: Any, blk: CachedBlock, pos: int, count: int, first: int) -> list[Any]:
-        """The ``count`` examples of one group: a group of one (blocks of up to 8) is the example's own
-        MessagePack object, decoded as it is (msgspec refuses anything after it); a larger one is decoded as
-        the array of its count."""
+    def group_part(self, group: Any, blk: CachedBlock, pos: int, count: int, first: int, k: int) -> Any:
+        """Example ``pos``, the ``k``-th of the ``count`` examples of one group. A group of one (blocks of up
+        to 8) is the example's own MessagePack object, decoded as it is (msgspec refuses anything after it).
+        A larger group is split into its ``count`` objects undecoded (``msgspec.Raw``: their structure
+        scanned, 0.46 us for 8 text examples) and only the example's is decoded (0.73 us in all, 1.84 us
+        for the whole group). If the split fails, the group is decoded whole, which names the bad example."""
+        prefix = typed.array_header(count)
+        if count > 1:
+            try:
+                items = self._raw_items.decode(prefix + bytes(group))
+            except (msgspec.DecodeError, ValueError, RecursionError):
+                items = None
+            if items is not None and len(items) == count:
+                group = items[k]
+                count = 1
         if count == 1:
             try:
-                return [self.site.loads(group)]
+                return self.site.loads(group)
             except AtlasError as exc:
                 raise exc.relocated(**self.at(blk, pos)) from None
-        prefix = typed.array_header(count)
-        return self._part(prefix + bytes(group), blk, pos, count, len(prefix), first)
+        return self._part(prefix + bytes(group), blk, pos, count, len(prefix), first)[k]
 
     def decoded(self, blk: CachedBlock) -> Any:
         return self._joined(blk, self._starts(blk))
 
-    def part(self, blk: CachedBlock, pos: int) -> Any:
-        return self._frame_example(blk, pos)  # frame 0 empty (a list fallback's shape): whole() refuses it
+    #: every typed block's head locates its frames and groups (frame 0 empty, a list fallback's shape: whole()
+    #: refuses it)
+    part = GroupedFraming._frame_example
 
     def whole(self, blk: CachedBlock) -> list[Any]:
         """The block's array decoded at once; if it is not n examples, each group is decoded to name the bad

@@ -384,49 +384,46 @@ class V2Shard(ProcessLocalState):
         return stored
 
     def _block(self, b: int) -> CachedBlock:
-        """Block ``b``: the block in hand, the dataset's cache, or a read (and decode) kept in the cache."""
+        """Block ``b``: the block in hand, the dataset's cache, or a read (and decode) kept in the cache.
+
+        Framing grouped keeps the stored view, and what reads of it decoded and unpickled (counted as its
+        decoded size); ``last_pos`` tells the framing how it is read: -1 when the block read last was the one
+        before (in order), -2 when it was another (a random read)."""
         cache = self.cache
         last = cache.last
-        if last.b == b and last.label == self.label:
+        label = self.label
+        if last.b == b and last.label == label:
             return last
         count = self.block_size if b != self._last_block else self._last_count
+        if self._grouped:
+            blk: CachedBlock | None = cache.get((label, b))
+            if blk is None:
+                maps = self._m
+                if maps.gen != _FORK_GENERATION[0]:
+                    maps = self._open()
+                raw = int(maps.raw[b])
+                blk = CachedBlock(label, b, b * self.block_size, count, self._stored(b, maps), raw, raw)
+                if last.b == b - 1 and last.label == label:
+                    blk.last_pos = -1
+                return cache.keep(blk)
+            blk.last_pos = -1 if last.b == b - 1 and last.label == label else -2
+            cache.last = blk
+            return blk
         if self._decodes:
-            blk: CachedBlock | None = cache.get((self.label, b))
+            blk = cache.get((label, b))
             if blk is None:
                 data = self.decoded_block(b)
-                return cache.keep(CachedBlock(self.label, b, b * self.block_size, count, data, len(data), -1,
+                return cache.keep(CachedBlock(label, b, b * self.block_size, count, data, len(data), -1,
                                               self._base if b != self._last_block else table_size(count)))
             cache.last = blk
             return blk
-        if self._grouped:
-            return self._grouped_block(b, count, last)
         # read where it is stored: nothing to keep beyond the block in hand (and the maps stay closable)
         maps = self._m
         if maps.gen != _FORK_GENERATION[0]:
             maps = self._open()
         data = self._stored(b, maps)
-        cache.last = blk = CachedBlock(self.label, b, b * self.block_size, count, data, len(data), int(maps.raw[b]),
+        cache.last = blk = CachedBlock(label, b, b * self.block_size, count, data, len(data), int(maps.raw[b]),
                                        self._base if b != self._last_block else table_size(count))
-        return blk
-
-    def _grouped_block(self, b: int, count: int, last: CachedBlock) -> CachedBlock:
-        """Framing grouped's block ``b``: its stored view, and what reads of it decoded and unpickled, kept in
-        the cache (counted as its decoded size). ``last_pos`` tells the framing how it is read: -1 when the
-        block read last was the one before (in order), -2 when it was another (a random read)."""
-        cache = self.cache
-        blk: CachedBlock | None = cache.get((self.label, b))
-        if blk is None:
-            maps = self._m
-            if maps.gen != _FORK_GENERATION[0]:
-                maps = self._open()
-            data = self._stored(b, maps)
-            raw = int(maps.raw[b])
-            blk = CachedBlock(self.label, b, b * self.block_size, count, data, raw, raw)
-            if last.b == b - 1 and last.label == self.label:
-                blk.last_pos = -1
-            return cache.keep(blk)
-        blk.last_pos = -1 if last.b == b - 1 and last.label == self.label else -2
-        cache.last = blk
         return blk
 
     def get(self, i: int) -> Any:
